@@ -1,0 +1,31 @@
+# Copyright (c) kubepki.certs contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+#
+# PRIVATE to kubepki.certs: this module_utils file may change in any release.
+
+"""The one exception type of the collection; modules turn it into fail_json in one place."""
+
+from __future__ import annotations
+
+
+class KubePkiError(Exception):
+    """A failure to report to the user.
+
+    ``msg`` names the parameter or object at fault. ``details`` holds extra, non-secret facts
+    (an API status, the last state seen) returned beside ``msg`` by ``fail_json``.
+    """
+
+    def __init__(self, msg, **details):
+        super().__init__(msg)
+        self.msg = msg
+        self.details = details
+
+
+class WaitTimeout(KubePkiError):
+    """Waiting ended before the awaited state; ``details['last_state']`` says what was seen last."""
+
+
+def fail_from(module, error):
+    """Report ``error`` (a KubePkiError) through ``module.fail_json``."""
+    module.fail_json(msg=error.msg, **error.details)
