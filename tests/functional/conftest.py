@@ -1,0 +1,120 @@
+"""Running ansible-playbook against this collection, for the functional tests.
+
+The collection is made importable as ``kubepki.certs`` through a symlink tree under ``.cache/`` (not
+committed); kubernetes.core and community.crypto come from the ``ansible`` package in the venv.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def collections_root():
+    """A directory holding ``ansible_collections/kubepki/certs`` -> the repository."""
+    root = os.path.join(REPO, ".cache", "collections")
+    link = os.path.join(root, "ansible_collections", "kubepki", "certs")
+    if not os.path.islink(link):
+        os.makedirs(os.path.dirname(link), exist_ok=True)
+        try:
+            os.symlink(REPO, link)
+        except FileExistsError:
+            pass
+    return root
+
+
+def ansible_env(tmp_dir, extra=None):
+    """The environment for ansible-playbook: this venv's interpreter, our collection, JSON output."""
+    site = next(p for p in sys.path if p.endswith("site-packages"))
+    env = dict(os.environ)
+    env.update({
+        "ANSIBLE_COLLECTIONS_PATH": os.pathsep.join([collections_root(), site]),
+        "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
+        "ANSIBLE_CALLBACK_RESULT_FORMAT": "json",
+        "ANSIBLE_LOCAL_TEMP": os.path.join(tmp_dir, "ansible-local"),
+        "ANSIBLE_REMOTE_TEMP": os.path.join(tmp_dir, "ansible-remote"),
+        "ANSIBLE_HOME": os.path.join(tmp_dir, "ansible-home"),
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_RETRY_FILES_ENABLED": "0",
+        "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
+        "PYTHONPATH": collections_root(),
+    })
+    env.pop("KUBECONFIG", None)
+    env.update(extra or {})
+    return env
+
+
+class PlaybookResult:
+    """The outcome of one ansible-playbook run, parsed from the ansible.posix.json callback."""
+
+    def __init__(self, proc):
+        self.rc = proc.returncode
+        self.stdout = proc.stdout
+        self.stderr = proc.stderr
+        try:
+            self.data = json.loads(proc.stdout)
+        except ValueError:
+            self.data = {"plays": [], "stats": {}}
+
+    @property
+    def stats(self):
+        return self.data.get("stats", {}).get("localhost", {})
+
+    @property
+    def changed(self):
+        return sum(host.get("changed", 0) for host in self.data.get("stats", {}).values())
+
+    def tasks(self):
+        for play in self.data.get("plays", []):
+            for task in play.get("tasks", []):
+                yield task
+
+    def result(self, task_name, host="localhost"):
+        """The result dict of the task named ``task_name`` for ``host`` (the last such task)."""
+        found = None
+        for task in self.tasks():
+            if task["task"]["name"] == task_name:
+                found = task["hosts"].get(host)
+        if found is None:
+            raise AssertionError("no task %r in the playbook output:\n%s\n%s" % (task_name, self.stdout[-4000:], self.stderr[-4000:]))
+        return found
+
+    def __repr__(self):
+        return "PlaybookResult(rc=%s, stats=%s)\nSTDERR: %s\nSTDOUT tail: %s" % (
+            self.rc, self.data.get("stats"), self.stderr[-3000:], self.stdout[-6000:])
+
+
+@pytest.fixture
+def run_playbook(tmp_path):
+    """``run_playbook(yaml_text, extra_vars=None, check=False, diff=False, env=None, hosts=None)``.
+
+    ``hosts`` is an optional dict host -> vars for the inventory; by default one ``localhost``. Every
+    host runs locally with this venv's Python.
+    """
+
+    def runner(playbook, extra_vars=None, check=False, diff=False, env=None, hosts=None, timeout=600):
+        book = tmp_path / "playbook-%d.yml" % len(list(tmp_path.glob("playbook-*.yml")))
+        book.write_text(textwrap.dedent(playbook) if isinstance(playbook, str) else json.dumps(playbook))
+        inventory = {"all": {"hosts": {}}}
+        for host, host_vars in (hosts or {"localhost": {}}).items():
+            inventory["all"]["hosts"][host] = dict(host_vars, ansible_connection="local", ansible_python_interpreter=sys.executable)
+        inv = tmp_path / "inventory.json"
+        inv.write_text(json.dumps(inventory))
+        cmd = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", str(inv), str(book)]
+        if extra_vars:
+            evars = tmp_path / "extra-vars.json"
+            evars.write_text(json.dumps(extra_vars))
+            cmd += ["-e", "@%s" % evars]
+        if check:
+            cmd.append("--check")
+        if diff:
+            cmd.append("--diff")
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=ansible_env(str(tmp_path), env), timeout=timeout, check=False)
+        return PlaybookResult(proc)
+
+    return runner
