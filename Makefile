@@ -1,0 +1,71 @@
+# kubepki.certs developer commands. Every target creates .venv and installs the pinned
+# dependencies itself (tests/requirements.txt), so a fresh clone needs nothing installed by hand.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+STAMP := $(VENV)/.installed
+COLLECTIONS := .cache/collections
+COLLECTION_LINK := $(COLLECTIONS)/ansible_collections/kubepki/certs
+SITE = $(shell $(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+export ANSIBLE_COLLECTIONS_PATH = $(CURDIR)/$(COLLECTIONS):$(SITE)
+export ANSIBLE_PYTHON_INTERPRETER = $(CURDIR)/$(PY)
+export PYTHONPATH := $(CURDIR)/tests/sandbox:$(CURDIR)/$(COLLECTIONS)
+
+STATE ?= $(CURDIR)/out/sandbox
+CLUSTERS ?= 2
+PYTEST_WORKERS ?= 2
+
+.PHONY: help venv test pytest sanity lint changelog-lint build demo bench sandbox-up sandbox-down clean
+
+help:
+	@echo "make demo    - the main job end to end on two local sandbox clusters and real etcd"
+	@echo "make test    - everything CI runs: pytest, ansible-test sanity, ansible-lint"
+	@echo "make bench   - benchmarks against the tools operators use today"
+	@echo "make sandbox-up STATE=<dir> CLUSTERS=<n> / make sandbox-down STATE=<dir>"
+
+$(STAMP): tests/requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade 'pip>=24'
+	$(PY) -m pip install --quiet -r tests/requirements.txt
+	touch $@
+
+venv: $(STAMP) $(COLLECTION_LINK)
+
+$(COLLECTION_LINK):
+	mkdir -p $(dir $@)
+	ln -sfn $(CURDIR) $@
+
+test: venv
+	$(MAKE) --no-print-directory pytest
+	$(MAKE) --no-print-directory sanity
+	$(MAKE) --no-print-directory lint
+
+pytest: venv
+	$(PY) -m pytest tests/unit tests/functional -n $(PYTEST_WORKERS) -p no:cacheprovider
+
+sanity: venv
+	VENV_BIN=$(CURDIR)/$(BIN) tools/sanity.sh
+
+lint: venv
+	$(BIN)/ansible-lint
+	$(BIN)/antsibull-changelog lint
+
+build: venv
+	$(BIN)/ansible-galaxy collection build --force --output-path dist/
+
+demo: venv
+	$(PY) -m kubesandbox demo
+
+bench: venv
+	$(PY) benchmarks/run.py
+
+sandbox-up: venv
+	$(PY) -m kubesandbox up --state $(STATE) --clusters $(CLUSTERS)
+
+sandbox-down: venv
+	$(PY) -m kubesandbox down --state $(STATE)
+
+clean:
+	rm -rf .cache out dist tests/output
