@@ -71,8 +71,7 @@ class PlaybookResult:
 
     def tasks(self):
         for play in self.data.get("plays", []):
-            for task in play.get("tasks", []):
-                yield task
+            yield from play.get("tasks", [])
 
     def result(self, task_name, host="localhost"):
         """The result dict of the task named ``task_name`` for ``host`` (the last such task)."""
