@@ -1,0 +1,33 @@
+# Copyright (c) kubepki.certs contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+#
+# PRIVATE to kubepki.certs: this doc fragment may change in any release.
+# Mirrors plugins/module_utils/_store.py STORE_ARG_SPEC one to one.
+
+from __future__ import annotations
+
+
+class ModuleDocFragment:
+
+    DOCUMENTATION = r"""
+options:
+  store_uri:
+    description:
+      - Where the credential store (private keys and issued certificates) lives.
+      - V(mongodb://...) or V(mongodb+srv://...) selects MongoDB; the database comes from the URI path
+        (default V(kubepki)), with collections C(keys) and C(certificates).
+      - V(sqlite:///PATH), V(file:PATH) or a plain path selects the embedded store, one SQLite file created with
+        mode C(0600) (its directory C(0700) when this module creates it).
+      - When not set, the environment variable E(KUBEPKI_STORE_URI) is used, then the embedded store
+        C(~/.kubepki/store.db) on the host that runs the module.
+    type: str
+    version_added: 0.1.0
+  store_passphrase:
+    description:
+      - Passphrase protecting private keys at rest (encrypted PKCS#8).
+      - New keys are stored encrypted when it is set; reading an encrypted key fails without it.
+      - When not set, the environment variable E(KUBEPKI_STORE_PASSPHRASE) is used.
+    type: str
+    version_added: 0.1.0
+"""

@@ -1,0 +1,359 @@
+# Copyright (c) kubepki.certs contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+#
+# PRIVATE to kubepki.certs: this module_utils file may change in any release.
+
+"""Kubernetes API access: the auth options (names, K8S_AUTH_* variables and precedence as in kubernetes.core),
+one client per module run, and a request wrapper that retries what is worth retrying.
+
+Requests go through the kubernetes client's own transport (TLS, client certificates, proxy, bearer token,
+exec and refresh hooks), but bodies and answers are plain dicts: the typed models of recent clients validate
+and convert every field, which we neither need nor want for the few CSR calls made here.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import time
+
+from urllib.parse import quote, urlencode
+
+from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
+
+try:
+    import urllib3
+    from kubernetes import client as k8s_client
+    from kubernetes import config as k8s_config
+    from kubernetes.client.exceptions import ApiException
+    from kubernetes.config.config_exception import ConfigException
+except ImportError:  # pragma: no cover - reported by _deps.require()
+    class ApiException(Exception):  # noqa: N818 pylint: disable=missing-class-docstring
+        status = 0
+        body = None
+        headers = None
+
+    class ConfigException(Exception):  # noqa: N818 pylint: disable=missing-class-docstring
+        pass
+
+
+AUTH_ARG_SPEC = {
+    "kubeconfig": {"type": "raw"},
+    "context": {"type": "str"},
+    "host": {"type": "str"},
+    "api_key": {"type": "str", "no_log": True},
+    "validate_certs": {"type": "bool", "aliases": ["verify_ssl"]},
+    "ca_cert": {"type": "path", "aliases": ["ssl_ca_cert"]},
+    "client_cert": {"type": "path", "aliases": ["cert_file"]},
+    "client_key": {"type": "path", "aliases": ["key_file"], "no_log": False},
+    "proxy": {"type": "str"},
+}
+
+# option -> the name kubernetes-client's Configuration uses (also accepted as K8S_AUTH_<NAME>)
+CLIENT_NAMES = {
+    "kubeconfig": "kubeconfig",
+    "context": "context",
+    "host": "host",
+    "api_key": "api_key",
+    "validate_certs": "verify_ssl",
+    "ca_cert": "ssl_ca_cert",
+    "client_cert": "cert_file",
+    "client_key": "key_file",
+    "proxy": "proxy",
+}
+
+RETRY_STATUSES = (429, 500, 503)
+DEFAULT_DEADLINE = 60.0
+USER_AGENT = "kubepki.certs"
+
+_CLIENTS = {}
+
+
+def auth_argument_spec():
+    """A fresh copy of AUTH_ARG_SPEC to merge into a module's argument spec."""
+    return copy.deepcopy(AUTH_ARG_SPEC)
+
+
+def _env_bool(text):
+    return str(text).strip().lower() not in ("0", "false", "no")
+
+
+def resolve_auth(params, environ=None):
+    """The auth options after ``K8S_AUTH_*`` variables were applied late (an explicit option always wins)."""
+    environ = os.environ if environ is None else environ
+    auth = {}
+    for option, spec in AUTH_ARG_SPEC.items():
+        value = params.get(option)
+        if value is None:
+            for name in (option, CLIENT_NAMES[option]):
+                text = environ.get("K8S_AUTH_%s" % name.upper())
+                if text is not None and text != "":
+                    value = _env_bool(text) if spec["type"] == "bool" else text
+                    if spec["type"] == "path":
+                        value = os.path.expanduser(value)
+                    break
+        auth[option] = value
+    if isinstance(auth["kubeconfig"], str):
+        auth["kubeconfig"] = os.path.expanduser(auth["kubeconfig"])
+    if auth["host"]:
+        auth["host"] = auth["host"].rstrip("/")
+    return auth
+
+
+def config_source(auth):
+    """Which configuration source the precedence picks: 'explicit', 'kubeconfig', or 'default'.
+
+    host plus credentials beats kubeconfig/context, which beats in-cluster, which beats the default
+    kubeconfig ('default' tries in-cluster first).
+    """
+    if auth.get("host") and (auth.get("api_key") or (auth.get("client_cert") and auth.get("client_key"))):
+        return "explicit"
+    if auth.get("kubeconfig") or auth.get("context"):
+        return "kubeconfig"
+    return "default"
+
+
+def kubeconfig_secrets(kubeconfig):
+    """Secret leaf values of an inline kubeconfig dict, for ``module.no_log_values``."""
+    found = set()
+    secret_keys = ("client-key-data", "token", "password", "client-certificate-data", "id-token", "refresh-token",
+                   "access-token", "client-secret")
+
+    def walk(node):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in secret_keys and isinstance(value, str) and value:
+                    found.add(value)
+                else:
+                    walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(kubeconfig)
+    return found
+
+
+def _digest(auth):
+    text = json.dumps(auth, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _build_configuration(auth):
+    source = config_source(auth)
+    configuration = type.__call__(k8s_client.Configuration)
+    try:
+        if source == "kubeconfig":
+            if isinstance(auth["kubeconfig"], dict):
+                k8s_config.load_kube_config_from_dict(auth["kubeconfig"], context=auth["context"], client_configuration=configuration,
+                                                      persist_config=False)
+            else:
+                k8s_config.load_kube_config(config_file=auth["kubeconfig"], context=auth["context"], client_configuration=configuration,
+                                            persist_config=False)
+        elif source == "default":
+            try:
+                k8s_config.load_incluster_config(client_configuration=configuration)
+            except ConfigException:
+                configuration = type.__call__(k8s_client.Configuration)
+                k8s_config.load_kube_config(client_configuration=configuration, persist_config=False)
+    except (ConfigException, OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        where = "kubeconfig" if source == "kubeconfig" else "the default kubeconfig (or in-cluster config)"
+        if source == "kubeconfig" and auth.get("context") and "context" in str(exc).lower():
+            where = "context %r" % auth["context"]
+        raise KubePkiError("cannot load Kubernetes credentials from %s: %s" % (where, exc)) from exc
+    if auth.get("host"):
+        configuration.host = auth["host"]
+    if auth.get("api_key"):
+        configuration.api_key = {"authorization": "Bearer %s" % auth["api_key"]}
+        configuration.api_key_prefix = {}
+    if auth.get("validate_certs") is not None:
+        configuration.verify_ssl = auth["validate_certs"]
+    for option in ("ca_cert", "client_cert", "client_key"):
+        if auth.get(option):
+            if not os.path.isfile(auth[option]):
+                raise KubePkiError("%s: file %s does not exist" % (option, auth[option]))
+            setattr(configuration, CLIENT_NAMES[option], auth[option])
+    if auth.get("proxy"):
+        configuration.proxy = auth["proxy"]
+    if not configuration.host or configuration.host == "http://localhost":
+        raise KubePkiError("no Kubernetes API server known: set host, kubeconfig or context (or K8S_AUTH_* variables)")
+    # we retry ourselves, with a deadline; urllib3 must not retry on its own
+    configuration.retries = False
+    return configuration
+
+
+class KubeClient:
+    """One connection to one API server; ``request()`` retries 429/500/503 and connection errors."""
+
+    def __init__(self, api_client, deadline=DEFAULT_DEADLINE, sleep=time.sleep, clock=time.monotonic):
+        self.api_client = api_client
+        self.configuration = api_client.configuration if api_client is not None else None
+        self.host = self.configuration.host if self.configuration is not None else "(none)"
+        self.deadline = deadline
+        self.sleep = sleep
+        self.clock = clock
+        self.retries = 0
+
+    # -------------------------------------------------------------- transport (patched in unit tests)
+
+    def _headers(self, body):
+        headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        for setting in self.configuration.auth_settings().values():
+            if setting.get("in") == "header" and setting.get("value"):
+                headers[setting["key"]] = setting["value"]
+        return headers
+
+    def _send(self, method, path, query, body, timeout, stream):
+        """One HTTP exchange: (status, headers, data bytes or the open response when ``stream``)."""
+        url = self.host + path
+        if query:
+            url += "?" + urlencode(query)
+        response = self.api_client.rest_client.request(method, url, headers=self._headers(body), body=body, _request_timeout=timeout)
+        raw = getattr(response, "response", response)
+        if stream and 200 <= response.status <= 299:
+            return response.status, dict(raw.headers or {}), raw
+        data = response.read() if hasattr(response, "read") else response.data
+        if data is None:
+            data = getattr(response, "data", b"")
+        return response.status, dict(response.getheaders() or {}), data
+
+    # -------------------------------------------------------------- the wrapper
+
+    def request(self, method, path, query=None, body=None, what=None, timeout=30, stream=False, deadline=None, retry=True):
+        """Send a request, retrying 429 (Retry-After), 500, 503 and connection errors until a monotonic deadline.
+
+        Returns the decoded JSON answer (or the open response with ``stream``). Errors become KubePkiError
+        carrying the API Status message, its code and ``what`` (the object named).
+        """
+        what = what or "%s %s" % (method, path)
+        budget = self.deadline if deadline is None else deadline
+        end = self.clock() + max(budget, 0)
+        attempt = 0
+        while True:
+            attempt += 1
+            remaining = end - self.clock()
+            try:
+                status, headers, data = self._send(method, path, query, body, _timeout(timeout, remaining), stream)
+            except ApiException as exc:
+                if getattr(exc, "status", 0) in (None, 0):
+                    raise KubePkiError("cannot talk to the Kubernetes API at %s (%s): %s" % (self.host, what, exc.reason or exc),
+                                       host=self.host) from exc
+                status, headers, data = exc.status, dict(exc.headers or {}), exc.body or b""
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
+                if retry and self._pause(attempt, end, None):
+                    continue
+                raise KubePkiError("cannot reach the Kubernetes API at %s (%s): %s" % (self.host, what, _short(exc)), host=self.host) from exc
+            if 200 <= status <= 299:
+                if stream:
+                    return data
+                return _decode(data)
+            if retry and status in RETRY_STATUSES and self._pause(attempt, end, _retry_after(headers)):
+                continue
+            raise api_error(status, data, what, self.host)
+
+    def _pause(self, attempt, end, retry_after):
+        """Sleep before the next attempt; False when the deadline does not allow one."""
+        wait = retry_after if retry_after is not None else min(0.1 * (2 ** (attempt - 1)), 2.0)
+        if self.clock() + wait >= end:
+            return False
+        self.retries += 1
+        self.sleep(wait)
+        return True
+
+
+def _timeout(timeout, remaining):
+    if timeout is None:
+        return None
+    if isinstance(timeout, tuple):
+        return timeout
+    return max(min(timeout, remaining), 1)
+
+
+def _short(exc):
+    text = str(exc)
+    reason = getattr(exc, "reason", None)
+    if reason is not None and str(reason):
+        text = str(reason)
+    return text[:300]
+
+
+def _retry_after(headers):
+    for key, value in (headers or {}).items():
+        if key.lower() == "retry-after":
+            try:
+                return max(float(value), 0.0)
+            except (TypeError, ValueError):
+                return None
+    return None
+
+
+def _decode(data):
+    if isinstance(data, bytes):
+        data = data.decode("utf-8", "replace")
+    if not data:
+        return {}
+    try:
+        return json.loads(data)
+    except ValueError:
+        return {"raw": data[:500]}
+
+
+def api_error(status, data, what, host=None):
+    """KubePkiError for a non-2xx API answer: the Status message, code, reason and the object at fault."""
+    body = _decode(data) if not isinstance(data, dict) else data
+    message = body.get("message") if isinstance(body, dict) else None
+    reason = body.get("reason") if isinstance(body, dict) else None
+    if not message:
+        message = (body.get("raw") if isinstance(body, dict) else None) or "HTTP %s" % status
+    text = "%s failed: %s (HTTP %s%s)" % (what, message, status, ", %s" % reason if reason else "")
+    details = {"status": status, "reason": reason or ""}
+    if isinstance(body, dict) and isinstance(body.get("details"), dict) and body["details"].get("causes"):
+        details["causes"] = body["details"]["causes"]
+    if host:
+        details["api_host"] = host
+    error = KubePkiError(text, **details)
+    error.status = status
+    return error
+
+
+def status_of(error):
+    """The HTTP status carried by a KubePkiError from ``request()`` (None for transport failures)."""
+    return getattr(error, "status", None)
+
+
+def get_client(module, deadline=DEFAULT_DEADLINE):
+    """The KubeClient for a module's auth options, built once per module run (cached by config digest)."""
+    params = module.params
+    if isinstance(params.get("kubeconfig"), dict):
+        for value in kubeconfig_secrets(params["kubeconfig"]):
+            module.no_log_values.add(value)
+    elif params.get("kubeconfig") is not None and not isinstance(params["kubeconfig"], str):
+        raise KubePkiError("kubeconfig must be a path or a dict, not %s" % type(params["kubeconfig"]).__name__)
+    auth = resolve_auth(params)
+    return client_for(auth, deadline)
+
+
+def client_for(auth, deadline=DEFAULT_DEADLINE):
+    key = _digest(auth)
+    cached = _CLIENTS.get(key)
+    if cached is None:
+        configuration = _build_configuration(auth)
+        cached = KubeClient(k8s_client.ApiClient(configuration=configuration), deadline=deadline)
+        _CLIENTS[key] = cached
+    cached.deadline = deadline
+    return cached
+
+
+def path_for(name=None, subresource=None):
+    """The REST path of the CSR collection, one CSR, or a subresource of it."""
+    path = "/apis/certificates.k8s.io/v1/certificatesigningrequests"
+    if name is not None:
+        path += "/" + quote(name, safe="")
+        if subresource:
+            path += "/" + subresource
+    return path
