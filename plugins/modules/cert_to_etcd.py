@@ -1,0 +1,287 @@
+#!/usr/bin/python
+# Copyright (c) kubepki.certs contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: cert_to_etcd
+short_description: Put issued client certificates into etcd, or remove them
+version_added: 0.1.0
+description:
+  - Writes one certificate record per entry of O(certificates) under C(<etcd_prefix>/certs/<scope>/<cluster>/<user>) in etcd,
+    where M(kubepki.certs.kubeconfig_render) loads it from into the credential store.
+  - The value is canonical JSON (sorted keys, no spaces), so a record that carries the same certificate is byte-equal to
+    what etcd holds and the task reports C(changed=false).
+  - Each write is an etcd transaction that compares the key's current revision first; a concurrent writer makes the task
+    fail instead of being overwritten.
+  - The facts of each record (C(common_name), C(organizations), C(serial), C(not_before), C(not_after),
+    C(public_key_sha256)) are computed from the PEM certificate. Values the caller passes for C(serial), C(not_after)
+    or C(public_key_sha256) must agree with the PEM, otherwise the task fails before anything is written.
+  - All records of a task use one etcd connection. Nothing is written when any entry is invalid.
+author:
+  - kubepki.certs contributors
+options:
+  certificates:
+    description:
+      - The certificate records, as the C(certificates) list returned by M(kubepki.certs.csr_wait).
+      - Each entry needs C(certificate) (PEM) with O(state=present). C(user) defaults to the certificate CN,
+        C(scope) to O(scope) and C(cluster) to O(cluster).
+      - With O(state=absent) an entry only needs C(user) (or C(certificate)), and C(cluster)/C(scope) when the defaults do not apply.
+      - C(csr_name), C(csr_uid) and C(signer_name) are stored as given; other extra keys are ignored.
+    type: list
+    elements: dict
+    required: true
+    version_added: 0.1.0
+  scope:
+    description:
+      - Scope (logical cloud) of entries without their own C(scope).
+    type: str
+    default: default
+    version_added: 0.1.0
+  cluster:
+    description:
+      - Cluster name of entries without their own C(cluster).
+    type: str
+    version_added: 0.1.0
+  state:
+    description:
+      - V(present) puts the records, V(absent) deletes them.
+    type: str
+    choices: [present, absent]
+    default: present
+    version_added: 0.1.0
+extends_documentation_fragment:
+  - kubepki.certs._etcd
+  - kubepki.certs._requirements.ETCD
+  - kubepki.certs._attributes
+attributes:
+  check_mode:
+    support: full
+    details:
+      - etcd is read to predict C(changed); nothing is written.
+  diff_mode:
+    support: full
+    details:
+      - The diff shows serial, validity and groups of each record before and after, never the PEM.
+notes:
+  - Certificates are public data; no private key ever passes through this module.
+"""
+
+EXAMPLES = r"""
+- name: Wait for the certificates
+  kubepki.certs.csr_wait:
+    names: "{{ created.csr_names }}"
+  register: issued
+
+- name: Publish them to the central etcd
+  kubepki.certs.cert_to_etcd:
+    certificates: "{{ issued.certificates }}"
+    cluster: "{{ inventory_hostname }}"
+    etcd_endpoints:
+      - https://etcd.example.com:2379
+    etcd_ca_cert: /etc/kubepki/etcd-ca.crt
+    etcd_client_cert: /etc/kubepki/etcd-client.crt
+    etcd_client_key: /etc/kubepki/etcd-client.key
+
+- name: Remove the record of a user who left
+  kubepki.certs.cert_to_etcd:
+    state: absent
+    certificates:
+      - user: bob
+        cluster: prod-1
+"""
+
+RETURN = r"""
+records:
+  description: One entry per input record, in input order.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - key: /kubepki/certs/default/prod-1/alice
+      scope: default
+      cluster: prod-1
+      user: alice
+      changed: true
+      serial: 4f2a9c0e1d
+      not_after: "2026-01-02T03:04:05Z"
+  contains:
+    key:
+      description: The etcd key of the record.
+      type: str
+      returned: always
+      sample: /kubepki/certs/default/prod-1/alice
+    scope:
+      description: Scope of the record.
+      type: str
+      returned: always
+      sample: default
+    cluster:
+      description: Cluster of the record.
+      type: str
+      returned: always
+      sample: prod-1
+    user:
+      description: User (certificate CN) of the record.
+      type: str
+      returned: always
+      sample: alice
+    changed:
+      description: Whether this record was (or, in check mode, would be) written or deleted.
+      type: bool
+      returned: always
+      sample: true
+    serial:
+      description: Serial number (hex) computed from the certificate.
+      type: str
+      returned: when O(state=present)
+      sample: 4f2a9c0e1d
+    not_after:
+      description: End of validity computed from the certificate (RFC 3339).
+      type: str
+      returned: when O(state=present)
+      sample: "2026-01-02T03:04:05Z"
+etcd_endpoint:
+  description: The etcd endpoint that served the task.
+  returned: always
+  type: str
+  sample: https://127.0.0.1:2379
+"""
+
+import copy  # noqa: E402  pylint: disable=wrong-import-position
+
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402  pylint: disable=wrong-import-position
+
+from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _deps  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError, fail_from  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.kubepki.certs.plugins.module_utils._etcd import (  # noqa: E402  pylint: disable=wrong-import-position
+    ETCD_ARG_SPEC, endpoints_from_params, transport_from_params,
+)
+
+PASSED_THROUGH = ("csr_name", "csr_uid", "signer_name")
+CHECKED_FACTS = ("serial", "not_before", "not_after", "public_key_sha256", "common_name")
+
+
+def argument_spec():
+    spec = copy.deepcopy(ETCD_ARG_SPEC)
+    spec.update(
+        certificates=dict(type="list", elements="dict", required=True),
+        scope=dict(type="str", default="default"),
+        cluster=dict(type="str"),
+        state=dict(type="str", default="present", choices=["present", "absent"]),
+    )
+    return spec
+
+
+def _text(entry, field, where):
+    value = entry.get(field)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise KubePkiError("%s.%s must be a string, got %s" % (where, field, type(value).__name__))
+    return value
+
+
+def normalise(entry, index, params):
+    """The canonical certificate record of one input entry (facts recomputed from the PEM)."""
+    where = "certificates[%d]" % index
+    if not isinstance(entry, dict):
+        raise KubePkiError("%s must be a dict, got %s" % (where, type(entry).__name__))
+    scope = _text(entry, "scope", where) or params["scope"]
+    cluster = _text(entry, "cluster", where) or params["cluster"]
+    user = _text(entry, "user", where)
+    pem = _text(entry, "certificate", where)
+    if not cluster:
+        raise KubePkiError("%s has no cluster and the cluster option is not set" % where)
+    if params["state"] == "absent" and pem is None:
+        if not user:
+            raise KubePkiError("%s needs user (or certificate) to name the record to remove" % where)
+        return {"scope": scope, "cluster": cluster, "user": user}
+    if pem is None:
+        raise KubePkiError("%s has no certificate (PEM)" % where)
+    facts = _crypto.certificate_facts(pem, what="%s.certificate" % where)
+    for field in CHECKED_FACTS:
+        given = entry.get(field)
+        if given not in (None, "") and str(given).lower() != str(facts[field]).lower():
+            raise KubePkiError("%s.%s is %r but the certificate says %r; the record does not describe its certificate" % (
+                where, field, given, facts[field]))
+    if user is None:
+        user = facts["common_name"]
+    if not user:
+        raise KubePkiError("%s has no user and its certificate has no CN" % where)
+    if user != facts["common_name"]:
+        raise KubePkiError("%s.user is %r but the certificate CN is %r" % (where, user, facts["common_name"]))
+    given_orgs = entry.get("organizations")
+    if given_orgs not in (None, []) and list(given_orgs) != facts["organizations"]:
+        raise KubePkiError("%s.organizations is %r but the certificate carries %r" % (where, given_orgs, facts["organizations"]))
+    record = {
+        "scope": scope, "cluster": cluster, "user": user,
+        "common_name": facts["common_name"], "organizations": facts["organizations"],
+        "certificate": "".join(_crypto.split_pem_certificates(pem)),
+        "serial": facts["serial"], "not_before": facts["not_before"], "not_after": facts["not_after"],
+        "public_key_sha256": facts["public_key_sha256"],
+    }
+    for field in PASSED_THROUGH:
+        record[field] = _text(entry, field, where)
+    return record
+
+
+def summary(record):
+    """The non-PEM part of a record, for diffs."""
+    if record is None:
+        return None
+    return {k: v for k, v in sorted(record.items()) if k != "certificate"}
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    _deps.require(module, "cryptography", "etcd3gw")
+    params = module.params
+    results, before, after = [], {}, {}
+    transport = None
+    try:
+        if not endpoints_from_params(params):
+            raise KubePkiError("etcd_endpoints: no etcd endpoint given (set etcd_endpoints or KUBEPKI_ETCD_ENDPOINTS)")
+        records = [normalise(entry, index, params) for index, entry in enumerate(params["certificates"])]
+        transport = transport_from_params(params)
+        seen = {}
+        for index, record in enumerate(records):
+            key = transport.key_for(record["scope"], record["cluster"], record["user"])
+            if key in seen:
+                raise KubePkiError("certificates[%d] and certificates[%d] both address %s" % (seen[key], index, key))
+            seen[key] = index
+        for record in records:
+            key = transport.key_for(record["scope"], record["cluster"], record["user"])
+            if module._diff:
+                before[key] = summary(transport.get_record(record["scope"], record["cluster"], record["user"]))
+            if params["state"] == "present":
+                changed, key = transport.put_record(record, check_mode=module.check_mode)
+                after[key] = summary(record)
+            else:
+                changed, key = transport.delete_record(record["scope"], record["cluster"], record["user"], check_mode=module.check_mode)
+                after[key] = None
+            item = {"key": key, "scope": record["scope"], "cluster": record["cluster"], "user": record["user"], "changed": changed}
+            if params["state"] == "present":
+                item.update(serial=record["serial"], not_after=record["not_after"])
+            results.append(item)
+    except KubePkiError as error:
+        if transport is not None:
+            transport.close()
+        error.details.setdefault("records", results)
+        fail_from(module, error)
+    endpoint = transport.endpoint if transport is not None else None
+    transport.close()
+    result = {"changed": any(item["changed"] for item in results), "records": results, "etcd_endpoint": endpoint}
+    if module._diff:
+        changed_keys = [item["key"] for item in results if item["changed"]]
+        result["diff"] = {
+            "before": {key: before.get(key) for key in changed_keys},
+            "after": {key: after.get(key) for key in changed_keys},
+        }
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

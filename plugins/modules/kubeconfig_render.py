@@ -1,0 +1,584 @@
+#!/usr/bin/python
+# Copyright (c) kubepki.certs contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: kubeconfig_render
+short_description: Render a client-certificate kubeconfig for one user and one or more clusters
+version_added: 0.1.0
+description:
+  - Takes the user's private key from the credential store and the certificate of each cluster from the store as well.
+  - When etcd is configured (O(etcd_endpoints) or E(KUBEPKI_ETCD_ENDPOINTS)) and the store has no certificate for a
+    cluster, or an older one (etcd holds a different certificate that is valid now, matches the key and expires later),
+    the certificate is loaded from etcd and saved into the store.
+  - Refuses a certificate whose public key does not match the stored key, that is expired or not yet valid, whose CN is
+    not O(user), or that was not issued by the cluster CA when one is given; each message names the user and the cluster.
+  - The kubeconfig has one cluster, one user entry (C(<user>@<cluster>)) and one context per cluster, with
+    C(certificate-authority-data), C(client-certificate-data) and C(client-key-data) inline. It is loaded back with the
+    kubernetes client's config loader before it is written or returned.
+  - With O(dest) the file is written with mode C(0600) through a temporary file in the same directory and an atomic rename,
+    only when its content changes. Without O(dest) the kubeconfig is returned as RV(kubeconfig); set C(no_log) on such a
+    task, since the result contains the private key.
+  - With O(verify=true) the module logs in to each cluster with the rendered kubeconfig and returns the identity the cluster
+    sees, so a wrong user name or group shows at once.
+author:
+  - kubepki.certs contributors
+options:
+  user:
+    description:
+      - The user, that is the CN of the client certificates.
+    type: str
+    required: true
+    version_added: 0.1.0
+  clusters:
+    description:
+      - The clusters to put into the kubeconfig, in order.
+    type: list
+    elements: dict
+    required: true
+    version_added: 0.1.0
+    suboptions:
+      name:
+        description:
+          - Cluster name, as used by M(kubepki.certs.csr_create) and M(kubepki.certs.cert_to_etcd) (the inventory host in the roles).
+        type: str
+        required: true
+      server:
+        description:
+          - API server URL, for example V(https://10.0.0.1:6443).
+        type: str
+        required: true
+      ca_cert:
+        description:
+          - Path of the cluster CA bundle (PEM). Mutually exclusive with O(clusters[].ca_data).
+          - When a CA is given it goes into C(certificate-authority-data) and the client certificate must be issued by it.
+        type: path
+      ca_data:
+        description:
+          - The cluster CA bundle as PEM text. Mutually exclusive with O(clusters[].ca_cert).
+        type: str
+      namespace:
+        description:
+          - Default namespace of the context.
+        type: str
+      context:
+        description:
+          - Name of the context; default C(<user>@<name>).
+        type: str
+  scope:
+    description:
+      - Scope (logical cloud) of the key and certificates.
+    type: str
+    default: default
+    version_added: 0.1.0
+  key_scope:
+    description:
+      - V(shared) uses the one key of the user in the scope for every cluster; V(per_cluster) uses a key per cluster.
+      - Must match what M(kubepki.certs.csr_create) used.
+    type: str
+    choices: [shared, per_cluster]
+    default: shared
+    version_added: 0.1.0
+  current_context:
+    description:
+      - The C(current-context) of the kubeconfig; default the context of the first cluster.
+    type: str
+    version_added: 0.1.0
+  dest:
+    description:
+      - File to write the kubeconfig to (mode C(0600)). Its directory must exist.
+      - When not set, the kubeconfig is returned as RV(kubeconfig).
+    type: path
+    version_added: 0.1.0
+  verify:
+    description:
+      - Log in to each cluster with the rendered kubeconfig and return the identity it sees as RV(identities).
+      - Uses SelfSubjectReview (C(authentication.k8s.io/v1), then C(v1beta1)); a cluster without it gets an authenticated
+        C(GET /api) and only the success of the login is reported.
+    type: bool
+    default: false
+    version_added: 0.1.0
+  expected_groups:
+    description:
+      - With O(verify=true), the groups the clusters must report for the user (C(system:authenticated) is ignored).
+      - The task fails when a cluster reports other groups. Clusters without SelfSubjectReview are checked against the
+        certificate's O values instead, with a warning.
+    type: list
+    elements: str
+    version_added: 0.1.0
+extends_documentation_fragment:
+  - kubepki.certs._store
+  - kubepki.certs._etcd
+  - kubepki.certs._requirements
+  - kubepki.certs._attributes
+attributes:
+  check_mode:
+    support: full
+    details:
+      - Nothing is written, neither O(dest) nor the store; C(changed) tells whether either would change.
+      - O(verify) still logs in, which changes nothing.
+  diff_mode:
+    support: full
+    details:
+      - The diff shows the kubeconfig structure with the key replaced by a marker and certificates by fingerprints.
+notes:
+  - The private key leaves the store only here. Set C(no_log) on the task when O(dest) is not used.
+"""
+
+EXAMPLES = r"""
+- name: Write alice's kubeconfig for two clusters and check what the clusters see
+  kubepki.certs.kubeconfig_render:
+    user: alice
+    clusters:
+      - name: prod-1
+        server: https://10.0.0.1:6443
+        ca_cert: /etc/kubepki/prod-1-ca.crt
+      - name: prod-2
+        server: https://10.0.0.2:6443
+        ca_cert: /etc/kubepki/prod-2-ca.crt
+        namespace: team-a
+    dest: /home/alice/.kube/config
+    verify: true
+    expected_groups: [team-a]
+    etcd_endpoints: [https://etcd.example.com:2379]
+    etcd_ca_cert: /etc/kubepki/etcd-ca.crt
+
+- name: Return the kubeconfig instead of writing it
+  kubepki.certs.kubeconfig_render:
+    user: alice
+    clusters:
+      - name: prod-1
+        server: https://10.0.0.1:6443
+  register: rendered
+  no_log: true
+"""
+
+RETURN = r"""
+dest:
+  description: The file written, when O(dest) was given.
+  returned: when O(dest) is set
+  type: str
+  sample: /home/alice/.kube/config
+kubeconfig:
+  description: The kubeconfig (YAML text). It contains the private key.
+  returned: when O(dest) is not set
+  type: str
+  sample: "apiVersion: v1\nkind: Config\n..."
+current_context:
+  description: The current context of the kubeconfig.
+  returned: always
+  type: str
+  sample: alice@prod-1
+clusters:
+  description: What was used for each cluster.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - name: prod-1
+      context: alice@prod-1
+      server: https://10.0.0.1:6443
+      serial: 4f2a9c0e1d
+      not_after: "2026-01-02T03:04:05Z"
+      organizations: [team-a]
+      source: etcd
+      loaded_from_etcd: true
+  contains:
+    name:
+      description: Cluster name.
+      type: str
+      returned: always
+      sample: prod-1
+    context:
+      description: Context name in the kubeconfig.
+      type: str
+      returned: always
+      sample: alice@prod-1
+    server:
+      description: API server URL.
+      type: str
+      returned: always
+      sample: https://10.0.0.1:6443
+    serial:
+      description: Serial (hex) of the client certificate used.
+      type: str
+      returned: always
+      sample: 4f2a9c0e1d
+    not_after:
+      description: End of validity of the client certificate (RFC 3339).
+      type: str
+      returned: always
+      sample: "2026-01-02T03:04:05Z"
+    organizations:
+      description: The O values (groups) of the client certificate.
+      type: list
+      elements: str
+      returned: always
+      sample: [team-a]
+    source:
+      description: Where the certificate came from, V(store) or V(etcd).
+      type: str
+      returned: always
+      sample: store
+    loaded_from_etcd:
+      description: Whether the certificate was (or, in check mode, would be) copied from etcd into the store.
+      type: bool
+      returned: always
+      sample: false
+identities:
+  description: The identity each cluster sees, with O(verify=true).
+  returned: when O(verify=true)
+  type: list
+  elements: dict
+  sample:
+    - context: alice@prod-1
+      server: https://10.0.0.1:6443
+      authenticated: true
+      method: SelfSubjectReview/v1
+      username: alice
+      groups: [team-a, system:authenticated]
+  contains:
+    context:
+      description: Context used.
+      type: str
+      returned: always
+      sample: alice@prod-1
+    server:
+      description: API server URL.
+      type: str
+      returned: always
+      sample: https://10.0.0.1:6443
+    authenticated:
+      description: Whether the login succeeded (always true; a failed login fails the task).
+      type: bool
+      returned: always
+      sample: true
+    method:
+      description: How the identity was obtained, V(SelfSubjectReview/v1), V(SelfSubjectReview/v1beta1) or V(GET /api).
+      type: str
+      returned: always
+      sample: SelfSubjectReview/v1
+    username:
+      description: User name the cluster sees; null with V(GET /api).
+      type: str
+      returned: always
+      sample: alice
+    groups:
+      description: Groups the cluster sees; null with V(GET /api).
+      type: list
+      elements: str
+      returned: always
+      sample: [team-a, system:authenticated]
+store:
+  description: The credential store used, without credentials.
+  returned: always
+  type: str
+  sample: sqlite:///home/ops/.kubepki/store.db
+"""
+
+import copy  # noqa: E402  pylint: disable=wrong-import-position
+import os  # noqa: E402  pylint: disable=wrong-import-position
+import tempfile  # noqa: E402  pylint: disable=wrong-import-position
+
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402  pylint: disable=wrong-import-position
+
+from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _deps, _kubeconfig  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError, fail_from  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.kubepki.certs.plugins.module_utils._etcd import ETCD_ARG_SPEC, transport_from_params  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.kubepki.certs.plugins.module_utils._store import (  # noqa: E402  pylint: disable=wrong-import-position
+    STORE_ARG_SPEC, open_store_from_params,
+)
+
+CLUSTER_SPEC = dict(
+    name=dict(type="str", required=True),
+    server=dict(type="str", required=True),
+    ca_cert=dict(type="path"),
+    ca_data=dict(type="str"),
+    namespace=dict(type="str"),
+    context=dict(type="str"),
+)
+
+
+def argument_spec():
+    spec = copy.deepcopy(STORE_ARG_SPEC)
+    spec.update(copy.deepcopy(ETCD_ARG_SPEC))
+    spec.update(
+        user=dict(type="str", required=True),
+        clusters=dict(type="list", elements="dict", required=True, options=copy.deepcopy(CLUSTER_SPEC),
+                      mutually_exclusive=[("ca_cert", "ca_data")]),
+        scope=dict(type="str", default="default"),
+        key_scope=dict(type="str", default="shared", choices=["shared", "per_cluster"]),
+        current_context=dict(type="str"),
+        dest=dict(type="path"),
+        verify=dict(type="bool", default=False),
+        expected_groups=dict(type="list", elements="str"),
+    )
+    return spec
+
+
+def read_ca(cluster):
+    """The CA PEM of one ``clusters`` entry (or None), checked to hold at least one certificate."""
+    where = "clusters[%s]" % cluster["name"]
+    if cluster.get("ca_cert"):
+        try:
+            with open(cluster["ca_cert"], "r", encoding="utf-8") as handle:
+                pem = handle.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise KubePkiError("%s.ca_cert: cannot read %s: %s" % (where, cluster["ca_cert"], getattr(exc, "strerror", None) or exc)) from None
+        what = "%s.ca_cert (%s)" % (where, cluster["ca_cert"])
+    elif cluster.get("ca_data"):
+        pem, what = cluster["ca_data"], "%s.ca_data" % where
+    else:
+        return None
+    blocks = _crypto.split_pem_certificates(pem)
+    if not blocks:
+        raise KubePkiError("%s holds no PEM CERTIFICATE" % what)
+    for block in blocks:
+        _crypto.load_certificate(block, what=what)
+    return "".join(blocks)
+
+
+def check_server(cluster):
+    server = cluster["server"]
+    if not server.startswith(("https://", "http://")) or len(server.split("://", 1)[1].strip("/")) == 0:
+        raise KubePkiError("clusters[%s].server %r is not an http(s):// URL" % (cluster["name"], server))
+
+
+def usable(record, key, user, cluster, ca_pem):
+    """``(facts, problem)`` of a certificate record: problem is None when it may be used now."""
+    where = "the certificate of user %r for cluster %r" % (user, cluster)
+    try:
+        facts = _crypto.certificate_facts(record.get("certificate"), what=where)
+    except KubePkiError as exc:
+        return None, exc.msg
+    if facts["public_key_sha256"] != key["public_key_sha256"]:
+        return facts, "%s (serial %s) does not match the stored private key of user %r (public key %s..., certificate %s...)" % (
+            where, facts["serial"], user, key["public_key_sha256"][:16], facts["public_key_sha256"][:16])
+    now = _crypto.utc_now()
+    if _crypto.parse_rfc3339(facts["not_after"]) <= now:
+        return facts, "%s (serial %s) expired at %s" % (where, facts["serial"], facts["not_after"])
+    if _crypto.parse_rfc3339(facts["not_before"]) > now:
+        return facts, "%s (serial %s) is not valid before %s" % (where, facts["serial"], facts["not_before"])
+    if facts["common_name"] != user:
+        return facts, "%s (serial %s) has CN %r, not %r" % (where, facts["serial"], facts["common_name"], user)
+    if ca_pem:
+        try:
+            _crypto.verify_issued_by(record["certificate"], ca_pem, what="%s (serial %s)" % (where, facts["serial"]))
+        except KubePkiError as exc:
+            return facts, exc.msg
+    return facts, None
+
+
+def choose(stored, from_etcd, key, user, cluster, ca_pem):
+    """``(record, facts, source)``: the store's certificate unless etcd has a newer usable one."""
+    stored_facts = stored_problem = None
+    if stored is not None:
+        stored_facts, stored_problem = usable(stored, key, user, cluster, ca_pem)
+    if from_etcd is not None:
+        etcd_facts, etcd_problem = usable(from_etcd, key, user, cluster, ca_pem)
+        newer = (stored is None or stored_problem is not None
+                 or (etcd_facts["serial"] != stored_facts["serial"]
+                     and _crypto.parse_rfc3339(etcd_facts["not_after"]) >= _crypto.parse_rfc3339(stored_facts["not_after"])))
+        if etcd_problem is None and newer:
+            return from_etcd, etcd_facts, "etcd"
+        if stored is None:
+            raise KubePkiError(etcd_problem + " (found in etcd; the store has none)")
+    if stored is None:
+        raise KubePkiError("no certificate for user %r on cluster %r in the credential store%s: issue one with csr_create/csr_wait%s" % (
+            user, cluster, "" if from_etcd is None else " nor in etcd",
+            "" if from_etcd is not None else " and publish it with cert_to_etcd, or configure etcd_endpoints"))
+    if stored_problem is not None:
+        raise KubePkiError(stored_problem)
+    return stored, stored_facts, "store"
+
+
+def store_record(record, facts, scope, cluster, user):
+    """The store form of a certificate record: identity from the request, facts from the PEM."""
+    fresh = {field: record.get(field) for field in ("csr_name", "csr_uid", "signer_name")}
+    fresh.update({
+        "scope": scope, "cluster": cluster, "user": user,
+        "common_name": facts["common_name"], "organizations": facts["organizations"],
+        "certificate": "".join(_crypto.split_pem_certificates(record["certificate"])),
+        "serial": facts["serial"], "not_before": facts["not_before"], "not_after": facts["not_after"],
+        "public_key_sha256": facts["public_key_sha256"],
+    })
+    return fresh
+
+
+def read_existing(dest):
+    if not os.path.exists(dest):
+        return None
+    if not os.path.isfile(dest):
+        raise KubePkiError("dest %s exists and is not a regular file" % dest)
+    try:
+        with open(dest, "r", encoding="utf-8") as handle:
+            return handle.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise KubePkiError("dest %s cannot be read: %s" % (dest, getattr(exc, "strerror", None) or exc)) from None
+
+
+def write_atomically(dest, text):
+    directory = os.path.dirname(os.path.abspath(dest)) or "."
+    try:
+        fd, temp = tempfile.mkstemp(dir=directory, prefix=".%s." % os.path.basename(dest), suffix=".tmp")
+    except OSError as exc:
+        raise KubePkiError("dest %s cannot be written: %s" % (dest, exc.strerror or exc)) from None
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, dest)
+    except OSError as exc:
+        try:
+            os.unlink(temp)
+        except OSError:
+            pass
+        raise KubePkiError("dest %s cannot be written: %s" % (dest, exc.strerror or exc)) from None
+
+
+def validate_params(params):
+    if not params["user"]:
+        raise KubePkiError("user must not be empty")
+    if not params["clusters"]:
+        raise KubePkiError("clusters: give at least one cluster")
+    names = [cluster["name"] for cluster in params["clusters"]]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise KubePkiError("clusters: %s listed more than once" % ", ".join(duplicates))
+    if params["dest"]:
+        directory = os.path.dirname(os.path.abspath(params["dest"]))
+        if not os.path.isdir(directory):
+            raise KubePkiError("dest %s: the directory %s does not exist" % (params["dest"], directory))
+    if params["expected_groups"] and not params["verify"]:
+        raise KubePkiError("expected_groups needs verify=true")
+
+
+def check_groups(module, identity, facts, expected):
+    expected = list(expected)
+    if identity["groups"] is None:
+        module.warn("%s serves no SelfSubjectReview: expected_groups checked against the certificate's O values only" % identity["server"])
+        seen = list(facts["organizations"])
+    else:
+        seen = [group for group in identity["groups"] if group != "system:authenticated"]
+    if sorted(set(seen)) != sorted(set(expected)):
+        raise KubePkiError("expected_groups: %s (context %r) sees user %r in groups %s, expected %s" % (
+            identity["server"], identity["context"], identity.get("username") or facts["common_name"], seen, expected))
+
+
+def run(module):
+    params = module.params
+    validate_params(params)
+    user, scope = params["user"], params["scope"]
+    clusters = params["clusters"]
+    ca_pems = {}
+    for cluster in clusters:
+        check_server(cluster)
+        ca_pems[cluster["name"]] = read_ca(cluster)
+
+    store = open_store_from_params(params)
+    transport = None
+    try:
+        result = {"store": store.location}
+        transport = transport_from_params(params)
+        entries, used, loads = [], [], []
+        for cluster in clusters:
+            name = cluster["name"]
+            key_cluster = name if params["key_scope"] == "per_cluster" else ""
+            key = store.get_key(scope, user, key_cluster)
+            if key is None:
+                raise KubePkiError("no private key for user %r (scope %r%s) in the credential store %s: run csr_create first%s" % (
+                    user, scope, ", cluster %r" % name if key_cluster else "", store.location,
+                    "" if key_cluster else " (or set key_scope=per_cluster if the keys are per cluster)"))
+            module.no_log_values.add(key["private_key_pem"])
+            stored = store.get_cert(scope, name, user)
+            from_etcd = transport.get_record(scope, name, user) if transport is not None else None
+            record, facts, source = choose(stored, from_etcd, key, user, name, ca_pems[name])
+            loaded = False
+            if source == "etcd":
+                fresh = store_record(record, facts, scope, name, user)
+                loaded = True
+                loads.append(fresh)
+                record = fresh
+            entries.append({
+                "cluster": name, "server": cluster["server"], "ca_pem": ca_pems[name], "user": user,
+                "certificate_pem": record["certificate"], "private_key_pem": key["private_key_pem"],
+                "namespace": cluster.get("namespace"), "context": cluster.get("context"),
+            })
+            used.append({
+                "name": name, "context": _kubeconfig.entry_names(user, name, cluster.get("context"))[1],
+                "server": cluster["server"], "serial": facts["serial"], "not_after": facts["not_after"],
+                "organizations": facts["organizations"], "source": source, "loaded_from_etcd": loaded,
+                "_facts": facts,
+            })
+
+        config = _kubeconfig.render(entries, params["current_context"])
+        for value in _kubeconfig.secret_values(config):
+            module.no_log_values.add(value)
+        _kubeconfig.validate(config)
+        text = _kubeconfig.dump(config)
+
+        changed = False
+        for fresh in loads:
+            if module.check_mode:
+                changed = True
+            else:
+                changed = store.put_cert(fresh) or changed
+
+        if params["dest"]:
+            existing = read_existing(params["dest"])
+            file_changed = existing != text
+            if not file_changed and existing is not None and (os.stat(params["dest"]).st_mode & 0o777) != 0o600:
+                file_changed = True
+            if file_changed and not module.check_mode:
+                write_atomically(params["dest"], text)
+            changed = changed or file_changed
+            result["dest"] = params["dest"]
+            if module._diff:
+                before = None
+                if existing is not None:
+                    try:
+                        before = _kubeconfig.redacted(_kubeconfig.load(existing, what="dest %s" % params["dest"]))
+                    except KubePkiError:
+                        before = {"unparsable": True}
+                result["diff"] = {"before": _kubeconfig.dump(before) if before else "",
+                                  "after": _kubeconfig.dump(_kubeconfig.redacted(config)),
+                                  "before_header": params["dest"], "after_header": params["dest"]}
+        else:
+            result["kubeconfig"] = text
+
+        if params["verify"]:
+            identities = []
+            for item in used:
+                identity = _kubeconfig.whoami(config, item["context"])
+                if params["expected_groups"] is not None:
+                    check_groups(module, identity, item["_facts"], params["expected_groups"])
+                identities.append({k: identity[k] for k in ("context", "server", "authenticated", "method", "username", "groups")})
+            result["identities"] = identities
+
+        for item in used:
+            item.pop("_facts")
+        result.update(changed=changed, clusters=used, current_context=config["current-context"])
+        return result
+    finally:
+        if transport is not None:
+            transport.close()
+        store.close()
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    _deps.require(module, "cryptography", "kubernetes")
+    try:
+        result = run(module)
+    except KubePkiError as error:
+        fail_from(module, error)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
