@@ -17,7 +17,7 @@ requirements:
   - python >= 3.9
   - kubernetes >= 24.2.0
   - cryptography >= 41.0.0
-  - pymongo >= 4.0 (only with a MongoDB O(store_uri))
+  - pymongo >= 4.0 (only with a MongoDB C(store_uri))
   - etcd3gw >= 2.4.0 (only when etcd is used)
 """
 
@@ -27,7 +27,7 @@ options: {}
 requirements:
   - python >= 3.9
   - cryptography >= 41.0.0
-  - pymongo >= 4.0 (only with a MongoDB O(store_uri))
+  - pymongo >= 4.0 (only with a MongoDB C(store_uri))
   - etcd3gw >= 2.4.0
 """
 

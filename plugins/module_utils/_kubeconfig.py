@@ -112,8 +112,12 @@ def load(text, what="kubeconfig"):
     return data
 
 
-def secret_values(config):
-    """Every secret string of ``config``: key data (base64) and the PEM it decodes to, line by line too."""
+def secret_values(config, encoded=True):
+    """Every secret string of ``config``: the key PEM, its lines, and (``encoded``) the base64 data itself.
+
+    A module that returns the kubeconfig must pass ``encoded=False``: Ansible masks every no_log value in the
+    result, so masking the base64 data would cut the key out of the returned kubeconfig.
+    """
     import base64  # pylint: disable=import-outside-toplevel
     found = []
     for user in config.get("users") or []:
@@ -122,7 +126,8 @@ def secret_values(config):
             value = data.get(field)
             if not value:
                 continue
-            found.append(value)
+            if encoded or not field.endswith("-data"):
+                found.append(value)
             if field.endswith("-data"):
                 try:
                     pem = base64.b64decode(value).decode("utf-8")

@@ -517,7 +517,9 @@ def run(module):
             })
 
         config = _kubeconfig.render(entries, params["current_context"])
-        for value in _kubeconfig.secret_values(config):
+        # The raw key PEM is always masked; the base64 key data only when the kubeconfig is not returned, since
+        # Ansible would otherwise mask it inside RV(kubeconfig) too and make the returned kubeconfig useless.
+        for value in _kubeconfig.secret_values(config, encoded=bool(params["dest"])):
             module.no_log_values.add(value)
         _kubeconfig.validate(config)
         text = _kubeconfig.dump(config)
