@@ -1,0 +1,723 @@
+#!/usr/bin/env python
+"""Benchmarks: the same onboarding job (N users x M clusters, a working kubeconfig for each user in each
+cluster) done four ways, each on fresh sandbox clusters, timed in one run.
+
+    collection  this collection's playbooks/onboard_users.yml
+    k8s_core    kubernetes.core + community.crypto, one module per step and user (recipes/k8s_core/)
+    shell       openssl + kubectl + a polling loop (recipes/onboard.sh)
+    floor       one Python process with the kubernetes client, no Ansible (floor.py)
+
+`make bench` runs this with the venv's python; see benchmarks/README.md for the options and how to read
+the table. Results go to benchmarks/results/latest.{md,json,png}.
+"""
+
+import argparse
+import base64
+import datetime
+import json
+import os
+import random
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+RESULTS = os.path.join(HERE, "results")
+
+# --------------------------------------------------------------------------------------------------
+# Adapter for this collection's playbook. Every name the benchmark passes to onboard_users.yml is here
+# and nowhere else; change these when the playbook's interface changes.
+COLLECTION_PLAYBOOK = os.path.join(REPO, "playbooks", "onboard_users.yml")
+COLLECTION_GROUP = "clusters"                          # inventory group, one host per cluster
+COLLECTION_HOST_VARS = {                               # our field -> inventory host variable
+    "kubeconfig": "kubepki_kubeconfig",                #   admin kubeconfig path of the cluster
+    "server": "kubepki_server",                        #   API server URL
+    "ca_cert": "kubepki_ca_cert",                      #   cluster CA (PEM file path)
+}
+COLLECTION_EXTRA_VARS = {                              # our field -> extra variable (-e @vars.json)
+    "users": "onboard_users",                          #   [{name, groups}]
+    "store_uri": "kubepki_store_uri",                  #   embedded store file of this run
+    "etcd_endpoints": "kubepki_etcd_endpoints",        #   [url]
+    "output_dir": "onboard_output_dir",                #   where the kubeconfigs are written
+}
+COLLECTION_FIXED_VARS = {}                             # anything else the playbook needs, verbatim
+# --------------------------------------------------------------------------------------------------
+
+VARIANTS = ("collection", "k8s_core", "shell", "floor")
+LABELS = {
+    "collection": "kubepki.certs onboard_users.yml",
+    "k8s_core": "kubernetes.core + community.crypto recipe",
+    "shell": "shell recipe (openssl + kubectl, polling)",
+    "floor": "floor: kubernetes Python client, no Ansible",
+}
+GROWTH_USERS = (10, 100, 500)       # at 2 clusters
+GROWTH_CLUSTERS = (1, 2, 4)         # at 100 users
+VERIFY_SAMPLE = 3                   # users checked with `kubectl auth whoami` in every cluster
+
+
+def log(msg):
+    sys.stderr.write("[bench %s] %s\n" % (time.strftime("%H:%M:%S"), msg))
+    sys.stderr.flush()
+
+
+def make_users(count):
+    return [{"name": "bench-user-%04d" % i, "groups": ["bench-team-%d" % (i % 4), "bench-readers"]}
+            for i in range(count)]
+
+
+def base_env():
+    """The environment `make bench` gives, rebuilt when run.py is started by hand."""
+    env = dict(os.environ)
+    site = sysconfig.get_paths()["purelib"]
+    env.setdefault("ANSIBLE_COLLECTIONS_PATH", "%s:%s" % (os.path.join(REPO, ".cache", "collections"), site))
+    env.setdefault("ANSIBLE_PYTHON_INTERPRETER", sys.executable)
+    paths = [os.path.join(REPO, "tests", "sandbox"), os.path.join(REPO, ".cache", "collections")]
+    env["PYTHONPATH"] = os.pathsep.join(paths + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+    env.update({"ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_RETRY_FILES_ENABLED": "0",
+                "ANSIBLE_HOST_KEY_CHECKING": "0", "ANSIBLE_DEPRECATION_WARNINGS": "0",
+                "ANSIBLE_LOCALHOST_WARNING": "0", "ANSIBLE_INVENTORY_UNPARSED_WARNING": "0",
+                "ANSIBLE_CALLBACK_PLUGINS": os.path.join(HERE, "callback_plugins"),
+                "ANSIBLE_CALLBACKS_ENABLED": "bench_timing"})
+    return env
+
+
+for _p in (os.path.join(REPO, "tests", "sandbox"), os.path.join(REPO, ".cache", "collections")):
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
+
+
+# ---------------------------------------------------------------------------------------- sandbox
+class Cluster:
+    def __init__(self, name, server, kubeconfig, ca_cert):
+        self.name, self.server, self.kubeconfig, self.ca_cert = name, server, kubeconfig, ca_cert
+
+
+def start_sandbox(state_dir, clusters):
+    from kubesandbox import testing  # noqa: import late: the sandbox may not be there yet
+    sandbox = testing.start(state_dir, clusters=clusters, signing_delay=0)
+    found = []
+    for name in sandbox.names:
+        info = sandbox.cluster(name)
+        ca = info.ca_cert
+        if not (isinstance(ca, str) and os.path.exists(ca)):       # PEM text or bytes: write it out
+            path = os.path.join(state_dir, "%s-ca.crt" % name)
+            with open(path, "wb") as handle:
+                handle.write(ca if isinstance(ca, bytes) else str(ca).encode())
+            ca = path
+        found.append(Cluster(name, info.server, info.kubeconfig, ca))
+    return sandbox, found
+
+
+def sandbox_missing_reason():
+    try:
+        from kubesandbox import testing  # noqa: F401
+    except ImportError as exc:
+        return "sandbox not available yet (kubesandbox.testing: %s)" % exc
+    return None
+
+
+# ------------------------------------------------------------------------------------ measurement
+def process_tree(pid):
+    import psutil
+    try:
+        root = psutil.Process(pid)
+        return [root] + root.children(recursive=True)
+    except psutil.Error:
+        return []
+
+
+def measure(cmd, env, log_path, timeout, cwd=REPO):
+    """Run cmd; wall time, CPU of the process tree (RUSAGE_CHILDREN delta), sampled peak RSS of the tree,
+    and the CPU the rest of this process (the sandbox servers, if they run here) used meanwhile."""
+    import psutil
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    self_before = resource.getrusage(resource.RUSAGE_SELF)
+    started = time.perf_counter()
+    with open(log_path, "ab") as out:
+        out.write(("\n$ %s\n" % " ".join(cmd)).encode())
+        out.flush()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd)
+        peak = [0]
+        stop = threading.Event()
+
+        def sample():
+            while not stop.is_set():
+                total = 0
+                for p in process_tree(proc.pid):
+                    try:
+                        total += p.memory_info().rss
+                    except psutil.Error:
+                        pass
+                peak[0] = max(peak[0], total)
+                stop.wait(0.05)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        try:
+            rc = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            for p in reversed(process_tree(proc.pid)):
+                try:
+                    p.kill()
+                except psutil.Error:
+                    pass
+            rc = proc.wait()
+            out.write(b"\n[bench] killed after the time limit\n")
+        stop.set()
+        sampler.join()
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    self_after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    here = (self_after.ru_utime - self_before.ru_utime) + (self_after.ru_stime - self_before.ru_stime)
+    return {"wall": wall, "cpu": cpu, "peak_rss_mb": peak[0] / 1048576.0, "rc": rc, "server_cpu": here}
+
+
+# ----------------------------------------------------------------------------------- verification
+def _load_yaml(path):
+    import yaml
+    try:
+        with open(path, "rb") as handle:
+            return yaml.safe_load(handle)
+    except Exception:   # not a kubeconfig (a key, a CA, ...)
+        return None
+
+
+def _cert_cn(b64_pem):
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+    cert = x509.load_pem_x509_certificate(base64.b64decode(b64_pem))
+    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return names[0].value if names else None
+
+
+def find_kubeconfigs(out_dir):
+    """{(user CN, server): (path, context)} for every context of every kubeconfig under out_dir."""
+    found = {}
+    for root, _dirs, files in os.walk(out_dir):
+        for fname in files:
+            if fname.endswith((".key", ".crt", ".pem", ".csr", ".json", ".db")):
+                continue
+            path = os.path.join(root, fname)
+            data = _load_yaml(path)
+            if not isinstance(data, dict) or data.get("kind") != "Config":
+                continue
+            clusters = {c["name"]: c.get("cluster", {}) for c in data.get("clusters") or []}
+            users = {u["name"]: u.get("user", {}) for u in data.get("users") or []}
+            for ctx in data.get("contexts") or []:
+                spec = ctx.get("context", {})
+                user = users.get(spec.get("user"), {})
+                cluster = clusters.get(spec.get("cluster"), {})
+                cert = user.get("client-certificate-data")
+                if not cert:
+                    continue
+                try:
+                    cn = _cert_cn(cert)
+                except ValueError:
+                    continue
+                found[(cn, cluster.get("server"))] = (path, ctx["name"])
+    return found
+
+
+def verify(out_dir, users, clusters, env, seed, sample=VERIFY_SAMPLE):
+    """Every user must have a context in every cluster; a sample must authenticate as themselves."""
+    found = find_kubeconfigs(out_dir)
+    missing = [(u["name"], c.name) for u in users for c in clusters if (u["name"], c.server) not in found]
+    checked, failures = 0, []
+    rng = random.Random(seed)
+    picked = rng.sample(users, min(sample, len(users)))
+    for user in picked:
+        for cluster in clusters:
+            entry = found.get((user["name"], cluster.server))
+            if not entry:
+                continue
+            path, context = entry
+            proc = subprocess.run(["kubectl", "--kubeconfig", path, "--context", context, "auth", "whoami",
+                                   "-o", "json"], capture_output=True, text=True, env=env, timeout=60)
+            checked += 1
+            try:
+                info = json.loads(proc.stdout)["status"]["userInfo"]
+            except (ValueError, KeyError):
+                failures.append("%s@%s: %s" % (user["name"], cluster.name, (proc.stderr or proc.stdout).strip()[:200]))
+                continue
+            if info.get("username") != user["name"] or not set(user["groups"]) <= set(info.get("groups", [])):
+                failures.append("%s@%s: cluster sees %s %s" % (user["name"], cluster.name, info.get("username"),
+                                                               info.get("groups")))
+    return {"expected": len(users) * len(clusters), "found": len(users) * len(clusters) - len(missing),
+            "missing": missing[:5], "whoami_checked": checked, "whoami_failures": failures,
+            "ok": not missing and not failures and checked > 0}
+
+
+# ---------------------------------------------------------------------------------------- variants
+def _parse_local(stamp):
+    return datetime.datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S.%f").timestamp()
+
+
+def _read_timing_lines(path):
+    entries = []
+    if os.path.exists(path):
+        with open(path) as handle:
+            entries = [json.loads(line) for line in handle if line.strip()]
+    return entries
+
+
+def ansible_inventory(path, clusters, host_vars, group):
+    lines = ["[%s]" % group]
+    for c in clusters:
+        values = {"kubeconfig": c.kubeconfig, "server": c.server, "ca_cert": c.ca_cert}
+        parts = ["%s=%s" % (var, json.dumps(values[field])) for field, var in host_vars.items()]
+        lines.append("%s ansible_connection=local ansible_python_interpreter=%s %s" % (
+            c.name, sys.executable, " ".join(parts)))
+    with open(path, "w") as handle:
+        handle.write("\n".join(lines) + "\n")
+
+
+class Variant:
+    name = None
+
+    def __init__(self, work, users, clusters, sandbox, env, args):
+        self.work, self.users, self.clusters, self.sandbox, self.args = work, users, clusters, sandbox, args
+        self.env = dict(env)
+        self.out_dir = os.path.join(work, "out")
+        os.makedirs(self.out_dir, mode=0o700, exist_ok=True)
+
+    @staticmethod
+    def unavailable():
+        return None
+
+    def command(self, attempt):
+        raise NotImplementedError
+
+    def latencies(self, attempt):
+        """(list of approval-to-certificate seconds, how they were obtained)"""
+        return [], "not measured"
+
+
+class CollectionVariant(Variant):
+    name = "collection"
+
+    @staticmethod
+    def unavailable():
+        if not os.path.exists(COLLECTION_PLAYBOOK):
+            return "not available yet: %s does not exist" % os.path.relpath(COLLECTION_PLAYBOOK, REPO)
+        return None
+
+    def command(self, attempt):
+        inventory = os.path.join(self.work, "inventory.ini")
+        ansible_inventory(inventory, self.clusters, COLLECTION_HOST_VARS, COLLECTION_GROUP)
+        values = {"users": self.users, "store_uri": os.path.join(self.work, "store.db"),
+                  "etcd_endpoints": [self.sandbox.etcd_url], "output_dir": self.out_dir}
+        extra = dict(COLLECTION_FIXED_VARS)
+        extra.update({var: values[field] for field, var in COLLECTION_EXTRA_VARS.items()})
+        vars_file = os.path.join(self.work, "vars.json")
+        with open(vars_file, "w") as handle:
+            json.dump(extra, handle)
+        self.env["BENCH_TIMING_FILE"] = os.path.join(self.work, "tasks-%s.jsonl" % attempt)
+        self.env["ANSIBLE_FORKS"] = str(max(5, len(self.clusters)))
+        return [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", inventory,
+                COLLECTION_PLAYBOOK, "-e", "@" + vars_file]
+
+    def task_profile(self, attempt):
+        return task_profile(os.path.join(self.work, "tasks-%s.jsonl" % attempt))
+
+    def latencies(self, attempt):
+        entries = _read_timing_lines(os.path.join(self.work, "tasks-%s.jsonl" % attempt))
+        reported = []
+        for entry in entries:
+            if not entry["action"].endswith("csr_wait"):
+                continue
+            figures = entry.get("figures", {})
+            for cert in figures.get("certificates", []):
+                for key, value in cert.items():
+                    if "latency" in key and isinstance(value, (int, float)):
+                        reported.append(float(value))
+            for key, value in figures.items():
+                if "latency" in key and isinstance(value, (int, float)) and not reported:
+                    reported.append(float(value))
+        if reported:
+            return reported, "reported by csr_wait"
+        # Not reported: time from the end of the approval task to the end of the wait task, per cluster.
+        approve = {e["host"]: e["end"] for e in entries if e["action"].endswith("csr_approve") and e["status"] == "ok"}
+        waited = {e["host"]: e["end"] for e in entries if e["action"].endswith("csr_wait") and e["status"] == "ok"}
+        values = [waited[h] - approve[h] for h in waited if h in approve and waited[h] >= approve[h]]
+        return values, "csr_approve end -> csr_wait end, per cluster (bench callback)"
+
+
+class K8sCoreVariant(Variant):
+    name = "k8s_core"
+
+    def command(self, attempt):
+        inventory = os.path.join(self.work, "inventory.ini")
+        ansible_inventory(inventory, self.clusters,
+                          {"kubeconfig": "cluster_kubeconfig", "server": "cluster_server", "ca_cert": "cluster_ca_cert"},
+                          "clusters")
+        timings = os.path.join(self.work, "timings-%s" % attempt)
+        os.makedirs(timings, exist_ok=True)
+        vars_file = os.path.join(self.work, "vars.json")
+        with open(vars_file, "w") as handle:
+            json.dump({"recipe_users": self.users, "recipe_out_dir": self.out_dir, "recipe_timings_dir": timings,
+                       "recipe_wait_delay": self.args.poll_interval}, handle)
+        self.env["BENCH_TIMING_FILE"] = os.path.join(self.work, "tasks-%s.jsonl" % attempt)
+        self.env["ANSIBLE_FORKS"] = str(len(self.clusters))
+        return [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", inventory,
+                os.path.join(HERE, "recipes", "k8s_core", "onboard.yml"), "-e", "@" + vars_file]
+
+    def task_profile(self, attempt):
+        return task_profile(os.path.join(self.work, "tasks-%s.jsonl" % attempt))
+
+    def latencies(self, attempt):
+        values = []
+        timings = os.path.join(self.work, "timings-%s" % attempt)
+        for fname in os.listdir(timings) if os.path.isdir(timings) else []:
+            with open(os.path.join(timings, fname)) as handle:
+                for row in json.load(handle):
+                    values.append(_parse_local(row["observed"]) - _parse_local(row["approved"]))
+        return values, "approve command end -> k8s_info until loop done (recipe timestamps)"
+
+
+class ShellVariant(Variant):
+    name = "shell"
+
+    def command(self, attempt):
+        users_file = os.path.join(self.work, "users.txt")
+        with open(users_file, "w") as handle:
+            for user in self.users:
+                handle.write("%s %s\n" % (user["name"], ",".join(user["groups"])))
+        self.env.update({"KEY_TYPE": "ec", "POLL_INTERVAL": str(self.args.poll_interval),
+                         "TIMINGS_FILE": os.path.join(self.work, "timings-%s.txt" % attempt)})
+        return ["bash", os.path.join(HERE, "recipes", "onboard.sh"), users_file, self.out_dir] + [
+            "%s=%s" % (c.name, c.kubeconfig) for c in self.clusters]
+
+    def latencies(self, attempt):
+        path = os.path.join(self.work, "timings-%s.txt" % attempt)
+        values = []
+        if os.path.exists(path):
+            with open(path) as handle:
+                for line in handle:
+                    _cluster, _user, approved, observed = line.split()
+                    values.append(float(observed) - float(approved))
+        return values, "kubectl approve -> poll saw the certificate (recipe timestamps)"
+
+
+class FloorVariant(Variant):
+    name = "floor"
+
+    def command(self, attempt):
+        spec = os.path.join(self.work, "floor.json")
+        with open(spec, "w") as handle:
+            json.dump({"users": self.users, "out_dir": self.out_dir,
+                       "timings": os.path.join(self.work, "timings-%s.json" % attempt),
+                       "clusters": [{"name": c.name, "kubeconfig": c.kubeconfig, "server": c.server,
+                                     "ca_cert": c.ca_cert} for c in self.clusters]}, handle)
+        return [sys.executable, os.path.join(HERE, "floor.py"), spec]
+
+    def latencies(self, attempt):
+        path = os.path.join(self.work, "timings-%s.json" % attempt)
+        if not os.path.exists(path):
+            return [], "none"
+        with open(path) as handle:
+            return [r["observed"] - r["approved"] for r in json.load(handle)], "approval PUT -> watch event (floor)"
+
+
+CLASSES = {cls.name: cls for cls in (CollectionVariant, K8sCoreVariant, ShellVariant, FloorVariant)}
+
+
+def task_profile(path):
+    """Seconds spent per task name (summed over hosts, the longest host counted for wall)."""
+    per_task = {}
+    for entry in _read_timing_lines(path):
+        if entry.get("start") is None:
+            continue
+        item = per_task.setdefault(entry["task"], {"calls": 0, "seconds": 0.0})
+        item["calls"] += 1
+        item["seconds"] += entry["end"] - entry["start"]
+    return dict(sorted(per_task.items(), key=lambda kv: -kv[1]["seconds"]))
+
+
+def summarize(values):
+    if not values:
+        return None
+    values = sorted(values)
+    return {"count": len(values), "median": statistics.median(values),
+            "p95": values[min(len(values) - 1, int(round(0.95 * (len(values) - 1))))], "max": values[-1]}
+
+
+# --------------------------------------------------------------------------------------- one run
+def run_variant(name, users_count, clusters_count, args, env, scratch, rerun=True, label_suffix=""):
+    """Fresh sandbox, first run, verify, re-run, verify; returns the result record."""
+    cls = CLASSES[name]
+    record = {"variant": name, "label": LABELS[name], "users": users_count, "clusters": clusters_count,
+              "status": "ok", "note": ""}
+    reason = cls.unavailable() or sandbox_missing_reason()
+    if reason:
+        record.update(status="skipped", note=reason)
+        log("%s %dx%d: skipped: %s" % (name, users_count, clusters_count, reason))
+        return record
+    work = tempfile.mkdtemp(prefix="%s-%dx%d-%s" % (name, users_count, clusters_count, label_suffix), dir=scratch)
+    users = make_users(users_count)
+    log("%s %dx%d: starting %d sandbox cluster(s) in %s" % (name, users_count, clusters_count, clusters_count, work))
+    sandbox, clusters = start_sandbox(os.path.join(work, "sandbox"), clusters_count)
+    try:
+        variant = cls(work, users, clusters, sandbox, env, args)
+        log_path = os.path.join(work, "output.log")
+        record["log"] = log_path
+        attempts = ["first", "rerun"] if rerun else ["first"]
+        for attempt in attempts:
+            cmd = variant.command(attempt)
+            log("%s %dx%d: %s run" % (name, users_count, clusters_count, attempt))
+            result = measure(cmd, variant.env, log_path, args.timeout)
+            lat, source = variant.latencies(attempt)
+            result["latency"] = summarize(lat)
+            result["latency_source"] = source
+            if hasattr(variant, "task_profile"):
+                result["profile"] = variant.task_profile(attempt)
+            result["verify"] = verify(variant.out_dir, users, clusters, env, seed=users_count * 7 + clusters_count,
+                                      sample=VERIFY_SAMPLE if attempt == "first" else 1)
+            record[attempt] = result
+            log("%s %dx%d: %s: wall %.1fs cpu %.1fs rss %.0fMB rc %d verified %s" % (
+                name, users_count, clusters_count, attempt, result["wall"], result["cpu"],
+                result["peak_rss_mb"], result["rc"], result["verify"]["ok"]))
+            if result["rc"] != 0 or not result["verify"]["ok"]:
+                record["status"] = "failed"
+                record["note"] = "%s run: rc %d, %d/%d kubeconfigs, whoami failures %s (log: %s)" % (
+                    attempt, result["rc"], result["verify"]["found"], result["verify"]["expected"],
+                    result["verify"]["whoami_failures"][:2], log_path)
+                break
+    finally:
+        sandbox.stop()
+    return record
+
+
+def extrapolate(record, measured_users, target_users, fixed):
+    """Scale a run on fewer users to target_users: fixed + (measured - fixed) * target / measured."""
+    scaled = dict(record)
+    factor = float(target_users) / measured_users
+    for attempt in ("first", "rerun"):
+        if attempt not in record:
+            continue
+        result = dict(record[attempt])
+        for key in ("wall", "cpu"):
+            base = fixed.get(key, 0.0) if fixed else 0.0
+            result[key] = base + max(0.0, result[key] - base) * factor
+        result["measured"] = {k: record[attempt][k] for k in ("wall", "cpu")}
+        scaled[attempt] = result
+    scaled["users"] = target_users
+    scaled["extrapolated"] = {"measured_users": measured_users, "fixed": fixed}
+    scaled["note"] = ("EXTRAPOLATED: measured at %d users, scaled linearly to %d "
+                      "(fixed start-up %.1fs wall kept once)" % (measured_users, target_users,
+                                                                   (fixed or {}).get("wall", 0.0)))
+    return scaled
+
+
+def fixed_cost(name, clusters_count, args, env, scratch):
+    """The variant with zero users: the start-up cost that does not grow with N."""
+    record = run_variant(name, 0, clusters_count, args, env, scratch, rerun=False, label_suffix="fixed")
+    first = record.get("first")
+    if not first or first["rc"] != 0:
+        return None
+    return {"wall": first["wall"], "cpu": first["cpu"]}
+
+
+# ---------------------------------------------------------------------------------------- report
+def fmt(value, unit="", digits=1):
+    if value is None:
+        return "-"
+    return ("%.*f" % (digits, value)) + unit
+
+
+def ratio(value, ref):
+    if value is None or not ref:
+        return "-"
+    return "%.1fx" % (value / ref)
+
+
+def render(report):
+    args = report["args"]
+    lines = ["# kubepki.certs benchmarks", "",
+             "%s, %d users x %d clusters, %s; command: `%s`" % (
+                 report["started"], args["users"], args["clusters"], report["host"], report["command"]), ""]
+    main = report["main"]
+    ref = next((r for r in main if r["variant"] == "collection" and r["status"] == "ok"), None)
+    ref_wall = ref["first"]["wall"] if ref else None
+    ref_cpu = ref["first"]["cpu"] if ref else None
+    lines += ["| way | status | wall s | CPU s | peak RSS MB | wall vs collection | CPU vs collection "
+              "| re-run wall s | re-run / first | approval->cert median s (p95) | verified |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    notes = []
+    for r in main:
+        first, rerun = r.get("first"), r.get("rerun")
+        if not first:
+            lines.append("| %s | %s | - | - | - | - | - | - | - | - | - |" % (r["label"], r["status"]))
+            notes.append("%s: %s" % (r["label"], r["note"]))
+            continue
+        lat = first.get("latency")
+        ver = first["verify"]
+        mark = "~" if r.get("extrapolated") else ""
+        lines.append("| %s | %s | %s%s | %s%s | %s | %s | %s | %s | %s | %s | %d/%d kubeconfigs, %d whoami |" % (
+            r["label"], r["status"], mark, fmt(first["wall"]), mark, fmt(first["cpu"]), fmt(first["peak_rss_mb"], digits=0),
+            ratio(first["wall"], ref_wall), ratio(first["cpu"], ref_cpu),
+            fmt(rerun["wall"]) if rerun else "-",
+            ("%.0f%%" % (100.0 * rerun["wall"] / first["wall"])) if rerun and first["wall"] else "-",
+            ("%s (%s)" % (fmt(lat["median"], digits=2), fmt(lat["p95"], digits=2))) if lat else "-",
+            ver["found"], ver["expected"], ver["whoami_checked"]))
+        if r.get("note"):
+            notes.append("%s: %s" % (r["label"], r["note"]))
+    lines.append("")
+    lines.append("Ratios are the other way's figure divided by the collection's: 20.0x means 20 times slower "
+                 "than the collection. `~` marks an extrapolated figure.")
+    sources = ["- %s: %s" % (r["label"], r["first"]["latency_source"]) for r in main if r.get("first")]
+    if sources:
+        lines += ["", "Approval-to-certificate latency, how it was measured:"] + sources
+    if notes:
+        lines += ["", "Notes:"] + ["- " + n for n in notes]
+    growth = report.get("growth") or []
+    if growth:
+        lines += ["", "## Growth", "",
+                  "| way | users | clusters | wall s | CPU s | peak RSS MB | ms wall per user-cluster | status |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for r in growth:
+            first = r.get("first")
+            if not first:
+                lines.append("| %s | %d | %d | - | - | - | - | %s |" % (r["variant"], r["users"], r["clusters"],
+                                                                       r["status"]))
+                continue
+            per = 1000.0 * first["wall"] / max(1, r["users"] * r["clusters"])
+            lines.append("| %s | %d | %d | %s | %s | %s | %.0f | %s |" % (
+                r["variant"], r["users"], r["clusters"], fmt(first["wall"]), fmt(first["cpu"]),
+                fmt(first["peak_rss_mb"], digits=0), per, r["status"]))
+        if report.get("plot"):
+            lines += ["", "Plot: `%s`" % os.path.relpath(report["plot"], REPO)]
+    profiles = [(r["label"], r["first"].get("profile")) for r in main if r.get("first") and r["first"].get("profile")]
+    if profiles:
+        lines += ["", "## Where the time goes (task seconds summed over hosts, first run)", ""]
+        for label, profile in profiles:
+            lines.append("%s:" % label)
+            for task, item in list(profile.items())[:8]:
+                lines.append("- %6.1fs  %4d calls  %s" % (item["seconds"], item["calls"], task))
+            lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def plot(growth, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for name, style in (("collection", "o-"), ("floor", "s--")):
+        by_users = sorted((r["users"], r["first"]["wall"]) for r in growth
+                          if r["variant"] == name and r.get("first") and r["clusters"] == 2 and r["status"] == "ok")
+        by_clusters = sorted((r["clusters"], r["first"]["wall"]) for r in growth
+                             if r["variant"] == name and r.get("first") and r["users"] == 100 and r["status"] == "ok")
+        if by_users:
+            left.plot([u for u, _ in by_users], [1000.0 * w / u for u, w in by_users], style, label=LABELS[name])
+        if by_clusters:
+            right.plot([c for c, _ in by_clusters], [w / c for c, w in by_clusters], style, label=LABELS[name])
+    left.set(xscale="log", xlabel="users (2 clusters)", ylabel="wall ms per user", title="cost per user")
+    right.set(xlabel="clusters (100 users)", ylabel="wall s per cluster", title="cost per cluster")
+    for axis in (left, right):
+        axis.grid(True, alpha=0.3)
+        axis.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ------------------------------------------------------------------------------------------ main
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--users", type=int, default=100, help="users N (default 100)")
+    parser.add_argument("--clusters", type=int, default=2, help="clusters M (default 2)")
+    parser.add_argument("--growth", dest="growth", action="store_true", default=True,
+                        help="also run the growth points (default)")
+    parser.add_argument("--no-growth", dest="growth", action="store_false")
+    parser.add_argument("--only", default=",".join(VARIANTS),
+                        help="comma-separated ways to run: %s" % ",".join(VARIANTS))
+    parser.add_argument("--quick", action="store_true",
+                        help="CI smoke: 5 users x 2 clusters, growth at 2/5 users and 1/2 clusters")
+    parser.add_argument("--recipe-users", type=int, default=None,
+                        help="run the kubernetes.core recipe on this many users and extrapolate linearly "
+                             "to --users (marked EXTRAPOLATED in the table)")
+    parser.add_argument("--poll-interval", type=float, default=1.0,
+                        help="seconds between two polls in the recipes (k8s_info delay, shell sleep)")
+    parser.add_argument("--timeout", type=float, default=1800, help="limit for one run of one way, seconds")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch directory (logs, kubeconfigs)")
+    args = parser.parse_args(argv)
+    args.only = [n.strip() for n in args.only.split(",") if n.strip()]
+    unknown = [n for n in args.only if n not in VARIANTS]
+    if unknown:
+        parser.error("unknown way(s) %s; choose from %s" % (", ".join(unknown), ", ".join(VARIANTS)))
+    if args.quick:
+        args.users, args.clusters = min(args.users, 5), min(args.clusters, 2)
+    return args
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    env = base_env()
+    os.makedirs(RESULTS, exist_ok=True)
+    scratch = tempfile.mkdtemp(prefix="kubepki-bench-")
+    report = {"started": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
+              "host": "%d CPUs, load %.1f at start" % (os.cpu_count() or 0, os.getloadavg()[0]),
+              "command": " ".join(["benchmarks/run.py"] + (sys.argv[1:] if argv is None else list(argv))),
+              "args": {"users": args.users, "clusters": args.clusters, "recipe_users": args.recipe_users,
+                       "poll_interval": args.poll_interval, "growth": args.growth, "quick": args.quick},
+              "main": [], "growth": []}
+    begun = time.time()
+    try:
+        for name in VARIANTS:
+            if name not in args.only:
+                continue
+            if name == "k8s_core" and args.recipe_users and args.recipe_users < args.users:
+                fixed = fixed_cost(name, args.clusters, args, env, scratch)
+                record = run_variant(name, args.recipe_users, args.clusters, args, env, scratch)
+                if record["status"] == "ok":
+                    record = extrapolate(record, args.recipe_users, args.users, fixed)
+            else:
+                record = run_variant(name, args.users, args.clusters, args, env, scratch)
+            record["label"] = LABELS[name]
+            report["main"].append(record)
+
+        if args.growth:
+            if args.quick:
+                points = [(2, 2), (5, 2), (5, 1)]
+            else:
+                points = [(n, 2) for n in GROWTH_USERS] + [(100, m) for m in GROWTH_CLUSTERS if m != 2]
+            for name in ("collection", "floor"):
+                if name not in args.only:
+                    continue
+                for users_count, clusters_count in points:
+                    reuse = next((r for r in report["main"] if r["variant"] == name and r["users"] == users_count
+                                  and r["clusters"] == clusters_count and not r.get("extrapolated")), None)
+                    record = reuse or run_variant(name, users_count, clusters_count, args, env, scratch,
+                                                  rerun=False, label_suffix="growth")
+                    report["growth"].append(record)
+            if report["growth"]:
+                report["plot"] = os.path.join(RESULTS, "latest.png")
+                plot(report["growth"], report["plot"])
+    finally:
+        report["total_seconds"] = time.time() - begun
+        text = render(report) + "\nTotal benchmark time: %.0f s\n" % report["total_seconds"]
+        with open(os.path.join(RESULTS, "latest.md"), "w") as handle:
+            handle.write(text)
+        with open(os.path.join(RESULTS, "latest.json"), "w") as handle:
+            json.dump(report, handle, indent=1, default=str)
+        broken = [r for r in report["main"] + report["growth"] if r["status"] == "failed"]
+        if args.keep or broken:
+            log("scratch (logs, kubeconfigs) kept in %s" % scratch)
+        else:
+            shutil.rmtree(scratch, ignore_errors=True)
+    sys.stdout.write(text)
+    failed = [r for r in report["main"] + report["growth"] if r["status"] == "failed"]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
