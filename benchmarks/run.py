@@ -344,6 +344,11 @@ class CollectionVariant(Variant):
                     reported.append(float(value))
         if reported:
             return reported, "reported by csr_wait"
+        stats = [e["figures"]["wait_stats"]["seconds"] for e in entries if e["action"].endswith("csr_wait")
+                 and isinstance(e.get("figures", {}).get("wait_stats", {}).get("seconds"), (int, float))]
+        if stats:
+            return stats, ("csr_wait's wait_stats.seconds, one figure per cluster: from the start of the wait "
+                           "(after csr_approve) to the last certificate of the batch")
         # Not reported: time from the end of the approval task to the end of the wait task, per cluster.
         approve = {e["host"]: e["end"] for e in entries if e["action"].endswith("csr_approve") and e["status"] == "ok"}
         waited = {e["host"]: e["end"] for e in entries if e["action"].endswith("csr_wait") and e["status"] == "ok"}

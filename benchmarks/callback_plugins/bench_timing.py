@@ -3,7 +3,7 @@
 Enabled by run.py with ANSIBLE_CALLBACK_PLUGINS=<this dir> and ANSIBLE_CALLBACKS_ENABLED=bench_timing;
 writes one JSON line per task result to the file named by BENCH_TIMING_FILE. For results that carry
 timing figures of their own (keys with "latency", "approved" or "observed" in their name, at the top
-level or in the entries of a "certificates" list) those figures are copied too.
+level or in the entries of a "certificates" list, and csr_wait's "wait_stats") those figures are copied too.
 """
 
 from __future__ import annotations
@@ -58,6 +58,8 @@ class CallbackModule(CallbackBase):
             per_cert = [_timing_fields(c) for c in certificates if isinstance(c, dict)]
             if any(per_cert):
                 figures["certificates"] = per_cert
+        if isinstance(data.get("wait_stats"), dict):
+            figures["wait_stats"] = data["wait_stats"]
         if figures:
             entry["figures"] = figures
         with open(self._path, "a") as handle:

@@ -1,0 +1,67 @@
+"""The crypto helpers the store and the modules rely on."""
+
+import pytest
+
+from ansible_collections.kubepki.certs.plugins.module_utils import _crypto
+from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
+
+from kubesandbox import pki
+
+
+@pytest.mark.parametrize("key_type", _crypto.KEY_TYPES)
+def test_key_round_trip(key_type):
+    if key_type in ("rsa-3072", "rsa-4096"):
+        pytest.skip("slow key sizes are covered by rsa-2048")
+    key = _crypto.generate_private_key(key_type)
+    assert _crypto.key_type_of(key) == key_type
+    plain = _crypto.private_key_to_pem(key)
+    assert "BEGIN PRIVATE KEY" in plain
+    assert _crypto.public_key_sha256(_crypto.load_private_key(plain)) == _crypto.public_key_sha256(key)
+
+
+def test_encrypted_pem():
+    key = _crypto.generate_private_key()
+    pem = _crypto.private_key_to_pem(key, "s3cret")
+    assert "ENCRYPTED PRIVATE KEY" in pem
+    assert _crypto.public_key_sha256(_crypto.load_private_key(pem, "s3cret")) == _crypto.public_key_sha256(key)
+    with pytest.raises(KubePkiError, match="is encrypted: give its passphrase"):
+        _crypto.load_private_key(pem)
+    with pytest.raises(KubePkiError, match="wrong passphrase"):
+        _crypto.load_private_key(pem, "other")
+
+
+def test_unknown_key_type():
+    with pytest.raises(KubePkiError, match="key_type 'ed25519' is not supported"):
+        _crypto.generate_private_key("ed25519")
+
+
+def test_certificate_facts_and_issuer():
+    ca = pki.make_ca("crypto-test-ca")
+    other = pki.make_ca("crypto-other-ca")
+    key = _crypto.generate_private_key()
+    leaf = pki.issue(ca, "alice", ["team-a", "team-b"], client=True, key=key)
+    pem = pki.cert_pem(leaf.cert).decode()
+    facts = _crypto.certificate_facts(pem)
+    assert facts["common_name"] == "alice"
+    assert facts["organizations"] == ["team-a", "team-b"]
+    assert facts["serial"] == format(leaf.cert.serial_number, "x")
+    assert facts["public_key_sha256"] == _crypto.public_key_sha256(key)
+    assert _crypto.certificate_is_valid_now(facts)
+    _crypto.verify_issued_by(pem, pki.cert_pem(ca.cert).decode())
+    with pytest.raises(KubePkiError, match="is not signed by the given cluster CA"):
+        _crypto.verify_issued_by(pem, pki.cert_pem(other.cert).decode())
+
+
+def test_malformed_certificate():
+    with pytest.raises(KubePkiError, match="certificate is not a PEM CERTIFICATE"):
+        _crypto.certificate_facts("hello")
+    broken = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
+    with pytest.raises(KubePkiError, match="cannot be parsed"):
+        _crypto.certificate_facts(broken)
+
+
+def test_rfc3339():
+    moment = _crypto.parse_rfc3339("2025-01-02T03:04:05Z")
+    assert _crypto.rfc3339(moment) == "2025-01-02T03:04:05Z"
+    with pytest.raises(KubePkiError, match="not an RFC 3339 timestamp"):
+        _crypto.parse_rfc3339("yesterday")

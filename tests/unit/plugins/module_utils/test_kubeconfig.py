@@ -1,0 +1,123 @@
+"""kubeconfig rendering, validation with the kubernetes client loader, secrets and redaction."""
+
+import base64
+import os
+
+import pytest
+import yaml
+
+from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _kubeconfig
+from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
+
+from kubesandbox import pki
+
+
+@pytest.fixture(scope="module")
+def material():
+    ca = pki.make_ca("kubeconfig-test-ca")
+    key = _crypto.generate_private_key()
+    cert = pki.issue(ca, "alice", ["team-a"], client=True, key=key)
+    return {
+        "ca_pem": pki.cert_pem(ca.cert).decode(),
+        "certificate_pem": pki.cert_pem(cert.cert).decode(),
+        "private_key_pem": _crypto.private_key_to_pem(key),
+    }
+
+
+def entries(material, names=("c1", "c2")):
+    return [dict(material, cluster=name, server="https://127.0.0.1:%d" % (6443 + i), user="alice",
+                 namespace="team-a" if i else None) for i, name in enumerate(names)]
+
+
+def test_render_shape(material):
+    config = _kubeconfig.render(entries(material))
+    assert config["apiVersion"] == "v1" and config["kind"] == "Config"
+    assert [c["name"] for c in config["clusters"]] == ["c1", "c2"]
+    assert config["clusters"][0]["cluster"] == {
+        "server": "https://127.0.0.1:6443", "certificate-authority-data": _crypto.b64(material["ca_pem"])}
+    assert [u["name"] for u in config["users"]] == ["alice@c1", "alice@c2"]
+    user = config["users"][0]["user"]
+    assert base64.b64decode(user["client-certificate-data"]).decode() == material["certificate_pem"]
+    assert base64.b64decode(user["client-key-data"]).decode() == material["private_key_pem"]
+    assert config["contexts"][0] == {"name": "alice@c1", "context": {"cluster": "c1", "user": "alice@c1"}}
+    assert config["contexts"][1]["context"]["namespace"] == "team-a"
+    assert config["current-context"] == "alice@c1"
+
+
+def test_dump_is_stable_yaml(material):
+    config = _kubeconfig.render(entries(material))
+    text = _kubeconfig.dump(config)
+    assert text == _kubeconfig.dump(_kubeconfig.render(entries(material)))
+    assert yaml.safe_load(text) == config
+    assert _kubeconfig.load(text) == config
+
+
+def test_current_context_and_custom_names(material):
+    items = entries(material)
+    items[1]["context"] = "prod"
+    config = _kubeconfig.render(items, current_context="prod")
+    assert config["current-context"] == "prod"
+    with pytest.raises(KubePkiError, match="current_context 'nope' is none of the rendered contexts"):
+        _kubeconfig.render(items, current_context="nope")
+    items[0]["context"] = "prod"
+    with pytest.raises(KubePkiError, match="context name 'prod' is used twice"):
+        _kubeconfig.render(items)
+    with pytest.raises(KubePkiError, match="clusters: give at least one cluster"):
+        _kubeconfig.render([])
+
+
+def test_without_ca(material):
+    item = entries(material, ["c1"])[0]
+    item["ca_pem"] = None
+    config = _kubeconfig.render([item])
+    assert "certificate-authority-data" not in config["clusters"][0]["cluster"]
+    assert _kubeconfig.validate(config)
+
+
+def test_validate_loads_every_context_and_cleans_up(material):
+    from kubernetes.config import kube_config  # pylint: disable=import-outside-toplevel
+    before = dict(kube_config._temp_files)  # pylint: disable=protected-access
+    assert _kubeconfig.validate(_kubeconfig.render(entries(material)))
+    after = kube_config._temp_files  # pylint: disable=protected-access
+    assert after == before
+    leftovers = [name for name in os.listdir(os.environ.get("TMPDIR", "/tmp")) if name.startswith("kubepki-kubeconfig-")]
+    assert not leftovers
+
+
+def test_validate_rejects_broken_config(material):
+    config = _kubeconfig.render(entries(material, ["c1"]))
+    config["contexts"][0]["context"]["user"] = "ghost"
+    with pytest.raises(KubePkiError, match="context 'alice@c1' carries no client certificate and key"):
+        _kubeconfig.validate(config)
+    config = _kubeconfig.render(entries(material, ["c1"]))
+    config["clusters"][0]["cluster"]["server"] = "https://elsewhere:1"
+    config["clusters"].append({"name": "c1", "cluster": {"server": "https://127.0.0.1:6443"}})
+    with pytest.raises(KubePkiError, match=r"does not load \(context 'alice@c1'\): .*only one object with name c1"):
+        _kubeconfig.validate(config)
+
+
+def test_secret_values(material):
+    config = _kubeconfig.render(entries(material, ["c1"]))
+    secrets = _kubeconfig.secret_values(config)
+    key_data = config["users"][0]["user"]["client-key-data"]
+    assert key_data in secrets and material["private_key_pem"] in secrets
+    assert config["users"][0]["user"]["client-certificate-data"] not in secrets
+    returned = _kubeconfig.secret_values(config, encoded=False)
+    assert key_data not in returned and material["private_key_pem"] in returned
+    text = _kubeconfig.dump(config)
+    assert not any(value in text for value in returned)
+
+
+def test_redacted_hides_the_key(material):
+    config = _kubeconfig.render(entries(material, ["c1"]))
+    view = _kubeconfig.redacted(config)
+    text = _kubeconfig.dump(view)
+    assert view["users"][0]["user"]["client-key-data"] == "<redacted>"
+    assert view["users"][0]["user"]["client-certificate-data"].startswith("sha256:")
+    assert config["users"][0]["user"]["client-key-data"] not in text
+    assert config["users"][0]["user"]["client-key-data"] != "<redacted>"
+
+
+def test_load_rejects_non_mapping():
+    with pytest.raises(KubePkiError, match="dest x is not a mapping"):
+        _kubeconfig.load("- a\n- b\n", what="dest x")
