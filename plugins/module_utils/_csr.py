@@ -373,3 +373,56 @@ def decide(client, name, decision, reason, message, obj=None, dry_run=False, att
             raise
         return True, updated
     raise KubePkiError("CertificateSigningRequest %s kept changing; gave up after %d attempts" % (name, attempts))
+
+
+# ---------------------------------------------------------------- input checks shared by the modules
+
+_DURATION = re.compile(r"^\s*(?:(\d+)w)?\s*(?:(\d+)d)?\s*(?:(\d+)h)?\s*(?:(\d+)m)?\s*(?:(\d+)s?)?\s*$")
+
+
+def parse_duration(value, what="renew_before"):
+    """Seconds of ``value``: an int, or text such as ``720h``, ``30d``, ``1d12h``, ``90m``, ``3600`` or ``3600s``."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise KubePkiError("%s: %r is not a duration" % (what, value))
+    if isinstance(value, int):
+        seconds = value
+    else:
+        match = _DURATION.match(str(value))
+        if not match or not any(match.groups()):
+            raise KubePkiError("%s: %r is not a duration; write seconds or a value like 720h, 30d, 1d12h" % (what, value))
+        weeks, days, hours, minutes, secs = (int(g or 0) for g in match.groups())
+        seconds = (((weeks * 7 + days) * 24 + hours) * 60 + minutes) * 60 + secs
+    if seconds < 0:
+        raise KubePkiError("%s: %r is negative" % (what, value))
+    return seconds
+
+
+def name_problem(name):
+    """Why ``name`` cannot be a certificate common name (user name), or None."""
+    if not isinstance(name, str) or not name.strip():
+        return "must not be empty"
+    if name != name.strip():
+        return "must not start or end with whitespace"
+    bad = [ch for ch in name if ord(ch) < 32 or ord(ch) == 127]
+    if bad:
+        return "must not contain control characters (found %r)" % "".join(bad)
+    if len(name) > 64:
+        return "is longer than 64 characters (the X.509 limit for a common name)"
+    return None
+
+
+def group_problem(group):
+    """Why ``group`` cannot be an organization (group) value, or None."""
+    if not isinstance(group, str) or not group.strip():
+        return "must not be empty"
+    if "," in group:
+        return "must not contain a comma (token files split groups on commas; O values with commas confuse tools)"
+    if group != group.strip():
+        return "must not start or end with whitespace"
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in group):
+        return "must not contain control characters"
+    if len(group) > 64:
+        return "is longer than 64 characters (the X.509 limit for an organization)"
+    return None

@@ -119,6 +119,8 @@ class Waiter:
             code = obj.get("code")
             if code == 410:
                 return "relist"
+            if code in (429, 500, 503, 504):
+                return "resume"
             raise KubePkiError("watching CertificateSigningRequests failed: %s (code %s, %s)" % (
                 obj.get("message"), code, obj.get("reason")), status=code)
         version = (obj.get("metadata") or {}).get("resourceVersion")
@@ -156,8 +158,9 @@ class Waiter:
             raise
         try:
             for event in iter_events(response):
-                if self._apply(event) == "relist":
-                    return "relist"
+                outcome = self._apply(event)
+                if outcome in ("relist", "resume"):
+                    return outcome
                 if finished(self.objects, self.names):
                     return "done"
                 if self.clock() >= end:
@@ -168,9 +171,21 @@ class Waiter:
             _close(response)
         return "resume"
 
-    def run(self, timeout):
+    def prime(self, deadline=30):
+        """The first list, done ahead of ``run(listed=True)`` so a caller can look at what exists."""
+        self._list(deadline)
+        return dict(self.objects)
+
+    def drop(self, name):
+        """Stop waiting for ``name`` (resolved some other way)."""
+        self.names = [n for n in self.names if n != name]
+        self.wanted.discard(name)
+        self.objects.pop(name, None)
+
+    def run(self, timeout, listed=False):
         end = self.clock() + max(float(timeout), 0.0)
-        self._list(end - self.clock())
+        if not listed:
+            self._list(end - self.clock())
         failures = 0
         while not finished(self.objects, self.names):
             if self.clock() >= end:

@@ -1,0 +1,199 @@
+"""Unit tests for plugins/module_utils/_kube.py: option resolution, precedence, retries, errors."""
+
+import json
+
+import pytest
+import urllib3
+
+from ansible_collections.kubepki.certs.plugins.module_utils import _kube
+from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
+
+
+def params(**values):
+    base = {name: None for name in _kube.AUTH_ARG_SPEC}
+    base.update(values)
+    return base
+
+
+def test_argspec_names_and_aliases_match_kubernetes_core():
+    spec = _kube.AUTH_ARG_SPEC
+    assert set(spec) == {"kubeconfig", "context", "host", "api_key", "validate_certs", "ca_cert", "client_cert", "client_key", "proxy"}
+    assert spec["validate_certs"]["aliases"] == ["verify_ssl"]
+    assert spec["ca_cert"]["aliases"] == ["ssl_ca_cert"]
+    assert spec["client_cert"]["aliases"] == ["cert_file"]
+    assert spec["client_key"]["aliases"] == ["key_file"]
+    assert spec["api_key"]["no_log"] is True
+    assert spec["kubeconfig"]["type"] == "raw"
+
+
+def test_env_applies_late_and_explicit_wins():
+    env = {"K8S_AUTH_HOST": "https://env:6443", "K8S_AUTH_API_KEY": "envtoken", "K8S_AUTH_CONTEXT": "envctx"}
+    auth = _kube.resolve_auth(params(host="https://explicit:6443/"), env)
+    assert auth["host"] == "https://explicit:6443"
+    assert auth["api_key"] == "envtoken"
+    assert auth["context"] == "envctx"
+
+
+@pytest.mark.parametrize("text,expected", [("0", False), ("false", False), ("No", False), ("FALSE", False),
+                                           ("1", True), ("true", True), ("yes", True), ("anything", True)])
+def test_env_booleans_are_false_only_for_0_false_no(text, expected):
+    assert _kube.resolve_auth(params(), {"K8S_AUTH_VALIDATE_CERTS": text})["validate_certs"] is expected
+
+
+def test_kubernetes_client_env_names_are_accepted():
+    env = {"K8S_AUTH_VERIFY_SSL": "no", "K8S_AUTH_SSL_CA_CERT": "/ca.pem", "K8S_AUTH_CERT_FILE": "/c.pem", "K8S_AUTH_KEY_FILE": "/k.pem"}
+    auth = _kube.resolve_auth(params(), env)
+    assert auth["validate_certs"] is False
+    assert auth["ca_cert"] == "/ca.pem"
+    assert auth["client_cert"] == "/c.pem"
+    assert auth["client_key"] == "/k.pem"
+
+
+def test_our_env_name_beats_the_client_name():
+    auth = _kube.resolve_auth(params(), {"K8S_AUTH_CA_CERT": "/a", "K8S_AUTH_SSL_CA_CERT": "/b"})
+    assert auth["ca_cert"] == "/a"
+
+
+def test_explicit_false_beats_env_true():
+    assert _kube.resolve_auth(params(validate_certs=False), {"K8S_AUTH_VALIDATE_CERTS": "true"})["validate_certs"] is False
+
+
+@pytest.mark.parametrize("auth,source", [
+    ({"host": "https://h", "api_key": "t", "kubeconfig": "/k"}, "explicit"),
+    ({"host": "https://h", "client_cert": "/c", "client_key": "/k", "context": "x"}, "explicit"),
+    ({"host": "https://h", "kubeconfig": "/k"}, "kubeconfig"),
+    ({"context": "x"}, "kubeconfig"),
+    ({"host": "https://h"}, "default"),
+    ({}, "default"),
+])
+def test_precedence(auth, source):
+    assert _kube.config_source(auth) == source
+
+
+def test_kubeconfig_secrets_found():
+    config = {"users": [{"name": "u", "user": {"client-key-data": "S1", "token": "S2", "client-certificate-data": "S3"}}],
+              "clusters": [{"name": "c", "cluster": {"server": "https://x"}}]}
+    assert _kube.kubeconfig_secrets(config) == {"S1", "S2", "S3"}
+
+
+def test_inline_kubeconfig_builds_client_and_is_cached(tmp_path):
+    _kube._CLIENTS.clear()
+    config = {"apiVersion": "v1", "kind": "Config", "current-context": "c",
+              "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1", "insecure-skip-tls-verify": True}}],
+              "users": [{"name": "u", "user": {"token": "secret-token"}}],
+              "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}]}
+    auth = _kube.resolve_auth(params(kubeconfig=config), {})
+    first = _kube.client_for(auth)
+    assert _kube.client_for(dict(auth)) is first
+    assert first.host == "https://127.0.0.1:1"
+    assert first._headers(None)["authorization"] == "Bearer secret-token"
+
+
+def test_explicit_host_and_token_override_kubeconfig():
+    _kube._CLIENTS.clear()
+    auth = _kube.resolve_auth(params(host="https://127.0.0.1:2", api_key="tok", validate_certs=False), {})
+    client = _kube.client_for(auth)
+    assert client.host == "https://127.0.0.1:2"
+    assert client._headers({})["authorization"] == "Bearer tok"
+    assert client.configuration.verify_ssl is False
+
+
+def test_missing_kubeconfig_file_is_named():
+    with pytest.raises(KubePkiError, match="kubeconfig"):
+        _kube.client_for(_kube.resolve_auth(params(kubeconfig="/nonexistent/kubeconfig"), {}))
+
+
+def test_missing_ca_file_is_named():
+    with pytest.raises(KubePkiError, match="ca_cert"):
+        _kube.client_for(_kube.resolve_auth(params(host="https://h:1", api_key="t", ca_cert="/nonexistent/ca.pem"), {}))
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+        self.slept = []
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def scripted_client(answers, deadline=30):
+    clock = FakeClock()
+    client = _kube.KubeClient(None, deadline=deadline, sleep=clock.sleep, clock=clock)
+    client.host = "https://127.0.0.1:9"
+    calls = []
+
+    def send(method, path, query, body, timeout, stream):
+        calls.append((method, path))
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    client._send = send
+    return client, clock, calls
+
+
+def status(code, message, reason="", headers=None):
+    return code, headers or {}, json.dumps({"kind": "Status", "code": code, "message": message, "reason": reason}).encode()
+
+
+def test_retries_429_honouring_retry_after_then_503_then_succeeds():
+    client, clock, calls = scripted_client([
+        status(429, "slow down", "TooManyRequests", {"Retry-After": "3"}),
+        status(503, "unavailable"),
+        status(500, "oops"),
+        (200, {}, b'{"ok": true}'),
+    ])
+    assert client.request("GET", "/x") == {"ok": True}
+    assert clock.slept[0] == 3.0
+    assert len(calls) == 4
+    assert client.retries == 3
+
+
+def test_connection_errors_are_retried():
+    client, _clock, calls = scripted_client([urllib3.exceptions.ProtocolError("reset"), (200, {}, b"{}")])
+    assert client.request("GET", "/x") == {}
+    assert len(calls) == 2
+
+
+def test_unreachable_names_the_host_after_the_deadline():
+    errors = [urllib3.exceptions.NewConnectionError(None, "Connection refused") for _ in range(100)]
+    client, clock, _calls = scripted_client(errors, deadline=5)
+    with pytest.raises(KubePkiError, match=r"cannot reach the Kubernetes API at https://127\.0\.0\.1:9"):
+        client.request("GET", "/x", what="list CSRs")
+    assert clock.now <= 5
+
+
+def test_retry_after_beyond_deadline_gives_up_at_once():
+    client, clock, _calls = scripted_client([status(429, "later", "TooManyRequests", {"Retry-After": "100"})], deadline=10)
+    with pytest.raises(KubePkiError, match="later") as info:
+        client.request("GET", "/x")
+    assert info.value.status == 429
+    assert clock.slept == []
+
+
+def test_api_error_carries_message_code_and_object():
+    client, _clock, _calls = scripted_client([status(403, 'certificatesigningrequests "x" is forbidden: nope', "Forbidden")])
+    with pytest.raises(KubePkiError) as info:
+        client.request("POST", "/y", what="create CertificateSigningRequest x")
+    assert "create CertificateSigningRequest x failed" in info.value.msg
+    assert "is forbidden: nope" in info.value.msg
+    assert "HTTP 403" in info.value.msg
+    assert info.value.details["reason"] == "Forbidden"
+    assert _kube.status_of(info.value) == 403
+
+
+def test_404_is_not_retried():
+    client, _clock, calls = scripted_client([status(404, "not found", "NotFound")])
+    with pytest.raises(KubePkiError):
+        client.request("GET", "/z")
+    assert len(calls) == 1
+
+
+def test_path_for_quotes_names():
+    assert _kube.path_for("a b/c", "approval").endswith("/certificatesigningrequests/a%20b%2Fc/approval")
