@@ -372,7 +372,7 @@ def usable(record, key, user, cluster, ca_pem):
     return facts, None
 
 
-def choose(stored, from_etcd, key, user, cluster, ca_pem):
+def choose(stored, from_etcd, key, user, cluster, ca_pem, etcd_used):
     """``(record, facts, source)``: the store's certificate unless etcd has a newer usable one."""
     stored_facts = stored_problem = None
     if stored is not None:
@@ -388,8 +388,8 @@ def choose(stored, from_etcd, key, user, cluster, ca_pem):
             raise KubePkiError(etcd_problem + " (found in etcd; the store has none)")
     if stored is None:
         raise KubePkiError("no certificate for user %r on cluster %r in the credential store%s: issue one with csr_create/csr_wait%s" % (
-            user, cluster, "" if from_etcd is None else " nor in etcd",
-            "" if from_etcd is not None else " and publish it with cert_to_etcd, or configure etcd_endpoints"))
+            user, cluster, " nor in etcd" if etcd_used else "",
+            " and publish it with cert_to_etcd" if etcd_used else " (or configure etcd_endpoints to load it from etcd)"))
     if stored_problem is not None:
         raise KubePkiError(stored_problem)
     return stored, stored_facts, "store"
@@ -497,7 +497,7 @@ def run(module):
             module.no_log_values.add(key["private_key_pem"])
             stored = store.get_cert(scope, name, user)
             from_etcd = transport.get_record(scope, name, user) if transport is not None else None
-            record, facts, source = choose(stored, from_etcd, key, user, name, ca_pems[name])
+            record, facts, source = choose(stored, from_etcd, key, user, name, ca_pems[name], transport is not None)
             loaded = False
             if source == "etcd":
                 fresh = store_record(record, facts, scope, name, user)

@@ -1,0 +1,276 @@
+"""kubeconfig_render run in-process: embedded store in a temp dir, real etcd for the lazy load."""
+
+import base64
+import datetime
+import json
+import os
+import re
+import uuid
+
+import pytest
+import yaml
+
+from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _etcd, _store
+from ansible_collections.kubepki.certs.plugins.modules import kubeconfig_render
+
+from kubesandbox import pki
+
+
+class World:
+    """A store with alice's key, a CA per cluster, and helpers to issue and place certificates."""
+
+    def __init__(self, tmp_path, etcd_url, passphrase=""):
+        self.tmp_path = tmp_path
+        self.uri = str(tmp_path / "store" / "store.db")
+        self.passphrase = passphrase
+        self.etcd_url = etcd_url
+        self.prefix = "/r-%s" % uuid.uuid4().hex[:8]
+        self.cas = {name: pki.make_ca("ca-" + name) for name in ("c1", "c2")}
+        for name, ca in self.cas.items():
+            (tmp_path / ("%s-ca.crt" % name)).write_bytes(pki.cert_pem(ca.cert))
+        with _store.open_store(self.uri, passphrase) as store:
+            self.key = store.ensure_key("default", "alice")[0]
+
+    def cert(self, cluster="c1", user="alice", orgs=("team-a",), key_pem=None, ca=None, days=30, start=None):
+        key = _crypto.load_private_key(key_pem or self.key["private_key_pem"])
+        ca = ca or self.cas[cluster]
+        if start is None:
+            leaf = pki.issue(ca, user, list(orgs), client=True, key=key, days=days).cert
+        else:
+            leaf = _future_cert(ca, user, key, start)
+        pem = pki.cert_pem(leaf).decode()
+        facts = _crypto.certificate_facts(pem)
+        return {"scope": "default", "cluster": cluster, "user": user, "common_name": user, "organizations": list(orgs),
+                "certificate": pem, "csr_name": "n", "csr_uid": "u", "signer_name": "kubernetes.io/kube-apiserver-client",
+                "serial": facts["serial"], "not_before": facts["not_before"], "not_after": facts["not_after"],
+                "public_key_sha256": facts["public_key_sha256"]}
+
+    def to_store(self, record):
+        with _store.open_store(self.uri, self.passphrase) as store:
+            store.put_cert(record)
+
+    def to_etcd(self, record):
+        with _etcd.EtcdTransport([self.etcd_url], prefix=self.prefix) as transport:
+            transport.put_record(record)
+
+    def stored(self, cluster="c1"):
+        with _store.open_store(self.uri, self.passphrase) as store:
+            return store.get_cert("default", cluster, "alice")
+
+    def args(self, **extra):
+        args = {"user": "alice", "store_uri": self.uri, "store_passphrase": self.passphrase or None,
+                "clusters": [{"name": "c1", "server": "https://127.0.0.1:6443", "ca_cert": str(self.tmp_path / "c1-ca.crt")}]}
+        args.update(extra)
+        return args
+
+    def with_etcd(self, **extra):
+        return self.args(etcd_endpoints=[self.etcd_url], etcd_prefix=self.prefix, **extra)
+
+
+def _future_cert(ca, user, key, start):
+    from cryptography import x509  # pylint: disable=import-outside-toplevel
+    from cryptography.hazmat.primitives import hashes  # pylint: disable=import-outside-toplevel
+    from cryptography.x509.oid import NameOID  # pylint: disable=import-outside-toplevel
+    return (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, user)]))
+            .issuer_name(ca.cert.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(start).not_valid_after(start + datetime.timedelta(days=1)).sign(ca.key, hashes.SHA256()))
+
+
+@pytest.fixture
+def world(tmp_path, kp_etcd):
+    return World(tmp_path, kp_etcd.url)
+
+
+def test_write_idempotent_and_mode(run_module, world):
+    world.to_store(world.cert())
+    dest = world.tmp_path / "kube" / "config"
+    dest.parent.mkdir()
+    failed, result = run_module(kubeconfig_render, world.args(dest=str(dest), _ansible_check_mode=True))
+    assert not failed and result["changed"] and not dest.exists()
+    failed, result = run_module(kubeconfig_render, world.args(dest=str(dest), _ansible_diff=True))
+    assert not failed and result["changed"], result
+    assert os.stat(dest).st_mode & 0o777 == 0o600
+    assert "kubeconfig" not in result
+    key_b64 = base64.b64encode(world.key["private_key_pem"].encode()).decode()
+    assert key_b64 not in json.dumps(result) and "PRIVATE KEY" not in json.dumps(result)
+    assert "<redacted>" in result["diff"]["after"]
+    config = yaml.safe_load(dest.read_text())
+    assert config["users"][0]["user"]["client-key-data"] == key_b64
+    assert result["clusters"][0]["source"] == "store" and result["clusters"][0]["organizations"] == ["team-a"]
+    failed, result = run_module(kubeconfig_render, world.args(dest=str(dest)))
+    assert not failed and result["changed"] is False
+    os.chmod(dest, 0o644)
+    failed, result = run_module(kubeconfig_render, world.args(dest=str(dest)))
+    assert result["changed"] is True and os.stat(dest).st_mode & 0o777 == 0o600
+    assert not [name for name in os.listdir(dest.parent) if name != "config"]
+
+
+def test_returned_kubeconfig(run_module, world):
+    world.to_store(world.cert())
+    failed, result = run_module(kubeconfig_render, world.args(current_context="alice@c1"))
+    assert not failed and result["changed"] is False
+    config = yaml.safe_load(result["kubeconfig"])
+    assert config["current-context"] == "alice@c1"
+    assert base64.b64decode(config["users"][0]["user"]["client-key-data"]).decode() == world.key["private_key_pem"]
+
+
+def test_lazy_load_from_etcd(run_module, world):
+    record = world.cert()
+    world.to_etcd(record)
+    failed, result = run_module(kubeconfig_render, world.with_etcd(_ansible_check_mode=True))
+    assert not failed and result["changed"] and result["clusters"][0]["loaded_from_etcd"]
+    assert world.stored() is None
+    failed, result = run_module(kubeconfig_render, world.with_etcd())
+    assert not failed and result["changed"] and result["clusters"][0]["source"] == "etcd"
+    assert world.stored()["serial"] == record["serial"]
+    failed, result = run_module(kubeconfig_render, world.with_etcd())
+    assert not failed and result["changed"] is False and result["clusters"][0]["source"] == "store"
+
+
+def test_newer_certificate_in_etcd_replaces_the_stored_one(run_module, world):
+    old, new = world.cert(days=5), world.cert(days=20)
+    world.to_store(old)
+    world.to_etcd(new)
+    failed, result = run_module(kubeconfig_render, world.with_etcd())
+    assert not failed and result["clusters"][0]["serial"] == new["serial"]
+    assert world.stored()["serial"] == new["serial"]
+
+
+def test_older_or_bad_etcd_record_is_ignored_when_the_store_is_good(run_module, world):
+    good = world.cert(days=20)
+    world.to_store(good)
+    world.to_etcd(world.cert(days=5))
+    failed, result = run_module(kubeconfig_render, world.with_etcd())
+    assert not failed and result["clusters"][0]["serial"] == good["serial"] and result["changed"] is False
+
+
+def test_two_clusters_per_cluster_keys(run_module, world):
+    with _store.open_store(world.uri, "") as store:
+        keys = {name: store.ensure_key("default", "alice", name)[0] for name in ("c1", "c2")}
+    for name in ("c1", "c2"):
+        world.to_store(world.cert(name, key_pem=keys[name]["private_key_pem"]))
+    clusters = [{"name": name, "server": "https://127.0.0.1:%d" % port, "ca_data": pki.cert_pem(world.cas[name].cert).decode()}
+                for name, port in (("c1", 6443), ("c2", 6444))]
+    failed, result = run_module(kubeconfig_render, world.args(clusters=clusters, key_scope="per_cluster"))
+    assert not failed, result
+    config = yaml.safe_load(result["kubeconfig"])
+    assert [c["name"] for c in config["contexts"]] == ["alice@c1", "alice@c2"]
+    failed, result = run_module(kubeconfig_render, world.args(clusters=clusters))
+    assert failed and "does not match the stored private key of user 'alice'" in result["msg"]
+
+
+# ---------------------------------------------------------------- refusals and bad input
+
+def test_key_mismatch(run_module, world):
+    other = _crypto.private_key_to_pem(_crypto.generate_private_key())
+    world.to_store(world.cert(key_pem=other))
+    failed, result = run_module(kubeconfig_render, world.args())
+    assert failed
+    assert "the certificate of user 'alice' for cluster 'c1'" in result["msg"] and "does not match the stored private key" in result["msg"]
+
+
+def test_expired(run_module, world):
+    world.to_store(world.cert(days=-0.001))
+    failed, result = run_module(kubeconfig_render, world.args())
+    assert failed and "the certificate of user 'alice' for cluster 'c1'" in result["msg"] and "expired at" in result["msg"]
+
+
+def test_not_yet_valid(run_module, world):
+    world.to_store(world.cert(start=datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=2)))
+    failed, result = run_module(kubeconfig_render, world.args())
+    assert failed and "for cluster 'c1'" in result["msg"] and "is not valid before" in result["msg"]
+
+
+def test_wrong_ca(run_module, world):
+    world.to_store(world.cert(ca=world.cas["c2"]))
+    failed, result = run_module(kubeconfig_render, world.args())
+    assert failed and "user 'alice' for cluster 'c1'" in result["msg"] and "is not signed by the given cluster CA" in result["msg"]
+
+
+def test_expired_in_etcd_and_nothing_in_store(run_module, world):
+    world.to_etcd(world.cert(days=-0.001))
+    failed, result = run_module(kubeconfig_render, world.with_etcd())
+    assert failed and "expired at" in result["msg"] and "found in etcd; the store has none" in result["msg"]
+
+
+def test_no_certificate_anywhere(run_module, world):
+    failed, result = run_module(kubeconfig_render, world.with_etcd())
+    assert failed and "no certificate for user 'alice' on cluster 'c1' in the credential store nor in etcd" in result["msg"]
+
+
+def test_missing_key(run_module, world):
+    failed, result = run_module(kubeconfig_render, world.args(user="nobody"))
+    assert failed and "no private key for user 'nobody' (scope 'default')" in result["msg"]
+    failed, result = run_module(kubeconfig_render, world.args(key_scope="per_cluster"))
+    assert failed and "no private key for user 'alice' (scope 'default', cluster 'c1')" in result["msg"]
+
+
+def test_unknown_key_scope(run_module, world):
+    failed, result = run_module(kubeconfig_render, world.args(key_scope="per_user"))
+    assert failed and "key_scope" in result["msg"] and "per_user" in result["msg"]
+
+
+def test_dest_in_missing_directory(run_module, world):
+    world.to_store(world.cert())
+    failed, result = run_module(kubeconfig_render, world.args(dest=str(world.tmp_path / "nope" / "config")))
+    assert failed and "dest %s: the directory %s does not exist" % (world.tmp_path / "nope" / "config", world.tmp_path / "nope") == result["msg"]
+
+
+def test_dest_is_a_directory(run_module, world):
+    world.to_store(world.cert())
+    failed, result = run_module(kubeconfig_render, world.args(dest=str(world.tmp_path)))
+    assert failed and "is not a regular file" in result["msg"]
+
+
+@pytest.mark.parametrize("cluster, message", [
+    ({"ca_data": "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n"}, r"clusters\[c1\].ca_data cannot be parsed"),
+    ({"ca_data": "hello"}, r"clusters\[c1\].ca_data holds no PEM CERTIFICATE"),
+    ({"ca_cert": "/nonexistent/ca.crt"}, r"clusters\[c1\].ca_cert: cannot read /nonexistent/ca.crt"),
+    ({"server": "127.0.0.1:6443"}, r"clusters\[c1\].server '127.0.0.1:6443' is not an http\(s\):// URL"),
+])
+def test_bad_cluster_entries(run_module, world, cluster, message):
+    world.to_store(world.cert())
+    entry = {"name": "c1", "server": "https://127.0.0.1:6443"}
+    entry.update(cluster)
+    failed, result = run_module(kubeconfig_render, world.args(clusters=[entry]))
+    assert failed and re.search(message, result["msg"]), result["msg"]
+
+
+def test_duplicate_clusters(run_module, world):
+    entry = {"name": "c1", "server": "https://127.0.0.1:6443"}
+    failed, result = run_module(kubeconfig_render, world.args(clusters=[entry, dict(entry)]))
+    assert failed and result["msg"] == "clusters: c1 listed more than once"
+
+
+def test_bad_store_uri(run_module, world):
+    failed, result = run_module(kubeconfig_render, world.args(store_uri="redis://localhost/0"))
+    assert failed and "store_uri 'redis://localhost/0' has an unsupported scheme" in result["msg"]
+
+
+def test_wrong_and_missing_passphrase(run_module, tmp_path, kp_etcd):
+    world = World(tmp_path, kp_etcd.url, passphrase="right one")
+    world.to_store(world.cert())
+    failed, result = run_module(kubeconfig_render, dict(world.args(), store_passphrase="wrong one"))
+    assert failed and "store_passphrase does not decrypt the stored key of user 'alice'" in result["msg"]
+    failed, result = run_module(kubeconfig_render, dict(world.args(), store_passphrase=None))
+    assert failed and "encrypted at rest: give store_passphrase" in result["msg"]
+    failed, result = run_module(kubeconfig_render, world.args())
+    assert not failed
+
+
+def test_unreachable_etcd(run_module, world):
+    world.to_store(world.cert())
+    failed, result = run_module(kubeconfig_render, world.args(etcd_endpoints=["http://127.0.0.1:9", "http://127.0.0.1:10"], etcd_timeout=1))
+    assert failed and "etcd_endpoints: no etcd endpoint answered" in result["msg"] and "127.0.0.1:10" in result["msg"]
+
+
+def test_expected_groups_needs_verify(run_module, world):
+    failed, result = run_module(kubeconfig_render, world.args(expected_groups=["team-a"]))
+    assert failed and result["msg"] == "expected_groups needs verify=true"
+
+
+def test_verify_unreachable_cluster(run_module, world):
+    world.to_store(world.cert())
+    failed, result = run_module(kubeconfig_render, world.args(
+        verify=True, clusters=[{"name": "c1", "server": "https://127.0.0.1:9", "ca_cert": str(world.tmp_path / "c1-ca.crt")}]))
+    assert failed and "verify: cannot reach https://127.0.0.1:9 (context 'alice@c1')" in result["msg"]
