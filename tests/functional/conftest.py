@@ -97,7 +97,7 @@ def run_playbook(tmp_path):
     """
 
     def runner(playbook, extra_vars=None, check=False, diff=False, env=None, hosts=None, timeout=600):
-        book = tmp_path / "playbook-%d.yml" % len(list(tmp_path.glob("playbook-*.yml")))
+        book = tmp_path / ("playbook-%d.yml" % len(list(tmp_path.glob("playbook-*.yml"))))
         book.write_text(textwrap.dedent(playbook) if isinstance(playbook, str) else json.dumps(playbook))
         inventory = {"all": {"hosts": {}}}
         for host, host_vars in (hosts or {"localhost": {}}).items():
