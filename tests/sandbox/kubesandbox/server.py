@@ -1,0 +1,243 @@
+"""HTTPS front end of one sandbox cluster process (``python -m kubesandbox serve --dir D``)."""
+
+import json
+import logging
+import os
+import signal
+import socket
+import ssl
+import sys
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+from . import auth, pki
+from .api import Cluster, Request, Response, WatchStream
+from .controllers import Controllers
+
+LOG = logging.getLogger("kubesandbox.server")
+
+
+class CA:
+    def __init__(self, cert_path, key_path):
+        with open(cert_path, "rb") as handle:
+            self.cert_pem = handle.read()
+        with open(key_path, "rb") as handle:
+            key_pem = handle.read()
+        self.cert = pki.load_cert(self.cert_pem)
+        self.key = pki.load_key(key_pem)
+
+
+def encode(body):
+    if isinstance(body, (bytes, bytearray)):
+        return bytes(body)
+    return (json.dumps(body, separators=(",", ":"), ensure_ascii=False) + "\n").encode("utf-8")
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    cluster = None
+
+    def setup(self):
+        self.request.settimeout(300)
+        self.request.do_handshake()
+        super().setup()
+
+    def log_message(self, format, *args):  # pylint: disable=redefined-builtin
+        pass
+
+    def send_response(self, code, message=None):
+        self.log_request(code)
+        self.send_response_only(code, message)
+        self.send_header("Date", self.date_time_string())
+
+    def do_GET(self):
+        self.dispatch()
+
+    do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_GET
+
+    def _read_body(self):
+        length = self.headers.get("Content-Length")
+        if length:
+            return self.rfile.read(int(length))
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    self.rfile.readline()
+                    break
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+            return b"".join(chunks)
+        return b""
+
+    def dispatch(self):
+        parts = urlsplit(self.path)
+        query = parse_qs(parts.query, keep_blank_values=True)
+        body = self._read_body()
+        headers = {k: v for k, v in self.headers.items()}
+        peer = None
+        try:
+            peer = auth.user_from_peercert(self.connection.getpeercert())
+        except (ValueError, AttributeError):
+            peer = None
+        try:
+            user = self.cluster.authenticate(peer, self.headers.get("Authorization"))
+        except auth.Unauthorized:
+            self.write(Response(401, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                                      "message": "Unauthorized", "reason": "Unauthorized", "code": 401}))
+            return
+        req = Request(self.command, parts.path or "/", query, headers, body, user)
+        try:
+            resp = self.cluster.handle(req)
+        except Exception as exc:  # pylint: disable=broad-except
+            LOG.exception("internal error on %s %s", self.command, self.path)
+            resp = Response(500, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                                  "message": "Internal error occurred: %s" % exc, "reason": "InternalError",
+                                  "code": 500})
+        if isinstance(resp, WatchStream):
+            self.stream(resp)
+        else:
+            self.write(resp)
+
+    def _common_headers(self):
+        self.send_header("Audit-Id", str(uuid.uuid4()))
+        self.send_header("Cache-Control", "no-cache, private")
+
+    def write(self, resp):
+        data = encode(resp.body)
+        self.send_response(resp.code)
+        self._common_headers()
+        self.send_header("Content-Type", resp.content_type)
+        for key, value in resp.headers.items():
+            for item in value if isinstance(value, list) else [value]:
+                self.send_header(key, item)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def _chunk(self, data):
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.wfile.flush()
+
+    def stream(self, watch):
+        self.send_response(200)
+        self._common_headers()
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        self.wfile.flush()
+        if watch.expired is not None:
+            self._chunk((json.dumps({"type": "ERROR", "object": watch.expired}, separators=(",", ":"))
+                         + "\n").encode())
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+            return
+        watcher = watch.watcher
+        store = self.cluster.store
+        deadline = time.monotonic() + watch.timeout
+        interval = float(self.cluster.options.get("bookmark_interval", 60))
+        last_bookmark = time.monotonic()
+        initial_left = watcher.initial
+        initial_pending = watch.initial_end
+        try:
+            if initial_pending and initial_left == 0:
+                self._chunk(watch.bookmark(watcher.start_rv, True))
+                initial_pending = False
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                event = watcher.get(min(remaining, 0.5 if watch.bookmarks else remaining))
+                if event == "DROPPED":
+                    self.close_connection = True
+                    try:
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+                    return
+                if event is None:
+                    if watch.bookmarks and time.monotonic() - last_bookmark >= interval:
+                        with store.lock:
+                            rv = store.rv if not watcher.events else None
+                        if rv is not None:
+                            self._chunk(watch.bookmark(rv))
+                            last_bookmark = time.monotonic()
+                    continue
+                out = watch.translate(event)
+                if out is not None:
+                    self._chunk(watch.encode(out[0], out[1]))
+                if initial_left:
+                    initial_left -= 1
+                    if initial_left == 0 and initial_pending:
+                        self._chunk(watch.bookmark(watcher.start_rv, True))
+                        initial_pending = False
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+        except (OSError, ssl.SSLError):
+            self.close_connection = True
+        finally:
+            watcher.close()
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128
+
+    def __init__(self, address, handler, context):
+        self.context = context
+        super().__init__(address, handler)
+
+    def get_request(self):
+        sock, addr = self.socket.accept()
+        return self.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), addr
+
+    def handle_error(self, request, client_address):
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (OSError, ssl.SSLError, ConnectionError)):
+            return
+        LOG.exception("error serving %s", client_address)
+
+
+DEFAULTS = {
+    "signing_duration": 8760 * 3600.0, "signing_delay": 0.0, "cleaner_interval": 3600.0,
+    "approved_ttl": 3600.0, "denied_ttl": 3600.0, "failed_ttl": 3600.0, "pending_ttl": 86400.0,
+    "approver_max_backoff": 1000.0, "watch_history": 2000, "bookmark_interval": 60.0, "watch_timeout": 1800.0,
+}
+
+
+def serve(directory):
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    with open(os.path.join(directory, "options.json"), encoding="utf-8") as handle:
+        options = dict(DEFAULTS, **json.load(handle))
+    name = os.path.basename(os.path.abspath(directory))
+    ca = CA(os.path.join(directory, "ca.crt"), os.path.join(directory, "ca.key"))
+    options["token_file"] = os.path.join(directory, "tokens.csv")
+    cluster = Cluster(name, ca, options)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(os.path.join(directory, "server.crt"), os.path.join(directory, "server.key"))
+    context.load_verify_locations(os.path.join(directory, "ca.crt"))
+    context.verify_mode = ssl.CERT_OPTIONAL
+    context.set_alpn_protocols(["http/1.1"])
+    Handler.cluster = cluster
+    httpd = Server(("127.0.0.1", 0), Handler, context)
+    port = httpd.server_address[1]
+    url = "https://127.0.0.1:%d" % port
+    cluster.server_address = "127.0.0.1:%d" % port
+    controllers = Controllers(cluster)
+    controllers.start()
+
+    def stop(_signum, _frame):
+        threading.Thread(target=httpd.shutdown, daemon=True).start()
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    pki.write_file(os.path.join(directory, "server"), url)
+    try:
+        httpd.serve_forever(poll_interval=0.2)
+    finally:
+        controllers.stop()
+        httpd.server_close()
