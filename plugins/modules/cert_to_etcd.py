@@ -21,7 +21,7 @@ description:
     or C(public_key_sha256) must agree with the PEM, otherwise the task fails before anything is written.
   - All records of a task use one etcd connection. Nothing is written when any entry is invalid.
 author:
-  - kubepki.certs contributors
+  - kubepki.certs contributors (@kubepki)
 options:
   certificates:
     description:

@@ -25,7 +25,7 @@ description:
   - With O(verify=true) the module logs in to each cluster with the rendered kubeconfig and returns the identity the cluster
     sees, so a wrong user name or group shows at once.
 author:
-  - kubepki.certs contributors
+  - kubepki.certs contributors (@kubepki)
 options:
   user:
     description:
