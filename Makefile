@@ -56,7 +56,7 @@ build: venv
 	$(BIN)/ansible-galaxy collection build --force --output-path dist/
 
 demo: venv
-	$(PY) -m kubesandbox demo
+	tools/demo.sh
 
 bench: venv
 	$(PY) benchmarks/run.py
