@@ -11,27 +11,29 @@ Keep in step with plugins/doc_fragments/_requirements.py and meta/ee-requirement
 
 from __future__ import annotations
 
+import importlib
 import traceback
 
 from ansible.module_utils.basic import missing_required_lib
 
-LIBRARIES = {}
+# Library -> (import name, minimum version). Nothing is imported until a module asks for it, so a module
+# pays only for the libraries it uses.
+MINIMUM = {
+    "kubernetes": ("kubernetes", "24.2.0"),
+    "cryptography": ("cryptography", "41.0.0"),
+    "pymongo": ("pymongo", "4.0"),
+    "etcd3gw": ("etcd3gw", "2.4.0"),
+}
 
 
-def _probe(name, import_name, minimum, version_attr="__version__"):
+def probe(name):
+    """(present, version or traceback, minimum) for library ``name``; imports it."""
+    import_name, minimum = MINIMUM[name]
     try:
-        module = __import__(import_name)
+        module = importlib.import_module(import_name)
     except ImportError:
-        LIBRARIES[name] = (False, traceback.format_exc(), minimum)
-        return
-    version = getattr(module, version_attr, None)
-    LIBRARIES[name] = (True, version, minimum)
-
-
-_probe("kubernetes", "kubernetes", "24.2.0")
-_probe("cryptography", "cryptography", "41.0.0")
-_probe("pymongo", "pymongo", "4.0")
-_probe("etcd3gw", "etcd3gw", "2.4.0")
+        return False, traceback.format_exc(), minimum
+    return True, getattr(module, "__version__", None), minimum
 
 
 def _version_tuple(text):
@@ -47,7 +49,7 @@ def _version_tuple(text):
 def require(module, *names):
     """Fail the module with a clear message unless every library in ``names`` is importable and new enough."""
     for name in names:
-        present, info, minimum = LIBRARIES[name]
+        present, info, minimum = probe(name)
         if not present:
             module.fail_json(msg=missing_required_lib("%s >= %s" % (name, minimum)), exception=info)
         if info and _version_tuple(info) < _version_tuple(minimum):
