@@ -368,6 +368,11 @@ class Cluster:
             body = reslib.resource_list(parts[1], parts[2])
             if body:
                 return Response(200, body)
+        if path == "/openapi/v2":
+            if "protobuf" in req.headers.get("accept", ""):
+                return Response(200, reslib.openapi_v2_protobuf(),
+                                content_type="application/com.github.proto-openapi.spec.v2.v1.0+protobuf")
+            return Response(200, reslib.openapi_v2_json())
         if path == "/openapi/v3":
             return Response(200, reslib.openapi_v3_index())
         if parts[0] == "openapi" and len(parts) >= 3 and parts[1] == "v3":
@@ -582,14 +587,13 @@ class Cluster:
             return out
         if body is None:
             try:
-                text = req.body.decode("utf-8")
                 content_type = req.headers.get("content-type", "application/json")
                 if "protobuf" in content_type:
                     body = proto.decode(req.body)
                 elif "yaml" in content_type:
-                    body = yaml.safe_load(text)
+                    body = yaml.safe_load(req.body.decode("utf-8"))
                 else:
-                    body = json.loads(text, object_pairs_hook=hook)
+                    body = json.loads(req.body.decode("utf-8"), object_pairs_hook=hook)
             except proto.ProtoError as exc:
                 raise bad_request(str(exc)) from exc
             except (ValueError, yaml.YAMLError) as exc:

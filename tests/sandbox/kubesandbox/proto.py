@@ -125,6 +125,8 @@ def _scalar(kind, wire, value):
         for number, _w, val in fields(value):
             if number == 1:
                 secs = _signed(val)
+        if secs <= -62135596800:
+            return None
         stamp = datetime.datetime.fromtimestamp(secs, datetime.timezone.utc)
         return stamp.strftime("%Y-%m-%dT%H:%M:%SZ")
     if kind == "fieldsv1":
@@ -168,7 +170,9 @@ def message(schema, data):
                 val = "" if kind[1] in (STR, BYTES) else None
             out.setdefault(name, {})[key] = val
         else:
-            out[name] = _scalar(kind, wire, value)
+            scalar = _scalar(kind, wire, value)
+            if scalar is not None:
+                out[name] = scalar
     return out
 
 

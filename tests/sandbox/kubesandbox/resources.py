@@ -397,3 +397,32 @@ def openapi_v3_doc(group, version):
                 }
     return {"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.32.0+kubesandbox"},
             "paths": paths, "components": {"schemas": schemas}}
+
+
+OPENAPI_TITLE = "Kubernetes"
+OPENAPI_VERSION = "v1.32.0+kubesandbox"
+
+
+def openapi_v2_json():
+    """An OpenAPI v2 document that declares no paths or definitions (field validation is found via v3)."""
+    return {"swagger": "2.0", "info": {"title": OPENAPI_TITLE, "version": OPENAPI_VERSION}, "paths": {}}
+
+
+def _pb_field(number, payload):
+    length = len(payload)
+    out = bytearray([(number << 3) | 2])
+    while True:
+        byte = length & 0x7F
+        length >>= 7
+        if length:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            break
+    return bytes(out) + payload
+
+
+def openapi_v2_protobuf():
+    """The same empty document in the gnostic protobuf encoding kubectl asks for."""
+    info = _pb_field(1, OPENAPI_TITLE.encode()) + _pb_field(2, OPENAPI_VERSION.encode())
+    return _pb_field(1, b"2.0") + _pb_field(2, info) + _pb_field(8, b"")

@@ -18,6 +18,7 @@ from .api import Cluster, Request, Response, WatchStream
 from .controllers import Controllers
 
 LOG = logging.getLogger("kubesandbox.server")
+DEBUG = bool(os.environ.get("KUBESANDBOX_DEBUG"))
 
 
 class CA:
@@ -102,6 +103,11 @@ class Handler(BaseHTTPRequestHandler):
             self.stream(resp)
         else:
             self.write(resp)
+        if DEBUG:
+            sys.stderr.write("%.3f %s %s %s %s ct=%s accept=%s\n" % (
+                time.time(), user.name, self.command, self.path, getattr(resp, "code", "watch"),
+                self.headers.get("Content-Type"), self.headers.get("Accept")))
+            sys.stderr.flush()
 
     def _common_headers(self):
         self.send_header("Audit-Id", str(uuid.uuid4()))
@@ -116,9 +122,11 @@ class Handler(BaseHTTPRequestHandler):
             for item in value if isinstance(value, list) else [value]:
                 self.send_header(key, item)
         self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
+        self._headers_buffer.append(b"\r\n")
         if self.command != "HEAD":
-            self.wfile.write(data)
+            self._headers_buffer.append(data)
+        self.wfile.write(b"".join(self._headers_buffer))
+        self._headers_buffer = []
 
     def _chunk(self, data):
         self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
@@ -194,6 +202,7 @@ class Server(ThreadingHTTPServer):
 
     def get_request(self):
         sock, addr = self.socket.accept()
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return self.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), addr
 
     def handle_error(self, request, client_address):
