@@ -151,8 +151,9 @@ def onboard_cluster(cluster, spec, material, timings, errors):
                 type="Approved", status="True", reason="BenchFloor", message="approved by the benchmark floor")
             current = api.read_certificate_signing_request(name)
             current.status.conditions = (current.status.conditions or []) + [condition]
-            api.replace_certificate_signing_request_approval(name, current)
+            # Stamped as the approval is sent: the watch may see the certificate before the PUT returns.
             approved_at[name] = time.time()
+            api.replace_certificate_signing_request_approval(name, current)
         if not done.wait(spec.get("timeout", 300)):
             raise RuntimeError("%s: certificates not issued in time: %d of %d" % (
                 cluster["name"], len(issued), len(todo)))

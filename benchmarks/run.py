@@ -37,15 +37,15 @@ RESULTS = os.path.join(HERE, "results")
 COLLECTION_PLAYBOOK = os.path.join(REPO, "playbooks", "onboard_users.yml")
 COLLECTION_GROUP = "clusters"                          # inventory group, one host per cluster
 COLLECTION_HOST_VARS = {                               # our field -> inventory host variable
-    "kubeconfig": "kubepki_kubeconfig",                #   admin kubeconfig path of the cluster
-    "server": "kubepki_server",                        #   API server URL
-    "ca_cert": "kubepki_ca_cert",                      #   cluster CA (PEM file path)
+    "kubeconfig": "user_access_kubeconfig",            #   admin kubeconfig path of the cluster
+    "server": "user_access_server",                    #   API server URL
+    "ca_cert": "user_access_ca_cert",                  #   cluster CA (PEM file path)
 }
 COLLECTION_EXTRA_VARS = {                              # our field -> extra variable (-e @vars.json)
     "users": "onboard_users",                          #   [{name, groups}]
-    "store_uri": "kubepki_store_uri",                  #   embedded store file of this run
-    "etcd_endpoints": "kubepki_etcd_endpoints",        #   [url]
-    "output_dir": "onboard_output_dir",                #   where the kubeconfigs are written
+    "store_uri": "user_access_store_uri",              #   embedded store file of this run
+    "etcd_endpoints": "user_access_etcd_endpoints",    #   [url]
+    "output_dir": "user_access_output_dir",            #   where the kubeconfigs are written
 }
 COLLECTION_FIXED_VARS = {}                             # anything else the playbook needs, verbatim
 # --------------------------------------------------------------------------------------------------
@@ -59,6 +59,7 @@ LABELS = {
 }
 GROWTH_USERS = (10, 100, 500)       # at 2 clusters
 GROWTH_CLUSTERS = (1, 2, 4)         # at 100 users
+PILOT_USERS = 20                    # recipe pilot size in --recipe-users auto
 VERIFY_SAMPLE = 3                   # users checked with `kubectl auth whoami` in every cluster
 
 
@@ -253,7 +254,7 @@ def verify(out_dir, users, clusters, env, seed, sample=VERIFY_SAMPLE):
                                                                info.get("groups")))
     return {"expected": len(users) * len(clusters), "found": len(users) * len(clusters) - len(missing),
             "missing": missing[:5], "whoami_checked": checked, "whoami_failures": failures,
-            "ok": not missing and not failures and checked > 0}
+            "ok": not missing and not failures and (checked > 0 or not users)}
 
 
 # ---------------------------------------------------------------------------------------- variants
@@ -531,6 +532,34 @@ def fixed_cost(name, clusters_count, args, env, scratch):
     return {"wall": first["wall"], "cpu": first["cpu"]}
 
 
+RECIPES = ("k8s_core", "shell")
+
+
+def run_recipe(name, args, env, scratch):
+    """A recipe at full N, or on fewer users and extrapolated (see --recipe-users); never silently."""
+    n = args.users
+    if args.recipe_users == "full" or (isinstance(args.recipe_users, int) and args.recipe_users >= n):
+        return run_variant(name, n, args.clusters, args, env, scratch)
+    sample = args.recipe_users if isinstance(args.recipe_users, int) else min(n, PILOT_USERS)
+    if sample >= n:
+        return run_variant(name, n, args.clusters, args, env, scratch)
+    fixed = fixed_cost(name, args.clusters, args, env, scratch)
+    pilot = run_variant(name, sample, args.clusters, args, env, scratch)
+    if pilot["status"] != "ok":
+        return pilot
+    projected = extrapolate(pilot, sample, n, fixed)
+    if args.recipe_users == "auto":
+        cost = projected["first"]["wall"] + projected.get("rerun", {}).get("wall", 0.0)
+        if cost <= args.recipe_budget:
+            log("%s: projected %.0fs at %d users fits the budget of %.0fs: running it in full" % (
+                name, cost, n, args.recipe_budget))
+            return run_variant(name, n, args.clusters, args, env, scratch)
+        log("%s: projected %.0fs at %d users is over the budget of %.0fs: extrapolating from %d users" % (
+            name, cost, n, args.recipe_budget, sample))
+        projected["note"] += "; projected %.0fs was over --recipe-budget %.0fs" % (cost, args.recipe_budget)
+    return projected
+
+
 # ---------------------------------------------------------------------------------------- report
 def fmt(value, unit="", digits=1):
     if value is None:
@@ -569,7 +598,7 @@ def render(report):
         lines.append("| %s | %s | %s%s | %s%s | %s | %s | %s | %s | %s | %s | %d/%d kubeconfigs, %d whoami |" % (
             r["label"], r["status"], mark, fmt(first["wall"]), mark, fmt(first["cpu"]), fmt(first["peak_rss_mb"], digits=0),
             ratio(first["wall"], ref_wall), ratio(first["cpu"], ref_cpu),
-            fmt(rerun["wall"]) if rerun else "-",
+            (mark + fmt(rerun["wall"])) if rerun else "-",
             ("%.0f%%" % (100.0 * rerun["wall"] / first["wall"])) if rerun and first["wall"] else "-",
             ("%s (%s)" % (fmt(lat["median"], digits=2), fmt(lat["p95"], digits=2))) if lat else "-",
             ver["found"], ver["expected"], ver["whoami_checked"]))
@@ -647,9 +676,13 @@ def parse_args(argv):
                         help="comma-separated ways to run: %s" % ",".join(VARIANTS))
     parser.add_argument("--quick", action="store_true",
                         help="CI smoke: 5 users x 2 clusters, growth at 2/5 users and 1/2 clusters")
-    parser.add_argument("--recipe-users", type=int, default=None,
-                        help="run the kubernetes.core recipe on this many users and extrapolate linearly "
-                             "to --users (marked EXTRAPOLATED in the table)")
+    parser.add_argument("--recipe-users", default="auto",
+                        help="K: run the two recipes on K users and extrapolate linearly to --users (marked "
+                             "EXTRAPOLATED in the table); 'auto' (default): run a pilot of %d users, then the "
+                             "full N if the projected first + re-run time fits --recipe-budget, else "
+                             "extrapolate from the pilot; 'full': always the full N" % PILOT_USERS)
+    parser.add_argument("--recipe-budget", type=float, default=240.0,
+                        help="seconds one recipe's first + re-run may take at full N in auto mode (default 240)")
     parser.add_argument("--poll-interval", type=float, default=1.0,
                         help="seconds between two polls in the recipes (k8s_info delay, shell sleep)")
     parser.add_argument("--timeout", type=float, default=1800, help="limit for one run of one way, seconds")
@@ -661,6 +694,13 @@ def parse_args(argv):
         parser.error("unknown way(s) %s; choose from %s" % (", ".join(unknown), ", ".join(VARIANTS)))
     if args.quick:
         args.users, args.clusters = min(args.users, 5), min(args.clusters, 2)
+    if args.recipe_users not in ("auto", "full"):
+        try:
+            args.recipe_users = int(args.recipe_users)
+        except ValueError:
+            parser.error("--recipe-users takes a number, 'auto' or 'full'")
+        if args.recipe_users < 1:
+            parser.error("--recipe-users must be at least 1")
     return args
 
 
@@ -673,6 +713,7 @@ def main(argv=None):
               "host": "%d CPUs, load %.1f at start" % (os.cpu_count() or 0, os.getloadavg()[0]),
               "command": " ".join(["benchmarks/run.py"] + (sys.argv[1:] if argv is None else list(argv))),
               "args": {"users": args.users, "clusters": args.clusters, "recipe_users": args.recipe_users,
+                       "recipe_budget": args.recipe_budget,
                        "poll_interval": args.poll_interval, "growth": args.growth, "quick": args.quick},
               "main": [], "growth": []}
     begun = time.time()
@@ -680,11 +721,8 @@ def main(argv=None):
         for name in VARIANTS:
             if name not in args.only:
                 continue
-            if name == "k8s_core" and args.recipe_users and args.recipe_users < args.users:
-                fixed = fixed_cost(name, args.clusters, args, env, scratch)
-                record = run_variant(name, args.recipe_users, args.clusters, args, env, scratch)
-                if record["status"] == "ok":
-                    record = extrapolate(record, args.recipe_users, args.users, fixed)
+            if name in RECIPES:
+                record = run_recipe(name, args, env, scratch)
             else:
                 record = run_variant(name, args.users, args.clusters, args, env, scratch)
             record["label"] = LABELS[name]
