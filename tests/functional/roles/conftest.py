@@ -1,0 +1,61 @@
+"""Fixtures for the role tests: node trees copied from fixtures/, and a runner that applies one role to them.
+
+The parent conftest (tests/functional/conftest.py) provides ``run_playbook``; the collection symlink tree is made
+here too, so that these tests work from a clean clone whatever runs first.
+"""
+
+import os
+import shutil
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
+FIXTURES = os.path.join(HERE, "fixtures")
+
+
+def ensure_collection_link():
+    """``.cache/collections/ansible_collections/kubepki/certs`` -> the repository (not committed)."""
+    link = os.path.join(REPO, ".cache", "collections", "ansible_collections", "kubepki", "certs")
+    if not os.path.islink(link):
+        os.makedirs(os.path.dirname(link), exist_ok=True)
+        try:
+            os.symlink(REPO, link)
+        except FileExistsError:
+            pass
+    return link
+
+
+ensure_collection_link()
+
+
+@pytest.fixture
+def node_tree(tmp_path):
+    """``node_tree('kubeadm' | 'systemd')``: a private copy of a fixture node, returned as its root path."""
+
+    def make(style):
+        root = tmp_path / ("node-" + style)
+        shutil.copytree(os.path.join(FIXTURES, style), root, symlinks=True)
+        return str(root)
+
+    return make
+
+
+ROLE_PLAY = """
+- name: Apply one role
+  hosts: all
+  gather_facts: false
+  roles:
+    - role: kubepki.certs.{role}
+"""
+
+
+@pytest.fixture
+def run_role(run_playbook):
+    """``run_role(role, variables, check=False, diff=False)`` -> PlaybookResult."""
+
+    def runner(role, variables, check=False, diff=False, hosts=None, env=None):
+        env = dict({"ANSIBLE_PIPELINING": "1"}, **(env or {}))
+        return run_playbook(ROLE_PLAY.format(role=role), extra_vars=variables, check=check, diff=diff, hosts=hosts, env=env)
+
+    return runner
