@@ -59,7 +59,7 @@ LABELS = {
 }
 GROWTH_USERS = (10, 100, 500)       # at 2 clusters
 GROWTH_CLUSTERS = (1, 2, 4)         # at 100 users
-PILOT_USERS = 20                    # recipe pilot size in --recipe-users auto
+PILOT_USERS = 10                    # recipe pilot size in --recipe-users auto
 VERIFY_SAMPLE = 3                   # users checked with `kubectl auth whoami` in every cluster
 
 
@@ -640,25 +640,29 @@ def render(report):
     return "\n".join(lines).rstrip() + "\n"
 
 
-def plot(growth, path):
+def plot(growth, path, base_users=100, base_clusters=2):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     for name, style in (("collection", "o-"), ("floor", "s--")):
         by_users = sorted((r["users"], r["first"]["wall"]) for r in growth
-                          if r["variant"] == name and r.get("first") and r["clusters"] == 2 and r["status"] == "ok")
+                          if r["variant"] == name and r.get("first") and r["clusters"] == base_clusters
+                          and r["status"] == "ok" and r["users"] > 0)
         by_clusters = sorted((r["clusters"], r["first"]["wall"]) for r in growth
-                             if r["variant"] == name and r.get("first") and r["users"] == 100 and r["status"] == "ok")
+                             if r["variant"] == name and r.get("first") and r["users"] == base_users
+                             and r["status"] == "ok")
         if by_users:
             left.plot([u for u, _ in by_users], [1000.0 * w / u for u, w in by_users], style, label=LABELS[name])
         if by_clusters:
             right.plot([c for c, _ in by_clusters], [w / c for c, w in by_clusters], style, label=LABELS[name])
-    left.set(xscale="log", xlabel="users (2 clusters)", ylabel="wall ms per user", title="cost per user")
-    right.set(xlabel="clusters (100 users)", ylabel="wall s per cluster", title="cost per cluster")
+    left.set(xscale="log", xlabel="users (%d clusters)" % base_clusters, ylabel="wall ms per user",
+             title="cost per user")
+    right.set(xlabel="clusters (%d users)" % base_users, ylabel="wall s per cluster", title="cost per cluster")
     for axis in (left, right):
         axis.grid(True, alpha=0.3)
-        axis.legend(fontsize=8)
+        if axis.get_lines():
+            axis.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -730,8 +734,9 @@ def main(argv=None):
 
         if args.growth:
             if args.quick:
-                points = [(2, 2), (5, 2), (5, 1)]
+                base_users, points = 5, [(2, 2), (5, 2), (5, 1)]
             else:
+                base_users = 100
                 points = [(n, 2) for n in GROWTH_USERS] + [(100, m) for m in GROWTH_CLUSTERS if m != 2]
             for name in ("collection", "floor"):
                 if name not in args.only:
@@ -744,7 +749,7 @@ def main(argv=None):
                     report["growth"].append(record)
             if report["growth"]:
                 report["plot"] = os.path.join(RESULTS, "latest.png")
-                plot(report["growth"], report["plot"])
+                plot(report["growth"], report["plot"], base_users=base_users, base_clusters=2)
     finally:
         report["total_seconds"] = time.time() - begun
         text = render(report) + "\nTotal benchmark time: %.0f s\n" % report["total_seconds"]
