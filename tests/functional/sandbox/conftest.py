@@ -69,7 +69,8 @@ class Raw:
         if query:
             url += "?" + urlencode(query)
         data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
-        resp = self.api.rest_client.pool_manager.request(method, url, body=data, headers=hdrs, preload_content=True)
+        resp = self.api.rest_client.pool_manager.request(method, url, body=data, headers=hdrs, preload_content=True,
+                                                         retries=False)
         try:
             return resp.status, json.loads(resp.data)
         except ValueError:

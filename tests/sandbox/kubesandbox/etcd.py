@@ -144,13 +144,23 @@ def stop_pid(pid, timeout=10.0):
             if finished == pid:
                 return
         except ChildProcessError:
-            # Not our child: poll for its disappearance instead.
+            # Not our child: poll for its disappearance instead (a zombie nobody reaps counts as gone).
             try:
                 os.kill(pid, 0)
             except ProcessLookupError:
+                return
+            if _is_zombie(pid):
                 return
         time.sleep(0.05)
     try:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+def _is_zombie(pid):
+    try:
+        with open("/proc/%d/stat" % pid, encoding="ascii", errors="replace") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
