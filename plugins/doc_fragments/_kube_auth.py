@@ -17,7 +17,7 @@ options:
       - Path to a kubeconfig file, or the kubeconfig content as a dict.
       - When not set, the environment variable E(K8S_AUTH_KUBECONFIG) is used.
       - Secret values of an inline kubeconfig (keys, tokens, passwords) are hidden from logs.
-      - Which configuration is used follows kubernetes.core: O(host) with O(api_key) or with O(client_cert) and
+      - Which configuration is used follows kubernetes.core; O(host) with O(api_key) or with O(client_cert) and
         O(client_key) beats O(kubeconfig) and O(context), which beat the in-cluster service account, which beats
         the default kubeconfig (E(KUBECONFIG) or C(~/.kube/config)).
     type: raw

@@ -53,8 +53,8 @@ def normalize(policy):
     policy = dict(policy or {})
     unknown = sorted(set(policy) - set(DEFAULTS))
     if unknown:
-        raise KubePkiError("policy: unknown key%s %s; known keys: %s" % ("s" if len(unknown) > 1 else "", ", ".join(unknown),
-                                                                        ", ".join(sorted(DEFAULTS))))
+        plural = "s" if len(unknown) > 1 else ""
+        raise KubePkiError("policy: unknown key%s %s; known keys: %s" % (plural, ", ".join(unknown), ", ".join(sorted(DEFAULTS))))
     result = {}
     for key, default in DEFAULTS.items():
         value = policy.get(key, default)

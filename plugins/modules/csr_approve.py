@@ -21,7 +21,7 @@ description:
   - A CSR already approved is C(changed=false). CSRs are selected by O(names), by O(csrs) (the result of
     M(kubepki.certs.csr_create)), or by O(users) (the CSRs this collection labelled for them).
 author:
-  - kubepki.certs contributors
+  - kubepki.certs contributors (@kubepki)
 options:
   action:
     description:
@@ -289,7 +289,7 @@ def select(client, params):
             if user["groups"] is not None:
                 expected["groups"] = list(user["groups"])
             chosen.setdefault(item["metadata"]["name"], {"expected": expected, "strict": False, "skip": None, "obj": item})
-    if not chosen and not params["users"]:
+    if not (params["names"] or params["csrs"] or params["users"]):
         raise KubePkiError("nothing to decide on: give names, csrs or users")
     return chosen
 

@@ -20,7 +20,7 @@ description:
   - A user may bring a PEM CSR (O(users[].csr)) whose private key never reaches this module.
   - One client and one batch for all users of the task.
 author:
-  - kubepki.certs contributors
+  - kubepki.certs contributors (@kubepki)
 options:
   users:
     description:
@@ -81,7 +81,7 @@ options:
   usages:
     description:
       - Key usages to request. Checked against the 23 values the API accepts and the sets the built-in signers allow.
-      - Default per signer: V(digital signature) and V(client auth) (plus V(key encipherment) for RSA keys) for
+      - Default per signer - V(digital signature) and V(client auth) (plus V(key encipherment) for RSA keys) for
         V(kubernetes.io/kube-apiserver-client) and other signers; V(digital signature), V(key encipherment) and
         V(client auth) for V(kubernetes.io/kube-apiserver-client-kubelet); V(digital signature), V(key encipherment)
         and V(server auth) for V(kubernetes.io/kubelet-serving) (these sets are accepted by every release since v1.19).
@@ -334,8 +334,9 @@ def validate(params):
                 raise KubePkiError("%s.csr has common name %r, not the user name %r" % (where, facts["common_name"], user["name"]))
             if user["groups"] and facts["organizations"] != user["groups"]:
                 raise KubePkiError("%s.csr has organizations %s, not the given groups %s" % (where, facts["organizations"], user["groups"]))
-            if (user["dns_names"] or user["ip_addresses"]) and (sorted(facts["dns_names"]) != sorted(user["dns_names"])
-                                                               or sorted(facts["ip_addresses"]) != sorted(user["ip_addresses"])):
+            sans_differ = (sorted(facts["dns_names"]) != sorted(user["dns_names"])
+                           or sorted(facts["ip_addresses"]) != sorted(user["ip_addresses"]))
+            if (user["dns_names"] or user["ip_addresses"]) and sans_differ:
                 raise KubePkiError("%s.csr has subjectAltNames DNS %s IP %s, not the given dns_names/ip_addresses" % (
                     where, facts["dns_names"], facts["ip_addresses"]))
             plan["groups"] = facts["organizations"]
@@ -520,7 +521,18 @@ class Creator:
         if self.check and result["action"] == "replaced":
             created = obj
         else:
-            created = _csr.create(self.client, obj, dry_run=self.check)
+            try:
+                created = _csr.create(self.client, obj, dry_run=self.check)
+            except KubePkiError as exc:
+                if _kube.status_of(exc) != 409 or result["action"] != "created":
+                    raise
+                # a concurrent run created the same request first: adopt it when it is ours
+                raced = _csr.get(self.client, name)
+                if raced is None or _csr.compare(raced, request_facts, params["signer_name"], plan["usages"], plan["expiration_seconds"]):
+                    raise
+                result.update(uid=(raced.get("metadata") or {}).get("uid"), state=_csr.csr_state(raced), action="adopted")
+                self.after.append(_diff_view(raced))
+                return result, changed
         result.update(uid=None if self.check else (created.get("metadata") or {}).get("uid"), state="pending")
         self.after.append(_diff_view(created))
         return result, True

@@ -14,7 +14,7 @@ description:
   - Each CSR is reported with its state (pending, approved, issued, denied, failed), the requester, the signer, the
     subject it asks for, its age and, when issued, the certificate's serial and expiry. Never returns key material.
 author:
-  - kubepki.certs contributors
+  - kubepki.certs contributors (@kubepki)
 options:
   names:
     description:

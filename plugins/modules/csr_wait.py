@@ -21,7 +21,7 @@ description:
   - A CSR that no longer exists (the controller-manager deletes issued CSRs after about an hour) is answered from the
     credential store or etcd when an entry of O(csrs) names its user and a record with that CSR name is known.
 author:
-  - kubepki.certs contributors
+  - kubepki.certs contributors (@kubepki)
 options:
   names:
     description:

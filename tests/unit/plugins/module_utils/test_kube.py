@@ -162,7 +162,7 @@ def test_connection_errors_are_retried():
 
 
 def test_unreachable_names_the_host_after_the_deadline():
-    errors = [urllib3.exceptions.NewConnectionError(None, "Connection refused") for _ in range(100)]
+    errors = [urllib3.exceptions.NewConnectionError(None, "Connection refused") for _attempt in range(100)]
     client, clock, _calls = scripted_client(errors, deadline=5)
     with pytest.raises(KubePkiError, match=r"cannot reach the Kubernetes API at https://127\.0\.0\.1:9"):
         client.request("GET", "/x", what="list CSRs")

@@ -9,7 +9,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from csr_fake_api import FakeCluster, install  # noqa: E402 pylint: disable=wrong-import-position
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _csr  # noqa: E402
+from ansible_collections.kubepki.certs.plugins.module_utils import _crypto  # noqa: E402
 from ansible_collections.kubepki.certs.plugins.modules import csr_approve, csr_create  # noqa: E402
 
 
@@ -99,8 +99,8 @@ def test_system_masters_is_refused(run_module, cluster, base):
     cluster.objects["evil"] = {"metadata": {"name": "evil", "resourceVersion": "1"},
                                "spec": {"request": _crypto.b64(pem), "signerName": "example.com/x", "usages": ["client auth"]},
                                "status": {}}
-    failed, result = run_module(csr_approve, dict(base, names=["evil"], policy={"key_must_match_store": False,
-                                                                               "allowed_signers": ["example.com/x"]}))
+    policy = {"key_must_match_store": False, "allowed_signers": ["example.com/x"]}
+    failed, result = run_module(csr_approve, dict(base, names=["evil"], policy=policy))
     assert failed and "system:masters" in result["msg"] and "evil" in result["msg"]
 
 
