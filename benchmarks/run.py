@@ -135,12 +135,35 @@ def process_tree(pid):
         return []
 
 
-def measure(cmd, env, log_path, timeout, cwd=REPO):
+def sandbox_pids(state_dir, names):
+    pids = []
+    for path in [os.path.join(state_dir, n, "pid") for n in names] + [os.path.join(state_dir, "etcd.pid")]:
+        try:
+            with open(path, encoding="ascii") as handle:
+                pids.append(int(handle.read().strip()))
+        except (OSError, ValueError):
+            pass
+    return pids
+
+
+def cpu_of(pids):
+    import psutil
+    total = 0.0
+    for pid in pids:
+        try:
+            times = psutil.Process(pid).cpu_times()
+            total += times.user + times.system
+        except psutil.Error:
+            pass
+    return total
+
+
+def measure(cmd, env, log_path, timeout, cwd=REPO, server_pids=()):
     """Run cmd; wall time, CPU of the process tree (RUSAGE_CHILDREN delta), sampled peak RSS of the tree,
-    and the CPU the rest of this process (the sandbox servers, if they run here) used meanwhile."""
+    and the CPU the sandbox servers (API stand-ins and etcd) used meanwhile."""
     import psutil
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    self_before = resource.getrusage(resource.RUSAGE_SELF)
+    server_before = cpu_of(server_pids)
     started = time.perf_counter()
     with open(log_path, "ab") as out:
         out.write(("\n$ %s\n" % " ".join(cmd)).encode())
@@ -176,10 +199,9 @@ def measure(cmd, env, log_path, timeout, cwd=REPO):
         sampler.join()
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    self_after = resource.getrusage(resource.RUSAGE_SELF)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    here = (self_after.ru_utime - self_before.ru_utime) + (self_after.ru_stime - self_before.ru_stime)
-    return {"wall": wall, "cpu": cpu, "peak_rss_mb": peak[0] / 1048576.0, "rc": rc, "server_cpu": here}
+    return {"wall": wall, "cpu": cpu, "peak_rss_mb": peak[0] / 1048576.0, "rc": rc,
+            "sandbox_cpu": cpu_of(server_pids) - server_before}
 
 
 # ----------------------------------------------------------------------------------- verification
@@ -479,7 +501,8 @@ def run_variant(name, users_count, clusters_count, args, env, scratch, rerun=Tru
         for attempt in attempts:
             cmd = variant.command(attempt)
             log("%s %dx%d: %s run" % (name, users_count, clusters_count, attempt))
-            result = measure(cmd, variant.env, log_path, args.timeout)
+            result = measure(cmd, variant.env, log_path, args.timeout,
+                             server_pids=sandbox_pids(sandbox.state_dir, sandbox.names))
             lat, source = variant.latencies(attempt)
             result["latency"] = summarize(lat)
             result["latency_source"] = source
@@ -510,10 +533,12 @@ def extrapolate(record, measured_users, target_users, fixed):
         if attempt not in record:
             continue
         result = dict(record[attempt])
-        for key in ("wall", "cpu"):
+        for key in ("wall", "cpu", "sandbox_cpu"):
+            if key not in result:
+                continue
             base = fixed.get(key, 0.0) if fixed else 0.0
             result[key] = base + max(0.0, result[key] - base) * factor
-        result["measured"] = {k: record[attempt][k] for k in ("wall", "cpu")}
+        result["measured"] = {k: record[attempt].get(k) for k in ("wall", "cpu", "sandbox_cpu")}
         scaled[attempt] = result
     scaled["users"] = target_users
     scaled["extrapolated"] = {"measured_users": measured_users, "fixed": fixed}
@@ -529,7 +554,7 @@ def fixed_cost(name, clusters_count, args, env, scratch):
     first = record.get("first")
     if not first or first["rc"] != 0:
         return None
-    return {"wall": first["wall"], "cpu": first["cpu"]}
+    return {"wall": first["wall"], "cpu": first["cpu"], "sandbox_cpu": first.get("sandbox_cpu", 0.0)}
 
 
 RECIPES = ("k8s_core", "shell")
@@ -583,24 +608,25 @@ def render(report):
     ref_wall = ref["first"]["wall"] if ref else None
     ref_cpu = ref["first"]["cpu"] if ref else None
     lines += ["| way | status | wall s | CPU s | peak RSS MB | wall vs collection | CPU vs collection "
-              "| re-run wall s | re-run / first | approval->cert median s (p95) | verified |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
+              "| re-run wall s | re-run / first | approval->cert median s (p95) | sandbox CPU s | verified |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     notes = []
     for r in main:
         first, rerun = r.get("first"), r.get("rerun")
         if not first:
-            lines.append("| %s | %s | - | - | - | - | - | - | - | - | - |" % (r["label"], r["status"]))
+            lines.append("| %s | %s | - | - | - | - | - | - | - | - | - | - |" % (r["label"], r["status"]))
             notes.append("%s: %s" % (r["label"], r["note"]))
             continue
         lat = first.get("latency")
         ver = first["verify"]
         mark = "~" if r.get("extrapolated") else ""
-        lines.append("| %s | %s | %s%s | %s%s | %s | %s | %s | %s | %s | %s | %d/%d kubeconfigs, %d whoami |" % (
+        lines.append("| %s | %s | %s%s | %s%s | %s | %s | %s | %s | %s | %s | %s | %d/%d kubeconfigs, %d whoami |" % (
             r["label"], r["status"], mark, fmt(first["wall"]), mark, fmt(first["cpu"]), fmt(first["peak_rss_mb"], digits=0),
             ratio(first["wall"], ref_wall), ratio(first["cpu"], ref_cpu),
             (mark + fmt(rerun["wall"])) if rerun else "-",
             ("%.0f%%" % (100.0 * rerun["wall"] / first["wall"])) if rerun and first["wall"] else "-",
             ("%s (%s)" % (fmt(lat["median"], digits=2), fmt(lat["p95"], digits=2))) if lat else "-",
+            (mark + fmt(first.get("sandbox_cpu"))) if first.get("sandbox_cpu") is not None else "-",
             ver["found"], ver["expected"], ver["whoami_checked"]))
         if r.get("note"):
             notes.append("%s: %s" % (r["label"], r["note"]))
