@@ -55,8 +55,29 @@ def pem_blocks(data):
     return blocks
 
 
+_PARSED = {}
+
+
 def parse_csr(request):
-    """Parse the PEM PKCS#10 request; raises ValueError with a Go-like message."""
+    """Parse the PEM PKCS#10 request; raises ValueError with a Go-like message (results are memoized)."""
+    cached = _PARSED.get(request)
+    if cached is not None:
+        if isinstance(cached, ValueError):
+            raise cached
+        return cached
+    try:
+        result = _parse_csr(request)
+    except ValueError as exc:
+        result = exc
+    if len(_PARSED) > 4096:
+        _PARSED.clear()
+    _PARSED[request] = result
+    if isinstance(result, ValueError):
+        raise result
+    return result
+
+
+def _parse_csr(request):
     blocks = pem_blocks(request)
     if not blocks or blocks[0][0] != "CERTIFICATE REQUEST":
         raise ValueError("PEM block type must be CERTIFICATE REQUEST")
