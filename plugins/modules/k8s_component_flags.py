@@ -22,7 +22,7 @@ description:
   - Temporary files are created as hidden files next to the target, so a kubelet watching a manifest directory never
     picks them up.
 author:
-  - kubepki.certs contributors
+  - kubepki.certs contributors (@kubepki)
 options:
   path:
     description:

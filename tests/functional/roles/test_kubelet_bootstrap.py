@@ -57,8 +57,8 @@ def test_node_files_with_a_given_token(node_tree, run_role, style, env_file, var
     assert load_yaml(kubeconfig_path) == {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "default-cluster", "cluster": {"server": "https://10.0.0.1:6443",
-                                                              "certificate-authority": "/etc/kubernetes/pki/ca.crt"}}],
+        "clusters": [{"name": "default-cluster",
+                      "cluster": {"server": "https://10.0.0.1:6443", "certificate-authority": "/etc/kubernetes/pki/ca.crt"}}],
         "contexts": [{"name": "tls-bootstrap-token-user@default-cluster",
                       "context": {"cluster": "default-cluster", "user": "tls-bootstrap-token-user"}}],
         "current-context": "tls-bootstrap-token-user@default-cluster",
