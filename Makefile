@@ -43,7 +43,7 @@ test: venv
 	$(MAKE) --no-print-directory lint
 
 pytest: venv
-	$(PY) -m pytest tests/unit tests/functional -n $(PYTEST_WORKERS) -p no:cacheprovider
+	$(PY) -m pytest tests/unit tests/functional -n $(PYTEST_WORKERS) --dist loadfile -p no:cacheprovider
 
 sanity: venv
 	VENV_BIN=$(CURDIR)/$(BIN) tools/sanity.sh

@@ -22,6 +22,7 @@ import os
 import shutil
 import tempfile
 
+from ansible_collections.kubepki.certs.plugins.module_utils import _kube
 from ansible_collections.kubepki.certs.plugins.module_utils._crypto import b64
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
 
@@ -32,12 +33,10 @@ except ImportError:  # pragma: no cover - JSON is valid YAML, kubectl reads it a
 
 try:
     from kubernetes import client as k8s_client
-    from kubernetes.client.rest import ApiException
     from kubernetes.config import kube_config
     from kubernetes.config.config_exception import ConfigException
 except ImportError:  # pragma: no cover - reported by _deps.require()
     k8s_client = None
-    ApiException = None
     kube_config = None
     ConfigException = None
 
@@ -206,13 +205,6 @@ def validate(config):
     return True
 
 
-def _call(api, path, method, body=None):
-    return api.call_api(
-        path, method, header_params={"Content-Type": "application/json", "Accept": "application/json"},
-        body=body, response_type="object", auth_settings=["BearerToken"], _return_http_data_only=True,
-        _preload_content=True, _request_timeout=15)
-
-
 def whoami(config, context):
     """Log in to the cluster of ``context`` with ``config`` and return the identity the cluster sees.
 
@@ -222,39 +214,40 @@ def whoami(config, context):
     _require_client()
     with _private_temp_dir() as temp_dir:
         configuration = _load_context(config, context, temp_dir)
-        api = k8s_client.ApiClient(configuration)
+        configuration.retries = False
+        client = _kube.KubeClient(k8s_client.ApiClient(configuration), deadline=15)
+        host = configuration.host
         try:
             for version in ("v1", "v1beta1"):
                 body = {"apiVersion": "authentication.k8s.io/%s" % version, "kind": "SelfSubjectReview"}
                 try:
-                    reply = _call(api, "/apis/authentication.k8s.io/%s/selfsubjectreviews" % version, "POST", body)
-                except ApiException as exc:
-                    if exc.status in (404, 405):
+                    reply = client.request("POST", "/apis/authentication.k8s.io/%s/selfsubjectreviews" % version, body=body,
+                                           what="SelfSubjectReview", timeout=15)
+                except KubePkiError as exc:
+                    if _kube.status_of(exc) in (404, 405):
                         continue
-                    raise _login_error(context, configuration.host, exc) from None
+                    raise _login_error(context, host, exc) from None
                 user_info = ((reply or {}).get("status") or {}).get("userInfo") or {}
                 return {
-                    "context": context, "server": configuration.host, "authenticated": True,
+                    "context": context, "server": host, "authenticated": True,
                     "method": "SelfSubjectReview/%s" % version,
                     "username": user_info.get("username"), "groups": list(user_info.get("groups") or []),
                     "uid": user_info.get("uid"), "extra": user_info.get("extra") or {},
                 }
             try:
-                _call(api, "/api", "GET")
-            except ApiException as exc:
-                raise _login_error(context, configuration.host, exc) from None
-            return {"context": context, "server": configuration.host, "authenticated": True, "method": "GET /api",
+                client.request("GET", "/api", what="GET /api", timeout=15)
+            except KubePkiError as exc:
+                raise _login_error(context, host, exc) from None
+            return {"context": context, "server": host, "authenticated": True, "method": "GET /api",
                     "username": None, "groups": None, "uid": None, "extra": {}}
-        except KubePkiError:
-            raise
-        except Exception as exc:  # pylint: disable=broad-except  # urllib3 connection and TLS errors
-            raise KubePkiError("verify: cannot reach %s (context %r) with the rendered kubeconfig: %s" % (
-                configuration.host, context, " ".join(str(exc).split())[:300])) from None
         finally:
-            api.close()
+            client.api_client.close()
 
 
 def _login_error(context, host, exc):
-    if exc.status == 401:
+    status = _kube.status_of(exc)
+    if status == 401:
         return KubePkiError("verify: %s (context %r) rejected the rendered client certificate (401 Unauthorized)" % (host, context))
-    return KubePkiError("verify: %s (context %r) answered %s %s" % (host, context, exc.status, exc.reason))
+    if status is None:
+        return KubePkiError("verify: cannot reach %s (context %r) with the rendered kubeconfig: %s" % (host, context, exc.msg))
+    return KubePkiError("verify: %s (context %r) answered: %s" % (host, context, exc.msg))

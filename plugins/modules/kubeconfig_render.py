@@ -30,8 +30,34 @@ options:
   user:
     description:
       - The user, that is the CN of the client certificates.
+      - Exactly one of O(user) and O(users) is required.
     type: str
-    required: true
+    version_added: 0.1.0
+  users:
+    description:
+      - Render one kubeconfig for each of these users in one task (one store connection, one etcd client).
+      - Each kubeconfig goes to C(<dest_dir>/<name>.kubeconfig); without O(dest_dir) nothing is written and only the
+        checks run.
+      - With O(verify=true), each user's O(users[].groups), when given, must be the groups the clusters report.
+      - The per-user results are in RV(users).
+    type: list
+    elements: dict
+    version_added: 0.1.0
+    suboptions:
+      name:
+        description:
+          - The user, that is the CN of the client certificates.
+        type: str
+        required: true
+      groups:
+        description:
+          - The groups the user must have in every cluster (checked with O(verify=true)).
+        type: list
+        elements: str
+  dest_dir:
+    description:
+      - With O(users), the existing directory the C(<name>.kubeconfig) files are written to (mode C(0600)).
+    type: path
     version_added: 0.1.0
   clusters:
     description:
@@ -154,27 +180,39 @@ EXAMPLES = r"""
         server: https://10.0.0.1:6443
   register: rendered
   no_log: true
+
+- name: Write the kubeconfigs of many users in one task and check their groups in every cluster
+  kubepki.certs.kubeconfig_render:
+    users:
+      - {name: alice, groups: [dev, ops]}
+      - {name: bob, groups: [dev]}
+    clusters:
+      - name: prod-1
+        server: https://10.0.0.1:6443
+        ca_cert: /etc/kubepki/prod-1-ca.crt
+    dest_dir: /srv/kubeconfigs
+    verify: true
 """
 
 RETURN = r"""
 dest:
-  description: The file written, when O(dest) was given.
+  description: The file written, when O(dest) was given. With O(users), each entry of RV(users) has its own.
   returned: when O(dest) is set
   type: str
   sample: /home/alice/.kube/config
 kubeconfig:
   description: The kubeconfig (YAML text). It contains the private key.
-  returned: when O(dest) is not set
+  returned: when O(user) is set and O(dest) is not
   type: str
   sample: "apiVersion: v1\nkind: Config\n..."
 current_context:
   description: The current context of the kubeconfig.
-  returned: always
+  returned: when O(user) is set
   type: str
   sample: alice@prod-1
 clusters:
   description: What was used for each cluster.
-  returned: always
+  returned: when O(user) is set
   type: list
   elements: dict
   sample:
@@ -272,6 +310,19 @@ identities:
       elements: str
       returned: always
       sample: [team-a, system:authenticated]
+users:
+  description:
+    - With O(users), one entry per user, in order, with the keys above (RV(dest), RV(clusters), RV(identities),
+      RV(current_context)) plus C(user) and C(changed).
+  returned: when O(users) is set
+  type: list
+  elements: dict
+  sample:
+    - user: alice
+      changed: true
+      dest: /srv/kubeconfigs/alice.kubeconfig
+      current_context: alice@prod-1
+      clusters: []
 store:
   description: The credential store used, without credentials.
   returned: always
@@ -306,7 +357,12 @@ def argument_spec():
     spec = copy.deepcopy(STORE_ARG_SPEC)
     spec.update(copy.deepcopy(ETCD_ARG_SPEC))
     spec.update(
-        user=dict(type="str", required=True),
+        user=dict(type="str"),
+        users=dict(type="list", elements="dict", options=dict(
+            name=dict(type="str", required=True),
+            groups=dict(type="list", elements="str"),
+        )),
+        dest_dir=dict(type="path"),
         clusters=dict(type="list", elements="dict", required=True, options=copy.deepcopy(CLUSTER_SPEC),
                       mutually_exclusive=[("ca_cert", "ca_data")]),
         scope=dict(type="str", default="default"),
@@ -442,8 +498,21 @@ def write_atomically(dest, text):
 
 
 def validate_params(params):
-    if not params["user"]:
+    if params["user"] is not None and not params["user"]:
         raise KubePkiError("user must not be empty")
+    if params["users"] is not None:
+        names = [entry["name"] for entry in params["users"]]
+        if not names or not all(names):
+            raise KubePkiError("users: give at least one user, each with a non-empty name")
+        if len(set(names)) != len(names):
+            raise KubePkiError("users: %s listed more than once" % ", ".join(sorted({n for n in names if names.count(n) > 1})))
+        bad = [name for name in names if "/" in name or name in (".", "..")]
+        if params["dest_dir"] and bad:
+            raise KubePkiError("users: %s cannot be a file name in dest_dir" % ", ".join(repr(name) for name in bad))
+        if params["dest_dir"] and not os.path.isdir(params["dest_dir"]):
+            raise KubePkiError("dest_dir %s is not an existing directory" % params["dest_dir"])
+        if params["expected_groups"] is not None:
+            raise KubePkiError("expected_groups applies to user; with users, give each user's groups instead")
     if not params["clusters"]:
         raise KubePkiError("clusters: give at least one cluster")
     names = [cluster["name"] for cluster in params["clusters"]]
@@ -470,101 +539,121 @@ def check_groups(module, identity, facts, expected):
             identity["server"], identity["context"], identity.get("username") or facts["common_name"], seen, expected))
 
 
+def render_user(module, store, transport, user, dest, expected_groups, ca_pems):
+    """Render, check, write (or return) and optionally verify the kubeconfig of one user."""
+    params = module.params
+    scope = params["scope"]
+    result = {}
+    entries, used, loads = [], [], []
+    for cluster in params["clusters"]:
+        name = cluster["name"]
+        key_cluster = name if params["key_scope"] == "per_cluster" else ""
+        key = store.get_key(scope, user, key_cluster)
+        if key is None:
+            raise KubePkiError("no private key for user %r (scope %r%s) in the credential store %s: run csr_create first%s" % (
+                user, scope, ", cluster %r" % name if key_cluster else "", store.location,
+                "" if key_cluster else " (or set key_scope=per_cluster if the keys are per cluster)"))
+        module.no_log_values.add(key["private_key_pem"])
+        stored = store.get_cert(scope, name, user)
+        from_etcd = transport.get_record(scope, name, user) if transport is not None else None
+        record, facts, source = choose(stored, from_etcd, key, user, name, ca_pems[name], transport is not None)
+        loaded = False
+        if source == "etcd":
+            fresh = store_record(record, facts, scope, name, user)
+            loaded = True
+            loads.append(fresh)
+            record = fresh
+        entries.append({
+            "cluster": name, "server": cluster["server"], "ca_pem": ca_pems[name], "user": user,
+            "certificate_pem": record["certificate"], "private_key_pem": key["private_key_pem"],
+            "namespace": cluster.get("namespace"), "context": cluster.get("context"),
+        })
+        used.append({
+            "name": name, "context": _kubeconfig.entry_names(user, name, cluster.get("context"))[1],
+            "server": cluster["server"], "serial": facts["serial"], "not_after": facts["not_after"],
+            "organizations": facts["organizations"], "source": source, "loaded_from_etcd": loaded,
+            "_facts": facts,
+        })
+
+    config = _kubeconfig.render(entries, params["current_context"])
+    # The raw key PEM is always masked; the base64 key data only when the kubeconfig is not returned, since
+    # Ansible would otherwise mask it inside RV(kubeconfig) too and make the returned kubeconfig useless.
+    for value in _kubeconfig.secret_values(config, encoded=bool(dest)):
+        module.no_log_values.add(value)
+    _kubeconfig.validate(config)
+    text = _kubeconfig.dump(config)
+
+    changed = False
+    for fresh in loads:
+        if module.check_mode:
+            changed = True
+        else:
+            changed = store.put_cert(fresh) or changed
+
+    if dest:
+        existing = read_existing(dest)
+        file_changed = existing != text
+        if not file_changed and existing is not None and (os.stat(dest).st_mode & 0o777) != 0o600:
+            file_changed = True
+        if file_changed and not module.check_mode:
+            write_atomically(dest, text)
+        changed = changed or file_changed
+        result["dest"] = dest
+        if module._diff and file_changed:
+            before = None
+            if existing is not None:
+                try:
+                    before = _kubeconfig.redacted(_kubeconfig.load(existing, what="dest %s" % dest))
+                except KubePkiError:
+                    before = {"unparsable": True}
+            result["diff"] = {"before": _kubeconfig.dump(before) if before else "",
+                              "after": _kubeconfig.dump(_kubeconfig.redacted(config)),
+                              "before_header": dest, "after_header": dest}
+    else:
+        result["kubeconfig"] = text
+
+    if params["verify"]:
+        identities = []
+        for item in used:
+            identity = _kubeconfig.whoami(config, item["context"])
+            if expected_groups is not None:
+                check_groups(module, identity, item["_facts"], expected_groups)
+            identities.append({k: identity[k] for k in ("context", "server", "authenticated", "method", "username", "groups")})
+        result["identities"] = identities
+
+    for item in used:
+        item.pop("_facts")
+    result.update(changed=changed, clusters=used, current_context=config["current-context"])
+    return result
+
+
 def run(module):
     params = module.params
     validate_params(params)
-    user, scope = params["user"], params["scope"]
-    clusters = params["clusters"]
     ca_pems = {}
-    for cluster in clusters:
+    for cluster in params["clusters"]:
         check_server(cluster)
         ca_pems[cluster["name"]] = read_ca(cluster)
 
     store = open_store_from_params(params)
     transport = None
     try:
-        result = {"store": store.location}
         transport = transport_from_params(params)
-        entries, used, loads = [], [], []
-        for cluster in clusters:
-            name = cluster["name"]
-            key_cluster = name if params["key_scope"] == "per_cluster" else ""
-            key = store.get_key(scope, user, key_cluster)
-            if key is None:
-                raise KubePkiError("no private key for user %r (scope %r%s) in the credential store %s: run csr_create first%s" % (
-                    user, scope, ", cluster %r" % name if key_cluster else "", store.location,
-                    "" if key_cluster else " (or set key_scope=per_cluster if the keys are per cluster)"))
-            module.no_log_values.add(key["private_key_pem"])
-            stored = store.get_cert(scope, name, user)
-            from_etcd = transport.get_record(scope, name, user) if transport is not None else None
-            record, facts, source = choose(stored, from_etcd, key, user, name, ca_pems[name], transport is not None)
-            loaded = False
-            if source == "etcd":
-                fresh = store_record(record, facts, scope, name, user)
-                loaded = True
-                loads.append(fresh)
-                record = fresh
-            entries.append({
-                "cluster": name, "server": cluster["server"], "ca_pem": ca_pems[name], "user": user,
-                "certificate_pem": record["certificate"], "private_key_pem": key["private_key_pem"],
-                "namespace": cluster.get("namespace"), "context": cluster.get("context"),
-            })
-            used.append({
-                "name": name, "context": _kubeconfig.entry_names(user, name, cluster.get("context"))[1],
-                "server": cluster["server"], "serial": facts["serial"], "not_after": facts["not_after"],
-                "organizations": facts["organizations"], "source": source, "loaded_from_etcd": loaded,
-                "_facts": facts,
-            })
-
-        config = _kubeconfig.render(entries, params["current_context"])
-        # The raw key PEM is always masked; the base64 key data only when the kubeconfig is not returned, since
-        # Ansible would otherwise mask it inside RV(kubeconfig) too and make the returned kubeconfig useless.
-        for value in _kubeconfig.secret_values(config, encoded=bool(params["dest"])):
-            module.no_log_values.add(value)
-        _kubeconfig.validate(config)
-        text = _kubeconfig.dump(config)
-
-        changed = False
-        for fresh in loads:
-            if module.check_mode:
-                changed = True
-            else:
-                changed = store.put_cert(fresh) or changed
-
-        if params["dest"]:
-            existing = read_existing(params["dest"])
-            file_changed = existing != text
-            if not file_changed and existing is not None and (os.stat(params["dest"]).st_mode & 0o777) != 0o600:
-                file_changed = True
-            if file_changed and not module.check_mode:
-                write_atomically(params["dest"], text)
-            changed = changed or file_changed
-            result["dest"] = params["dest"]
-            if module._diff:
-                before = None
-                if existing is not None:
-                    try:
-                        before = _kubeconfig.redacted(_kubeconfig.load(existing, what="dest %s" % params["dest"]))
-                    except KubePkiError:
-                        before = {"unparsable": True}
-                result["diff"] = {"before": _kubeconfig.dump(before) if before else "",
-                                  "after": _kubeconfig.dump(_kubeconfig.redacted(config)),
-                                  "before_header": params["dest"], "after_header": params["dest"]}
+        if params["user"]:
+            result = render_user(module, store, transport, params["user"], params["dest"], params["expected_groups"], ca_pems)
         else:
-            result["kubeconfig"] = text
-
-        if params["verify"]:
-            identities = []
-            for item in used:
-                identity = _kubeconfig.whoami(config, item["context"])
-                if params["expected_groups"] is not None:
-                    check_groups(module, identity, item["_facts"], params["expected_groups"])
-                identities.append({k: identity[k] for k in ("context", "server", "authenticated", "method", "username", "groups")})
-            result["identities"] = identities
-
-        for item in used:
-            item.pop("_facts")
-        result.update(changed=changed, clusters=used, current_context=config["current-context"])
+            results = []
+            for entry in params["users"]:
+                dest = os.path.join(params["dest_dir"], "%s.kubeconfig" % entry["name"]) if params["dest_dir"] else None
+                expected = entry["groups"] if params["verify"] and entry["groups"] is not None else None
+                one = render_user(module, store, transport, entry["name"], dest, expected, ca_pems)
+                one["user"] = entry["name"]
+                results.append(one)
+            result = {"changed": any(item["changed"] for item in results), "users": results}
+            diffs = [item.pop("diff") for item in results if "diff" in item]
+            if diffs:
+                result["diff"] = diffs
+        result["store"] = store.location
         return result
     finally:
         if transport is not None:
@@ -573,7 +662,11 @@ def run(module):
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    module = AnsibleModule(
+        argument_spec=argument_spec(), supports_check_mode=True,
+        mutually_exclusive=[("user", "users"), ("dest", "dest_dir"), ("user", "dest_dir"), ("users", "dest"), ("users", "current_context")],
+        required_one_of=[("user", "users")],
+    )
     _deps.require(module, "cryptography", "kubernetes")
     try:
         result = run(module)

@@ -83,9 +83,18 @@ class PlaybookResult:
             raise AssertionError("no task %r in the playbook output:\n%s\n%s" % (task_name, self.stdout[-4000:], self.stderr[-4000:]))
         return found
 
+    def failures(self):
+        """``[(task name, host, msg)]`` of every failed task result."""
+        found = []
+        for task in self.tasks():
+            for host, result in task["hosts"].items():
+                if result.get("failed"):
+                    found.append((task["task"]["name"], host, result.get("msg")))
+        return found
+
     def __repr__(self):
-        return "PlaybookResult(rc=%s, stats=%s)\nSTDERR: %s\nSTDOUT tail: %s" % (
-            self.rc, self.data.get("stats"), self.stderr[-3000:], self.stdout[-6000:])
+        return "PlaybookResult(rc=%s, stats=%s)\nFAILED TASKS: %s\nSTDERR: %s\nSTDOUT tail: %s" % (
+            self.rc, self.data.get("stats"), self.failures(), self.stderr[-3000:], self.stdout[-3000:])
 
 
 @pytest.fixture

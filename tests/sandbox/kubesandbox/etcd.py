@@ -51,7 +51,7 @@ class EtcdServer:
         tls_dir = os.path.join(self.workdir, "tls")
         os.makedirs(tls_dir, exist_ok=True)
         ca = pki.make_ca("etcd-test-ca")
-        server = pki.issue(ca, "etcd-server", server=True, hosts=["127.0.0.1", "localhost", "::1"])
+        server = pki.issue(ca, "etcd-server", server=True, client=True, hosts=["127.0.0.1", "localhost", "::1"])
         client = pki.issue(ca, "etcd-client", client=True)
         files = {
             "ca.crt": pki.cert_pem(ca.cert), "server.crt": pki.cert_pem(server.cert),

@@ -1,0 +1,128 @@
+"""The whole job through playbooks/onboard_users.yml: two sandbox clusters, real etcd, the embedded store.
+
+The tests of this file share one sandbox and one store and run in order (``--dist loadfile``): check
+mode first, then the real run, re-runs, the CSR cleaner, renewal.
+"""
+
+import json
+import os
+import stat
+import subprocess
+import time
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+USERS = [{"name": "alice", "groups": ["dev", "ops"]}, {"name": "bob", "groups": ["dev"]}]
+PLAYBOOK = os.path.join(REPO, "playbooks", "onboard_users.yml")
+
+
+@pytest.fixture(scope="module")
+def flow(tmp_path_factory):
+    from kubesandbox import testing  # pylint: disable=import-outside-toplevel
+    base = tmp_path_factory.mktemp("flow")
+    box = testing.start(str(base / "sandbox"), clusters=2)
+    hosts = {}
+    for name in box.names:
+        info = box.cluster(name)
+        hosts[name] = {"user_access_kubeconfig": info.kubeconfig, "user_access_ca_cert": info.ca_cert,
+                       "user_access_server": info.server}
+    extra = {
+        "onboard_hosts": "all", "onboard_users": USERS,
+        "user_access_store_uri": str(base / "store.db"), "user_access_output_dir": str(base / "out"),
+        "user_access_etcd_endpoints": [box.etcd_url], "user_access_verify": True,
+    }
+    yield {"box": box, "hosts": hosts, "extra": extra, "out": base / "out", "store": base / "store.db"}
+    box.stop()
+
+
+def onboard(run_playbook, flow, check=False, **overrides):
+    extra = dict(flow["extra"], **overrides)
+    return run_playbook("- ansible.builtin.import_playbook: %s\n" % PLAYBOOK, extra_vars=extra, check=check, hosts=flow["hosts"])
+
+
+def kubectl(*args):
+    proc = subprocess.run(["kubectl"] + list(args), capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def csr_names(flow, cluster):
+    out = kubectl("--kubeconfig", flow["box"].cluster(cluster).kubeconfig, "get", "csr", "-o", "json")
+    return sorted(item["metadata"]["name"] for item in json.loads(out)["items"])
+
+
+def etcd_records(flow):
+    from etcd3gw.client import Etcd3Client  # pylint: disable=import-outside-toplevel
+    host, port = flow["box"].etcd_url.split("//")[1].split(":")
+    client = Etcd3Client(host=host, port=int(port))
+    return {meta["key"].decode(): json.loads(value) for value, meta in client.get_prefix("/kubepki/certs/")}
+
+
+def test_check_mode_creates_nothing(run_playbook, flow):
+    result = onboard(run_playbook, flow, check=True)
+    assert result.rc == 0, result
+    assert result.changed > 0
+    for cluster in flow["box"].names:
+        assert csr_names(flow, cluster) == []
+    assert etcd_records(flow) == {}
+    assert not list(flow["out"].glob("*.kubeconfig"))
+
+
+def test_onboard_gives_working_kubeconfigs(run_playbook, flow):
+    result = onboard(run_playbook, flow)
+    assert result.rc == 0, result
+    for cluster in flow["box"].names:
+        assert len(csr_names(flow, cluster)) == 2
+    records = etcd_records(flow)
+    assert sorted(records) == sorted("/kubepki/certs/default/%s/%s" % (c, u["name"]) for c in flow["box"].names for u in USERS)
+    for user in USERS:
+        path = flow["out"] / ("%s.kubeconfig" % user["name"])
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+        config = json.loads(kubectl("--kubeconfig", str(path), "config", "view", "-o", "json"))
+        assert sorted(c["name"] for c in config["contexts"]) == sorted("%s@%s" % (user["name"], c) for c in flow["box"].names)
+        for cluster in flow["box"].names:
+            review = json.loads(kubectl("--kubeconfig", str(path), "--context", "%s@%s" % (user["name"], cluster),
+                                        "auth", "whoami", "-o", "json"))
+            assert review["status"]["userInfo"]["username"] == user["name"]
+            assert review["status"]["userInfo"]["groups"] == user["groups"] + ["system:authenticated"]
+
+
+def test_rerun_changes_nothing(run_playbook, flow):
+    before = {c: csr_names(flow, c) for c in flow["box"].names}
+    result = onboard(run_playbook, flow)
+    assert result.rc == 0, result
+    assert result.changed == 0, result
+    assert {c: csr_names(flow, c) for c in flow["box"].names} == before
+
+
+def test_rerun_after_the_cleaner_changes_nothing(run_playbook, flow):
+    box = flow["box"]
+    for cluster in box.names:
+        box.set_options(cluster, approved_ttl="1s")
+    time.sleep(1.5)
+    for cluster in box.names:
+        box.run_cleaner(cluster)
+        assert csr_names(flow, cluster) == []
+    result = onboard(run_playbook, flow)
+    assert result.rc == 0, result
+    assert result.changed == 0, result
+    for cluster in box.names:
+        assert csr_names(flow, cluster) == [], "a re-run after the cleaner must not request again"
+
+
+def test_renewal_issues_under_a_new_name(run_playbook, flow):
+    old = etcd_records(flow)
+    result = onboard(run_playbook, flow, user_access_renew_before="3650d")
+    assert result.rc == 0, result
+    assert result.changed > 0
+    new = etcd_records(flow)
+    assert sorted(new) == sorted(old)
+    for key, record in new.items():
+        assert record["serial"] != old[key]["serial"]
+        assert record["csr_name"] != old[key]["csr_name"]
+    for user in USERS:
+        path = flow["out"] / ("%s.kubeconfig" % user["name"])
+        review = json.loads(kubectl("--kubeconfig", str(path), "--context", "%s@cluster-1" % user["name"], "auth", "whoami", "-o", "json"))
+        assert review["status"]["userInfo"]["username"] == user["name"]
