@@ -436,6 +436,10 @@ class Cluster:
         if verb == "list":
             return self.list(req, res, namespace)
         if verb == "watch":
+            if name:
+                extra = "metadata.name=" + name
+                current = req.q("fieldSelector")
+                req.query["fieldSelector"] = [current + "," + extra if current else extra]
             return self.watch(req, res, namespace)
         if verb == "create":
             if name or sub:
@@ -458,7 +462,22 @@ class Cluster:
         for part in accept.split(","):
             if "as=Table" in part and "g=meta.k8s.io" in part:
                 return req.q("includeObject", "Metadata")
+            if "g=meta.k8s.io" not in part and "application/json" in part:
+                return None
         return None
+
+    @staticmethod
+    def _as_partial(req):
+        for part in req.headers.get("accept", "").split(","):
+            if "as=PartialObjectMetadata" in part and "g=meta.k8s.io" in part:
+                return True
+            if "g=meta.k8s.io" not in part and "application/json" in part:
+                return False
+        return False
+
+    @staticmethod
+    def _partial(obj):
+        return {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj["metadata"]}
 
     def get(self, req, res, namespace, name):
         obj = self.store.get(res.plural, namespace, name)
@@ -467,6 +486,8 @@ class Cluster:
         table = self._as_table(req)
         if table:
             return Response(200, reslib.table(res, [obj], obj["metadata"]["resourceVersion"], include=table))
+        if self._as_partial(req):
+            return Response(200, self._partial(obj))
         return Response(200, obj)
 
     def _selectors(self, req, res):
@@ -488,7 +509,37 @@ class Cluster:
         return [o for o in items if selectors.labels_match(label_reqs, o["metadata"].get("labels"))
                 and selectors.fields_match(field_terms, res.selectable(o))]
 
+    def _list_options(self, req, watch=False):
+        rv = req.q("resourceVersion")
+        match = req.q("resourceVersionMatch")
+        errs = []
+        if match and match not in ("NotOlderThan", "Exact"):
+            errs.append(FieldError("FieldValueNotSupported", "resourceVersionMatch", match,
+                                   'supported values: "Exact", "NotOlderThan", ""'))
+        elif match and not rv and not (watch and req.q("sendInitialEvents") in ("true", "1")):
+            errs.append(FieldError("FieldValueForbidden", "resourceVersionMatch", None,
+                                   "resourceVersionMatch is forbidden unless resourceVersion is provided"))
+        elif match == "Exact" and rv == "0":
+            errs.append(FieldError("FieldValueForbidden", "resourceVersionMatch", None,
+                                   "resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\""))
+        if watch and req.q("sendInitialEvents") in ("true", "1") and match != "NotOlderThan":
+            errs.append(FieldError("FieldValueForbidden", "sendInitialEvents", None,
+                                   "sendInitialEvents is forbidden for watch unless resourceVersionMatch is set to "
+                                   "NotOlderThan"))
+        if watch and match and req.q("sendInitialEvents") not in ("true", "1"):
+            errs.append(FieldError("FieldValueForbidden", "resourceVersionMatch", None,
+                                   "resourceVersionMatch is forbidden for watch unless sendInitialEvents is "
+                                   "provided"))
+        if errs:
+            causes = [{"reason": e.reason, "message": e.body(), "field": e.field} for e in errs]
+            text = str(errs[0]) if len(errs) == 1 else "[" + ", ".join(str(e) for e in errs) + "]"
+            raise ApiError(422, "Invalid", 'ListOptions.meta.k8s.io "" is invalid: ' + text,
+                           {"group": "meta.k8s.io", "kind": "ListOptions", "causes": causes})
+        if rv and rv != "0" and not rv.isdigit():
+            raise bad_request('invalid resource version: strconv.ParseUint: parsing "%s": invalid syntax' % rv)
+
     def list(self, req, res, namespace):
+        self._list_options(req)
         label_reqs, field_terms = self._selectors(req, res)
         limit = int(req.q("limit", "0") or 0)
         token = req.q("continue")
@@ -536,10 +587,14 @@ class Cluster:
             body = reslib.table(res, matched, rv, include=table)
             body["metadata"] = meta
             return Response(200, body)
+        if self._as_partial(req):
+            return Response(200, {"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1",
+                                  "metadata": meta, "items": [self._partial(o) for o in matched]})
         return Response(200, {"kind": res.kind + "List", "apiVersion": res.api_version, "metadata": meta,
                               "items": matched})
 
     def watch(self, req, res, namespace):
+        self._list_options(req, watch=True)
         label_reqs, field_terms = self._selectors(req, res)
         rv_text = req.q("resourceVersion")
         timeout = req.q("timeoutSeconds")
@@ -737,6 +792,7 @@ class Cluster:
             meta.pop("namespace", None)
         dry = self._dry_run(req)
         self._namespace_lifecycle(res, namespace, meta.get("name", ""), "create")
+        self.rbac_escalation(res, obj, namespace, req.user)
         # PrepareForCreate
         meta.pop("deletionTimestamp", None)
         meta.pop("deletionGracePeriodSeconds", None)
@@ -891,6 +947,31 @@ class Cluster:
                 raise forbidden(res, obj["metadata"]["name"], "use of kubernetes.io/kube-apiserver-client signer "
                                                               "with system:masters group is not allowed")
 
+    def rbac_escalation(self, res, obj, namespace, user):
+        """RBAC's escalation prevention for roles and bindings (before validation, as in the storage layer)."""
+        if res.plural not in ("roles", "clusterroles", "rolebindings", "clusterrolebindings"):
+            return
+        if "system:masters" in user.groups:
+            return
+        name = obj["metadata"].get("name", "")
+        if res.plural in ("roles", "clusterroles"):
+            ok, _reason = self.check(user, "escalate", res.group, res.plural, name=name, namespace=namespace)
+            if ok:
+                return
+            rules = obj.get("rules") or []
+        else:
+            ref = obj.get("roleRef") or {}
+            role_res = "clusterroles" if ref.get("kind") == "ClusterRole" else "roles"
+            ok, _reason = self.check(user, "bind", "rbac.authorization.k8s.io", role_res, name=ref.get("name", ""),
+                                     namespace=namespace if role_res == "roles" else "")
+            if ok:
+                return
+            role = self.store.get(role_res, namespace if role_res == "roles" else "", ref.get("name", ""))
+            rules = (role or {}).get("rules") or []
+        problem = auth.escalation_problem(self.authz, user, namespace, rules)
+        if problem:
+            raise forbidden(res, name, problem)
+
     # --- update --------------------------------------------------------------------------------------
     def update(self, req, res, namespace, name, sub, patched=None, warnings=None):
         if patched is None:
@@ -918,6 +999,7 @@ class Cluster:
                                % (meta["uid"], old["metadata"]["uid"]))
             if meta.get("resourceVersion") and meta["resourceVersion"] != old["metadata"]["resourceVersion"]:
                 raise conflict(res, name)
+            self.rbac_escalation(res, obj, namespace, req.user)
             new = self.prepare_update(res, obj, old, sub, req.user)
             errs = self.validate_update(res, new, old, sub)
             errs += self.validate_name(res, new["metadata"], create=False)

@@ -189,6 +189,17 @@ def _rule_allows(rule, attrs):
     return True
 
 
+def _allowed_reason(kind, binding, subject):
+    meta = binding["metadata"]
+    name = meta["name"] if kind == "ClusterRoleBinding" else "%s/%s" % (meta["name"], meta.get("namespace", ""))
+    ref = binding.get("roleRef") or {}
+    who = subject.get("name")
+    if subject.get("kind") == "ServiceAccount":
+        who = "%s/%s" % (subject.get("namespace") or meta.get("namespace", ""), subject.get("name"))
+    return 'RBAC: allowed by %s "%s" of %s "%s" to %s "%s"' % (kind, name, ref.get("kind"), ref.get("name"),
+                                                              subject.get("kind"), who)
+
+
 class Authorizer:
     def __init__(self, store):
         self.store = store
@@ -199,18 +210,21 @@ class Authorizer:
             return True, ""
         errors = []
         for binding in self.store.list("clusterrolebindings")[1]:
-            if not any(_subject_matches(s, attrs.user, "") for s in binding.get("subjects") or []):
+            subject = next((s for s in binding.get("subjects") or [] if _subject_matches(s, attrs.user, "")), None)
+            if subject is None:
                 continue
             rules = self._role_rules(binding, "", errors)
             if any(_rule_allows(r, attrs) for r in rules):
-                return True, ""
+                return True, _allowed_reason("ClusterRoleBinding", binding, subject)
         if attrs.namespace and attrs.resource_request:
             for binding in self.store.list("rolebindings", attrs.namespace)[1]:
-                if not any(_subject_matches(s, attrs.user, attrs.namespace) for s in binding.get("subjects") or []):
+                subject = next((s for s in binding.get("subjects") or []
+                                if _subject_matches(s, attrs.user, attrs.namespace)), None)
+                if subject is None:
                     continue
                 rules = self._role_rules(binding, attrs.namespace, errors)
                 if any(_rule_allows(r, attrs) for r in rules):
-                    return True, ""
+                    return True, _allowed_reason("RoleBinding", binding, subject)
         if errors:
             if len(errors) == 1:
                 return False, "RBAC: " + errors[0]
@@ -235,9 +249,6 @@ class Authorizer:
 
     def rules_for(self, user, namespace):
         """All rules applying to ``user`` in ``namespace`` (SelfSubjectRulesReview)."""
-        if "system:masters" in user.groups:
-            return [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]},
-                    {"verbs": ["*"], "nonResourceURLs": ["*"]}]
         rules, errors = [], []
         for binding in self.store.list("clusterrolebindings")[1]:
             if any(_subject_matches(s, user, "") for s in binding.get("subjects") or []):
@@ -331,3 +342,73 @@ def bootstrap_cluster_role_bindings():
         ("system:controller:certificate-controller", "system:controller:certificate-controller", [
             {"kind": "ServiceAccount", "name": "certificate-controller", "namespace": "kube-system"}]),
     ]
+
+
+# --- escalation prevention -------------------------------------------------------------------------
+
+def _atomic(rules):
+    out = []
+    for rule in rules:
+        verbs = rule.get("verbs") or []
+        if rule.get("nonResourceURLs"):
+            for url in rule["nonResourceURLs"]:
+                for verb in verbs:
+                    out.append({"nonResourceURLs": [url], "verbs": [verb]})
+            continue
+        for group in rule.get("apiGroups") or []:
+            for resource in rule.get("resources") or []:
+                for verb in verbs:
+                    if rule.get("resourceNames"):
+                        for name in rule["resourceNames"]:
+                            out.append({"apiGroups": [group], "resources": [resource], "resourceNames": [name],
+                                        "verbs": [verb]})
+                    else:
+                        out.append({"apiGroups": [group], "resources": [resource], "verbs": [verb]})
+    return out
+
+
+def _covers(owner, atom):
+    verbs = owner.get("verbs") or []
+    if "*" not in verbs and atom["verbs"][0] not in verbs:
+        return False
+    if atom.get("nonResourceURLs"):
+        url = atom["nonResourceURLs"][0]
+        for have in owner.get("nonResourceURLs") or []:
+            if have in ("*", url) or (have.endswith("*") and url.startswith(have[:-1])):
+                return True
+        return False
+    groups = owner.get("apiGroups") or []
+    if "*" not in groups and atom["apiGroups"][0] not in groups:
+        return False
+    resources = owner.get("resources") or []
+    wanted = atom["resources"][0]
+    if "*" not in resources and wanted not in resources:
+        if "/" not in wanted or "*/" + wanted.split("/", 1)[1] not in resources:
+            return False
+    names = owner.get("resourceNames") or []
+    if names and (not atom.get("resourceNames") or atom["resourceNames"][0] not in names):
+        return False
+    return True
+
+
+def _go_quote_list(values):
+    return "[" + " ".join('"%s"' % v.replace("\\", "\\\\").replace('"', '\\"') for v in values) + "]"
+
+
+def compact(rule):
+    parts = []
+    for key, label in (("apiGroups", "APIGroups"), ("resources", "Resources"), ("nonResourceURLs", "NonResourceURLs"),
+                       ("resourceNames", "ResourceNames"), ("verbs", "Verbs")):
+        if rule.get(key):
+            parts.append("%s:%s" % (label, _go_quote_list(rule[key])))
+    return "{" + ", ".join(parts) + "}"
+
+
+def escalation_problem(authz, user, namespace, rules):
+    """None when ``user`` holds every permission in ``rules`` (in ``namespace``), else the Forbidden text."""
+    owned = authz.rules_for(user, namespace)
+    missing = [atom for atom in _atomic(rules) if not any(_covers(o, atom) for o in owned)]
+    if not missing:
+        return None
+    return "user \"%s\" (groups=%s) is attempting to grant RBAC permissions not currently held:\n%s" % (
+        user.name, _go_quote_list(user.groups), "\n".join(compact(m) for m in missing))

@@ -174,11 +174,12 @@ def prune(schema, value, path="", unknown=None):
     if schema == "B":
         if not isinstance(value, str):
             _bad(value, schema, path)
+        # Go's decoder skips CR and LF; the value is re-encoded canonically, as after a real round trip
+        stripped = value.replace("\r", "").replace("\n", "")
         try:
-            base64.b64decode(value.encode("ascii"), validate=True)
+            return base64.b64encode(base64.b64decode(stripped.encode("ascii"), validate=True)).decode()
         except (binascii.Error, ValueError, UnicodeEncodeError) as exc:
             raise DecodeError("illegal base64 data at input byte %d" % _bad_b64_offset(value)) from exc
-        return value
     if schema == "i":
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
             _bad(value, schema, path)
