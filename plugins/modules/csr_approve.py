@@ -79,9 +79,9 @@ options:
     description:
       - The condition reason. Defaults to V(KubepkiApproved) or V(KubepkiDenied).
     type: str
-  message:
+  condition_message:
     description:
-      - The condition message. Defaults to a sentence naming this collection (and the violations, when denying for them).
+      - The condition message (the option cannot be called C(message), a name Ansible reserves). Defaults to a sentence naming this collection (and the violations, when denying for them).
     type: str
   deny_on_violation:
     description:
@@ -184,7 +184,7 @@ EXAMPLES = r"""
     action: deny
     names: [kubepki-mallory-0123456789abcdef0123]
     reason: NotOnboarded
-    message: mallory is not in the onboarding list
+    condition_message: mallory is not in the onboarding list
 """
 
 RETURN = r"""
@@ -253,7 +253,7 @@ def argument_spec():
         "scope": {"type": "str", "default": "default"},
         "key_scope": {"type": "str", "choices": ["shared", "per_cluster"], "default": "shared"},
         "reason": {"type": "str"},
-        "message": {"type": "str"},
+        "condition_message": {"type": "str"},
         "deny_on_violation": {"type": "bool", "default": False},
         "policy": {"type": "dict", "default": {}, "options": copy.deepcopy(POLICY_OPTIONS)},
     }
@@ -363,11 +363,11 @@ def run(module):
         if approve and not entry["violations"]:
             decision = "Approved"
             reason = params["reason"] or "KubepkiApproved"
-            message = params["message"] or "Approved by kubepki.certs under its approval policy"
+            message = params["condition_message"] or "Approved by kubepki.certs under its approval policy"
         else:
             decision = "Denied"
             reason = params["reason"] or ("KubepkiPolicyViolation" if entry["violations"] else "KubepkiDenied")
-            message = params["message"] or ("Denied by kubepki.certs: %s" % "; ".join(v["reason"] for v in entry["violations"])
+            message = params["condition_message"] or ("Denied by kubepki.certs: %s" % "; ".join(v["reason"] for v in entry["violations"])
                                             if entry["violations"] else "Denied by kubepki.certs")
         did, _updated = _csr.decide(client, entry["name"], decision, reason, message, obj=obj, dry_run=module.check_mode)
         entry["decision"] = decision.lower() if did else "unchanged"

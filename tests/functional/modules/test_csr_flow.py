@@ -200,7 +200,7 @@ APPROVE = """
         store_uri: "{{ store }}"
         action: "{{ action | default('approve') }}"
         reason: "{{ reason | default(omit) }}"
-        message: "{{ message | default(omit) }}"
+        condition_message: "{{ message | default(omit) }}"
         policy: "{{ policy | default({}) }}"
         deny_on_violation: "{{ deny_on_violation | default(false) }}"
       register: approved

@@ -86,7 +86,7 @@ def test_select_by_users(run_module, cluster, base):
 def test_deny_action_and_no_take_back(run_module, cluster, base):
     csrs = create(run_module, base, ("alice", ["dev"]))
     name = csrs[0]["csr_name"]
-    failed, result = run_module(csr_approve, dict(base, names=[name], action="deny", reason="Nope", message="not today"))
+    failed, result = run_module(csr_approve, dict(base, names=[name], action="deny", reason="Nope", condition_message="not today"))
     assert not failed and result["csrs"][0]["decision"] == "denied"
     assert cluster.objects[name]["status"]["conditions"][0]["reason"] == "Nope"
     failed, result = run_module(csr_approve, dict(base, names=[name]))

@@ -75,7 +75,7 @@ def test_failed_csr_fails_at_once(run_module, monkeypatch, base):
 def test_denied_csr_fails_at_once(run_module, cluster, base):
     failed, created = run_module(csr_create, dict(base, users=[{"name": "alice"}]))
     name = created["csrs"][0]["csr_name"]
-    run_module(csr_approve, dict(base, names=[name], action="deny", reason="NoWay", message="go away"))
+    run_module(csr_approve, dict(base, names=[name], action="deny", reason="NoWay", condition_message="go away"))
     failed, result = run_module(csr_wait, dict(base, names=[name]))
     assert failed and "was denied: NoWay: go away" in result["msg"]
 
