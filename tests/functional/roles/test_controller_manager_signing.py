@@ -246,3 +246,33 @@ def test_generated_ca_and_component_certificates(node_tree, run_role):
 
     assert assert_ok(run_role(ROLE, variables)).changed == 0
     assert assert_ok(run_role(ROLE, variables, check=True)).changed == 0
+
+
+def test_generated_ca_is_shared_by_every_control_plane_host(node_tree, run_playbook):
+    roots = {"cp-1": node_tree("kubeadm"), "cp-2": node_tree("systemd")}
+    hosts = {
+        "cp-1": {"controller_manager_signing_root": roots["cp-1"]},
+        "cp-2": {"controller_manager_signing_root": roots["cp-2"], "controller_manager_signing_install_style": "systemd",
+                 "controller_manager_signing_restart": False},
+    }
+    play = """
+    - name: Two control-plane hosts
+      hosts: all
+      gather_facts: false
+      roles:
+        - role: kubepki.certs.controller_manager_signing
+          controller_manager_signing_ca_source: generate
+    """
+    env = {"ANSIBLE_PIPELINING": "1"}
+    first = assert_ok(run_playbook(play, hosts=hosts, env=env))
+    assert "PRIVATE KEY" not in first.stdout + first.stderr
+    contents = {}
+    for host, root in roots.items():
+        pki = os.path.join(root, "etc/kubernetes/pki")
+        assert file_mode(os.path.join(pki, "ca.key")) == 0o600
+        assert file_mode(os.path.join(pki, "ca.crt")) == 0o644
+        with open(os.path.join(pki, "ca.crt"), "rb") as crt, open(os.path.join(pki, "ca.key"), "rb") as key:
+            contents[host] = (crt.read(), key.read())
+    assert contents["cp-1"] == contents["cp-2"], "the second host got the CA generated on the first"
+    again = assert_ok(run_playbook(play, hosts=hosts, env=env))
+    assert again.changed == 0, repr(again)
