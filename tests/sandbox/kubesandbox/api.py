@@ -12,7 +12,7 @@ import uuid
 
 import yaml
 
-from . import auth, csr as csrlib, patch as patchlib, proto, resources as reslib, schema as sch, selectors
+from . import auth, csr as csrlib, managed, patch as patchlib, proto, resources as reslib, schema as sch, selectors
 from .errors import ApiError, FieldError, bad_request, conflict, forbidden, invalid, not_found, already_exists
 from .store import Expired, Store, clone
 
@@ -782,6 +782,7 @@ class Cluster:
     # --- create --------------------------------------------------------------------------------------
     def create(self, req, res, namespace):
         obj, warnings = self.decode(req, res)
+        client_obj = clone(obj)
         meta = obj["metadata"]
         if res.namespaced:
             if meta.get("namespace") and meta["namespace"] != namespace:
@@ -810,6 +811,12 @@ class Cluster:
             raise ApiError(500, None, "resourceVersion should not be set on objects to be created")
         meta["uid"] = str(uuid.uuid4())
         meta["creationTimestamp"] = now_str()
+        client_obj["metadata"] = {k: v for k, v in client_obj["metadata"].items() if k != "managedFields"}
+        if res.plural == "namespaces":
+            client_obj["metadata"].setdefault("labels", {})["kubernetes.io/metadata.name"] = meta["name"]
+        managed.update(None, client_obj, self._manager(req), res.api_version, meta["creationTimestamp"], create=True)
+        if client_obj["metadata"].get("managedFields"):
+            meta["managedFields"] = client_obj["metadata"]["managedFields"]
         self._order_meta(obj)
         with self.write_lock:
             if self.store.get(res.plural, namespace, meta["name"]) is not None:
@@ -1006,6 +1013,8 @@ class Cluster:
             if errs:
                 raise invalid(res, name, errs)
             self.admit_update(res, new, old, sub, req.user)
+            if not self._same(new, old):
+                managed.update(old, new, self._manager(req), res.api_version, now_str(), subresource=sub)
             self._order_meta(new)
             if self._same(new, old):
                 return Response(200, old, self._warn_headers(warnings))
@@ -1017,6 +1026,10 @@ class Cluster:
                 return Response(200, final, self._warn_headers(warnings))
             self.store.update(res.plural, new)
         return Response(200, new, self._warn_headers(warnings))
+
+    @staticmethod
+    def _manager(req):
+        return managed.manager_name(req.q("fieldManager"), req.headers.get("user-agent"))
 
     @staticmethod
     def _same(new, old):
@@ -1350,7 +1363,9 @@ class Cluster:
 
     # --- internal client (controllers) ---------------------------------------------------------------------
     def internal(self, user, method, path, body=None, query=None):
-        req = Request(method, path, query or {}, {"content-type": "application/json"},
+        req = Request(method, path, query or {}, {"content-type": "application/json",
+                                                  "user-agent": "kube-controller-manager/v1.32.0 (linux/amd64) "
+                                                                "kubernetes/sandbox/" + user.name},
                       json.dumps(body).encode() if body is not None else b"", user)
         return self.handle(req)
 
