@@ -1,6 +1,7 @@
 """kubelet_bootstrap: node files on kubeadm and systemd trees, and a simulated kubelet TLS bootstrap on the sandbox."""
 
 import base64
+import ipaddress
 import json
 import os
 import re
@@ -164,9 +165,22 @@ def test_simulated_kubelet_bootstrap_on_the_sandbox(sandbox, node_tree, run_role
     assert assert_ok(run_role(ROLE, variables, check=True)).changed == 0
 
     # The kubelet's side: with nothing but the bootstrap kubeconfig, ask for a client certificate.
-    node = "node-%s" % token_id
+    bootstrap_client_certificate(bootstrap_kubeconfig, "node-%s" % token_id, token_id, ca_pem)
+
+
+def wait_for_certificate(kubeconfig, name, timeout=60):
+    deadline = time.monotonic() + timeout
+    while True:
+        current = json.loads(kubectl(kubeconfig, "get", "csr", name, "-o", "json"))
+        if current.get("status", {}).get("certificate") or time.monotonic() > deadline:
+            return current
+        time.sleep(0.5)
+
+
+def bootstrap_client_certificate(bootstrap_kubeconfig, node, token_id, ca_pem):
+    """Do what the kubelet does with its bootstrap kubeconfig; return (key, issued certificate)."""
     key, csr_pem = kubelet_client_csr(node)
-    csr_name = "node-csr-%s" % token_id
+    csr_name = "node-csr-%s-%s" % (token_id, node)
     manifest = {
         "apiVersion": "certificates.k8s.io/v1",
         "kind": "CertificateSigningRequest",
@@ -178,13 +192,7 @@ def test_simulated_kubelet_bootstrap_on_the_sandbox(sandbox, node_tree, run_role
         },
     }
     kubectl(bootstrap_kubeconfig, "create", "-f", "-", stdin=json.dumps(manifest))
-
-    deadline = time.monotonic() + 60
-    while True:
-        current = json.loads(kubectl(bootstrap_kubeconfig, "get", "csr", csr_name, "-o", "json"))
-        if current.get("status", {}).get("certificate") or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
+    current = wait_for_certificate(bootstrap_kubeconfig, csr_name)
     assert current["spec"]["username"] == "system:bootstrap:" + token_id
     assert "system:bootstrappers:kubepki:default-node-token" in current["spec"]["groups"]
     conditions = {cond["type"]: cond for cond in current.get("status", {}).get("conditions", [])}
@@ -197,3 +205,102 @@ def test_simulated_kubelet_bootstrap_on_the_sandbox(sandbox, node_tree, run_role
     assert issued.public_key().public_numbers() == key.public_key().public_numbers()
     usages = issued.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert list(usages) == [x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]
+    return key, issued
+
+
+def node_kubeconfig(path, server, ca_pem, key, cert):
+    """The kubeconfig the kubelet writes after bootstrap (client certificate of the node)."""
+    config = {
+        "apiVersion": "v1", "kind": "Config", "current-context": "default-context",
+        "clusters": [{"name": "default-cluster", "cluster": {
+            "server": server, "certificate-authority-data": base64.b64encode(ca_pem.encode()).decode()}}],
+        "users": [{"name": "default-auth", "user": {
+            "client-certificate-data": base64.b64encode(cert.public_bytes(serialization.Encoding.PEM)).decode(),
+            "client-key-data": base64.b64encode(key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                serialization.NoEncryption())).decode()}}],
+        "contexts": [{"name": "default-context", "context": {"cluster": "default-cluster", "user": "default-auth",
+                                                              "namespace": "default"}}],
+    }
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(config, handle)
+    return str(path)
+
+
+def serving_csr(kubeconfig, name, node, dns, ips):
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:nodes"),
+                         x509.NameAttribute(NameOID.COMMON_NAME, "system:node:" + node)])
+    sans = [x509.DNSName(item) for item in dns] + [x509.IPAddress(ipaddress.ip_address(item)) for item in ips]
+    csr = (x509.CertificateSigningRequestBuilder().subject_name(subject)
+           .add_extension(x509.SubjectAlternativeName(sans), critical=False).sign(key, hashes.SHA256()))
+    manifest = {
+        "apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest", "metadata": {"name": name},
+        "spec": {"request": base64.b64encode(csr.public_bytes(serialization.Encoding.PEM)).decode(),
+                 "signerName": "kubernetes.io/kubelet-serving", "usages": ["digital signature", "server auth"]},
+    }
+    kubectl(kubeconfig, "create", "-f", "-", stdin=json.dumps(manifest))
+
+
+APPROVE_PLAY = """
+- name: Approve kubelet serving certificates under a policy
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Approve
+      kubepki.certs.csr_approve:
+        kubeconfig: {kubeconfig}
+        names: [{name}]
+        policy:
+          key_must_match_store: false
+          allowed_ip_cidrs: [10.0.0.0/16]
+"""
+
+
+def test_serving_bootstrap_csr_approved_by_policy_and_forged_one_refused(sandbox, node_tree, run_role, run_playbook, tmp_path):
+    cluster = sandbox.cluster(sandbox.names[0])
+    with open(cluster.ca_cert, encoding="ascii") as handle:
+        ca_pem = handle.read()
+    root = node_tree("kubeadm")
+    variables = node_vars(root, "kubeadm",
+                          kubelet_bootstrap_api_kubeconfig=cluster.kubeconfig,
+                          kubelet_bootstrap_server=cluster.server,
+                          kubelet_bootstrap_ca_cert_content=ca_pem,
+                          kubelet_bootstrap_token_name="serving-%d" % os.getpid(),
+                          kubelet_bootstrap_server_tls_bootstrap=True)
+    assert_ok(run_role(ROLE, variables))
+    assert load_yaml(os.path.join(root, "var/lib/kubelet/config.yaml"))["serverTLSBootstrap"] is True
+    bootstrap_kubeconfig = os.path.join(root, "etc/kubernetes/bootstrap-kubelet.conf")
+    token_id = load_yaml(bootstrap_kubeconfig)["users"][0]["user"]["token"].split(".")[0]
+    node = "worker-%s" % token_id
+    key, cert = bootstrap_client_certificate(bootstrap_kubeconfig, node, token_id, ca_pem)
+    as_node = node_kubeconfig(tmp_path / "kubelet.conf", cluster.server, ca_pem, key, cert)
+
+    # A real apiserver's Node authorizer lets nodes create CSRs; the sandbox has RBAC only, so bind it here.
+    binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+               "metadata": {"name": "test:nodes-request-certificates"},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:node-bootstrapper"},
+               "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:nodes"}]}
+    subprocess.run([KUBECTL, "--kubeconfig", cluster.kubeconfig, "create", "-f", "-"], input=json.dumps(binding),
+                   capture_output=True, text=True, timeout=60, check=False)
+
+    good, forged = "serving-%s" % token_id, "forged-%s" % token_id
+    serving_csr(as_node, good, node, [node], ["10.0.0.7"])
+    # The node asks for another node's serving certificate, with an address outside the cluster network.
+    serving_csr(as_node, forged, "victim-%s" % token_id, ["victim"], ["192.168.99.9"])
+
+    approved = assert_ok(run_playbook(APPROVE_PLAY.format(kubeconfig=cluster.kubeconfig, name=good)))
+    assert task_result(approved, "Approve")["changed"] is True
+    issued = wait_for_certificate(as_node, good)
+    cert = x509.load_pem_x509_certificate(base64.b64decode(issued["status"]["certificate"]))
+    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert sans.get_values_for_type(x509.DNSName) == [node]
+    assert [str(ip) for ip in sans.get_values_for_type(x509.IPAddress)] == ["10.0.0.7"]
+
+    refused = run_playbook(APPROVE_PLAY.format(kubeconfig=cluster.kubeconfig, name=forged))
+    assert refused.rc != 0
+    message = task_result(refused, "Approve")["msg"]
+    assert "is not the node" in message and "192.168.99.9" in message, message
+    state = json.loads(kubectl(cluster.kubeconfig, "get", "csr", forged, "-o", "json"))
+    assert not state.get("status", {}).get("conditions"), "the forged request stays pending"
