@@ -39,7 +39,8 @@ def summarize(listing, name, top=8):
     imports = max((r[0] for r in rows if "_find_and_load)" in r[2]), default=0.0)
     main = max((r[0] for r in rows if r[2].endswith("(main)")), default=0.0)
     ours = re.compile(r"^(_[a-z][a-z_]*|%s)\.py:\d+\((?!<module>|main\))" % re.escape(name))
-    heavy = [r for r in rows if ours.match(r[2])][:top]
+    stdlib = ("_compiler.py", "_parser.py", "_bootstrap", "_collections_abc.py", "_weakrefset.py")
+    heavy = [r for r in rows if ours.match(r[2]) and not r[2].startswith(stdlib)][:top]
     return imports, main, heavy
 
 
