@@ -246,7 +246,7 @@ class Cluster:
         namespace = ""
         if rest[0] == "namespaces" and len(rest) >= 2:
             namespace = rest[1]
-            if len(rest) > 2:
+            if len(rest) > 2 and rest[2] not in ("status", "finalize"):
                 rest = rest[2:]
         plural = rest[0]
         name = rest[1] if len(rest) > 1 else ""
@@ -330,10 +330,22 @@ class Cluster:
                                   "details": {}, "code": 404})
         if not res.namespaced:
             namespace = ""
+        elif not namespace and verb not in ("list", "watch"):
+            return self._not_allowed()
+        if verb in ("update", "patch") and not name:
+            return self._not_allowed()
+        if sub and verb not in ("get", "update", "patch"):
+            return self._not_allowed()
         try:
             return self.resource_request(req, res, verb, namespace, name, sub)
         except ApiError as err:
             return Response(err.code, err.status(), err.headers)
+
+    @staticmethod
+    def _not_allowed():
+        return Response(405, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                              "message": "the server does not allow this method on the requested resource",
+                              "reason": "MethodNotAllowed", "details": {}, "code": 405})
 
     @staticmethod
     def _safe_fields(text):
@@ -597,9 +609,12 @@ class Cluster:
         self._list_options(req, watch=True)
         label_reqs, field_terms = self._selectors(req, res)
         rv_text = req.q("resourceVersion")
-        timeout = req.q("timeoutSeconds")
-        timeout = float(timeout) if timeout else float(self.options.get("watch_timeout", 1800)) * (
-            1 + random.random())
+        try:
+            timeout = float(req.q("timeoutSeconds") or 0)
+        except ValueError as exc:
+            raise bad_request("timeoutSeconds: invalid value") from exc
+        if timeout <= 0:
+            timeout = float(self.options.get("watch_timeout", 1800)) * (1 + random.random())
         bookmarks = req.q("allowWatchBookmarks") in ("true", "1", "True")
         send_initial = req.q("sendInitialEvents") in ("true", "1", "True")
         as_table = self._as_table(req)
