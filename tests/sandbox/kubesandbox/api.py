@@ -904,6 +904,17 @@ class Cluster:
                                                "a valid config key must consist of alphanumeric characters, '-', "
                                                "'_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex "
                                                "used for validation is '[-._a-zA-Z0-9]+')"))
+        if res.plural == "secrets":
+            errs += self._validate_secret(obj)
+        if res.plural == "configmaps":
+            for key in obj.get("binaryData") or {}:
+                if key in (obj.get("data") or {}):
+                    errs.append(FieldError("FieldValueInvalid", "data[%s]" % key, key,
+                                           "duplicate of key present in binaryData"))
+            size = sum(len(k) + len(v) for k, v in (obj.get("data") or {}).items())
+            size += sum(len(k) + len(base64.b64decode(v)) for k, v in (obj.get("binaryData") or {}).items())
+            if size > 1048576:
+                errs.append(FieldError("FieldValueTooLong", "", None, "must have at most 1048576 bytes"))
         if res.plural in ("roles", "clusterroles"):
             for i, rule in enumerate(obj.get("rules") or []):
                 if not rule.get("verbs"):
@@ -957,6 +968,42 @@ class Cluster:
             if not obj.get("immutable"):
                 errs.append(FieldError("FieldValueForbidden", "immutable", None,
                                        "field is immutable when `immutable` is set"))
+        return errs
+
+    @staticmethod
+    def _validate_secret(obj):
+        errs = []
+        data = {k: base64.b64decode(v) for k, v in (obj.get("data") or {}).items()}
+        stype = obj.get("type", "Opaque")
+
+        def required(key):
+            if not data.get(key):
+                errs.append(FieldError("FieldValueRequired", "data[%s]" % key, None, ""))
+        if stype == "kubernetes.io/service-account-token":
+            if not (obj["metadata"].get("annotations") or {}).get("kubernetes.io/service-account.name"):
+                errs.append(FieldError("FieldValueRequired",
+                                       "metadata.annotations[kubernetes.io/service-account.name]", None, ""))
+        elif stype == "kubernetes.io/dockercfg":
+            required(".dockercfg")
+        elif stype == "kubernetes.io/dockerconfigjson":
+            required(".dockerconfigjson")
+            if data.get(".dockerconfigjson"):
+                try:
+                    json.loads(data[".dockerconfigjson"])
+                except ValueError as exc:
+                    errs.append(FieldError("FieldValueInvalid", "data[.dockerconfigjson]", "<secret contents redacted>",
+                                           str(exc)))
+        elif stype == "kubernetes.io/basic-auth":
+            if not data.get("username") and not data.get("password"):
+                required("username")
+                required("password")
+        elif stype == "kubernetes.io/ssh-auth":
+            required("ssh-privatekey")
+        elif stype == "kubernetes.io/tls":
+            required("tls.key")
+            required("tls.crt")
+        if sum(len(k) + len(v) for k, v in data.items()) > 1048576:
+            errs.append(FieldError("FieldValueTooLong", "data", None, "must have at most 1048576 bytes"))
         return errs
 
     def admit_create(self, res, obj, _user):
@@ -1215,6 +1262,8 @@ class Cluster:
             body = json.loads(req.body.decode("utf-8"))
         except ValueError as exc:
             raise bad_request("error decoding patch: %s" % exc) from exc
+        if content_type == "application/json-patch+json" and not isinstance(body, list):
+            raise bad_request("json: cannot unmarshal object into Go value of type jsonpatch.Patch")
         try:
             if content_type == "application/json-patch+json":
                 doc = patchlib.json_patch(old, body)
@@ -1228,7 +1277,8 @@ class Cluster:
                                                             ', application/merge-patch+json, application/apply-patch'
                                                             '+yaml, application/strategic-merge-patch+json', {})
         except patchlib.PatchError as exc:
-            raise ApiError(422, "Invalid", str(exc), {}) from exc
+            raise ApiError(422, "Invalid", "the server rejected our request due to an error in our request",
+                           {"causes": [{"message": str(exc)}]}) from exc
         if not isinstance(doc, dict):
             raise bad_request("patch produced a non-object")
         obj, warnings = self.decode(req, res, body=doc)
