@@ -138,7 +138,8 @@ class Waiter:
         return None
 
     def _watch_once(self, end):
-        """One watch request; returns 'relist', 'done', 'resume' (stream ended or dropped) or 'unsupported'."""
+        """One watch request: 'relist', 'done', 'resume' (an open stream ended or dropped), 'retry' (no stream could
+        be opened) or 'unsupported'."""
         remaining = end - self.clock()
         query = dict(self._selectors(), watch="true", allowWatchBookmarks="true", timeoutSeconds=str(max(int(remaining), 1)))
         if self.version:
@@ -154,7 +155,7 @@ class Waiter:
             if status in (400, 405, 501):
                 return "unsupported"
             if status is None:
-                return "resume"
+                return "retry"
             raise
         try:
             for event in iter_events(response):
@@ -186,10 +187,11 @@ class Waiter:
         end = self.clock() + max(float(timeout), 0.0)
         if not listed:
             self._list(end - self.clock())
-        failures = 0
+        failures = empty = 0
         while not finished(self.objects, self.names):
             if self.clock() >= end:
                 self._timeout(timeout)
+            seen = self.stats["events"]
             outcome = self._watch_once(end)
             if outcome == "done":
                 break
@@ -200,6 +202,16 @@ class Waiter:
             elif outcome == "unsupported":
                 self._poll(end, timeout)
                 break
+            elif outcome == "resume":
+                # the server or the network ended an open stream: carry on from the last version seen
+                self.stats["resumes"] += 1
+                failures = 0
+                empty = empty + 1 if self.stats["events"] == seen else 0
+                if empty:
+                    # a stream that ends without a single event: do not spin
+                    pause = min(0.05 * (2 ** empty), 1.0)
+                    if self.clock() + pause < end:
+                        self.sleep(pause)
             else:
                 self.stats["resumes"] += 1
                 failures += 1

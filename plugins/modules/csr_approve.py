@@ -11,7 +11,7 @@ short_description: Approve or deny CertificateSigningRequests under a policy
 version_added: 0.1.0
 description:
   - Approves (or denies) CSRs through the C(/approval) subresource, appending an C(Approved) (or C(Denied)) condition
-    with O(reason) and O(message). A conflicting update (HTTP 409) is retried on the refetched object.
+    with O(reason) and O(condition_message). A conflicting update (HTTP 409) is retried on the refetched object.
   - Before approving, each pending CSR is checked against O(policy) - expected common name and groups, groups allowed
     (never C(system:masters) nor any C(system:*) group unless listed in O(policy.allowed_system_groups)), signers and
     usages allowed per signer, maximum C(expirationSeconds), the public key must be the key the store holds for the user,
@@ -81,7 +81,8 @@ options:
     type: str
   condition_message:
     description:
-      - The condition message (the option cannot be called C(message), a name Ansible reserves). Defaults to a sentence naming this collection (and the violations, when denying for them).
+      - The condition message (the option cannot be called C(message), a name Ansible reserves).
+      - Defaults to a sentence naming this collection (and the violations, when denying for them).
     type: str
   deny_on_violation:
     description:
@@ -367,8 +368,10 @@ def run(module):
         else:
             decision = "Denied"
             reason = params["reason"] or ("KubepkiPolicyViolation" if entry["violations"] else "KubepkiDenied")
-            message = params["condition_message"] or ("Denied by kubepki.certs: %s" % "; ".join(v["reason"] for v in entry["violations"])
-                                            if entry["violations"] else "Denied by kubepki.certs")
+            message = params["condition_message"]
+            if not message:
+                reasons = "; ".join(v["reason"] for v in entry["violations"])
+                message = "Denied by kubepki.certs: %s" % reasons if reasons else "Denied by kubepki.certs"
         did, _updated = _csr.decide(client, entry["name"], decision, reason, message, obj=obj, dry_run=module.check_mode)
         entry["decision"] = decision.lower() if did else "unchanged"
         entry["state"] = decision.lower() if did else entry["state"]

@@ -290,7 +290,9 @@ def test_signer_failure_fails_the_wait(run_playbook, sandbox, tmp_path):
     obj = client.request("GET", _kube.path_for(name))
     obj["status"] = {"conditions": [{"type": "Approved", "status": "True", "reason": "Test", "message": "by hand"}]}
     client.request("PUT", _kube.path_for(name, "approval"), body=obj)
-    out = run_playbook(play.split("    - name: approve anyway")[0] + play.split("deny_on_violation: false\n      ignore_errors: true\n")[1],
+    head = play.split("    - name: approve anyway", maxsplit=1)[0]
+    tail = play.split("deny_on_violation: false\n      ignore_errors: true\n", maxsplit=1)[1]
+    out = run_playbook(head + tail,
                        extra_vars={"kc": sandbox.cluster("cluster-1").kubeconfig})
     waited = out.result("wait")
     assert waited.get("failed"), waited

@@ -200,3 +200,19 @@ def test_other_watch_errors_propagate():
     api = FakeAPI([listing([csr("a")])], [Stream([{"type": "ERROR", "object": {"code": 403, "message": "forbidden", "reason": "Forbidden"}}])])
     with pytest.raises(KubePkiError, match="forbidden"):
         make(api, ["a"]).run(10)
+
+
+def test_many_dropped_streams_never_fall_back_to_polling():
+    drops = [Stream([], drop=True) for _ in range(10)]
+    api = FakeAPI([listing([csr("a")], rv="10")], drops + [Stream([{"type": "MODIFIED", "object": csr("a", "issued", "11")}])])
+    waiter = make(api, ["a"])
+    waiter.run(60)
+    assert waiter.stats["polls"] == 0 and waiter.stats["resumes"] == 10
+
+
+def test_unreachable_watch_falls_back_to_polling():
+    down = KubePkiError("cannot reach")
+    api = FakeAPI([listing([csr("a")]), listing([csr("a", "issued")])], [down] * _waiter.MAX_WATCH_FAILURES)
+    waiter = make(api, ["a"])
+    waiter.run(60)
+    assert waiter.stats["polls"] == 1
