@@ -245,7 +245,7 @@ def targets(params):
         if not name:
             continue
         found[name] = entry.get("name") or found.get(name)
-    if not found:
+    if not found and not params["csrs"]:
         raise KubePkiError("nothing to wait for: give names or csrs (entries with csr_name)")
     if params["timeout"] < 0:
         raise KubePkiError("timeout must not be negative, got %s" % params["timeout"])
@@ -328,6 +328,9 @@ def run(module):
     params = module.params
     wanted = targets(params)
     ca_pem = load_ca(params["cluster_ca"])
+    if not wanted:
+        # csr_create ran in check mode: nothing was created, nothing to wait for
+        return {"changed": False, "certificates": [], "csrs": [], "wait_stats": {"seconds": 0}}
     client = _kube.get_client(module, deadline=max(min(params["timeout"], 60), 10))
     started = time.monotonic()
     waiter = _waiter.Waiter(client, [name for name, _user in wanted])

@@ -298,3 +298,66 @@ def test_signer_failure_fails_the_wait(run_playbook, sandbox, tmp_path):
     assert waited.get("failed"), waited
     assert name in waited["msg"] and "failed" in waited["msg"] and "SignerValidationFailure" in waited["msg"], waited["msg"]
     assert json.dumps(waited).count("BEGIN") == 0
+
+
+SERVING = """
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: create
+      kubepki.certs.csr_create:
+        kubeconfig: "{{ kc }}"
+        cluster: cluster-1
+        signer_name: kubernetes.io/kubelet-serving
+        users:
+          - name: "system:node:{{ node }}"
+            groups: [system:nodes]
+            dns_names: ["{{ node }}", "{{ node }}.nodes.example.com"]
+            ip_addresses: [10.0.0.7]
+        store_uri: "{{ store }}"
+      register: created
+    - name: refuse outside the allowed networks
+      kubepki.certs.csr_approve:
+        kubeconfig: "{{ kc }}"
+        csrs: "{{ created.csrs }}"
+        store_uri: "{{ store }}"
+        policy:
+          requester_must_be_node: false
+          allowed_dns_suffixes: [nodes.example.com]
+          allowed_ip_cidrs: [192.168.0.0/16]
+      register: refused
+      ignore_errors: true
+    - name: approve
+      kubepki.certs.csr_approve:
+        kubeconfig: "{{ kc }}"
+        csrs: "{{ created.csrs }}"
+        store_uri: "{{ store }}"
+        policy:
+          requester_must_be_node: false
+          allowed_dns_suffixes: [nodes.example.com]
+          allowed_ip_cidrs: [10.0.0.0/24]
+      register: approved
+    - name: wait
+      kubepki.certs.csr_wait:
+        kubeconfig: "{{ kc }}"
+        cluster: cluster-1
+        csrs: "{{ created.csrs }}"
+        cluster_ca: "{{ ca }}"
+        timeout: 60
+      register: waited
+"""
+
+
+def test_kubelet_serving_with_san_policy(run_playbook, sandbox, tmp_path):
+    node = "n-%s" % uuid.uuid4().hex[:6]
+    info = sandbox.cluster("cluster-1")
+    out = run_playbook(SERVING, extra_vars={"kc": info.kubeconfig, "ca": info.ca_cert, "node": node, "store": str(tmp_path / "s.db")})
+    assert out.rc == 0, out
+    created = out.result("create")["csrs"][0]
+    assert created["name"] == "system:node:" + node
+    refused = out.result("refuse outside the allowed networks")
+    assert refused.get("failed") and "IP address 10.0.0.7 is not in policy.allowed_ip_cidrs" in refused["msg"]
+    assert out.result("approve")["csrs"][0]["decision"] == "approved"
+    record = out.result("wait")["certificates"][0]
+    assert record["common_name"] == "system:node:" + node and record["organizations"] == ["system:nodes"]
+    assert record["signer_name"] == "kubernetes.io/kubelet-serving"
