@@ -3,6 +3,7 @@
 import json
 import logging
 import os
+import select
 import signal
 import socket
 import ssl
@@ -132,6 +133,29 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
         self.wfile.flush()
 
+    def _peer_closed(self):
+        """True when the client has gone away (it sends nothing while it reads a watch)."""
+        sock = self.connection
+        try:
+            readable, _w, _x = select.select([sock], [], [], 0)
+        except (OSError, ValueError):
+            return True
+        if not readable:
+            return False
+        previous = sock.gettimeout()
+        try:
+            sock.settimeout(0.01)
+            return sock.recv(1) == b""
+        except (ssl.SSLWantReadError, socket.timeout, TimeoutError):
+            return False
+        except OSError:
+            return True
+        finally:
+            try:
+                sock.settimeout(previous)
+            except OSError:
+                pass
+
     def stream(self, watch):
         self.send_response(200)
         self._common_headers()
@@ -160,7 +184,7 @@ class Handler(BaseHTTPRequestHandler):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
-                event = watcher.get(min(remaining, 0.5 if watch.bookmarks else remaining))
+                event = watcher.get(min(remaining, 0.5 if watch.bookmarks else 2.0))
                 if event == "DROPPED":
                     self.close_connection = True
                     try:
@@ -169,6 +193,9 @@ class Handler(BaseHTTPRequestHandler):
                         pass
                     return
                 if event is None:
+                    if self._peer_closed():
+                        self.close_connection = True
+                        return
                     if watch.bookmarks and time.monotonic() - last_bookmark >= interval:
                         with store.lock:
                             rv = store.rv if not watcher.events else None
