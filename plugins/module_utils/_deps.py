@@ -12,6 +12,7 @@ Keep in step with plugins/doc_fragments/_requirements.py and meta/ee-requirement
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import traceback
 
 from ansible.module_utils.basic import missing_required_lib
@@ -30,10 +31,14 @@ def probe(name):
     """(present, version or traceback, minimum) for library ``name``; imports it."""
     import_name, minimum = MINIMUM[name]
     try:
-        module = importlib.import_module(import_name)
+        importlib.import_module(import_name)
     except ImportError:
         return False, traceback.format_exc(), minimum
-    return True, getattr(module, "__version__", None), minimum
+    try:
+        version = importlib.metadata.version(import_name)
+    except importlib.metadata.PackageNotFoundError:
+        version = None
+    return True, version, minimum
 
 
 def _version_tuple(text):

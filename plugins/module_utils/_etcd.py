@@ -22,14 +22,25 @@ from urllib.parse import urlsplit
 
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
 
-try:
-    import requests
-    from etcd3gw.client import Etcd3Client
-    from etcd3gw import exceptions as etcd_exceptions
-except ImportError:  # pragma: no cover - reported by _deps.require()
-    requests = None
-    Etcd3Client = None
-    etcd_exceptions = None
+# etcd3gw (and requests under it) is imported only when a transport is made: modules that talk to no etcd
+# in a run do not pay its start-up cost.
+requests = None
+Etcd3Client = None
+etcd_exceptions = None
+
+
+def _import_etcd3gw():
+    """Import etcd3gw and requests into this module's globals; False when they are not installed."""
+    global requests, Etcd3Client, etcd_exceptions  # pylint: disable=global-statement
+    if Etcd3Client is None:
+        try:
+            import requests as requests_lib  # pylint: disable=import-outside-toplevel
+            from etcd3gw.client import Etcd3Client as client_class  # pylint: disable=import-outside-toplevel
+            from etcd3gw import exceptions as exceptions_lib  # pylint: disable=import-outside-toplevel
+        except ImportError:
+            return False
+        requests, Etcd3Client, etcd_exceptions = requests_lib, client_class, exceptions_lib
+    return True
 
 ENV_ENDPOINTS = "KUBEPKI_ETCD_ENDPOINTS"
 DEFAULT_PREFIX = "/kubepki"
@@ -108,7 +119,7 @@ class EtcdTransport:
 
     def __init__(self, endpoints, prefix=DEFAULT_PREFIX, ca_cert=None, client_cert=None, client_key=None,
                  username=None, password=None, timeout=5.0):
-        if Etcd3Client is None:
+        if not _import_etcd3gw():
             raise KubePkiError("the etcd3gw library is not installed on the host that runs this module")
         if isinstance(endpoints, str):
             endpoints = [item for item in endpoints.split(",") if item.strip()]

@@ -28,12 +28,23 @@ import time
 from ansible_collections.kubepki.certs.plugins.module_utils import _crypto
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
 
-try:
-    import pymongo
-    from pymongo import errors as mongo_errors
-except ImportError:  # pragma: no cover - reported by _deps.require()
-    pymongo = None
-    mongo_errors = None
+# pymongo is imported only when a MongoDB store is opened: it costs close to a second of start-up that
+# the embedded store does not need.
+pymongo = None
+mongo_errors = None
+
+
+def _import_pymongo():
+    """Import pymongo into this module's globals; False when it is not installed."""
+    global pymongo, mongo_errors  # pylint: disable=global-statement
+    if pymongo is None:
+        try:
+            import pymongo as pymongo_lib  # pylint: disable=import-outside-toplevel
+            from pymongo import errors as errors_lib  # pylint: disable=import-outside-toplevel
+        except ImportError:
+            return False
+        pymongo, mongo_errors = pymongo_lib, errors_lib
+    return True
 
 ENV_URI = "KUBEPKI_STORE_URI"
 ENV_PASSPHRASE = "KUBEPKI_STORE_PASSPHRASE"
@@ -396,8 +407,9 @@ class MongoStore(CredentialStore):
     def __init__(self, uri, passphrase=None, client_factory=None, timeout_ms=MONGO_TIMEOUT_MS):
         super().__init__(passphrase)
         self.location = redact_uri(uri)
+        have_pymongo = _import_pymongo()
         if client_factory is None:
-            if pymongo is None:
+            if not have_pymongo:
                 raise KubePkiError("store_uri selects MongoDB, but the pymongo library is not installed on the host that runs this module")
             client_factory = pymongo.MongoClient
         try:
