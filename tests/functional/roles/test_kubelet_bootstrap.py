@@ -219,8 +219,8 @@ def node_kubeconfig(path, server, ca_pem, key, cert):
             "client-key-data": base64.b64encode(key.private_bytes(
                 serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
                 serialization.NoEncryption())).decode()}}],
-        "contexts": [{"name": "default-context", "context": {"cluster": "default-cluster", "user": "default-auth",
-                                                              "namespace": "default"}}],
+        "contexts": [{"name": "default-context",
+                      "context": {"cluster": "default-cluster", "user": "default-auth", "namespace": "default"}}],
     }
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
