@@ -384,6 +384,7 @@ class Creator:
         self.key_cluster = self.params["cluster"] if self.params["key_scope"] == "per_cluster" else ""
         self.before = []
         self.after = []
+        self.prefetched = None
 
     def open(self, plans):
         self.client = _kube.get_client(self.module)
@@ -391,6 +392,16 @@ class Creator:
             self.store = _store.open_store_from_params(self.params)
         if self.params["state"] == "present":
             self.etcd = _etcd.transport_from_params(self.params)
+        if self.params["state"] == "present" and len(plans) > 1:
+            # one list call for the whole batch instead of one GET per user
+            items, _version = _csr.list_objects(self.client, label_selector=_csr.selector(scope=self.params["scope"], cluster=self.params["cluster"]))
+            self.prefetched = {(item.get("metadata") or {}).get("name"): item for item in items}
+
+    def lookup(self, name):
+        """The existing CSR named ``name`` (from the batch's list when there was one), or None."""
+        if self.prefetched is not None:
+            return self.prefetched.get(name)
+        return _csr.get(self.client, name)
 
     def close(self):
         for thing in (self.store, self.etcd):
@@ -486,7 +497,7 @@ class Creator:
         name = _csr.csr_name(plan["user"], public_sha, plan["user"], plan["groups"], params["signer_name"], plan["usages"],
                              plan["expiration_seconds"], plan["dns_names"], plan["ip_addresses"], renews)
         result["csr_name"] = name
-        existing = _csr.get(self.client, name)
+        existing = self.lookup(name)
         if plan["csr"] is not None:
             request_pem = plan["csr"]
             request_facts = plan["facts"]
@@ -495,44 +506,47 @@ class Creator:
             request_facts = {"public_key_sha256": public_sha, "common_name": plan["user"], "organizations": plan["groups"],
                              "dns_names": plan["dns_names"], "ip_addresses": plan["ip_addresses"]}
             request_pem = None
-        if existing is not None:
-            diffs = _csr.compare(existing, request_facts, params["signer_name"], plan["usages"], plan["expiration_seconds"])
-            state = _csr.csr_state(existing)
-            self.before.append(_diff_view(existing))
-            if not diffs and not (state in ("denied", "failed") and params["force"]):
-                if state in ("denied", "failed"):
-                    self.module.warn("CertificateSigningRequest %s for %s is %s; set force=true to replace it" % (name, plan["user"], state))
-                result.update(uid=(existing.get("metadata") or {}).get("uid"), state=state, action="adopted")
-                self.after.append(_diff_view(existing))
-                return result, changed
-            if not params["force"]:
-                raise KubePkiError("CertificateSigningRequest %s already exists with a different spec (specs are immutable): %s; "
-                                   "set force=true to replace it" % (name, "; ".join(diffs)), csr_name=name, user=plan["user"])
-            _csr.delete(self.client, name, dry_run=self.check)
-            result["action"] = "replaced"
-        else:
-            result["action"] = "created"
-        if request_pem is None:
-            request_pem = _crypto.build_csr_pem(private_key, plan["user"], plan["groups"], plan["dns_names"], plan["ip_addresses"])
-        obj = _csr.build_object(
-            name, request_pem, params["signer_name"], plan["usages"], plan["expiration_seconds"],
-            labels=_csr.labels_for(plan["user"], params["scope"], params["cluster"]),
-            annotations=_csr.annotations_for(plan["user"], params["scope"], params["cluster"], public_sha, plan["expiration_seconds"], renews))
-        if self.check and result["action"] == "replaced":
-            created = obj
-        else:
+        obj = None
+        for attempt in range(2):
+            if existing is not None:
+                diffs = _csr.compare(existing, request_facts, params["signer_name"], plan["usages"], plan["expiration_seconds"])
+                state = _csr.csr_state(existing)
+                self.before.append(_diff_view(existing))
+                if not diffs and not (state in ("denied", "failed") and params["force"]):
+                    if state in ("denied", "failed"):
+                        self.module.warn("CertificateSigningRequest %s for %s is %s; set force=true to replace it" % (name, plan["user"], state))
+                    result.update(uid=(existing.get("metadata") or {}).get("uid"), state=state, action="adopted")
+                    self.after.append(_diff_view(existing))
+                    return result, changed
+                if not params["force"]:
+                    problem = "; ".join(diffs) if diffs else "it is %s" % state
+                    raise KubePkiError("CertificateSigningRequest %s already exists with a different spec (specs are immutable): %s; "
+                                       "set force=true to replace it" % (name, problem), csr_name=name, user=plan["user"])
+                _csr.delete(self.client, name, dry_run=self.check)
+                result["action"] = "replaced"
+            else:
+                result["action"] = "created"
+            if obj is None:
+                if request_pem is None:
+                    request_pem = _crypto.build_csr_pem(private_key, plan["user"], plan["groups"], plan["dns_names"], plan["ip_addresses"])
+                obj = _csr.build_object(
+                    name, request_pem, params["signer_name"], plan["usages"], plan["expiration_seconds"],
+                    labels=_csr.labels_for(plan["user"], params["scope"], params["cluster"]),
+                    annotations=_csr.annotations_for(plan["user"], params["scope"], params["cluster"], public_sha,
+                                                     plan["expiration_seconds"], renews))
+            if self.check and result["action"] == "replaced":
+                created = obj
+                break
             try:
                 created = _csr.create(self.client, obj, dry_run=self.check)
+                break
             except KubePkiError as exc:
-                if _kube.status_of(exc) != 409 or result["action"] != "created":
+                if _kube.status_of(exc) != 409 or attempt:
                     raise
-                # a concurrent run created the same request first: adopt it when it is ours
-                raced = _csr.get(self.client, name)
-                if raced is None or _csr.compare(raced, request_facts, params["signer_name"], plan["usages"], plan["expiration_seconds"]):
+                # a concurrent run (or someone else) holds the name: look at it like any existing CSR
+                existing = _csr.get(self.client, name)
+                if existing is None:
                     raise
-                result.update(uid=(raced.get("metadata") or {}).get("uid"), state=_csr.csr_state(raced), action="adopted")
-                self.after.append(_diff_view(raced))
-                return result, changed
         result.update(uid=None if self.check else (created.get("metadata") or {}).get("uid"), state="pending")
         self.after.append(_diff_view(created))
         return result, True

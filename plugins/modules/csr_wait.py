@@ -333,7 +333,10 @@ def run(module):
         return {"changed": False, "certificates": [], "csrs": [], "wait_stats": {"seconds": 0}}
     client = _kube.get_client(module, deadline=max(min(params["timeout"], 60), 10))
     started = time.monotonic()
-    waiter = _waiter.Waiter(client, [name for name, _user in wanted])
+    # CSRs from csr_create carry our label: list and watch only those (a single name uses a field selector)
+    ours = not params["names"]
+    waiter = _waiter.Waiter(client, [name for name, _user in wanted],
+                            label_selector="%s=%s" % (_csr.MANAGED_BY, _csr.MANAGED_BY_VALUE) if ours else None)
     waiter.prime()
     resolved = {}
     store = etcd = None

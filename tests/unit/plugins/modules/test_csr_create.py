@@ -182,3 +182,18 @@ def test_missing_kubeconfig_is_named(run_module, monkeypatch, base):
     args.pop("host")
     failed, result = run_module(csr_create, args)
     assert failed and "kubeconfig" in result["msg"]
+
+
+def test_batch_finds_unlabelled_csrs_through_the_409(run_module, cluster, base):
+    failed, result = run_module(csr_create, dict(base, users=users("kim", "lee")))
+    assert not failed
+    for obj in cluster.objects.values():
+        obj["metadata"]["labels"] = {}  # someone stripped our labels: the batch list no longer sees them
+    failed, again = run_module(csr_create, dict(base, users=users("kim", "lee")))
+    assert not failed, again
+    assert [c["action"] for c in again["csrs"]] == ["adopted", "adopted"] and not again["changed"]
+    name = result["csrs"][1]["csr_name"]
+    cluster.objects[name]["spec"]["signerName"] = "example.com/other"
+    failed, clash = run_module(csr_create, dict(base, users=users("kim", "lee")))
+    assert failed and "CertificateSigningRequest %s already exists with a different spec" % name in clash["msg"]
+    assert "signerName" in clash["msg"]
