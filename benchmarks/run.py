@@ -598,6 +598,36 @@ def ratio(value, ref):
     return "%.1fx" % (value / ref)
 
 
+def targets(main):
+    """Issue 5's targets for the collection, at the size of this run, met or missed."""
+    walls = {r["variant"]: r["first"]["wall"] for r in main if r.get("first") and r["status"] == "ok"}
+    ours = walls.get("collection")
+    coll = next((r for r in main if r["variant"] == "collection" and r["status"] == "ok"), None)
+    cpus = {r["variant"]: r["first"]["cpu"] for r in main if r.get("first") and r["status"] == "ok"}
+    rows = ["Targets of issue 5 (stated for 100 x 2; judged on wall time, CPU ratio shown beside it):", "",
+            "| target | wall (CPU) | result |", "|---|---|---|"]
+
+    def cpu_ratio(a, b):
+        return " (%.1fx)" % (cpus[a] / cpus[b]) if cpus.get(a) and cpus.get(b) else ""
+
+    def row(text, value, good, shown):
+        rows.append("| %s | %s | %s |" % (text, shown if value is not None else "-",
+                                          "n/a" if value is None else ("met" if good else "MISSED")))
+
+    value = walls["k8s_core"] / ours if ours and "k8s_core" in walls else None
+    row("kubernetes.core recipe >= 20x slower", value, value is not None and value >= 20,
+        "%.1fx%s" % (value or 0, cpu_ratio("k8s_core", "collection")))
+    value = walls["shell"] / ours if ours and "shell" in walls else None
+    row("shell recipe >= 5x slower", value, value is not None and value >= 5,
+        "%.1fx%s" % (value or 0, cpu_ratio("shell", "collection")))
+    value = ours / walls["floor"] if ours and "floor" in walls else None
+    row("collection within 2x of the floor", value, value is not None and value <= 2,
+        "%.1fx%s" % (value or 0, cpu_ratio("collection", "floor")))
+    value = (100.0 * coll["rerun"]["wall"] / coll["first"]["wall"]) if coll and coll.get("rerun") else None
+    row("collection re-run < 10% of first run", value, value is not None and value < 10, "%.0f%%" % (value or 0))
+    return rows
+
+
 def render(report):
     args = report["args"]
     lines = ["# kubepki.certs benchmarks", "",
@@ -633,6 +663,7 @@ def render(report):
     lines.append("")
     lines.append("Ratios are the other way's figure divided by the collection's: 20.0x means 20 times slower "
                  "than the collection. `~` marks an extrapolated figure.")
+    lines += [""] + targets(main)
     sources = ["- %s: %s" % (r["label"], r["first"]["latency_source"]) for r in main if r.get("first")]
     if sources:
         lines += ["", "Approval-to-certificate latency, how it was measured:"] + sources
@@ -682,8 +713,16 @@ def plot(growth, path, base_users=100, base_clusters=2):
             left.plot([u for u, _ in by_users], [1000.0 * w / u for u, w in by_users], style, label=LABELS[name])
         if by_clusters:
             right.plot([c for c, _ in by_clusters], [w / c for c, w in by_clusters], style, label=LABELS[name])
-    left.set(xscale="log", xlabel="users (%d clusters)" % base_clusters, ylabel="wall ms per user",
+    left.set(xscale="log", yscale="log", xlabel="users (%d clusters)" % base_clusters, ylabel="wall ms per user",
              title="cost per user")
+    user_points = sorted({r["users"] for r in growth if r["clusters"] == base_clusters and r["users"] > 0})
+    if user_points:
+        left.set_xticks(user_points)
+        left.set_xticklabels([str(u) for u in user_points])
+        left.minorticks_off()
+    cluster_points = sorted({r["clusters"] for r in growth if r["users"] == base_users})
+    if cluster_points:
+        right.set_xticks(cluster_points)
     right.set(xlabel="clusters (%d users)" % base_users, ylabel="wall s per cluster", title="cost per cluster")
     for axis in (left, right):
         axis.grid(True, alpha=0.3)
