@@ -47,7 +47,8 @@ options:
   flags:
     description:
       - Flags to set, as a mapping of flag name (without the leading C(--)) to value.
-      - Booleans become V(true) or V(false); other values are converted to strings.
+      - Booleans become V(true) or V(false); other values are converted to strings; V(null) writes the bare flag
+        C(--name) without a value.
       - A flag already present keeps its position and gets the new value; a new flag is appended.
     type: dict
     default: {}
@@ -167,6 +168,8 @@ class FlagError(Exception):
 
 
 def flag_value(value):
+    if value is None:
+        return None
     if isinstance(value, bool):
         return "true" if value else "false"
     return to_text(value)
@@ -298,7 +301,7 @@ def do_env_file(module, path, before_text):
     if not variable or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", variable):
         raise FlagError("variable must be set to an environment variable name with format=env_file")
     for value in list(module.params["flags"].values()) + [i for v in module.params["merge_lists"].values() for i in (v if isinstance(v, list) else [v])]:
-        if re.search(r"[\s\"'\\]", flag_value(value)):
+        if value is not None and re.search(r"[\s\"'\\]", flag_value(value)):
             raise FlagError("value %r holds whitespace, a quote or a backslash, which an environment file cannot carry" % flag_value(value))
     lines = before_text.splitlines()
     pattern = re.compile(ENV_LINE % re.escape(variable))

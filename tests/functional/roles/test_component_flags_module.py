@@ -17,8 +17,8 @@ from ansible_collections.kubepki.certs.plugins.modules.k8s_component_flags impor
 
 def test_edit_args_keeps_positions_merges_lists_and_drops_duplicates():
     args = ["kube-apiserver", "--a=1", "--authorization-mode=Node", "--v", "--a=2", "--gone=x", "--mode=RBAC"]
-    result = edit_args(args, {"a": 3, "v": True, "new": "n"}, {"authorization-mode": ["RBAC", "Node", "Webhook"]}, ["gone"])
-    assert result == ["kube-apiserver", "--a=3", "--authorization-mode=Node,RBAC,Webhook", "--v=true", "--mode=RBAC", "--new=n"]
+    result = edit_args(args, {"a": 3, "v": True, "new": "n", "bare": None}, {"authorization-mode": ["RBAC", "Node", "Webhook"]}, ["gone"])
+    assert result == ["kube-apiserver", "--a=3", "--authorization-mode=Node,RBAC,Webhook", "--v=true", "--mode=RBAC", "--new=n", "--bare"]
 
 
 def test_edit_args_creates_a_missing_list_flag_and_is_stable():
