@@ -158,10 +158,23 @@ def cpu_of(pids):
     return total
 
 
+def reap_finished_children():
+    """Collect children that already ended (stopped sandbox servers are our children too), so that their
+    CPU is not added to RUSAGE_CHILDREN inside the next measurement window."""
+    while True:
+        try:
+            pid, _status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
 def measure(cmd, env, log_path, timeout, cwd=REPO, server_pids=()):
     """Run cmd; wall time, CPU of the process tree (RUSAGE_CHILDREN delta), sampled peak RSS of the tree,
     and the CPU the sandbox servers (API stand-ins and etcd) used meanwhile."""
     import psutil
+    reap_finished_children()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     server_before = cpu_of(server_pids)
     started = time.perf_counter()
