@@ -81,7 +81,7 @@ def main():
             started = time.perf_counter()
             proc = subprocess.run([sys.executable, "-m", "cProfile", "-s", "cumtime", module,
                                    os.path.join(where, "debug_dir", "args")],
-                                  cwd=where, capture_output=True, text=True,
+                                  cwd=where, capture_output=True, text=True, check=False,
                                   env=dict(env, PYTHONPATH=os.path.join(where, "debug_dir")))
             wall = time.perf_counter() - started
             listing = os.path.join(out_dir, "%s-%s.txt" % (name, os.path.basename(where)[-6:]))

@@ -37,15 +37,15 @@ RESULTS = os.path.join(HERE, "results")
 COLLECTION_PLAYBOOK = os.path.join(REPO, "playbooks", "onboard_users.yml")
 COLLECTION_GROUP = "clusters"                          # inventory group, one host per cluster
 COLLECTION_HOST_VARS = {                               # our field -> inventory host variable
-    "kubeconfig": "user_access_kubeconfig",            #   admin kubeconfig path of the cluster
-    "server": "user_access_server",                    #   API server URL
-    "ca_cert": "user_access_ca_cert",                  #   cluster CA (PEM file path)
+    "kubeconfig": "user_access_kubeconfig",            # - admin kubeconfig path of the cluster
+    "server": "user_access_server",                    # - API server URL
+    "ca_cert": "user_access_ca_cert",                  # - cluster CA (PEM file path)
 }
 COLLECTION_EXTRA_VARS = {                              # our field -> extra variable (-e @vars.json)
-    "users": "onboard_users",                          #   [{name, groups}]
-    "store_uri": "user_access_store_uri",              #   embedded store file of this run
-    "etcd_endpoints": "user_access_etcd_endpoints",    #   [url]
-    "output_dir": "user_access_output_dir",            #   where the kubeconfigs are written
+    "users": "onboard_users",                          # - [{name, groups}]
+    "store_uri": "user_access_store_uri",              # - embedded store file of this run
+    "etcd_endpoints": "user_access_etcd_endpoints",    # - [url]
+    "output_dir": "user_access_output_dir",            # - where the kubeconfigs are written
 }
 COLLECTION_FIXED_VARS = {}                             # anything else the playbook needs, verbatim
 # --------------------------------------------------------------------------------------------------
@@ -277,7 +277,7 @@ def verify(out_dir, users, clusters, env, seed, sample=VERIFY_SAMPLE):
                 continue
             path, context = entry
             proc = subprocess.run(["kubectl", "--kubeconfig", path, "--context", context, "auth", "whoami",
-                                   "-o", "json"], capture_output=True, text=True, env=env, timeout=60)
+                                   "-o", "json"], capture_output=True, text=True, env=env, timeout=60, check=False)
             checked += 1
             try:
                 info = json.loads(proc.stdout)["status"]["userInfo"]
@@ -555,9 +555,9 @@ def extrapolate(record, measured_users, target_users, fixed):
         scaled[attempt] = result
     scaled["users"] = target_users
     scaled["extrapolated"] = {"measured_users": measured_users, "fixed": fixed}
+    fixed_wall = (fixed or {}).get("wall", 0.0)
     scaled["note"] = ("EXTRAPOLATED: measured at %d users, scaled linearly to %d "
-                      "(fixed start-up %.1fs wall kept once)" % (measured_users, target_users,
-                                                                   (fixed or {}).get("wall", 0.0)))
+                      "(fixed start-up %.1fs wall kept once)" % (measured_users, target_users, fixed_wall))
     return scaled
 
 
@@ -690,8 +690,8 @@ def render(report):
         for r in growth:
             first = r.get("first")
             if not first:
-                lines.append("| %s | %d | %d | - | - | - | - | %s |" % (r["variant"], r["users"], r["clusters"],
-                                                                       r["status"]))
+                lines.append("| %s | %d | %d | - | - | - | - | %s |" % (
+                    r["variant"], r["users"], r["clusters"], r["status"]))
                 continue
             per = 1000.0 * first["wall"] / max(1, r["users"] * r["clusters"])
             lines.append("| %s | %d | %d | %s | %s | %s | %.0f | %s |" % (
@@ -723,9 +723,9 @@ def plot(growth, path, base_users=100, base_clusters=2):
                              if r["variant"] == name and r.get("first") and r["users"] == base_users
                              and r["status"] == "ok")
         if by_users:
-            left.plot([u for u, _ in by_users], [1000.0 * w / u for u, w in by_users], style, label=LABELS[name])
+            left.plot([p[0] for p in by_users], [1000.0 * p[1] / p[0] for p in by_users], style, label=LABELS[name])
         if by_clusters:
-            right.plot([c for c, _ in by_clusters], [w / c for c, w in by_clusters], style, label=LABELS[name])
+            right.plot([p[0] for p in by_clusters], [p[1] / p[0] for p in by_clusters], style, label=LABELS[name])
     left.set(xscale="log", yscale="log", xlabel="users (%d clusters)" % base_clusters, ylabel="wall ms per user",
              title="cost per user")
     user_points = sorted({r["users"] for r in growth if r["clusters"] == base_clusters and r["users"] > 0})
