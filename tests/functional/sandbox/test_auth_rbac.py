@@ -85,8 +85,8 @@ def _bootstrap_secret(raw, token_id, secret, **data):
 def _token():
     import secrets as pysecrets  # pylint: disable=import-outside-toplevel
     alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
-    return ("".join(pysecrets.choice(alphabet) for _ in range(6)),
-            "".join(pysecrets.choice(alphabet) for _ in range(16)))
+    return ("".join(pysecrets.choice(alphabet) for _i in range(6)),
+            "".join(pysecrets.choice(alphabet) for _i in range(16)))
 
 
 def _whoami(c1, token):

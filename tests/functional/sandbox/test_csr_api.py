@@ -269,7 +269,7 @@ def test_patch_types(raw, certs):
 
 def test_delete_and_deletecollection(raw, certs):
     label = unique("set")
-    names = [unique() for _ in range(3)]
+    names = [unique() for _i in range(3)]
     for name in names:
         raw.call("POST", CSR_BASE, csr_body(name, csr_pem("a"), labels={"set": label}))
     status, body = raw.call("DELETE", CSR_BASE + "/" + names[0])
@@ -286,7 +286,7 @@ def test_delete_and_deletecollection(raw, certs):
 
 def test_list_selectors_and_pagination(raw, certs):
     label = unique("page")
-    names = sorted(unique() for _ in range(5))
+    names = sorted(unique() for _i in range(5))
     for name in names:
         raw.call("POST", CSR_BASE, csr_body(name, csr_pem("a"), signer="example.com/page", labels={"page": label}))
     found = certs.list_certificate_signing_request(label_selector="page=%s" % label,

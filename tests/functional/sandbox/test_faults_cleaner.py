@@ -16,7 +16,7 @@ SANDBOX_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.pa
 def test_injected_faults(sandbox, c1, raw, certs):
     sandbox.inject_faults(c1.name, 429, 2, retry_after=1, path="/certificatesigningrequests", verb="list")
     assert raw.call("GET", "/api/v1/namespaces")[0] == 200  # other paths are unaffected
-    for _ in range(2):
+    for _i in range(2):
         status, body = raw.call("GET", CSR_BASE)
         assert status == 429
         assert body["reason"] == "TooManyRequests" and body["details"]["retryAfterSeconds"] == 1

@@ -41,8 +41,8 @@ def test_create_get_approve_describe(c1, tmp_path):
     assert kubectl(c1.kubeconfig, "create", "-f", str(path)).stdout.strip() == (
         "certificatesigningrequest.certificates.k8s.io/%s created" % name)
     out = kubectl(c1.kubeconfig, "get", "csr", name).stdout.splitlines()
-    assert re.split(r"\s{2,}", out[0].strip()) == ["NAME", "AGE", "SIGNERNAME", "REQUESTOR", "REQUESTEDDURATION",
-                                                    "CONDITION"]
+    header = ["NAME", "AGE", "SIGNERNAME", "REQUESTOR", "REQUESTEDDURATION", "CONDITION"]
+    assert re.split(r"\s{2,}", out[0].strip()) == header
     cells = re.split(r"\s{2,}", out[1].strip())
     assert cells[0] == name and cells[2:] == ["kubernetes.io/kube-apiserver-client", "kubernetes-admin", "60m",
                                               "Pending"]

@@ -76,7 +76,7 @@ def test_too_old_resource_version_gives_410_event(sandbox, c1, raw, admin):
     try:
         _s, obj = raw.call("POST", CSR_BASE, csr_body(unique(), csr_pem("a")))
         old = int(obj["metadata"]["resourceVersion"])
-        for _ in range(8):
+        for _i in range(8):
             raw.call("POST", CSR_BASE, csr_body(unique(), csr_pem("a")))
         events = stream_events(admin, {"watch": "1", "resourceVersion": str(old), "timeoutSeconds": "5"})
     finally:

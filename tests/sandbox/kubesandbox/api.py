@@ -816,7 +816,7 @@ class Cluster:
         meta.pop("selfLink", None)
         self.prepare_create(res, obj, req.user)
         if not meta.get("name") and meta.get("generateName"):
-            meta["name"] = meta["generateName"][:58] + "".join(random.choice(GEN_CHARS) for _ in range(5))
+            meta["name"] = meta["generateName"][:58] + "".join(random.choice(GEN_CHARS) for _i in range(5))
         errs = self.validate_create(res, obj)
         errs += self.validate_name(res, meta)
         if errs:
@@ -1095,10 +1095,9 @@ class Cluster:
 
     @staticmethod
     def _same(new, old):
-        a = dict(new, metadata={k: v for k, v in new["metadata"].items() if k not in ("resourceVersion",
-                                                                                       "managedFields")})
-        b = dict(old, metadata={k: v for k, v in old["metadata"].items() if k not in ("resourceVersion",
-                                                                                       "managedFields")})
+        skip = ("resourceVersion", "managedFields")
+        a = dict(new, metadata={k: v for k, v in new["metadata"].items() if k not in skip})
+        b = dict(old, metadata={k: v for k, v in old["metadata"].items() if k not in skip})
         return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
 
     def prepare_update(self, res, obj, old, sub, _user):

@@ -179,8 +179,6 @@ def _rule_allows(rule, attrs):
             ok = True
         elif attrs.subresource and res == "*/" + attrs.subresource:
             ok = True
-        elif res.endswith("/*") and not attrs.subresource and False:
-            ok = True
     if not ok:
         return False
     names = rule.get("resourceNames") or []
@@ -196,8 +194,8 @@ def _allowed_reason(kind, binding, subject):
     who = subject.get("name")
     if subject.get("kind") == "ServiceAccount":
         who = "%s/%s" % (subject.get("namespace") or meta.get("namespace", ""), subject.get("name"))
-    return 'RBAC: allowed by %s "%s" of %s "%s" to %s "%s"' % (kind, name, ref.get("kind"), ref.get("name"),
-                                                              subject.get("kind"), who)
+    return 'RBAC: allowed by %s "%s" of %s "%s" to %s "%s"' % (
+        kind, name, ref.get("kind"), ref.get("name"), subject.get("kind"), who)
 
 
 class Authorizer:
@@ -304,8 +302,8 @@ def bootstrap_cluster_roles():
                                                   "/openapi", "/openapi/*", "/readyz", "/version", "/version/"])],
         "system:public-info-viewer": [_rule(["get"], urls=["/healthz", "/livez", "/readyz", "/version", "/version/"])],
         "system:basic-user": [
-            _rule(["create"], ["authentication.k8s.io"], ["selfsubjectreviews"]),
             _rule(["create"], ["authorization.k8s.io"], ["selfsubjectaccessreviews", "selfsubjectrulesreviews"]),
+            _rule(["create"], ["authentication.k8s.io"], ["selfsubjectreviews"]),
         ],
         "system:node-bootstrapper": [_rule(["create", "get", "list", "watch"], [cert], ["certificatesigningrequests"])],
         "system:certificates.k8s.io:certificatesigningrequests:nodeclient": [

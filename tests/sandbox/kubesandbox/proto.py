@@ -89,8 +89,8 @@ OBJECT_REF = {1: ("kind", STR), 2: ("namespace", STR), 3: ("name", STR), 4: ("ui
 KINDS = {
     "CertificateSigningRequest": CSR,
     "SelfSubjectReview": {1: ("metadata", META)},
-    "SelfSubjectAccessReview": {1: ("metadata", META), 2: ("spec", {1: ("resourceAttributes", RES_ATTRS),
-                                                                   2: ("nonResourceAttributes", NONRES_ATTRS)})},
+    "SelfSubjectAccessReview": {1: ("metadata", META), 2: ("spec", {
+        1: ("resourceAttributes", RES_ATTRS), 2: ("nonResourceAttributes", NONRES_ATTRS)})},
     "SelfSubjectRulesReview": {1: ("metadata", META), 2: ("spec", {1: ("namespace", STR)})},
     "SubjectAccessReview": {1: ("metadata", META), 2: ("spec", {
         1: ("resourceAttributes", RES_ATTRS), 2: ("nonResourceAttributes", NONRES_ATTRS), 3: ("user", STR),

@@ -125,6 +125,10 @@ AGE_DESC = ("CreationTimestamp is a timestamp representing the server time when 
             "lists. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata")
 
 
+SA_SECRETS_DESC = ("Secrets is a list of the secrets in the same namespace that pods running using this "
+                   "ServiceAccount are allowed to use.")
+
+
 def col(name, desc="", fmt="", priority=0, ctype="string"):
     return {"name": name, "type": ctype, "format": fmt, "description": desc, "priority": priority}
 
@@ -200,10 +204,7 @@ PRINTERS = {
                     col("Age", AGE_DESC)],
                    lambda o: [o["metadata"]["name"], len(o.get("data") or {}) + len(o.get("binaryData") or {}),
                               age(o["metadata"].get("creationTimestamp"))]),
-    "serviceaccounts": ([col("Name", NAME_DESC, "name"), col("Secrets", "Secrets is a list of the secrets in the "
-                                                                       "same namespace that pods running using this "
-                                                                       "ServiceAccount are allowed to use.",
-                                                             ctype="integer"),
+    "serviceaccounts": ([col("Name", NAME_DESC, "name"), col("Secrets", SA_SECRETS_DESC, ctype="integer"),
                          col("Age", AGE_DESC)],
                         lambda o: [o["metadata"]["name"], len(o.get("secrets") or []),
                                    age(o["metadata"].get("creationTimestamp"))]),

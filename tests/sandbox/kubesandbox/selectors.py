@@ -108,8 +108,8 @@ def labels_match(reqs, labels):
                 number = int(value) if has else None
             except ValueError:
                 return False
-            if number is None or (op == "gt" and not number > int(values[0])) or (
-                    op == "lt" and not number < int(values[0])):
+            if number is None or (op == "gt" and number <= int(values[0])) or (
+                    op == "lt" and number >= int(values[0])):
                 return False
     return True
 

@@ -80,7 +80,7 @@ class Handler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         query = parse_qs(parts.query, keep_blank_values=True)
         body = self._read_body()
-        headers = {k: v for k, v in self.headers.items()}
+        headers = dict(self.headers.items())
         peer = None
         try:
             peer = auth.user_from_peercert(self.connection.getpeercert())

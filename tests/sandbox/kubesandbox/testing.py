@@ -120,4 +120,3 @@ def start(state_dir, clusters=2, **options):
 def attach(state_dir):
     """A Sandbox for a state directory brought up elsewhere (``python -m kubesandbox up``)."""
     return Sandbox(state_dir)
-
