@@ -313,3 +313,26 @@ def test_unknown_fields_strict_and_warn(raw):
     assert 'strict decoding error: unknown field "spec.bogus"' in err["message"]
     status, obj = raw.call("POST", CSR_BASE, body)
     assert status == 201 and "bogus" not in obj["spec"]
+
+
+def test_pagination_is_a_consistent_snapshot(raw):
+    label = unique("snap")
+    names = sorted(unique() for _i in range(4))
+    for name in names:
+        raw.call("POST", CSR_BASE, csr_body(name, csr_pem("a"), signer="example.com/snap", labels={"snap": label}))
+    _s, first = raw.call("GET", CSR_BASE, query={"labelSelector": "snap=" + label, "limit": "2"})
+    rv = first["metadata"]["resourceVersion"]
+    # changes after the first page do not show up in the following pages
+    raw.call("DELETE", CSR_BASE + "/" + names[3])
+    raw.call("POST", CSR_BASE, csr_body(names[2] + "z", csr_pem("a"), labels={"snap": label}))
+    _s, rest = raw.call("GET", CSR_BASE, query={"labelSelector": "snap=" + label, "limit": "10",
+                                                "continue": first["metadata"]["continue"]})
+    assert rest["metadata"]["resourceVersion"] == rv
+    assert [i["metadata"]["name"] for i in first["items"] + rest["items"]] == names
+    # an exact list at the first page's version sees the same set
+    _s, exact = raw.call("GET", CSR_BASE, query={"labelSelector": "snap=" + label, "resourceVersion": rv,
+                                                 "resourceVersionMatch": "Exact"})
+    assert [i["metadata"]["name"] for i in exact["items"]] == names
+    status, err = raw.call("GET", CSR_BASE, query={"resourceVersion": str(int(rv) + 100000),
+                                                   "resourceVersionMatch": "Exact"})
+    assert status == 504 and err["reason"] == "Timeout"

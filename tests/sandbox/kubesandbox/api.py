@@ -117,7 +117,6 @@ class Cluster:
         self.faults = []
         self.fault_lock = threading.Lock()
         self.expire_next_watch = 0
-        self.snapshots = {}
         self.write_lock = threading.RLock()
         self._bootstrap()
 
@@ -556,24 +555,40 @@ class Cluster:
         limit = int(req.q("limit", "0") or 0)
         token = req.q("continue")
         start_after = None
+        rv_text = req.q("resourceVersion")
         if token:
+            if rv_text:
+                raise ApiError(422, "Invalid", 'ListOptions.meta.k8s.io "" is invalid: resourceVersion: Forbidden: '
+                               'specifying resource version is not allowed when using continue',
+                               {"group": "meta.k8s.io", "kind": "ListOptions", "causes": [
+                                   {"reason": "FieldValueForbidden", "message": "Forbidden: specifying resource "
+                                    "version is not allowed when using continue", "field": "resourceVersion"}]})
             try:
                 decoded = json.loads(base64.b64decode(token + "=" * (-len(token) % 4)))
                 rv, start_after = int(decoded["rv"]), decoded["start"]
             except (ValueError, KeyError, TypeError) as exc:
                 raise bad_request("continue key is not valid: %s" % exc) from exc
-            snap = self.snapshots.get((res.plural, namespace, rv))
-            if snap is None:
-                if rv <= self.store.compact_rv(res.plural) or rv < self.store.current_rv() - 10 * self.store.history_size:
-                    raise ApiError(410, "Expired", "The provided continue parameter is too old to display a "
-                                   "consistent list result. You can start a new list without the continue "
-                                   "parameter, or use the continue token in this response to retrieve the "
-                                   "remainder of the results. Continuing with the provided token results in an "
-                                   "inconsistent list - objects that were created, modified, or deleted between "
-                                   "the time the first chunk was returned and now may show up in the list.", {})
-                _cur, snap = self.store.list(res.plural, namespace)
-            items = snap
+            try:
+                items = self.store.list_at(res.plural, namespace, rv)
+            except Expired as exc:
+                raise ApiError(410, "Expired", "The provided continue parameter is too old to display a "
+                               "consistent list result. You can start a new list without the continue "
+                               "parameter, or use the continue token in this response to retrieve the "
+                               "remainder of the results. Continuing with the provided token results in an "
+                               "inconsistent list - objects that were created, modified, or deleted between "
+                               "the time the first chunk was returned and now may show up in the list.", {}) from exc
+        elif rv_text and rv_text != "0" and req.q("resourceVersionMatch") == "Exact":
+            rv = int(rv_text)
+            if rv > self.store.current_rv():
+                raise self._too_large(rv)
+            try:
+                items = self.store.list_at(res.plural, namespace, rv)
+            except Expired as exc:
+                raise ApiError(410, "Expired", "The resourceVersion for the provided list is too old.", {}) from exc
         else:
+            if rv_text and rv_text != "0" and int(rv_text) > self.store.current_rv():
+                if not self.store.wait_for_rv(int(rv_text), 3.0):
+                    raise self._too_large(int(rv_text))
             rv, items = self.store.list(res.plural, namespace)
         if start_after is not None:
             items = [o for o in items if "%s/%s" % (o["metadata"].get("namespace", ""), o["metadata"]["name"])
@@ -581,10 +596,6 @@ class Cluster:
         matched = self._filter(res, items, label_reqs, field_terms)
         meta = {"resourceVersion": str(rv)}
         if limit and len(matched) > limit:
-            if not token:
-                self.snapshots[(res.plural, namespace, rv)] = items
-                while len(self.snapshots) > 32:
-                    self.snapshots.pop(next(iter(self.snapshots)))
             last = matched[limit - 1]["metadata"]
             start = "%s/%s" % (last.get("namespace", ""), last["name"])
             cont = base64.b64encode(json.dumps({"v": "meta.k8s.io/v1", "rv": rv, "start": start},
@@ -604,6 +615,12 @@ class Cluster:
                                   "metadata": meta, "items": [self._partial(o) for o in matched]})
         return Response(200, {"kind": res.kind + "List", "apiVersion": res.api_version, "metadata": meta,
                               "items": matched})
+
+    def _too_large(self, rv):
+        return ApiError(504, "Timeout", "Timeout: Too large resource version: %d, current: %d" % (
+            rv, self.store.current_rv()), {"causes": [{"reason": "ResourceVersionTooLarge",
+                                                       "message": "Too large resource version"}],
+                                           "retryAfterSeconds": 1})
 
     def watch(self, req, res, namespace):
         self._list_options(req, watch=True)

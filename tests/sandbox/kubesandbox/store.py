@@ -4,6 +4,7 @@ event history (the watch window) and watchers fed in commit order."""
 import collections
 import json
 import threading
+import time
 
 
 def clone(obj):
@@ -79,6 +80,35 @@ class Store:
                 keys = list(items)
             keys.sort(key=lambda k: (k[0].encode("utf-8"), k[1].encode("utf-8")))
             return self.rv, [items[k] for k in keys]
+
+    def list_at(self, resource, namespace, rv):
+        """The objects of ``resource`` as they were at ``rv`` (undoing later events); raises Expired when the
+        history no longer reaches back that far."""
+        with self.lock:
+            if rv < self.compacted[resource]:
+                raise Expired(rv, self.compacted[resource])
+            items = dict(self.data[resource])
+            for event_rv, kind, obj, old in reversed(self.history[resource]):
+                if event_rv <= rv:
+                    break
+                meta = obj["metadata"]
+                key = (meta.get("namespace", ""), meta["name"])
+                if kind == "ADDED":
+                    items.pop(key, None)
+                else:
+                    items[key] = old
+            keys = [k for k in items if not namespace or k[0] == namespace]
+            keys.sort(key=lambda k: (k[0].encode("utf-8"), k[1].encode("utf-8")))
+            return [items[k] for k in keys]
+
+    def wait_for_rv(self, rv, timeout):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if self.rv >= rv:
+                    return True
+            time.sleep(0.05)
+        return False
 
     def current_rv(self):
         with self.lock:
