@@ -20,6 +20,7 @@ description:
   - Returns, for each CSR, a certificate record with the fields C(cert_to_etcd) stores, plus lifetime facts.
   - A CSR that no longer exists (the controller-manager deletes issued CSRs after about an hour) is answered from the
     credential store or etcd when an entry of O(csrs) names its user and a record with that CSR name is known.
+    Any other CSR that does not exist when the wait starts fails the task at once, naming it.
 author:
   - kubepki.certs contributors (@kubepki)
 options:

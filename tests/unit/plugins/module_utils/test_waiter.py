@@ -203,7 +203,7 @@ def test_other_watch_errors_propagate():
 
 
 def test_many_dropped_streams_never_fall_back_to_polling():
-    drops = [Stream([], drop=True) for _ in range(10)]
+    drops = [Stream([], drop=True) for _drop in range(10)]
     api = FakeAPI([listing([csr("a")], rv="10")], drops + [Stream([{"type": "MODIFIED", "object": csr("a", "issued", "11")}])])
     waiter = make(api, ["a"])
     waiter.run(60)
