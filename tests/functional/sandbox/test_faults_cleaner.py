@@ -110,3 +110,17 @@ def test_cli_up_down(tmp_path):
     assert down.returncode == 0
     for pid in pids:
         assert not os.path.exists("/proc/%d" % pid) or open("/proc/%d/stat" % pid).read().split()[2] == "Z"
+
+
+def test_processes_end_with_their_owner(tmp_path):
+    state = tmp_path / "owned"
+    code = "from kubesandbox import testing; testing.start(%r, clusters=1)" % str(state)
+    subprocess.run([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=SANDBOX_DIR), check=True,
+                   timeout=60)
+    pids = [int((state / "cluster-1" / "pid").read_text()), int((state / "etcd.pid").read_text())]
+    deadline = time.monotonic() + 10
+    alive = pids
+    while alive and time.monotonic() < deadline:
+        alive = [p for p in pids if os.path.exists("/proc/%d" % p) and open("/proc/%d/stat" % p).read().split()[2] != "Z"]
+        time.sleep(0.2)
+    assert alive == []

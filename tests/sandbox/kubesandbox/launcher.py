@@ -200,3 +200,10 @@ def _stop_file(path, marker):
         return []
     etcdlib.stop_pid(pid)
     return [pid]
+
+
+def stop_recorded_etcd(state):
+    """Stop the etcd recorded in ``state`` (used when the owner of a sandbox disappeared)."""
+    stopped = _stop_file(os.path.join(state, "etcd.pid"), "etcd")
+    stopped += _stop_file(os.path.join(state, "etcd-data", "etcd.pid"), "etcd")
+    return stopped

@@ -246,6 +246,25 @@ DEFAULTS = {
 }
 
 
+def _watch_owner(owner, directory, stop):
+    """Stop this cluster (and, from cluster-1, the sandbox's etcd) once the owning process is gone."""
+    while True:
+        time.sleep(1.0)
+        try:
+            os.kill(owner, 0)
+            with open("/proc/%d/stat" % owner, encoding="ascii", errors="replace") as handle:
+                alive = handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+        except (OSError, IndexError):
+            alive = False
+        if alive:
+            continue
+        if os.path.basename(directory) == "cluster-1":
+            from .launcher import stop_recorded_etcd  # pylint: disable=import-outside-toplevel
+            stop_recorded_etcd(os.path.dirname(directory))
+        stop(None, None)
+        return
+
+
 def serve(directory):
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     with open(os.path.join(directory, "options.json"), encoding="utf-8") as handle:
@@ -271,6 +290,9 @@ def serve(directory):
         threading.Thread(target=httpd.shutdown, daemon=True).start()
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    owner = int(options.get("owner_pid") or 0)
+    if owner:
+        threading.Thread(target=_watch_owner, args=(owner, directory, stop), daemon=True).start()
     pki.write_file(os.path.join(directory, "server"), url)
     try:
         httpd.serve_forever(poll_interval=0.2)

@@ -111,8 +111,16 @@ class Sandbox:
         return path
 
 
-def start(state_dir, clusters=2, **options):
-    """Bring up ``clusters`` clusters plus etcd under ``state_dir``; options as the CLI flags (underscored)."""
+def start(state_dir, clusters=2, owner_pid=None, **options):
+    """Bring up ``clusters`` clusters plus etcd under ``state_dir``; options as the CLI flags (underscored).
+
+    The processes stop by themselves once ``owner_pid`` (default: this process) has exited, so an aborted
+    test run leaves nothing behind; pass ``owner_pid=0`` to keep them running.
+    """
+    if owner_pid is None:
+        owner_pid = os.getpid()
+    if owner_pid:
+        options["owner_pid"] = owner_pid
     launcher.up(state_dir, clusters, **options)
     return Sandbox(state_dir)
 
