@@ -156,3 +156,20 @@ def test_bad_input_names_the_culprit(run_playbook, sandbox, tmp_path):
         result = out.result("bad %d %s" % (index, title))
         assert result.get("failed"), (title, result)
         assert fragment in result["msg"], (title, result["msg"])
+
+
+def test_forbidden_user_gets_the_api_message_naming_the_object(run_playbook, sandbox, tmp_path, evars):
+    # a plain user (no RBAC on CSRs): create is refused with the apiserver's 403 text, naming the CSR
+    kc = sandbox.user_kubeconfig("cluster-1", str(tmp_path / "user.kubeconfig"), "plain-user", ["dev"])
+    play = [{"hosts": "localhost", "gather_facts": False, "tasks": [
+        {"name": "create", "kubepki.certs.csr_create": {"kubeconfig": kc, "cluster": "cluster-1", "users": evars["users"][:1],
+                                                        "store_uri": evars["store"]}, "ignore_errors": True},
+        {"name": "info", "kubepki.certs.csr_info": {"kubeconfig": kc}, "ignore_errors": True},
+    ]}]
+    out = run_playbook(play)
+    created = out.result("create")
+    assert created.get("failed")
+    assert "CertificateSigningRequest kubepki-r1-" in created["msg"] and "HTTP 403" in created["msg"], created["msg"]
+    assert "plain-user" in created["msg"]
+    info = out.result("info")
+    assert info.get("failed") and "list CertificateSigningRequests failed" in info["msg"] and "HTTP 403" in info["msg"]

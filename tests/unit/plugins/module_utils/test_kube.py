@@ -197,3 +197,58 @@ def test_404_is_not_retried():
 
 def test_path_for_quotes_names():
     assert _kube.path_for("a b/c", "approval").endswith("/certificatesigningrequests/a%20b%2Fc/approval")
+
+
+def test_in_cluster_beats_the_default_kubeconfig(monkeypatch):
+    _kube._CLIENTS.clear()
+    calls = []
+
+    def incluster(client_configuration=None):
+        calls.append("incluster")
+        client_configuration.host = "https://in-cluster:443"
+
+    def default(client_configuration=None, **_kw):
+        calls.append("default")
+        client_configuration.host = "https://from-default:6443"
+
+    monkeypatch.setattr(_kube.k8s_config, "load_incluster_config", incluster)
+    monkeypatch.setattr(_kube.k8s_config, "load_kube_config", default)
+    assert _kube.client_for(_kube.resolve_auth(params(), {})).host == "https://in-cluster:443"
+    assert calls == ["incluster"]
+
+
+def test_default_kubeconfig_when_not_in_a_cluster(monkeypatch):
+    _kube._CLIENTS.clear()
+
+    def incluster(client_configuration=None):
+        raise _kube.ConfigException("Service host/port is not set.")
+
+    def default(client_configuration=None, **_kw):
+        client_configuration.host = "https://from-default:6443"
+
+    monkeypatch.setattr(_kube.k8s_config, "load_incluster_config", incluster)
+    monkeypatch.setattr(_kube.k8s_config, "load_kube_config", default)
+    assert _kube.client_for(_kube.resolve_auth(params(), {})).host == "https://from-default:6443"
+
+
+def test_inline_kubeconfig_secrets_reach_no_log_values():
+    _kube._CLIENTS.clear()
+
+    class Module:
+        no_log_values = set()
+        params = params(kubeconfig={"apiVersion": "v1", "kind": "Config", "current-context": "c",
+                                    "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:3"}}],
+                                    "users": [{"name": "u", "user": {"token": "very-secret"}}],
+                                    "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}]})
+
+    _kube.get_client(Module)
+    assert "very-secret" in Module.no_log_values
+
+
+def test_kubeconfig_of_the_wrong_type_is_named():
+    class Module:
+        no_log_values = set()
+        params = params(kubeconfig=["a", "b"])
+
+    with pytest.raises(KubePkiError, match="kubeconfig must be a path or a dict"):
+        _kube.get_client(Module)
