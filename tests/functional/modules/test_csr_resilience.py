@@ -173,3 +173,21 @@ def test_forbidden_user_gets_the_api_message_naming_the_object(run_playbook, san
     assert "plain-user" in created["msg"]
     info = out.result("info")
     assert info.get("failed") and "list CertificateSigningRequests failed" in info["msg"] and "HTTP 403" in info["msg"]
+
+
+def test_clamped_lifetime_is_reported(run_playbook, sandbox, evars):
+    # the signer's --cluster-signing-duration (30m) is shorter than the 2h asked for
+    sandbox.set_options("cluster-1", signing_duration="30m")
+    try:
+        play = FLOW.replace("        store_uri: \"{{ store }}\"\n      register: created",
+                            "        store_uri: \"{{ store }}\"\n        expiration_seconds: 7200\n      register: created")
+        out = run_playbook(play, extra_vars=dict(evars, users=evars["users"][:1]))
+    finally:
+        sandbox.set_options("cluster-1", signing_duration="8760h")
+    assert out.rc == 0, out
+    waited = out.result("wait")
+    record = waited["certificates"][0]
+    assert record["requested_expiration_seconds"] == 7200
+    assert record["lifetime_clamped"] is True
+    assert 1800 <= record["granted_lifetime_seconds"] <= 2100
+    assert any("clamped" in str(w) for w in waited.get("warnings", [])), waited.get("warnings")
