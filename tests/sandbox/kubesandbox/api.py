@@ -931,7 +931,7 @@ class Cluster:
             size = sum(len(k) + len(v) for k, v in (obj.get("data") or {}).items())
             size += sum(len(k) + len(base64.b64decode(v)) for k, v in (obj.get("binaryData") or {}).items())
             if size > 1048576:
-                errs.append(FieldError("FieldValueTooLong", "", None, "must have at most 1048576 bytes"))
+                errs.append(FieldError("FieldValueTooLong", "", None, "may not be more than 1048576 bytes"))
         if res.plural in ("roles", "clusterroles"):
             for i, rule in enumerate(obj.get("rules") or []):
                 if not rule.get("verbs"):
@@ -1020,7 +1020,7 @@ class Cluster:
             required("tls.key")
             required("tls.crt")
         if sum(len(k) + len(v) for k, v in data.items()) > 1048576:
-            errs.append(FieldError("FieldValueTooLong", "data", None, "must have at most 1048576 bytes"))
+            errs.append(FieldError("FieldValueTooLong", "data", None, "may not be more than 1048576 bytes"))
         return errs
 
     def admit_create(self, res, obj, _user):

@@ -3,6 +3,7 @@
 import json
 import logging
 import os
+import random
 import select
 import signal
 import socket
@@ -20,6 +21,7 @@ from .controllers import Controllers
 
 LOG = logging.getLogger("kubesandbox.server")
 DEBUG = bool(os.environ.get("KUBESANDBOX_DEBUG"))
+_AUDIT_IDS = random.Random()
 
 
 class CA:
@@ -111,7 +113,7 @@ class Handler(BaseHTTPRequestHandler):
             sys.stderr.flush()
 
     def _common_headers(self):
-        self.send_header("Audit-Id", str(uuid.uuid4()))
+        self.send_header("Audit-Id", str(uuid.UUID(int=_AUDIT_IDS.getrandbits(128), version=4)))
         self.send_header("Cache-Control", "no-cache, private")
 
     def write(self, resp):
