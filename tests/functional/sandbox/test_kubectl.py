@@ -164,3 +164,33 @@ def test_raw_table_output(raw):
                                                                "RequestedDuration", "Condition"]
     for row in table["rows"]:
         assert row["object"]["kind"] == "PartialObjectMetadata"
+
+
+def test_impersonation(sandbox, c1, tmp_path):
+    ns = unique("imp")
+    user = unique("zed")
+    kubectl(c1.kubeconfig, "create", "namespace", ns)
+    kubectl(c1.kubeconfig, "-n", ns, "create", "role", "reader", "--verb=get", "--resource=secrets")
+    kubectl(c1.kubeconfig, "-n", ns, "create", "rolebinding", "reader", "--role=reader", "--user=" + user)
+    assert kubectl(c1.kubeconfig, "-n", ns, "auth", "can-i", "get", "secrets", "--as", user).stdout.strip() == "yes"
+    listed = kubectl(c1.kubeconfig, "-n", ns, "get", "secrets", "--as", user, check=False)
+    assert listed.returncode == 1
+    assert ('secrets is forbidden: User "%s" cannot list resource "secrets" in API group "" in the namespace "%s"'
+            % (user, ns)) in listed.stderr
+    out = kubectl(c1.kubeconfig, "auth", "whoami", "--as", user, "--as-group", "g1").stdout
+    assert re.search(r"Groups\s+\[g1 system:authenticated\]", out)
+    # impersonating needs the impersonate verb
+    plain = sandbox.user_kubeconfig(c1.name, str(tmp_path / "p.kubeconfig"), "plain")
+    denied = kubectl(plain, "get", "csr", "--as", "someone", check=False)
+    assert 'users "someone" is forbidden: User "plain" cannot impersonate resource "users" in API group "" at the ' \
+           'cluster scope' in denied.stderr
+
+
+def test_server_side_apply(c1, tmp_path):
+    name = unique()
+    path = tmp_path / "csr.yaml"
+    path.write_text(manifest(name, labels={"stage": "ssa"}))
+    assert "serverside-applied" in kubectl(c1.kubeconfig, "apply", "--server-side", "-f", str(path)).stdout
+    managers = kubectl(c1.kubeconfig, "get", "csr", name, "-o",
+                       "jsonpath={.metadata.managedFields[0].manager}/{.metadata.managedFields[0].operation}").stdout
+    assert managers == "kubectl/Apply"

@@ -189,6 +189,48 @@ class Cluster:
                 return user
         return auth.ANONYMOUS
 
+    def impersonate(self, user, name, groups, uid, extras):
+        """The impersonated user, after the impersonate checks; raises ApiError (400/403) like the filter."""
+        if not name:
+            if groups or uid or extras:
+                raise bad_request("requested %s without impersonating a user" % (
+                    "[" + " ".join("{Group %s}" % g for g in groups) + "]" if groups else "impersonation"))
+            return user
+        checks = []
+        sa_groups = []
+        if name.startswith("system:serviceaccount:") and name.count(":") == 3:
+            _p1, _p2, ns, sa = name.split(":")
+            checks.append(("", "serviceaccounts", sa, ns, "serviceaccounts"))
+            if not groups:
+                sa_groups = ["system:serviceaccounts", "system:serviceaccounts:" + ns]
+        else:
+            checks.append(("", "users", name, "", "users"))
+        for group in groups:
+            checks.append(("", "groups", group, "", "groups"))
+        for key, values in extras.items():
+            for value in values:
+                checks.append(("authentication.k8s.io", "userextras/" + key, value, "", None))
+        if uid:
+            checks.append(("authentication.k8s.io", "uids", uid, "", None))
+        for group, resource, rname, ns, _label in checks:
+            res_name, _s, sub = resource.partition("/")
+            allowed, reason = self.check(user, "impersonate", group, res_name, sub, rname, ns)
+            if not allowed:
+                attrs = auth.Attributes(user, "impersonate", group, "", res_name, sub, rname, ns, "", True)
+                qualified = "%s.%s" % (res_name, group) if group else res_name
+                details = {"name": rname}
+                if group:
+                    details["group"] = group
+                details["kind"] = res_name
+                raise ApiError(403, "Forbidden", auth.forbidden_message(attrs, qualified, reason), details)
+        groups = list(groups or sa_groups)
+        if name != "system:anonymous":
+            if "system:authenticated" not in groups and "system:unauthenticated" not in groups:
+                groups.append("system:authenticated")
+        elif "system:unauthenticated" not in groups:
+            groups.append("system:unauthenticated")
+        return auth.User(name, uid or "", groups, extras)
+
     # --- faults -------------------------------------------------------------------------------------
     def add_fault(self, code, count, retry_after=None, path=None, verb=None):
         with self.fault_lock:
@@ -846,7 +888,8 @@ class Cluster:
         client_obj["metadata"] = {k: v for k, v in client_obj["metadata"].items() if k != "managedFields"}
         if res.plural == "namespaces":
             client_obj["metadata"].setdefault("labels", {})["kubernetes.io/metadata.name"] = meta["name"]
-        managed.update(None, client_obj, self._manager(req), res.api_version, meta["creationTimestamp"], create=True)
+        managed.update(None, client_obj, self._manager(req), res.api_version, meta["creationTimestamp"], create=True,
+                       operation=getattr(req, "operation", "Update"))
         if client_obj["metadata"].get("managedFields"):
             meta["managedFields"] = client_obj["metadata"]["managedFields"]
         self._order_meta(obj)
@@ -1093,7 +1136,8 @@ class Cluster:
                 raise invalid(res, name, errs)
             self.admit_update(res, new, old, sub, req.user)
             if not self._same(new, old):
-                managed.update(old, new, self._manager(req), res.api_version, now_str(), subresource=sub)
+                managed.update(old, new, self._manager(req), res.api_version, now_str(), subresource=sub,
+                               operation=getattr(req, "operation", "Update"))
             self._order_meta(new)
             if self._same(new, old):
                 return Response(200, old, self._warn_headers(warnings))
@@ -1266,11 +1310,13 @@ class Cluster:
                     raise not_found(res, name)
                 new_req = Request("POST", req.path, req.query, {"content-type": "application/json"},
                                   json.dumps(body).encode(), req.user)
+                new_req.operation = "Apply"
                 resp = self.create(new_req, res, namespace)
                 resp.code = 201
                 return resp
             doc = patchlib.merge_patch(old, body)
             obj, warnings = self.decode(req, res, body=doc)
+            req.operation = "Apply"
             return self.update(req, res, namespace, name, sub, patched=obj, warnings=warnings)
         if old is None:
             raise not_found(res, name)

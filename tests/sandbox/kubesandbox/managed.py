@@ -73,7 +73,7 @@ def _flat(obj):
     return {p: None for p in field_paths(obj)}
 
 
-def update(old, new, manager, api_version, stamp, subresource="", create=False):
+def update(old, new, manager, api_version, stamp, subresource="", create=False, operation="Update"):
     """Set new["metadata"]["managedFields"] for a write by ``manager``."""
     entries = [] if create else [dict(e) for e in (old or {}).get("metadata", {}).get("managedFields") or []]
     new_paths = field_paths(new)
@@ -91,19 +91,19 @@ def update(old, new, manager, api_version, stamp, subresource="", create=False):
             entry["fieldsV1"] = to_fields_v1(owned)
     if changed:
         for entry in entries:
-            if entry.get("manager") == manager and entry.get("operation") == "Update" and \
+            if entry.get("manager") == manager and entry.get("operation") == operation and \
                     entry.get("subresource", "") == subresource:
                 continue
             owned = from_fields_v1(entry.get("fieldsV1") or {}) - changed
             entry["fieldsV1"] = to_fields_v1(owned)
     mine = None
     for entry in entries:
-        if entry.get("manager") == manager and entry.get("operation") == "Update" and \
+        if entry.get("manager") == manager and entry.get("operation") == operation and \
                 entry.get("subresource", "") == subresource:
             mine = entry
     if changed:
         if mine is None:
-            mine = {"manager": manager, "operation": "Update", "apiVersion": api_version, "time": stamp,
+            mine = {"manager": manager, "operation": operation, "apiVersion": api_version, "time": stamp,
                     "fieldsType": "FieldsV1", "fieldsV1": {}}
             if subresource:
                 mine["subresource"] = subresource

@@ -13,10 +13,11 @@ import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from . import auth, pki
 from .api import Cluster, Request, Response, WatchStream
+from .errors import ApiError
 from .controllers import Controllers
 
 LOG = logging.getLogger("kubesandbox.server")
@@ -94,6 +95,18 @@ class Handler(BaseHTTPRequestHandler):
             self.write(Response(401, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
                                       "message": "Unauthorized", "reason": "Unauthorized", "code": 401}))
             return
+        name = self.headers.get("Impersonate-User")
+        groups = self.headers.get_all("Impersonate-Group") or []
+        extras = {}
+        for key, value in self.headers.items():
+            if key.lower().startswith("impersonate-extra-"):
+                extras.setdefault(unquote(key[len("impersonate-extra-"):]).lower(), []).append(value)
+        if name or groups or extras or self.headers.get("Impersonate-Uid"):
+            try:
+                user = self.cluster.impersonate(user, name, groups, self.headers.get("Impersonate-Uid"), extras)
+            except ApiError as err:
+                self.write(Response(err.code, err.status(), err.headers))
+                return
         req = Request(self.command, parts.path or "/", query, headers, body, user)
         try:
             resp = self.cluster.handle(req)
