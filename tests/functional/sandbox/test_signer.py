@@ -160,3 +160,13 @@ def test_signing_delay(sandbox, c1, raw):
         assert time.monotonic() - start >= 1.4
     finally:
         sandbox.set_options(c1.name, signing_delay="0s")
+
+
+def test_lifetime_cut_to_ca_not_after(sandbox, c1, raw):
+    sandbox.set_options(c1.name, signing_duration="200000h")
+    try:
+        cert = _cert(issue(raw, csr_pem("long")))
+    finally:
+        sandbox.set_options(c1.name, signing_duration="8760h")
+    ca = x509.load_pem_x509_certificate(open(c1.ca_cert, "rb").read())
+    assert cert.not_valid_after_utc == ca.not_valid_after_utc
