@@ -170,3 +170,12 @@ def test_lifetime_cut_to_ca_not_after(sandbox, c1, raw):
         sandbox.set_options(c1.name, signing_duration="8760h")
     ca = x509.load_pem_x509_certificate(open(c1.ca_cert, "rb").read())
     assert cert.not_valid_after_utc == ca.not_valid_after_utc
+
+
+def test_kubelet_serving_checks_usages_before_common_name(raw):
+    obj = issue(raw, csr_pem("node-x", ["system:nodes"], dns=["x"]), signer="kubernetes.io/kubelet-serving",
+                usages=["server auth"])
+    assert failed_message(obj) == "usages did not match [digital signature key encipherment server auth]"
+    obj = issue(raw, csr_pem("node-x", ["system:nodes"], dns=["x"]), signer="kubernetes.io/kubelet-serving",
+                usages=["server auth", "digital signature"])
+    assert failed_message(obj) == "subject common name does not begin with system:node:"

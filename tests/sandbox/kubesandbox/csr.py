@@ -284,7 +284,7 @@ def signer_check(signer, csr, usages):
         if not _cn(csr).startswith("system:node:"):
             return "subject common name does not begin with system:node:"
         if usage_set not in ({"digital signature", "client auth"},
-                             {"digital signature", "key encipherment", "client auth"}) or len(usages) != len(usage_set):
+                             {"digital signature", "key encipherment", "client auth"}):
             return "usages did not match [client auth digital signature key encipherment]"
         return None
     if signer == "kubernetes.io/kubelet-serving":
@@ -297,11 +297,11 @@ def signer_check(signer, csr, usages):
             return "Email subjectAltNames are not allowed"
         if uris:
             return "URI subjectAltNames are not allowed"
+        if usage_set not in ({"digital signature", "server auth"},
+                             {"digital signature", "key encipherment", "server auth"}):
+            return "usages did not match [digital signature key encipherment server auth]"
         if not _cn(csr).startswith("system:node:"):
             return "subject common name does not begin with system:node:"
-        if usage_set not in ({"digital signature", "server auth"},
-                             {"digital signature", "key encipherment", "server auth"}) or len(usages) != len(usage_set):
-            return "usages did not match [digital signature key encipherment server auth]"
         return None
     return None
 
