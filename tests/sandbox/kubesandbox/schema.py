@@ -36,7 +36,7 @@ def kind_schema(**fields):
 
 CSR = kind_schema(**{
     "!spec": {
-        "!request": "B", "!signerName": "s", "expirationSeconds": "i", "usages": ["s"],
+        "!request": "B", "!signerName": "s", "expirationSeconds": "i32", "usages": ["s"],
         "username": "s", "uid": "s", "groups": ["s"], "extra": {"*": ["s"]},
     },
     "!status": {
@@ -93,7 +93,7 @@ DELETE_OPTIONS = {"kind": "s", "apiVersion": "s", "gracePeriodSeconds": "i",
                   "preconditions": {"uid": "s", "resourceVersion": "s"}, "orphanDependents": "b",
                   "propagationPolicy": "s", "dryRun": ["s"], "ignoreStoreReadErrorWithClusterBreakingPotential": "b"}
 
-GO_TYPES = {"s": "string", "i": "int64", "b": "bool", "t": "v1.Time", "B": "[]uint8", "q": "intstr"}
+GO_TYPES = {"s": "string", "i": "int64", "i32": "int32", "b": "bool", "t": "v1.Time", "B": "[]uint8", "q": "intstr"}
 
 
 def _json_type(value):
@@ -152,7 +152,7 @@ def prune(schema, value, path="", unknown=None):
             if name in value and value[name] is not None:
                 pruned = prune(sub, value[name], child, unknown)
                 if not always and _is_empty(pruned):
-                    if not (sub in ("b", "i") and _keeps_zero(name)):
+                    if not (sub in ("b", "i", "i32") and _keeps_zero(name)):
                         continue
                 out[name] = pruned
             elif always:
@@ -180,9 +180,12 @@ def prune(schema, value, path="", unknown=None):
             return base64.b64encode(base64.b64decode(stripped.encode("ascii"), validate=True)).decode()
         except (binascii.Error, ValueError, UnicodeEncodeError) as exc:
             raise DecodeError("illegal base64 data at input byte %d" % _bad_b64_offset(value)) from exc
-    if schema == "i":
+    if schema in ("i", "i32"):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
             _bad(value, schema, path)
+        if schema == "i32" and not -2 ** 31 <= value < 2 ** 31:
+            raise DecodeError("json: cannot unmarshal number %s into Go struct field %s of type int32" % (
+                value, path))
         return int(value)
     if schema == "b":
         if not isinstance(value, bool):
@@ -205,7 +208,7 @@ def _zero(schema):
         return None
     if schema in ("s", "B"):
         return ""
-    if schema == "i":
+    if schema in ("i", "i32"):
         return 0
     if schema == "b":
         return False
