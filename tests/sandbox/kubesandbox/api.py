@@ -715,6 +715,11 @@ class Cluster:
                 out[key] = value
             return out
         if body is None:
+            media = req.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+            if media not in ("application/json", "application/yaml", "application/vnd.kubernetes.protobuf", ""):
+                raise ApiError(415, "UnsupportedMediaType", 'the body of the request was in an unknown format - '
+                               'accepted media types include: application/json, application/yaml, '
+                               'application/vnd.kubernetes.protobuf', {})
             try:
                 content_type = req.headers.get("content-type", "application/json")
                 if "protobuf" in content_type:
