@@ -365,7 +365,7 @@ def openapi_v3_doc(group, version):
             continue
         gvk = {"group": res.group, "version": res.version, "kind": res.kind}
         ref = "io.k8s.sandbox.%s.%s.%s" % (res.group or "core", res.version, res.kind)
-        schemas[ref] = {"type": "object", "x-kubernetes-group-version-kind": [gvk]}
+        schemas[ref] = dict(openapi_schema(res.schema), **{"x-kubernetes-group-version-kind": [gvk]})
         collection = prefix + ("/namespaces/{namespace}/" if res.namespaced else "/") + res.plural
         ops = {}
         if "create" in res.verbs:
@@ -427,3 +427,17 @@ def openapi_v2_protobuf():
     """The same empty document in the gnostic protobuf encoding kubectl asks for."""
     info = _pb_field(1, OPENAPI_TITLE.encode()) + _pb_field(2, OPENAPI_VERSION.encode())
     return _pb_field(1, b"2.0") + _pb_field(2, info) + _pb_field(8, b"")
+
+
+def openapi_schema(schema):
+    """OpenAPI v3 form of a sandbox schema (types only; used by kubectl explain)."""
+    if isinstance(schema, dict) and "*" in schema:
+        return {"type": "object", "additionalProperties": openapi_schema(schema["*"])}
+    if isinstance(schema, dict):
+        return {"type": "object", "properties": {k.lstrip("!"): openapi_schema(v) for k, v in schema.items()}}
+    if isinstance(schema, list):
+        return {"type": "array", "items": openapi_schema(schema[0])}
+    return {"s": {"type": "string"}, "t": {"type": "string", "format": "date-time"},
+            "B": {"type": "string", "format": "byte"}, "i": {"type": "integer", "format": "int64"},
+            "i32": {"type": "integer", "format": "int32"}, "b": {"type": "boolean"},
+            "q": {"x-kubernetes-int-or-string": True}}.get(schema, {"type": "object"})
