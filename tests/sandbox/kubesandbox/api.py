@@ -397,6 +397,14 @@ class Cluster:
 
     def non_resource(self, req):
         path = req.path.rstrip("/") or "/"
+        if path == "/":
+            paths = ["/api", "/api/v1", "/apis", "/healthz", "/livez", "/openapi/v2", "/openapi/v3",
+                     "/openapi/v3/", "/readyz", "/version"]
+            for group, versions in reslib.GROUPS:
+                if group:
+                    paths.append("/apis/" + group)
+                    paths.extend("/apis/%s/%s" % (group, v) for v in versions)
+            return Response(200, {"paths": sorted(paths)})
         if path in ("/healthz", "/readyz", "/livez"):
             return Response(200, b"ok", content_type="text/plain; charset=utf-8")
         if path == "/version":
