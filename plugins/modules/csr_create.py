@@ -350,6 +350,10 @@ def validate(params):
         if signer == _csr.SIGNER_CLIENT and "system:masters" in plan["groups"]:
             raise KubePkiError("%s.groups: system:masters is refused with signer %s (the apiserver's "
                                "CertificateSubjectRestriction admission answers 403)" % (where, signer))
+        system = [g for g in plan["groups"] if g.startswith("system:") and g != "system:masters"]
+        if system and signer not in (_csr.SIGNER_KUBELET_CLIENT, _csr.SIGNER_KUBELET_SERVING):
+            plan["warning"] = ("%s asks for the system group%s %s; csr_approve refuses system:* groups unless its policy lists them "
+                               "in allowed_system_groups" % (where, "s" if len(system) > 1 else "", ", ".join(system)))
         if signer in (_csr.SIGNER_KUBELET_CLIENT, _csr.SIGNER_KUBELET_SERVING):
             if not plan["user"].startswith("system:node:"):
                 raise KubePkiError("%s.name must have the form system:node:<node name> for signer %s" % (where, signer))
@@ -584,6 +588,9 @@ def main():
     creator = None
     try:
         plans, renew_before = validate(module.params)
+        for plan in plans:
+            if plan.get("warning"):
+                module.warn(plan["warning"])
         creator = Creator(module, renew_before)
         creator.open(plans)
         results, changed = [], False

@@ -197,3 +197,12 @@ def test_batch_finds_unlabelled_csrs_through_the_409(run_module, cluster, base):
     failed, clash = run_module(csr_create, dict(base, users=users("kim", "lee")))
     assert failed and "CertificateSigningRequest %s already exists with a different spec" % name in clash["msg"]
     assert "signerName" in clash["msg"]
+
+
+def test_system_groups_are_warned_about(run_module, cluster, base, monkeypatch):
+    from ansible.module_utils import basic
+    warned = []
+    monkeypatch.setattr(basic.AnsibleModule, "warn", lambda self, text: warned.append(text))
+    failed, _result = run_module(csr_create, dict(base, users=[{"name": "svc", "groups": ["system:monitoring"]}]))
+    assert not failed
+    assert any("users[0] (svc) asks for the system group system:monitoring" in w for w in warned), warned
