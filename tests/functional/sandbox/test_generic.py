@@ -112,3 +112,26 @@ def test_discovery(raw):
     assert by_name["certificatesigningrequests/approval"]["verbs"] == ["get", "patch", "update"]
     status, _body = raw.call("GET", "/apis/example.com/v1")
     assert status == 404
+
+
+def test_clusterrole_aggregation(raw):
+    label = unique("agg")
+    base = "/apis/rbac.authorization.k8s.io/v1/clusterroles"
+    rule_a = {"verbs": ["get"], "apiGroups": [""], "resources": ["configmaps"]}
+    rule_b = {"verbs": ["list"], "apiGroups": ["certificates.k8s.io"], "resources": ["certificatesigningrequests"]}
+    for suffix, rule in (("a", rule_a), ("b", rule_b)):
+        raw.call("POST", base, {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                                "metadata": {"name": "%s-%s" % (label, suffix), "labels": {"agg": label}},
+                                "rules": [rule]})
+    status, obj = raw.call("POST", base, {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                                          "metadata": {"name": label},
+                                          "aggregationRule": {"clusterRoleSelectors": [{"matchLabels": {"agg": label}}]}})
+    assert status == 201 and obj["rules"] is None
+    import time  # pylint: disable=import-outside-toplevel
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        obj = raw.call("GET", base + "/" + label)[1]
+        if obj["rules"]:
+            break
+        time.sleep(0.05)
+    assert obj["rules"] == [rule_a, rule_b]

@@ -16,6 +16,26 @@ from . import auth, csr as csrlib
 BASE = "/apis/certificates.k8s.io/v1/certificatesigningrequests"
 LOG = logging.getLogger("kubesandbox.controllers")
 BUILTIN = set(auth.SIGNERS)
+AGGREGATE = "\x00aggregate-clusterroles"
+AGGREGATOR = auth.User("system:serviceaccount:kube-system:clusterrole-aggregation-controller", "", [
+    "system:serviceaccounts", "system:serviceaccounts:kube-system", "system:authenticated", "system:masters"], {})
+
+
+def _selector_matches(selector, labels):
+    for key, value in (selector.get("matchLabels") or {}).items():
+        if labels.get(key) != value:
+            return False
+    for expr in selector.get("matchExpressions") or []:
+        key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
+        if op == "In" and labels.get(key) not in values:
+            return False
+        if op == "NotIn" and key in labels and labels[key] in values:
+            return False
+        if op == "Exists" and key not in labels:
+            return False
+        if op == "DoesNotExist" and key in labels:
+            return False
+    return True
 
 
 def _parse_time(text):
@@ -57,6 +77,9 @@ class Controllers:
             self.cond.notify()
 
     def on_event(self, resource, kind, obj, _old):
+        if resource == "clusterroles":
+            self.enqueue(AGGREGATE)
+            return
         if resource != "certificatesigningrequests":
             return
         name = obj["metadata"]["name"]
@@ -110,8 +133,33 @@ class Controllers:
                     LOG.exception("sync of %s failed", name)
                     self.enqueue(name, 1.0)
 
+    # --- clusterrole-aggregation ---------------------------------------------------------------------
+    def aggregate(self):
+        roles = self.cluster.store.list("clusterroles")[1]
+        for role in roles:
+            selectors = (role.get("aggregationRule") or {}).get("clusterRoleSelectors")
+            if selectors is None:
+                continue
+            rules = []
+            for other in sorted(roles, key=lambda r: r["metadata"]["name"]):
+                if other["metadata"]["name"] == role["metadata"]["name"]:
+                    continue
+                labels = other["metadata"].get("labels") or {}
+                if not any(_selector_matches(sel, labels) for sel in selectors):
+                    continue
+                for rule in other.get("rules") or []:
+                    if rule not in rules:
+                        rules.append(rule)
+            if rules != (role.get("rules") or []):
+                new = dict(role, rules=rules)
+                self.cluster.internal(AGGREGATOR, "PUT", "/apis/rbac.authorization.k8s.io/v1/clusterroles/"
+                                      + role["metadata"]["name"], new)
+
     # --- one CSR -------------------------------------------------------------------------------------
     def sync(self, name):
+        if name == AGGREGATE:
+            self.aggregate()
+            return
         obj = self.cluster.store.get("certificatesigningrequests", "", name)
         if obj is None:
             return
