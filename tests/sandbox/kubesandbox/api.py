@@ -91,7 +91,9 @@ class WatchStream:
         meta = {"resourceVersion": str(rv)}
         if initial_end:
             meta["annotations"] = {"k8s.io/initial-events-end": "true"}
-        obj = {"kind": self.res.kind, "apiVersion": self.res.api_version, "metadata": meta}
+        # an empty object of the kind carrying only the version, encoded like the typed Go struct
+        obj = sch.prune(self.res.schema, {"kind": self.res.kind, "apiVersion": self.res.api_version,
+                                          "metadata": meta})
         return (json.dumps({"type": "BOOKMARK", "object": obj}, separators=(",", ":")) + "\n").encode()
 
 

@@ -206,7 +206,7 @@ def _zero(schema):
         return prune(schema, {})
     if isinstance(schema, (list, dict)) or schema in ("t", "any"):
         return None
-    if schema in ("s", "B"):
+    if schema == "s":
         return ""
     if schema in ("i", "i32"):
         return 0
