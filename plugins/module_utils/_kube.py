@@ -67,6 +67,9 @@ CLIENT_NAMES = {
 
 RETRY_STATUSES = (429, 500, 503)
 DEFAULT_DEADLINE = 60.0
+# connection errors (refused, reset, timed out) are retried for at most this long: long enough for an apiserver
+# restart, short enough that an unreachable cluster is reported promptly
+CONNECT_BUDGET = 15.0
 USER_AGENT = "kubepki.certs"
 
 _CLIENTS = {}
@@ -233,6 +236,7 @@ class KubeClient:
         what = what or "%s %s" % (method, path)
         budget = self.deadline if deadline is None else deadline
         end = self.clock() + max(budget, 0)
+        connect_end = self.clock() + min(max(budget, 0), CONNECT_BUDGET)
         attempt = 0
         while True:
             attempt += 1
@@ -245,7 +249,7 @@ class KubeClient:
                                        host=self.host) from exc
                 status, headers, data = exc.status, dict(exc.headers or {}), exc.body or b""
             except (urllib3.exceptions.HTTPError, OSError) as exc:
-                if retry and self._pause(attempt, end, None):
+                if retry and self._pause(attempt, connect_end, None):
                     continue
                 raise KubePkiError("cannot reach the Kubernetes API at %s (%s): %s" % (self.host, what, _short(exc)), host=self.host) from exc
             if 200 <= status <= 299:

@@ -252,3 +252,11 @@ def test_kubeconfig_of_the_wrong_type_is_named():
 
     with pytest.raises(KubePkiError, match="kubeconfig must be a path or a dict"):
         _kube.get_client(Module)
+
+
+def test_connection_errors_are_retried_only_within_the_connect_budget():
+    errors = [urllib3.exceptions.NewConnectionError(None, "Connection refused") for _attempt in range(1000)]
+    client, clock, _calls = scripted_client(errors, deadline=120)
+    with pytest.raises(KubePkiError, match="cannot reach"):
+        client.request("GET", "/x")
+    assert clock.now <= _kube.CONNECT_BUDGET
