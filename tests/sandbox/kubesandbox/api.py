@@ -63,6 +63,7 @@ class WatchStream:
         self.as_table = as_table
         self.initial_end = initial_end
         self.expired = expired
+        self.headers_sent = False
 
     def matches(self, obj):
         return (selectors.labels_match(self.label_reqs, obj["metadata"].get("labels"))
@@ -70,7 +71,10 @@ class WatchStream:
 
     def encode(self, etype, obj):
         if self.as_table and etype in ("ADDED", "MODIFIED", "DELETED"):
-            obj = reslib.table(self.res, [obj], obj["metadata"]["resourceVersion"], include=self.as_table)
+            # column definitions only on the first event of the stream, as the real watch handler does
+            obj = reslib.table(self.res, [obj], obj["metadata"]["resourceVersion"], include=self.as_table,
+                               with_columns=not self.headers_sent)
+            self.headers_sent = True
         return (json.dumps({"type": etype, "object": obj}, separators=(",", ":")) + "\n").encode()
 
     def translate(self, event):
