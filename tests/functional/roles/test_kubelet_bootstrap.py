@@ -130,6 +130,14 @@ def test_simulated_kubelet_bootstrap_on_the_sandbox(sandbox, node_tree, run_role
                           kubelet_bootstrap_token_name=token_name,
                           kubelet_bootstrap_token_ttl=3600)
 
+    # Check mode on a cluster that has no token yet: changes reported, nothing created anywhere.
+    before = snapshot(root)
+    check = assert_ok(run_role(ROLE, variables, check=True, diff=True))
+    assert check.changed > 0
+    assert snapshot(root) == before
+    selector = "kubepki.certs/bootstrap-token=" + token_name
+    assert json.loads(kubectl(cluster.kubeconfig, "-n", "kube-system", "get", "secrets", "-l", selector, "-o", "json"))["items"] == []
+
     first = assert_ok(run_role(ROLE, variables))
     bootstrap_kubeconfig = os.path.join(root, "etc/kubernetes/bootstrap-kubelet.conf")
     assert file_mode(bootstrap_kubeconfig) == 0o600
