@@ -1441,7 +1441,7 @@ class Cluster:
         dry = self._dry_run(req)
         deleted = []
         with self.write_lock:
-            _rv, items = self.store.list(res.plural, namespace)
+            list_rv, items = self.store.list(res.plural, namespace)
             for obj in self._filter(res, items, label_reqs, field_terms):
                 if obj["metadata"].get("finalizers"):
                     new = clone(obj)
@@ -1449,13 +1449,13 @@ class Cluster:
                     if not dry:
                         self.store.update(res.plural, new)
                     deleted.append(new)
-                elif dry:
-                    deleted.append(obj)
                 else:
-                    deleted.append(self.store.delete(res.plural, obj["metadata"].get("namespace", ""),
-                                                     obj["metadata"]["name"]))
+                    # the response carries each object as it was stored before the delete
+                    if not dry:
+                        self.store.delete(res.plural, obj["metadata"].get("namespace", ""), obj["metadata"]["name"])
+                    deleted.append(obj)
         return Response(200, {"kind": res.kind + "List", "apiVersion": res.api_version,
-                              "metadata": {"resourceVersion": str(self.store.current_rv())}, "items": deleted})
+                              "metadata": {"resourceVersion": str(list_rv)}, "items": deleted})
 
     # --- reviews ---------------------------------------------------------------------------------------
     def review(self, req, res):
