@@ -768,6 +768,8 @@ def parse_args(argv):
     parser.add_argument("--poll-interval", type=float, default=1.0,
                         help="seconds between two polls in the recipes (k8s_info delay, shell sleep)")
     parser.add_argument("--timeout", type=float, default=1800, help="limit for one run of one way, seconds")
+    parser.add_argument("--name", default="latest",
+                        help="base name of the result files in benchmarks/results/ (default latest)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory (logs, kubeconfigs)")
     args = parser.parse_args(argv)
     args.only = [n.strip() for n in args.only.split(",") if n.strip()]
@@ -826,14 +828,14 @@ def main(argv=None):
                                                   rerun=False, label_suffix="growth")
                     report["growth"].append(record)
             if report["growth"]:
-                report["plot"] = os.path.join(RESULTS, "latest.png")
+                report["plot"] = os.path.join(RESULTS, args.name + ".png")
                 plot(report["growth"], report["plot"], base_users=base_users, base_clusters=2)
     finally:
         report["total_seconds"] = time.time() - begun
         text = render(report) + "\nTotal benchmark time: %.0f s\n" % report["total_seconds"]
-        with open(os.path.join(RESULTS, "latest.md"), "w") as handle:
+        with open(os.path.join(RESULTS, args.name + ".md"), "w") as handle:
             handle.write(text)
-        with open(os.path.join(RESULTS, "latest.json"), "w") as handle:
+        with open(os.path.join(RESULTS, args.name + ".json"), "w") as handle:
             json.dump(report, handle, indent=1, default=str)
         broken = [r for r in report["main"] + report["growth"] if r["status"] == "failed"]
         if args.keep or broken:
