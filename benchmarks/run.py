@@ -663,14 +663,15 @@ def render(report):
         lat = first.get("latency")
         ver = first["verify"]
         mark = "~" if r.get("extrapolated") else ""
-        lines.append("| %s | %s | %s%s | %s%s | %s | %s | %s | %s | %s | %s | %s | %d/%d kubeconfigs, %d whoami |" % (
+        lines.append("| %s | %s | %s%s | %s%s | %s | %s | %s | %s | %s | %s | %s | %d/%d kubeconfigs, %d whoami%s |" % (
             r["label"], r["status"], mark, fmt(first["wall"]), mark, fmt(first["cpu"]), fmt(first["peak_rss_mb"], digits=0),
-            ratio(first["wall"], ref_wall), ratio(first["cpu"], ref_cpu),
+            mark + ratio(first["wall"], ref_wall), mark + ratio(first["cpu"], ref_cpu),
             (mark + fmt(rerun["wall"])) if rerun else "-",
             ("%.0f%%" % (100.0 * rerun["wall"] / first["wall"])) if rerun and first["wall"] else "-",
             ("%s (%s)" % (fmt(lat["median"], digits=2), fmt(lat["p95"], digits=2))) if lat else "-",
             (mark + fmt(first.get("sandbox_cpu"))) if first.get("sandbox_cpu") is not None else "-",
-            ver["found"], ver["expected"], ver["whoami_checked"]))
+            ver["found"], ver["expected"], ver["whoami_checked"],
+            (" (pilot of %d users)" % r["extrapolated"]["measured_users"]) if r.get("extrapolated") else ""))
         if r.get("note"):
             notes.append("%s: %s" % (r["label"], r["note"]))
     lines.append("")
