@@ -194,3 +194,11 @@ def test_server_side_apply(c1, tmp_path):
     managers = kubectl(c1.kubeconfig, "get", "csr", name, "-o",
                        "jsonpath={.metadata.managedFields[0].manager}/{.metadata.managedFields[0].operation}").stdout
     assert managers == "kubectl/Apply"
+
+
+def test_explain_and_api_resources(c1):
+    out = kubectl(c1.kubeconfig, "explain", "csr.spec").stdout
+    assert "signerName\t<string>" in out and "usages\t<[]string>" in out
+    resources = kubectl(c1.kubeconfig, "api-resources", "--api-group=certificates.k8s.io", "--no-headers").stdout
+    assert resources.split() == ["certificatesigningrequests", "csr", "certificates.k8s.io/v1", "false",
+                                 "CertificateSigningRequest"]
