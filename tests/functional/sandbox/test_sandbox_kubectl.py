@@ -8,7 +8,7 @@ import time
 import pytest
 import yaml
 
-from conftest import CSR_BASE, KUBECTL, OLD_KUBECTL, b64, csr_pem, kubectl, unique
+from sandbox_helpers import CSR_BASE, KUBECTL, OLD_KUBECTL, b64, csr_pem, kubectl, unique
 
 
 def manifest(name, cn="k", signer="kubernetes.io/kube-apiserver-client", usages=("client auth",), labels=None,

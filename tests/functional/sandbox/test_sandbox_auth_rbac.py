@@ -6,7 +6,7 @@ import datetime
 import pytest
 from kubernetes import client
 
-from conftest import CSR_BASE, Raw, api_client, csr_body, csr_pem, token_client, unique
+from sandbox_helpers import CSR_BASE, Raw, api_client, csr_body, csr_pem, token_client, unique
 
 
 def rbac(raw, kind, name, body):

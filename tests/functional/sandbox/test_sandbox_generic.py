@@ -1,7 +1,7 @@
 """Generic API behaviour: secrets' base64, RBAC escalation prevention, reviews, metadata-only reads,
 list option validation, discovery."""
 
-from conftest import CSR_BASE, Raw, api_client, csr_body, csr_pem, unique
+from sandbox_helpers import CSR_BASE, Raw, api_client, csr_body, csr_pem, unique
 
 
 def test_secret_data_base64(raw):

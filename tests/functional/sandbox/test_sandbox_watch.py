@@ -8,7 +8,7 @@ import pytest
 import urllib3
 from kubernetes import client, watch
 
-from conftest import CSR_BASE, csr_body, csr_pem, unique
+from sandbox_helpers import CSR_BASE, csr_body, csr_pem, unique
 
 
 def stream_events(admin, query, stop_after=None, timeout=10):

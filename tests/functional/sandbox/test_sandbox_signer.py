@@ -8,7 +8,7 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from conftest import CSR_BASE, csr_body, csr_pem, unique
+from sandbox_helpers import CSR_BASE, csr_body, csr_pem, unique
 
 
 def approve_and_wait(raw, name, timeout=10.0):

@@ -7,7 +7,7 @@ import sys
 
 import ansible_collections.kubernetes.core as kcore
 
-from conftest import b64, csr_pem, unique
+from sandbox_helpers import b64, csr_pem, unique
 
 PLAYBOOK = """
 - hosts: localhost

@@ -6,7 +6,7 @@ import time
 import pytest
 from kubernetes import client
 
-from conftest import CSR_BASE, csr_body, csr_pem, unique
+from sandbox_helpers import CSR_BASE, csr_body, csr_pem, unique
 
 
 def wait_for(predicate, timeout=10.0):

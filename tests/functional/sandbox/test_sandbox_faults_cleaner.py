@@ -8,7 +8,7 @@ import time
 import pytest
 from kubernetes import client
 
-from conftest import CSR_BASE, Raw, api_client, csr_body, csr_pem, unique
+from sandbox_helpers import CSR_BASE, Raw, api_client, csr_body, csr_pem, unique
 
 SANDBOX_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "sandbox")
 
