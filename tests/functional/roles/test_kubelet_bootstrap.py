@@ -175,6 +175,13 @@ def test_simulated_kubelet_bootstrap_on_the_sandbox(sandbox, node_tree, run_role
     # The kubelet's side: with nothing but the bootstrap kubeconfig, ask for a client certificate.
     bootstrap_client_certificate(bootstrap_kubeconfig, "node-%s" % token_id, token_id, ca_pem)
 
+    # Dropping the extra groups removes the key from the Secret (replaced, not merged); the token stays.
+    variables["kubelet_bootstrap_token_extra_groups"] = []
+    assert assert_ok(run_role(ROLE, variables)).changed == 1
+    secret = json.loads(kubectl(cluster.kubeconfig, "-n", "kube-system", "get", "secret", "bootstrap-token-" + token_id, "-o", "json"))
+    assert "auth-extra-groups" not in secret["data"]
+    assert base64.b64decode(secret["data"]["expiration"]).decode() == data["expiration"]
+
 
 def wait_for_certificate(kubeconfig, name, timeout=60):
     deadline = time.monotonic() + timeout
