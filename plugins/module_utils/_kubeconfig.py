@@ -96,7 +96,9 @@ def render(entries, current_context=None):
 def dump(config):
     """The kubeconfig as YAML text (JSON when PyYAML is missing); stable for equal input."""
     if yaml is not None:
-        return yaml.safe_dump(config, default_flow_style=False, sort_keys=False, width=1 << 16)
+        # libyaml's emitter when PyYAML has it: the pure-Python one dominated batch renders.
+        dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+        return yaml.dump(config, Dumper=dumper, default_flow_style=False, sort_keys=False, width=1 << 16)
     return json.dumps(config, indent=2) + "\n"
 
 

@@ -539,7 +539,7 @@ def check_groups(module, identity, facts, expected):
             identity["server"], identity["context"], identity.get("username") or facts["common_name"], seen, expected))
 
 
-def render_user(module, store, transport, user, dest, expected_groups, ca_pems):
+def render_user(module, store, transport, user, dest, expected_groups, ca_pems, etcd_records=None):
     """Render, check, write (or return) and optionally verify the kubeconfig of one user."""
     params = module.params
     scope = params["scope"]
@@ -555,7 +555,10 @@ def render_user(module, store, transport, user, dest, expected_groups, ca_pems):
                 "" if key_cluster else " (or set key_scope=per_cluster if the keys are per cluster)"))
         module.no_log_values.add(key["private_key_pem"])
         stored = store.get_cert(scope, name, user)
-        from_etcd = transport.get_record(scope, name, user) if transport is not None else None
+        if etcd_records is not None:
+            from_etcd = etcd_records.get((name, user))
+        else:
+            from_etcd = transport.get_record(scope, name, user) if transport is not None else None
         record, facts, source = choose(stored, from_etcd, key, user, name, ca_pems[name], transport is not None)
         loaded = False
         if source == "etcd":
@@ -580,8 +583,11 @@ def render_user(module, store, transport, user, dest, expected_groups, ca_pems):
     # Ansible would otherwise mask it inside RV(kubeconfig) too and make the returned kubeconfig useless.
     for value in _kubeconfig.secret_values(config, encoded=bool(dest)):
         module.no_log_values.add(value)
-    _kubeconfig.validate(config)
     text = _kubeconfig.dump(config)
+    existing = read_existing(dest) if dest else None
+    if text != existing:
+        # A file equal to the rendering was checked when it was written; anything new is loaded back first.
+        _kubeconfig.validate(config)
 
     changed = False
     for fresh in loads:
@@ -591,7 +597,6 @@ def render_user(module, store, transport, user, dest, expected_groups, ca_pems):
             changed = store.put_cert(fresh) or changed
 
     if dest:
-        existing = read_existing(dest)
         file_changed = existing != text
         if not file_changed and existing is not None and (os.stat(dest).st_mode & 0o777) != 0o600:
             file_changed = True
@@ -643,10 +648,17 @@ def run(module):
             result = render_user(module, store, transport, params["user"], params["dest"], params["expected_groups"], ca_pems)
         else:
             results = []
+            etcd_records = None
+            if transport is not None and len(params["users"]) > 1:
+                # One range read for the whole batch instead of one read per user and cluster.
+                etcd_records = {}
+                for key, record in transport.list_records(params["scope"]):
+                    cluster_name, user_name = key.rsplit("/", 2)[1:]
+                    etcd_records[(cluster_name, user_name)] = record
             for entry in params["users"]:
                 dest = os.path.join(params["dest_dir"], "%s.kubeconfig" % entry["name"]) if params["dest_dir"] else None
                 expected = entry["groups"] if params["verify"] and entry["groups"] is not None else None
-                one = render_user(module, store, transport, entry["name"], dest, expected, ca_pems)
+                one = render_user(module, store, transport, entry["name"], dest, expected, ca_pems, etcd_records)
                 one["user"] = entry["name"]
                 results.append(one)
             result = {"changed": any(item["changed"] for item in results), "users": results}
