@@ -11,9 +11,9 @@ short_description: Set command-line flags of a Kubernetes component in a static 
 version_added: 0.1.0
 description:
   - Edits the flags of a Kubernetes control-plane component or kubelet as data, never by line or regular-expression edits.
-  - With O(format=static_pod) the manifest is loaded as YAML, the C(command) list of one container is changed and the
-    document is written back. The file is only rewritten when the parsed content changes, so a manifest that already
-    carries the wanted flags is left untouched, formatting included.
+  - With O(format=static_pod) the manifest is loaded as YAML, the C(command) list of one container (its C(args) list
+    when the container has one) is changed and the document is written back. The file is only rewritten when the
+    parsed content changes, so a manifest that already carries the wanted flags is left untouched, formatting included.
   - With O(format=env_file) the arguments held in one variable of a systemd C(EnvironmentFile) (for example
     C(KUBE_CONTROLLER_MANAGER_ARGS) or C(KUBELET_EXTRA_ARGS)) are parsed, changed and written back as one double-quoted
     value. Other lines of the file are kept.
@@ -126,7 +126,8 @@ EXAMPLES = r"""
 RETURN = r"""
 flags:
   description:
-    - The resulting argument list (static pod C(command) list, or the arguments of the environment variable).
+    - The resulting argument list (static pod C(command) followed by C(args), or the arguments of the environment
+      variable).
   returned: success and O(format) is V(static_pod) or V(env_file)
   type: list
   elements: str
@@ -276,13 +277,15 @@ def do_static_pod(module, path, before_text):
         raise FlagError("%s is not a pod manifest" % path)
     edited = copy.deepcopy(document)
     container = pick_container(edited, module.params["container"], path)
-    command = container.get("command")
-    if not isinstance(command, list) or not all(isinstance(item, str) for item in command):
+    # Flags live in "args" when the manifest has that list (command is then the binary), else in "command".
+    field = "args" if isinstance(container.get("args"), list) else "command"
+    current = container.get(field)
+    if not isinstance(current, list) or not all(isinstance(item, str) for item in current):
         raise FlagError("%s: the container has no command list of strings" % path)
-    container["command"] = edit_args(command, module.params["flags"], module.params["merge_lists"], module.params["absent"])
+    container[field] = edit_args(current, module.params["flags"], module.params["merge_lists"], module.params["absent"])
     changed = edited != document
     after_text = dump_yaml(edited) if changed else before_text
-    return changed, after_text, dict(flags=container["command"])
+    return changed, after_text, dict(flags=list(container.get("command") or []) + (container["args"] if field == "args" else []))
 
 
 ENV_LINE = r"^(\s*(?:export\s+)?%s\s*=)(.*)$"

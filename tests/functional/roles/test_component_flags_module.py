@@ -92,3 +92,13 @@ def test_static_pod_check_mode_and_diff(run_playbook, node_tree):
     with open(manifest, "rb") as handle:
         assert handle.read() == original
     assert not [name for name in os.listdir(os.path.dirname(manifest)) if name.startswith(".")], "no temporary files left"
+
+
+def test_static_pod_flags_in_args(run_playbook, tmp_path):
+    manifest = tmp_path / "kube-scheduler.yaml"
+    manifest.write_text("apiVersion: v1\nkind: Pod\nmetadata:\n  name: s\nspec:\n  containers:\n  - name: s\n"
+                        "    command: [kube-scheduler]\n    args: ['--v=2']\n")
+    result = assert_ok(run_module(run_playbook, {"path": str(manifest), "flags": {"v": 3, "leader-elect": True}}))
+    assert task_result(result, "Edit")["flags"] == ["kube-scheduler", "--v=3", "--leader-elect=true"]
+    assert manifest_command(str(manifest)) == ["kube-scheduler"]
+    assert assert_ok(run_module(run_playbook, {"path": str(manifest), "flags": {"v": 3, "leader-elect": True}})).changed == 0
