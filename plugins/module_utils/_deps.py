@@ -11,14 +11,14 @@ Keep in step with plugins/doc_fragments/_requirements.py and meta/ee-requirement
 
 from __future__ import annotations
 
-import importlib
 import importlib.metadata
-import traceback
+import importlib.util
+import sys
 
 from ansible.module_utils.basic import missing_required_lib
 
-# Library -> (import name, minimum version). Nothing is imported until a module asks for it, so a module
-# pays only for the libraries it uses.
+# Library -> (import name, minimum version). Checking never imports a library: a module pays the import
+# cost only for what it really uses in a run.
 MINIMUM = {
     "kubernetes": ("kubernetes", "24.2.0"),
     "cryptography": ("cryptography", "41.0.0"),
@@ -28,12 +28,14 @@ MINIMUM = {
 
 
 def probe(name):
-    """(present, version or traceback, minimum) for library ``name``; imports it."""
+    """(present, version or a note, minimum) for library ``name``, found without importing it."""
     import_name, minimum = MINIMUM[name]
     try:
-        importlib.import_module(import_name)
-    except ImportError:
-        return False, traceback.format_exc(), minimum
+        found = importlib.util.find_spec(import_name) is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        return False, "%s cannot be imported by %s" % (import_name, sys.executable), minimum
     try:
         version = importlib.metadata.version(import_name)
     except importlib.metadata.PackageNotFoundError:

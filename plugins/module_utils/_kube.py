@@ -24,20 +24,41 @@ from urllib.parse import quote, urlencode
 
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
 
+from ansible_collections.kubepki.certs.plugins.module_utils import _kube_transport
+
 try:
     import urllib3
-    from kubernetes import client as k8s_client
-    from kubernetes import config as k8s_config
-    from kubernetes.client.exceptions import ApiException
-    from kubernetes.config.config_exception import ConfigException
 except ImportError:  # pragma: no cover - reported by _deps.require()
-    class ApiException(Exception):  # noqa: N818 pylint: disable=missing-class-docstring
-        status = 0
-        body = None
-        headers = None
+    urllib3 = None
 
-    class ConfigException(Exception):  # noqa: N818 pylint: disable=missing-class-docstring
-        pass
+
+class ApiException(Exception):  # noqa: N818 pylint: disable=missing-class-docstring
+    """Stands in for kubernetes.client.exceptions.ApiException until the library is imported."""
+    status = 0
+    body = None
+    headers = None
+
+
+class ConfigException(Exception):  # noqa: N818 pylint: disable=missing-class-docstring
+    """Stands in for kubernetes.config.config_exception.ConfigException until the library is imported."""
+
+
+# The kubernetes library is imported only when a configuration needs it (see _kube_transport): importing it
+# costs one to two seconds per module run.
+k8s_client = None
+k8s_config = None
+
+
+def import_kubernetes():
+    """Import the kubernetes client library into this module's globals."""
+    global k8s_client, k8s_config, ApiException, ConfigException  # pylint: disable=global-statement
+    if k8s_client is None:
+        from kubernetes import client as client_lib  # pylint: disable=import-outside-toplevel
+        from kubernetes import config as config_lib  # pylint: disable=import-outside-toplevel
+        from kubernetes.client.exceptions import ApiException as api_exception  # pylint: disable=import-outside-toplevel
+        from kubernetes.config.config_exception import ConfigException as config_exception  # pylint: disable=import-outside-toplevel
+        k8s_client, k8s_config, ApiException, ConfigException = client_lib, config_lib, api_exception, config_exception
+    return k8s_client
 
 
 AUTH_ARG_SPEC = {
@@ -146,6 +167,7 @@ def _digest(auth):
 
 
 def _build_configuration(auth):
+    import_kubernetes()
     source = config_source(auth)
     configuration = type.__call__(k8s_client.Configuration)
     try:
@@ -191,9 +213,13 @@ def _build_configuration(auth):
 class KubeClient:
     """One connection to one API server; ``request()`` retries 429/500/503 and connection errors."""
 
-    def __init__(self, api_client, deadline=DEFAULT_DEADLINE, sleep=time.sleep, clock=time.monotonic):
+    def __init__(self, api_client, deadline=DEFAULT_DEADLINE, sleep=time.sleep, clock=time.monotonic, transport=None):
         self.api_client = api_client
-        self.configuration = api_client.configuration if api_client is not None else None
+        self.transport = transport
+        if transport is not None:
+            self.configuration = transport
+        else:
+            self.configuration = api_client.configuration if api_client is not None else None
         self.host = self.configuration.host if self.configuration is not None else "(none)"
         self.deadline = deadline
         self.sleep = sleep
@@ -206,6 +232,9 @@ class KubeClient:
         headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
         if body is not None:
             headers["Content-Type"] = "application/json"
+        if self.transport is not None:
+            headers.update(self.transport.auth_headers)
+            return headers
         for setting in self.configuration.auth_settings().values():
             if setting.get("in") == "header" and setting.get("value"):
                 headers[setting["key"]] = setting["value"]
@@ -216,6 +245,12 @@ class KubeClient:
         url = self.host + path
         if query:
             url += "?" + urlencode(query)
+        if self.transport is not None:
+            response = self.transport.request(method, url, self._headers(body), body, timeout, stream)
+            if stream and 200 <= response.status <= 299:
+                return response.status, dict(response.headers or {}), response
+            data = response.read() if stream else response.data
+            return response.status, dict(response.headers or {}), data
         response = self.api_client.rest_client.request(method, url, headers=self._headers(body), body=body, _request_timeout=timeout)
         raw = getattr(response, "response", response)
         if stream and 200 <= response.status <= 299:
@@ -259,6 +294,13 @@ class KubeClient:
             if retry and status in RETRY_STATUSES and self._pause(attempt, end, _retry_after(headers)):
                 continue
             raise api_error(status, data, what, self.host)
+
+    def close(self):
+        """Release the connections of this client."""
+        if self.transport is not None:
+            self.transport.close()
+        elif self.api_client is not None:
+            self.api_client.close()
 
     def _pause(self, attempt, end, retry_after):
         """Sleep before the next attempt; False when the deadline does not allow one."""
@@ -346,8 +388,12 @@ def client_for(auth, deadline=DEFAULT_DEADLINE):
     key = _digest(auth)
     cached = _CLIENTS.get(key)
     if cached is None:
-        configuration = _build_configuration(auth)
-        cached = KubeClient(k8s_client.ApiClient(configuration=configuration), deadline=deadline)
+        transport = _kube_transport.connection_for(auth, config_source(auth))
+        if transport is not None:
+            cached = KubeClient(None, deadline=deadline, transport=transport)
+        else:
+            configuration = _build_configuration(auth)
+            cached = KubeClient(k8s_client.ApiClient(configuration=configuration), deadline=deadline)
         _CLIENTS[key] = cached
     cached.deadline = deadline
     return cached

@@ -22,7 +22,7 @@ import os
 import shutil
 import tempfile
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _kube
+from ansible_collections.kubepki.certs.plugins.module_utils import _kube, _kube_transport
 from ansible_collections.kubepki.certs.plugins.module_utils._crypto import b64
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
 
@@ -31,14 +31,11 @@ try:
 except ImportError:  # pragma: no cover - JSON is valid YAML, kubectl reads it as well
     yaml = None
 
-try:
-    from kubernetes import client as k8s_client
-    from kubernetes.config import kube_config
-    from kubernetes.config.config_exception import ConfigException
-except ImportError:  # pragma: no cover - reported by _deps.require()
-    k8s_client = None
-    kube_config = None
-    ConfigException = None
+# The kubernetes library (one to two seconds to import) is loaded only to validate a new rendering or to
+# verify through credentials the light transport does not handle.
+k8s_client = None
+kube_config = None
+ConfigException = None
 
 SECRET_FIELDS = ("client-key-data",)
 REDACTED = "<redacted>"
@@ -163,8 +160,15 @@ def redacted(config):
 
 
 def _require_client():
+    global k8s_client, kube_config, ConfigException  # pylint: disable=global-statement
     if kube_config is None:
-        raise KubePkiError("the kubernetes Python library is needed to validate or verify a kubeconfig")
+        try:
+            from kubernetes import client as client_lib  # pylint: disable=import-outside-toplevel
+            from kubernetes.config import kube_config as loader_lib  # pylint: disable=import-outside-toplevel
+            from kubernetes.config.config_exception import ConfigException as config_exception  # pylint: disable=import-outside-toplevel
+        except ImportError:
+            raise KubePkiError("the kubernetes Python library is needed to validate or verify a kubeconfig") from None
+        k8s_client, kube_config, ConfigException = client_lib, loader_lib, config_exception
 
 
 @contextlib.contextmanager
@@ -213,37 +217,43 @@ def whoami(config, context):
     SelfSubjectReview (authentication.k8s.io/v1, then v1beta1) gives ``username``/``groups``; a server
     without it gets an authenticated ``GET /api`` and only ``authenticated: true`` is reported.
     """
+    transport = _kube_transport.connection_for({"kubeconfig": config, "context": context}, "kubeconfig")
+    if transport is not None:
+        return _whoami(_kube.KubeClient(None, deadline=15, transport=transport), context)
     _require_client()
     with _private_temp_dir() as temp_dir:
         configuration = _load_context(config, context, temp_dir)
         configuration.retries = False
-        client = _kube.KubeClient(k8s_client.ApiClient(configuration), deadline=15)
-        host = configuration.host
-        try:
-            for version in ("v1", "v1beta1"):
-                body = {"apiVersion": "authentication.k8s.io/%s" % version, "kind": "SelfSubjectReview"}
-                try:
-                    reply = client.request("POST", "/apis/authentication.k8s.io/%s/selfsubjectreviews" % version, body=body,
-                                           what="SelfSubjectReview", timeout=15)
-                except KubePkiError as exc:
-                    if _kube.status_of(exc) in (404, 405):
-                        continue
-                    raise _login_error(context, host, exc) from None
-                user_info = ((reply or {}).get("status") or {}).get("userInfo") or {}
-                return {
-                    "context": context, "server": host, "authenticated": True,
-                    "method": "SelfSubjectReview/%s" % version,
-                    "username": user_info.get("username"), "groups": list(user_info.get("groups") or []),
-                    "uid": user_info.get("uid"), "extra": user_info.get("extra") or {},
-                }
+        return _whoami(_kube.KubeClient(k8s_client.ApiClient(configuration), deadline=15), context)
+
+
+def _whoami(client, context):
+    host = client.host
+    try:
+        for version in ("v1", "v1beta1"):
+            body = {"apiVersion": "authentication.k8s.io/%s" % version, "kind": "SelfSubjectReview"}
             try:
-                client.request("GET", "/api", what="GET /api", timeout=15)
+                reply = client.request("POST", "/apis/authentication.k8s.io/%s/selfsubjectreviews" % version, body=body,
+                                       what="SelfSubjectReview", timeout=15)
             except KubePkiError as exc:
+                if _kube.status_of(exc) in (404, 405):
+                    continue
                 raise _login_error(context, host, exc) from None
-            return {"context": context, "server": host, "authenticated": True, "method": "GET /api",
-                    "username": None, "groups": None, "uid": None, "extra": {}}
-        finally:
-            client.api_client.close()
+            user_info = ((reply or {}).get("status") or {}).get("userInfo") or {}
+            return {
+                "context": context, "server": host, "authenticated": True,
+                "method": "SelfSubjectReview/%s" % version,
+                "username": user_info.get("username"), "groups": list(user_info.get("groups") or []),
+                "uid": user_info.get("uid"), "extra": user_info.get("extra") or {},
+            }
+        try:
+            client.request("GET", "/api", what="GET /api", timeout=15)
+        except KubePkiError as exc:
+            raise _login_error(context, host, exc) from None
+        return {"context": context, "server": host, "authenticated": True, "method": "GET /api",
+                "username": None, "groups": None, "uid": None, "extra": {}}
+    finally:
+        client.close()
 
 
 def _login_error(context, host, exc):

@@ -1,11 +1,18 @@
 """Unit tests for plugins/module_utils/_kube.py: option resolution, precedence, retries, errors."""
 
+import datetime
 import json
+import os
 
 import pytest
 import urllib3
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _kube
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from ansible_collections.kubepki.certs.plugins.module_utils import _kube, _kube_transport
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
 
 
@@ -199,36 +206,70 @@ def test_path_for_quotes_names():
     assert _kube.path_for("a b/c", "approval").endswith("/certificatesigningrequests/a%20b%2Fc/approval")
 
 
-def test_in_cluster_beats_the_default_kubeconfig(monkeypatch):
+def _ca_pem():
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test-ca")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True).sign(key, hashes.SHA256()))
+    return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
+
+
+CA_PEM = _ca_pem()
+
+
+def _in_cluster_files(tmp_path, monkeypatch):
+    """A fake service-account directory, as the kubelet mounts it in a pod."""
+    sa_dir = tmp_path / "serviceaccount"
+    sa_dir.mkdir()
+    (sa_dir / "token").write_text("pod-token\n")
+    (sa_dir / "ca.crt").write_text(CA_PEM)
+    monkeypatch.setattr(_kube_transport, "SERVICE_ACCOUNT_DIR", str(sa_dir))
+
+
+def test_in_cluster_beats_the_default_kubeconfig(tmp_path, monkeypatch):
     _kube._CLIENTS.clear()
-    calls = []
-
-    def incluster(client_configuration=None):
-        calls.append("incluster")
-        client_configuration.host = "https://in-cluster:443"
-
-    def default(client_configuration=None, **_kw):
-        calls.append("default")
-        client_configuration.host = "https://from-default:6443"
-
-    monkeypatch.setattr(_kube.k8s_config, "load_incluster_config", incluster)
-    monkeypatch.setattr(_kube.k8s_config, "load_kube_config", default)
-    assert _kube.client_for(_kube.resolve_auth(params(), {})).host == "https://in-cluster:443"
-    assert calls == ["incluster"]
+    _in_cluster_files(tmp_path, monkeypatch)
+    (tmp_path / "config").write_text("not read")
+    env = {"KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443", "KUBECONFIG": str(tmp_path / "config")}
+    monkeypatch.setattr(os, "environ", env)
+    client = _kube.client_for(_kube.resolve_auth(params(), {}))
+    assert client.host == "https://10.96.0.1:443"
+    assert client._headers(None)["authorization"] == "Bearer pod-token"
 
 
-def test_default_kubeconfig_when_not_in_a_cluster(monkeypatch):
+def test_default_kubeconfig_when_not_in_a_cluster(tmp_path, monkeypatch):
     _kube._CLIENTS.clear()
-
-    def incluster(client_configuration=None):
-        raise _kube.ConfigException("Service host/port is not set.")
-
-    def default(client_configuration=None, **_kw):
-        client_configuration.host = "https://from-default:6443"
-
-    monkeypatch.setattr(_kube.k8s_config, "load_incluster_config", incluster)
-    monkeypatch.setattr(_kube.k8s_config, "load_kube_config", default)
+    config = {"apiVersion": "v1", "kind": "Config", "current-context": "c",
+              "clusters": [{"name": "c", "cluster": {"server": "https://from-default:6443", "insecure-skip-tls-verify": True}}],
+              "users": [{"name": "u", "user": {"token": "t"}}],
+              "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}]}
+    (tmp_path / "config").write_text(json.dumps(config))
+    monkeypatch.setattr(os, "environ", {"KUBECONFIG": str(tmp_path / "config")})
     assert _kube.client_for(_kube.resolve_auth(params(), {})).host == "https://from-default:6443"
+
+
+def test_exec_credentials_go_through_the_kubernetes_library(monkeypatch):
+    _kube._CLIENTS.clear()
+    config = {"apiVersion": "v1", "kind": "Config", "current-context": "c",
+              "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1", "insecure-skip-tls-verify": True}}],
+              "users": [{"name": "u", "user": {"exec": {"apiVersion": "client.authentication.k8s.io/v1", "command": "true"}}}],
+              "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}]}
+    calls = []
+    real = _kube._build_configuration
+
+    def spy(auth):
+        calls.append(auth["context"])
+        return real(auth)
+
+    monkeypatch.setattr(_kube, "_build_configuration", spy)
+    try:
+        _kube.client_for(_kube.resolve_auth(params(kubeconfig=config), {}))
+    except KubePkiError:
+        pass  # the exec plugin returns nothing usable; what matters is which path was taken
+    assert calls == [None]
+    assert _kube_transport.connection_for(_kube.resolve_auth(params(kubeconfig=config), {}), "kubeconfig") is None
 
 
 def test_inline_kubeconfig_secrets_reach_no_log_values():
