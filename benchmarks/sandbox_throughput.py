@@ -155,7 +155,8 @@ def main():
             chunks = [(cluster, names[i::args.workers]) for i in range(args.workers)]
             worker = raw_worker if args.client == "raw" else kube_worker
             start = time.monotonic()
-            with multiprocessing.Pool(args.workers) as pool:
+            # spawn, not fork: the watch thread is already running in this process
+            with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
                 submitted = sum(pool.map(worker, chunks))
             submit_time = time.monotonic() - start
             observer.join(timeout=600)
