@@ -4,6 +4,8 @@ import base64
 import datetime
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from kubernetes import client
 
 from sandbox_helpers import CSR_BASE, Raw, api_client, csr_body, csr_pem, token_client, unique
@@ -251,3 +253,34 @@ def test_other_signers_never_auto_approved(raw):
     import time  # pylint: disable=import-outside-toplevel
     time.sleep(0.5)
     assert raw.call("GET", CSR_BASE + "/" + name)[1]["status"] == {}
+
+
+def test_untrusted_or_expired_client_certificate_is_401(sandbox, c1, tmp_path):
+    from kubesandbox import pki  # pylint: disable=import-outside-toplevel
+    other = pki.make_ca("someone-else")
+    foreign = pki.issue(other, "kubernetes-admin", organizations=["system:masters"], client=True)
+    own_ca = pki.KeyPair(pki.load_cert(open(c1.ca_cert, "rb").read()), pki.load_key(open(c1.ca_key, "rb").read()))
+    fresh = pki.issue(own_ca, "old-admin", organizations=["system:masters"], client=True)
+    past = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=2)
+    builder = x509.CertificateBuilder().subject_name(fresh.cert.subject).issuer_name(own_ca.cert.subject)
+    builder = builder.public_key(fresh.key.public_key()).serial_number(x509.random_serial_number())
+    builder = builder.not_valid_before(past).not_valid_after(past + datetime.timedelta(days=1))
+    expired = pki.KeyPair(builder.sign(own_ca.key, hashes.SHA256()), fresh.key)
+    for name, pair in (("foreign", foreign), ("expired", expired)):
+        cert, key = tmp_path / (name + ".crt"), tmp_path / (name + ".key")
+        cert.write_bytes(pki.cert_pem(pair.cert))
+        key.write_bytes(pki.key_pem(pair.key))
+        conf = client.Configuration()
+        conf.host = c1.server
+        conf.ssl_ca_cert = c1.ca_cert
+        conf.cert_file, conf.key_file = str(cert), str(key)
+        status, body = Raw(client.ApiClient(conf)).call("GET", "/version")
+        assert (status, body["reason"]) == (401, "Unauthorized"), name
+    # a valid bearer token still authenticates next to a rejected certificate
+    token = unique("tok")
+    sandbox.add_token(c1.name, token, "token-user", "u9")
+    conf.api_key = {"authorization": "Bearer " + token}
+    status, body = Raw(client.ApiClient(conf)).call(
+        "POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+        {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})
+    assert status == 201 and body["status"]["userInfo"]["username"] == "token-user"

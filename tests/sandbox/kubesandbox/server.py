@@ -15,7 +15,7 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from . import auth, pki
+from . import auth, pki, tlsverify
 from .api import Cluster, Request, Response, WatchStream
 from .errors import ApiError
 from .controllers import Controllers
@@ -44,6 +44,7 @@ def encode(body):
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     cluster = None
+    soft_verify = False
 
     def setup(self):
         self.request.settimeout(300)
@@ -84,13 +85,25 @@ class Handler(BaseHTTPRequestHandler):
         query = parse_qs(parts.query, keep_blank_values=True)
         body = self._read_body()
         headers = dict(self.headers.items())
-        peer = None
+        peer, bad_cert = None, False
         try:
-            peer = auth.user_from_peercert(self.connection.getpeercert())
+            if self.soft_verify:
+                der = self.connection.getpeercert(binary_form=True)
+                if der:
+                    verified = tlsverify.verify_client(der, self.cluster.ca.cert)
+                    if verified:
+                        peer = auth.with_authenticated(verified[0], "", verified[1])
+                    else:
+                        bad_cert = True
+            else:
+                peer = auth.user_from_peercert(self.connection.getpeercert())
         except (ValueError, AttributeError):
             peer = None
         try:
             user = self.cluster.authenticate(peer, self.headers.get("Authorization"))
+            if bad_cert and user is auth.ANONYMOUS:
+                # the x509 authenticator failed and nothing else authenticated the request
+                raise auth.Unauthorized()
         except auth.Unauthorized:
             self.write(Response(401, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
                                       "message": "Unauthorized", "reason": "Unauthorized", "code": 401}))
@@ -292,6 +305,8 @@ def serve(directory):
     context.load_cert_chain(os.path.join(directory, "server.crt"), os.path.join(directory, "server.key"))
     context.load_verify_locations(os.path.join(directory, "ca.crt"))
     context.verify_mode = ssl.CERT_OPTIONAL
+    if os.environ.get("KUBESANDBOX_STRICT_TLS") != "1":
+        Handler.soft_verify = tlsverify.install(context)
     context.set_alpn_protocols(["http/1.1"])
     Handler.cluster = cluster
     httpd = Server(("127.0.0.1", 0), Handler, context)
