@@ -389,6 +389,7 @@ class Creator:
         self.before = []
         self.after = []
         self.prefetched = None
+        self.etcd_records = None
 
     def open(self, plans):
         self.client = _kube.get_client(self.module)
@@ -400,6 +401,11 @@ class Creator:
             # one list call for the whole batch instead of one GET per user
             items, _version = _csr.list_objects(self.client, label_selector=_csr.selector(scope=self.params["scope"], cluster=self.params["cluster"]))
             self.prefetched = {(item.get("metadata") or {}).get("name"): item for item in items}
+            if self.etcd is not None:
+                # and one etcd range read instead of one read per user
+                self.etcd_records = {}
+                for key, record in self.etcd.list_records(self.params["scope"], self.params["cluster"]):
+                    self.etcd_records[key.rsplit("/", 1)[1]] = record
 
     def lookup(self, name):
         """The existing CSR named ``name`` (from the batch's list when there was one), or None."""
@@ -423,7 +429,9 @@ class Creator:
         records = []
         if self.store is not None:
             records.append(self.store.get_cert(params["scope"], params["cluster"], plan["user"]))
-        if self.etcd is not None:
+        if self.etcd_records is not None:
+            records.append(self.etcd_records.get(plan["user"]))
+        elif self.etcd is not None:
             records.append(self.etcd.get_record(params["scope"], params["cluster"], plan["user"]))
         best = None
         for record in records:
