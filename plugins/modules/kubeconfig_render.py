@@ -56,7 +56,8 @@ options:
         elements: str
   dest_dir:
     description:
-      - With O(users), the existing directory the C(<name>.kubeconfig) files are written to (mode C(0600)).
+      - With O(users), the directory the C(<name>.kubeconfig) files are written to (mode C(0600)); it is created with
+        mode C(0700) (and its parents) when it does not exist.
     type: path
     version_added: 0.1.0
   clusters:
@@ -509,8 +510,8 @@ def validate_params(params):
         bad = [name for name in names if "/" in name or name in (".", "..")]
         if params["dest_dir"] and bad:
             raise KubePkiError("users: %s cannot be a file name in dest_dir" % ", ".join(repr(name) for name in bad))
-        if params["dest_dir"] and not os.path.isdir(params["dest_dir"]):
-            raise KubePkiError("dest_dir %s is not an existing directory" % params["dest_dir"])
+        if params["dest_dir"] and os.path.exists(params["dest_dir"]) and not os.path.isdir(params["dest_dir"]):
+            raise KubePkiError("dest_dir %s exists and is not a directory" % params["dest_dir"])
         if params["expected_groups"] is not None:
             raise KubePkiError("expected_groups applies to user; with users, give each user's groups instead")
     if not params["clusters"]:
@@ -644,6 +645,11 @@ def run(module):
     transport = None
     try:
         transport = transport_from_params(params)
+        if params["dest_dir"] and not os.path.isdir(params["dest_dir"]) and not module.check_mode:
+            try:
+                os.makedirs(params["dest_dir"], mode=0o700)
+            except OSError as exc:
+                raise KubePkiError("dest_dir %s cannot be created: %s" % (params["dest_dir"], exc.strerror or exc)) from None
         if params["user"]:
             result = render_user(module, store, transport, params["user"], params["dest"], params["expected_groups"], ca_pems)
         else:
