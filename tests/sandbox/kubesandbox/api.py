@@ -371,7 +371,9 @@ class Cluster:
         fault = self.take_fault(req, verb)
         if fault:
             return self.fault_response(fault)
-        if res is None or (sub and sub not in res.subresources) or (res.namespaced and not namespace and name):
+        scoped_path = "/namespaces/" in path and plural != "namespaces"
+        if res is None or (sub and sub not in res.subresources) or (res.namespaced and not namespace and name) or (
+                not res.namespaced and scoped_path):
             return Response(404, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
                                   "message": "the server could not find the requested resource", "reason": "NotFound",
                                   "details": {}, "code": 404})
