@@ -1483,19 +1483,26 @@ class Cluster:
             obj["status"] = {"resourceRules": resource_rules, "nonResourceRules": non_resource, "incomplete": False}
             return Response(201, obj, self._warn_headers(warnings))
         spec = obj["spec"]
+        ra, nra = spec.get("resourceAttributes"), spec.get("nonResourceAttributes")
+        errs = []
+        if ra is not None and nra is not None:
+            errs.append(FieldError("FieldValueInvalid", "spec.nonResourceAttributes", None,
+                                   "cannot be specified in combination with resourceAttributes",
+                                   raw='authorization.NonResourceAttributes{Path:"%s", Verb:"%s"}' % (
+                                       nra.get("path", ""), nra.get("verb", ""))))
+        if ra is None and nra is None:
+            errs.append(FieldError("FieldValueInvalid", "spec.resourceAttributes", None,
+                                   "exactly one of nonResourceAttributes or resourceAttributes must be specified"))
         if res.plural == "subjectaccessreviews":
             if not spec.get("user") and not spec.get("groups"):
-                raise invalid(res, "", [FieldError("FieldValueInvalid", "spec.user", "",
-                                                   "at least one of user or group must be specified")])
+                errs.append(FieldError("FieldValueInvalid", "spec.user", spec.get("user", ""),
+                                       "at least one of user or group must be specified"))
             subject = auth.User(spec.get("user", ""), spec.get("uid", ""), spec.get("groups") or [],
                                 spec.get("extra") or {})
         else:
             subject = user
-        ra, nra = spec.get("resourceAttributes"), spec.get("nonResourceAttributes")
-        if ra is None and nra is None:
-            raise invalid(res, "", [FieldError("FieldValueRequired", "spec.resourceAttributes", None,
-                                               "exactly one of nonResourceAttributes or resourceAttributes must be "
-                                               "specified")])
+        if errs:
+            raise invalid(res, "", errs)
         if ra is not None:
             attrs = auth.Attributes(subject, ra.get("verb", ""), ra.get("group", ""), ra.get("version", ""),
                                     ra.get("resource", ""), ra.get("subresource", ""), ra.get("name", ""),

@@ -109,7 +109,7 @@ def invalid(res, name, errs):
         msg = head + ": " + messages[0]
     else:
         msg = head + ": [" + ", ".join(messages) + "]"
-    details = {"name": name}
+    details = {"name": name} if name else {}
     if res.group:
         details["group"] = res.group
     details["kind"] = res.kind
