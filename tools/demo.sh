@@ -13,4 +13,4 @@ trap '"$bin/python" -m kubesandbox down --state "$state"' EXIT
 printf 'localhost ansible_connection=local ansible_python_interpreter=%s\n' "$bin/python" > out/demo-inventory.ini
 "$bin/ansible-playbook" -i out/demo-inventory.ini playbooks/demo.yml -e "kubepki_demo_state=$state"
 echo
-echo "kubeconfigs: $(ls out/*.kubeconfig | tr '\n' ' ')"
+echo "kubeconfigs:" out/*.kubeconfig

@@ -42,6 +42,7 @@ def _import_etcd3gw():
         requests, Etcd3Client, etcd_exceptions = requests_lib, client_class, exceptions_lib
     return True
 
+
 ENV_ENDPOINTS = "KUBEPKI_ETCD_ENDPOINTS"
 DEFAULT_PREFIX = "/kubepki"
 

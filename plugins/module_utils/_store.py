@@ -46,6 +46,7 @@ def _import_pymongo():
         pymongo, mongo_errors = pymongo_lib, errors_lib
     return True
 
+
 ENV_URI = "KUBEPKI_STORE_URI"
 ENV_PASSPHRASE = "KUBEPKI_STORE_PASSPHRASE"
 DEFAULT_PATH = os.path.join("~", ".kubepki", "store.db")

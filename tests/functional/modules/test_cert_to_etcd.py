@@ -11,7 +11,6 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
 from kubesandbox import etcd, pki  # noqa: E402  pylint: disable=wrong-import-position
 
 
-
 @pytest.fixture(scope="module")
 def etcd_url(request, tmp_path_factory):
     try:

@@ -124,10 +124,10 @@ def test_tls_with_client_certificate(kp_etcd_tls, prefix, monkeypatch):
     ({"timeout": 0}, "etcd_timeout must be positive"),
 ])
 def test_bad_options(kwargs, message):
-    args = {"endpoints": ["http://127.0.0.1:2379"]}
-    args.update(kwargs)
+    options = dict(kwargs)
+    endpoints = options.pop("endpoints", ["http://127.0.0.1:2379"])
     with pytest.raises(KubePkiError, match=message):
-        _etcd.EtcdTransport(args.pop("endpoints"), **args)
+        _etcd.EtcdTransport(endpoints, **options)
 
 
 @pytest.mark.parametrize("parts, message", [

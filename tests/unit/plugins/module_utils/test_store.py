@@ -43,7 +43,8 @@ class Backend:
     def open(self, passphrase=""):
         factory = None
         if self.kind == "mongomock":
-            factory = lambda uri, **kwargs: self.client  # noqa: E731
+            def factory(uri, **kwargs):  # pylint: disable=unused-argument
+                return self.client
         store = _store.open_store(self.uri, passphrase, mongo_client_factory=factory)
         self.opened.append(store)
         return store
@@ -220,13 +221,13 @@ def test_embedded_two_processes_end_with_one_key(tmp_path):
     for attempt in range(3):
         user = "racer-%d" % attempt
         queue = context.Queue()
-        workers = [context.Process(target=_race, args=(path, user, queue)) for _ in range(4)]
+        workers = [context.Process(target=_race, args=(path, user, queue)) for _index in range(4)]
         for worker in workers:
             worker.start()
         for worker in workers:
             worker.join(60)
             assert worker.exitcode == 0
-        outcomes = [queue.get(timeout=5) for _ in workers]
+        outcomes = [queue.get(timeout=5) for _worker in workers]
         assert len({sha for sha, _created in outcomes}) == 1
         assert sum(1 for _sha, created in outcomes if created) == 1
     with sqlite3.connect(path) as db:
