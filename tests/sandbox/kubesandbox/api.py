@@ -472,7 +472,8 @@ class Cluster:
         if action == "drop-watches":
             return Response(200, {"dropped": self.store.drop_watchers()})
         if action == "expire-next-watch":
-            self.expire_next_watch += int(body.get("count", 1))
+            with self.fault_lock:
+                self.expire_next_watch += int(body.get("count", 1))
             return Response(200, {"pending": self.expire_next_watch})
         if action == "options":
             if req.method == "POST":
@@ -693,8 +694,11 @@ class Cluster:
         bookmarks = req.q("allowWatchBookmarks") in ("true", "1", "True")
         send_initial = req.q("sendInitialEvents") in ("true", "1", "True")
         as_table = self._as_table(req)
-        if self.expire_next_watch > 0:
-            self.expire_next_watch -= 1
+        with self.fault_lock:
+            expire = self.expire_next_watch > 0
+            if expire:
+                self.expire_next_watch -= 1
+        if expire:
             requested = int(rv_text) if rv_text and rv_text.isdigit() else self.store.current_rv()
             status = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
                       "message": "too old resource version: %d (%d)" % (requested, self.store.current_rv()),
