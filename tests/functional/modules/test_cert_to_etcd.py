@@ -8,19 +8,7 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "sandbox"))
 
-from kubesandbox import etcd, pki  # noqa: E402  pylint: disable=wrong-import-position
-
-
-@pytest.fixture(scope="module")
-def etcd_url(request, tmp_path_factory):
-    try:
-        yield request.getfixturevalue("etcd_server").url
-        return
-    except pytest.FixtureLookupError:
-        pass
-    server = etcd.EtcdServer(str(tmp_path_factory.mktemp("cte-etcd"))).start()
-    yield server.url
-    server.stop()
+from kubesandbox import pki  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def records(count=3):

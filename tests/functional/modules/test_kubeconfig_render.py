@@ -12,21 +12,9 @@ TESTS = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__
 sys.path.insert(0, os.path.join(TESTS, "sandbox"))
 sys.path.insert(0, os.path.join(os.path.dirname(TESTS), ".cache", "collections"))
 
-from kubesandbox import etcd, pki  # noqa: E402  pylint: disable=wrong-import-position
+from kubesandbox import pki  # noqa: E402  pylint: disable=wrong-import-position
 
 from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _etcd, _store  # noqa: E402  pylint: disable=wrong-import-position
-
-
-@pytest.fixture(scope="module")
-def etcd_url(request, tmp_path_factory):
-    try:
-        yield request.getfixturevalue("etcd_server").url
-        return
-    except pytest.FixtureLookupError:
-        pass
-    server = etcd.EtcdServer(str(tmp_path_factory.mktemp("kcr-etcd"))).start()
-    yield server.url
-    server.stop()
 
 
 def certificate_record(ca, key_pem, user="alice", cluster="c1", orgs=("team-a",), days=30):
