@@ -102,14 +102,6 @@ def test_expired_refused(run_playbook, setup):
     assert result["failed"] and "user 'alice' for cluster 'c1'" in result["msg"] and "expired at" in result["msg"]
 
 
-def _sandbox(request):
-    try:
-        return request.getfixturevalue("sandbox")
-    except pytest.FixtureLookupError:
-        pytest.skip("the sandbox fixture (tests/conftest.py) is not available yet")
-    return None
-
-
 def _load(value, loader):
     if isinstance(value, (str, os.PathLike)) and os.path.exists(value):
         with open(value, "rb") as handle:
@@ -117,8 +109,7 @@ def _load(value, loader):
     return value
 
 
-def test_kubectl_auth_whoami_with_rendered_kubeconfig(request, run_playbook, setup):
-    sandbox = _sandbox(request)
+def test_kubectl_auth_whoami_with_rendered_kubeconfig(sandbox, run_playbook, setup):
     name = sandbox.names[0]
     cluster = sandbox.cluster(name)
     ca = pki.KeyPair(_load(cluster.ca_cert, pki.load_cert), _load(cluster.ca_key, pki.load_key))
