@@ -28,6 +28,10 @@ def collections_root():
     return root
 
 
+# Made at load, before any test module of tests/functional is imported: some import the collection directly.
+collections_root()
+
+
 def ansible_env(tmp_dir, extra=None):
     """The environment for ansible-playbook: this venv's interpreter, our collection, JSON output."""
     site = next(p for p in sys.path if p.endswith("site-packages"))

@@ -1,7 +1,7 @@
 """Fixtures for the role tests: node trees copied from fixtures/, and a runner that applies one role to them.
 
-The parent conftest (tests/functional/conftest.py) provides ``run_playbook``; the collection symlink tree is made
-here too, so that these tests work from a clean clone whatever runs first.
+The parent conftest (tests/functional/conftest.py) provides ``run_playbook`` and makes the collection symlink
+tree when it loads.
 """
 
 import os
@@ -10,23 +10,7 @@ import shutil
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
 FIXTURES = os.path.join(HERE, "fixtures")
-
-
-def ensure_collection_link():
-    """``.cache/collections/ansible_collections/kubepki/certs`` -> the repository (not committed)."""
-    link = os.path.join(REPO, ".cache", "collections", "ansible_collections", "kubepki", "certs")
-    if not os.path.islink(link):
-        os.makedirs(os.path.dirname(link), exist_ok=True)
-        try:
-            os.symlink(REPO, link)
-        except FileExistsError:
-            pass
-    return link
-
-
-ensure_collection_link()
 
 
 @pytest.fixture
