@@ -1,0 +1,174 @@
+# Copyright (c) kubepki.certs contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+#
+# PRIVATE to kubepki.certs: this module_utils file may change in any release.
+
+"""The csr_approve step: decide on CSRs under the approval policy, through the /approval subresource."""
+
+from __future__ import annotations
+
+import copy
+
+from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _csr, _kube, _policy, _store
+from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
+
+POLICY_OPTIONS = {
+    "allowed_signers": {"type": "list", "elements": "str", "default": list(_policy.DEFAULTS["allowed_signers"])},
+    "allowed_usages": {"type": "dict", "default": {}},
+    "allowed_groups": {"type": "list", "elements": "str"},
+    "allowed_system_groups": {"type": "list", "elements": "str", "default": []},
+    "max_expiration_seconds": {"type": "int"},
+    "common_name_pattern": {"type": "str"},
+    "key_must_match_store": {"type": "bool", "default": True},
+    "allowed_dns_suffixes": {"type": "list", "elements": "str", "default": []},
+    "allowed_ip_cidrs": {"type": "list", "elements": "str", "default": []},
+    "requester_must_be_node": {"type": "bool", "default": True},
+}
+
+
+def argument_spec():
+    spec = {
+        "action": {"type": "str", "choices": ["approve", "deny"], "default": "approve"},
+        "names": {"type": "list", "elements": "str", "default": []},
+        "csrs": {"type": "list", "elements": "dict", "default": []},
+        "users": {"type": "list", "elements": "dict", "default": [],
+                  "options": {"name": {"type": "str", "required": True}, "groups": {"type": "list", "elements": "str"}}},
+        "cluster": {"type": "str"},
+        "scope": {"type": "str", "default": "default"},
+        "key_scope": {"type": "str", "choices": ["shared", "per_cluster"], "default": "shared"},
+        "reason": {"type": "str"},
+        "condition_message": {"type": "str"},
+        "deny_on_violation": {"type": "bool", "default": False},
+        "policy": {"type": "dict", "default": {}, "options": copy.deepcopy(POLICY_OPTIONS)},
+    }
+    spec.update(copy.deepcopy(_kube.AUTH_ARG_SPEC))
+    spec.update(copy.deepcopy(_store.STORE_ARG_SPEC))
+    return spec
+
+
+def select(client, params):
+    """[(name, object or None, expected dict, strict)] of the CSRs to decide on; strict = named explicitly."""
+    chosen = {}
+    for index, name in enumerate(params["names"]):
+        if not name:
+            raise KubePkiError("names[%d] is empty" % index)
+        chosen.setdefault(name, {"expected": {}, "strict": True, "skip": None})
+    for index, entry in enumerate(params["csrs"]):
+        if not isinstance(entry, dict):
+            raise KubePkiError("csrs[%d] is not a dict (pass the csrs list returned by csr_create)" % index)
+        if not entry.get("csr_name"):
+            continue
+        skip = "known" if entry.get("action") == "known" else None
+        chosen[entry["csr_name"]] = {"expected": {"common_name": entry.get("name")}, "strict": True, "skip": skip}
+    for index, user in enumerate(params["users"]):
+        problem = _csr.name_problem(user["name"])
+        if problem:
+            raise KubePkiError("users[%d].name %r %s" % (index, user["name"], problem))
+        items, _version = _csr.list_objects(client, label_selector=_csr.selector(user["name"], params["scope"], params["cluster"]))
+        for item in items:
+            annotations = (item.get("metadata") or {}).get("annotations") or {}
+            if annotations.get(_csr.ANN_USER, user["name"]) != user["name"]:
+                continue
+            expected = {"common_name": user["name"]}
+            if user["groups"] is not None:
+                expected["groups"] = list(user["groups"])
+            chosen.setdefault(item["metadata"]["name"], {"expected": expected, "strict": False, "skip": None, "obj": item})
+    if not (params["names"] or params["csrs"] or params["users"]):
+        raise KubePkiError("nothing to decide on: give names, csrs or users")
+    wanted = [name for name, info in chosen.items() if "obj" not in info and info["skip"] is None]
+    if len(wanted) > 1:
+        # one list call for a batch instead of one GET per CSR; names not seen there are fetched one by one
+        items, _version = _csr.list_objects(client, label_selector=_csr.selector())
+        for item in items:
+            name = (item.get("metadata") or {}).get("name")
+            if name in chosen and name in wanted:
+                chosen[name]["obj"] = item
+    return chosen
+
+
+def run(module):
+    params = module.params
+    approve = params["action"] == "approve"
+    policy = _policy.normalize(params["policy"]) if approve else None
+    if approve and params["key_scope"] == "per_cluster" and policy["key_must_match_store"] and not params["cluster"]:
+        raise KubePkiError("cluster is required with key_scope=per_cluster to find the stored keys")
+    client = _kube.get_client(module)
+    chosen = select(client, params)
+    store = None
+    results, pending = [], []
+    try:
+        for name, info in chosen.items():
+            entry = {"name": name, "user": info["expected"].get("common_name"), "decision": "skipped", "state_before": None,
+                     "state": None, "violations": []}
+            results.append(entry)
+            if info["skip"] == "known":
+                entry.update(state_before="issued", state="issued", decision="unchanged")
+                continue
+            obj = info.get("obj") or _csr.get(client, name)
+            if obj is None:
+                if info["strict"]:
+                    raise KubePkiError("CertificateSigningRequest %s does not exist in %s" % (name, client.host), csr_name=name)
+                continue
+            state = _csr.csr_state(obj)
+            entry.update(state_before=state, state=state)
+            if state in ("approved", "issued"):
+                if not approve:
+                    raise KubePkiError("CertificateSigningRequest %s is already approved; it cannot be denied" % name, csr_name=name)
+                entry["decision"] = "unchanged"
+                continue
+            if state == "denied":
+                if approve and info["strict"]:
+                    raise KubePkiError("CertificateSigningRequest %s was denied; a denial cannot be taken back" % name, csr_name=name)
+                entry["decision"] = "unchanged" if not approve else "skipped"
+                continue
+            if state == "failed":
+                continue
+            if approve:
+                expected = dict(info["expected"])
+                facts = None
+                try:
+                    facts = _crypto.csr_facts(_csr.request_pem(obj), what="spec.request of CSR %s" % name)
+                except KubePkiError:
+                    pass
+                user = expected.get("common_name") or (facts or {}).get("common_name")
+                entry["user"] = user
+                if policy["key_must_match_store"] and user:
+                    if store is None:
+                        store = _store.open_store_from_params(params)
+                    key_cluster = params["cluster"] if params["key_scope"] == "per_cluster" else ""
+                    scope = ((obj.get("metadata") or {}).get("annotations") or {}).get(_csr.ANN_SCOPE) or params["scope"]
+                    key = store.get_key(scope, user, key_cluster)
+                    expected["public_key_sha256"] = key["public_key_sha256"] if key else None
+                entry["violations"] = _policy.evaluate(obj, policy, expected)
+            pending.append((entry, obj))
+    finally:
+        if store is not None:
+            store.close()
+
+    refused = [(e, o) for e, o in pending if e["violations"]]
+    if approve and refused and not params["deny_on_violation"]:
+        lines = ["%s: %s" % (e["name"], "; ".join(v["reason"] for v in e["violations"])) for e, _o in refused]
+        raise KubePkiError("the approval policy refuses %d CSR%s: %s" % (len(refused), "s" if len(refused) > 1 else "", " | ".join(lines)),
+                           csrs=results)
+    changed = False
+    for entry, obj in pending:
+        if approve and not entry["violations"]:
+            decision = "Approved"
+            reason = params["reason"] or "KubepkiApproved"
+            message = params["condition_message"] or "Approved by kubepki.certs under its approval policy"
+        else:
+            decision = "Denied"
+            reason = params["reason"] or ("KubepkiPolicyViolation" if entry["violations"] else "KubepkiDenied")
+            message = params["condition_message"]
+            if not message:
+                reasons = "; ".join(v["reason"] for v in entry["violations"])
+                message = "Denied by kubepki.certs: %s" % reasons if reasons else "Denied by kubepki.certs"
+        did, _updated = _csr.decide(client, entry["name"], decision, reason, message, obj=obj, dry_run=module.check_mode)
+        entry["decision"] = decision.lower() if did else "unchanged"
+        entry["state"] = decision.lower() if did else entry["state"]
+        changed = changed or did
+    output = {"changed": changed, "csrs": results}
+    if module._diff:
+        output["diff"] = {"before": {e["name"]: e["state_before"] for e in results}, "after": {e["name"]: e["state"] for e in results}}
+    return output

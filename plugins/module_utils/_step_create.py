@@ -1,0 +1,385 @@
+# Copyright (c) kubepki.certs contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+#
+# PRIVATE to kubepki.certs: this module_utils file may change in any release.
+
+"""The csr_create step: validate users, ensure keys in the store and CSR objects in one cluster."""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import ipaddress
+
+from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _csr
+from ansible_collections.kubepki.certs.plugins.module_utils import _etcd, _kube, _store
+from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
+
+
+def argument_spec():
+    spec = {
+        "users": {
+            "type": "list", "elements": "dict", "required": True,
+            "options": {
+                "name": {"type": "str", "required": True},
+                "groups": {"type": "list", "elements": "str", "default": []},
+                "expiration_seconds": {"type": "int"},
+                "dns_names": {"type": "list", "elements": "str", "default": []},
+                "ip_addresses": {"type": "list", "elements": "str", "default": []},
+                "csr": {"type": "str"},
+            },
+        },
+        "cluster": {"type": "str", "required": True},
+        "scope": {"type": "str", "default": "default"},
+        "signer_name": {"type": "str", "default": _csr.SIGNER_CLIENT},
+        "usages": {"type": "list", "elements": "str"},
+        "key_type": {"type": "str", "choices": list(_crypto.KEY_TYPES), "default": _crypto.DEFAULT_KEY_TYPE},
+        "key_scope": {"type": "str", "choices": ["shared", "per_cluster"], "default": "shared"},
+        "expiration_seconds": {"type": "int"},
+        "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
+        "renew_before": {"type": "str"},
+        "rotate_key": {"type": "bool", "default": False},
+        "force": {"type": "bool", "default": False},
+    }
+    spec.update(copy.deepcopy(_kube.AUTH_ARG_SPEC))
+    spec.update(copy.deepcopy(_store.STORE_ARG_SPEC))
+    spec.update(copy.deepcopy(_etcd.ETCD_ARG_SPEC))
+    return spec
+
+
+# ---------------------------------------------------------------- validation (before anything is touched)
+
+def validate(params):
+    """Check every input; returns the per-user plans. KubePkiError names the parameter at fault."""
+    for option in ("cluster", "scope"):
+        problem = _csr.name_problem(params[option])
+        if problem:
+            raise KubePkiError("%s %r %s" % (option, params[option], problem))
+    signer = params["signer_name"]
+    problem = _csr.signer_name_problem(signer)
+    if problem:
+        raise KubePkiError("signer_name %r is not valid: %s" % (signer, problem))
+    if params["usages"] is not None:
+        problem = _csr.usages_problem(signer, params["usages"])
+        if problem:
+            raise KubePkiError("usages: %s" % problem)
+    _check_expiration(params["expiration_seconds"], "expiration_seconds")
+    renew_before = _csr.parse_duration(params["renew_before"], "renew_before")
+    if not params["users"] and params["state"] == "present":
+        raise KubePkiError("users: at least one user is required")
+    plans, seen = [], set()
+    for index, user in enumerate(params["users"]):
+        where = "users[%d]" % index
+        problem = _csr.name_problem(user["name"])
+        if problem:
+            raise KubePkiError("%s.name %r %s" % (where, user["name"], problem))
+        if user["name"] in seen:
+            raise KubePkiError("%s.name %r is listed twice" % (where, user["name"]))
+        seen.add(user["name"])
+        where = "users[%d] (%s)" % (index, user["name"])
+        for group in user["groups"]:
+            problem = _csr.group_problem(group)
+            if problem:
+                raise KubePkiError("%s.groups: group %r %s" % (where, group, problem))
+        if len(set(user["groups"])) != len(user["groups"]):
+            raise KubePkiError("%s.groups lists a group twice: %s" % (where, user["groups"]))
+        _check_expiration(user["expiration_seconds"], "%s.expiration_seconds" % where)
+        for address in user["ip_addresses"]:
+            try:
+                ipaddress.ip_address(address)
+            except ValueError:
+                raise KubePkiError("%s.ip_addresses: %r is not an IP address" % (where, address)) from None
+        for dns in user["dns_names"]:
+            if not dns or " " in dns or any(ord(ch) < 33 for ch in dns):
+                raise KubePkiError("%s.dns_names: %r is not a DNS name" % (where, dns))
+        plan = {"user": user["name"], "groups": list(user["groups"]), "dns_names": list(user["dns_names"]),
+                "ip_addresses": list(user["ip_addresses"]), "csr": user["csr"],
+                "expiration_seconds": user["expiration_seconds"] if user["expiration_seconds"] is not None else params["expiration_seconds"]}
+        if user["csr"] is not None:
+            if "-----BEGIN CERTIFICATE REQUEST-----" not in user["csr"]:
+                raise KubePkiError("%s.csr is not a PEM CERTIFICATE REQUEST" % where)
+            facts = _crypto.csr_facts(user["csr"], what="%s.csr" % where)
+            if facts["common_name"] != user["name"]:
+                raise KubePkiError("%s.csr has common name %r, not the user name %r" % (where, facts["common_name"], user["name"]))
+            if user["groups"] and facts["organizations"] != user["groups"]:
+                raise KubePkiError("%s.csr has organizations %s, not the given groups %s" % (where, facts["organizations"], user["groups"]))
+            sans_differ = (sorted(facts["dns_names"]) != sorted(user["dns_names"])
+                           or sorted(facts["ip_addresses"]) != sorted(user["ip_addresses"]))
+            if (user["dns_names"] or user["ip_addresses"]) and sans_differ:
+                raise KubePkiError("%s.csr has subjectAltNames DNS %s IP %s, not the given dns_names/ip_addresses" % (
+                    where, facts["dns_names"], facts["ip_addresses"]))
+            plan["groups"] = facts["organizations"]
+            plan["dns_names"] = facts["dns_names"]
+            plan["ip_addresses"] = facts["ip_addresses"]
+            plan["facts"] = facts
+            key_type = facts["key_type"]
+        else:
+            key_type = params["key_type"]
+        plan["usages"] = list(params["usages"]) if params["usages"] is not None else _csr.default_usages(signer, key_type)
+        if signer == _csr.SIGNER_CLIENT and "system:masters" in plan["groups"]:
+            raise KubePkiError("%s.groups: system:masters is refused with signer %s (the apiserver's "
+                               "CertificateSubjectRestriction admission answers 403)" % (where, signer))
+        system = [g for g in plan["groups"] if g.startswith("system:") and g != "system:masters"]
+        if system and signer not in (_csr.SIGNER_KUBELET_CLIENT, _csr.SIGNER_KUBELET_SERVING):
+            plan["warning"] = ("%s asks for the system group%s %s; csr_approve refuses system:* groups unless its policy lists them "
+                               "in allowed_system_groups" % (where, "s" if len(system) > 1 else "", ", ".join(system)))
+        if signer in (_csr.SIGNER_KUBELET_CLIENT, _csr.SIGNER_KUBELET_SERVING):
+            if not plan["user"].startswith("system:node:"):
+                raise KubePkiError("%s.name must have the form system:node:<node name> for signer %s" % (where, signer))
+            if plan["groups"] != ["system:nodes"]:
+                raise KubePkiError("%s.groups must be exactly [system:nodes] for signer %s" % (where, signer))
+        if signer == _csr.SIGNER_KUBELET_CLIENT and (plan["dns_names"] or plan["ip_addresses"]):
+            raise KubePkiError("%s: signer %s allows no DNS or IP subjectAltNames" % (where, signer))
+        if signer == _csr.SIGNER_KUBELET_SERVING and not (plan["dns_names"] or plan["ip_addresses"]):
+            raise KubePkiError("%s: signer %s needs at least one of dns_names or ip_addresses" % (where, signer))
+        plans.append(plan)
+    return plans, renew_before
+
+
+def _check_expiration(value, what):
+    if value is not None and value < 600:
+        raise KubePkiError("%s %s is too short: the API refuses durations under 600 seconds (10 minutes)" % (what, value))
+    if value is not None and value > 2 ** 31 - 1:
+        raise KubePkiError("%s %s does not fit the API's int32" % (what, value))
+
+
+# ---------------------------------------------------------------- the work
+
+class Creator:
+    def __init__(self, module, renew_before):
+        self.module = module
+        self.params = module.params
+        self.check = module.check_mode
+        self.renew_before = renew_before
+        self.client = None
+        self.store = None
+        self.etcd = None
+        self.key_cluster = self.params["cluster"] if self.params["key_scope"] == "per_cluster" else ""
+        self.before = []
+        self.after = []
+        self.prefetched = None
+        self.etcd_records = None
+
+    def open(self, plans):
+        self.client = _kube.get_client(self.module)
+        if any(plan["csr"] is None for plan in plans) and self.params["state"] == "present":
+            self.store = _store.open_store_from_params(self.params)
+        if self.params["state"] == "present":
+            self.etcd = _etcd.transport_from_params(self.params)
+        if self.params["state"] == "present" and len(plans) > 1:
+            # one list call for the whole batch instead of one GET per user
+            items, _version = _csr.list_objects(self.client, label_selector=_csr.selector(scope=self.params["scope"], cluster=self.params["cluster"]))
+            self.prefetched = {(item.get("metadata") or {}).get("name"): item for item in items}
+            if self.etcd is not None:
+                # and one etcd range read instead of one read per user
+                self.etcd_records = {}
+                for key, record in self.etcd.list_records(self.params["scope"], self.params["cluster"]):
+                    self.etcd_records[key.rsplit("/", 1)[1]] = record
+
+    def lookup(self, name):
+        """The existing CSR named ``name`` (from the batch's list when there was one), or None."""
+        if self.prefetched is not None:
+            return self.prefetched.get(name)
+        return _csr.get(self.client, name)
+
+    def close(self):
+        for thing in (self.store, self.etcd):
+            if thing is not None:
+                try:
+                    thing.close()
+                except Exception:  # pylint: disable=broad-exception-caught
+                    pass
+
+    # ------------------------------------------------------------ known certificates
+
+    def known_certificate(self, plan, public_key_sha256):
+        """The newest certificate record for this user and cluster that matches key and request, or None."""
+        params = self.params
+        records = []
+        if self.store is not None:
+            records.append(self.store.get_cert(params["scope"], params["cluster"], plan["user"]))
+        if self.etcd_records is not None:
+            records.append(self.etcd_records.get(plan["user"]))
+        elif self.etcd is not None:
+            records.append(self.etcd.get_record(params["scope"], params["cluster"], plan["user"]))
+        best = None
+        for record in records:
+            if not record or not record.get("not_after"):
+                continue
+            if best is None or record["not_after"] > best["not_after"]:
+                best = record
+        return best
+
+    def record_matches(self, record, plan, public_key_sha256):
+        return (record.get("public_key_sha256") == public_key_sha256
+                and record.get("common_name", record.get("user")) == plan["user"]
+                and list(record.get("organizations") or []) == plan["groups"]
+                and record.get("signer_name") == self.params["signer_name"])
+
+    def due(self, record):
+        """Whether ``record`` must be replaced: expired, not yet valid, or expiring within renew_before."""
+        now = _crypto.utc_now()
+        try:
+            not_after = _crypto.parse_rfc3339(record["not_after"])
+            not_before = _crypto.parse_rfc3339(record.get("not_before") or record["not_after"])
+        except KubePkiError:
+            return True
+        margin = datetime.timedelta(seconds=self.renew_before or 0)
+        return not (not_before <= now + datetime.timedelta(minutes=5) and now + margin < not_after)
+
+    # ------------------------------------------------------------ one user
+
+    def ensure(self, plan):
+        params = self.params
+        result = {"name": plan["user"], "csr_name": None, "uid": None, "state": "absent", "action": "none", "key_created": False,
+                  "public_key_sha256": None, "renews_serial": "", "signer_name": params["signer_name"],
+                  "cluster": params["cluster"], "scope": params["scope"], "deleted": []}
+        changed = False
+        private_key = None
+        key_record = None
+        if plan["csr"] is not None:
+            public_sha = plan["facts"]["public_key_sha256"]
+        else:
+            key_record = self.store.get_key(params["scope"], plan["user"], self.key_cluster)
+            if key_record is None and not self.check:
+                key_record, created = self.store.ensure_key(params["scope"], plan["user"], self.key_cluster, params["key_type"])
+                result["key_created"] = created
+                changed = changed or created
+            elif key_record is None:
+                result["key_created"] = True
+                changed = True
+            public_sha = key_record["public_key_sha256"] if key_record else None
+        result["public_key_sha256"] = public_sha
+
+        known = self.known_certificate(plan, public_sha) if public_sha else None
+        renews = ""
+        if known is not None:
+            if self.record_matches(known, plan, public_sha) and not self.due(known):
+                result.update(csr_name=known.get("csr_name"), uid=known.get("csr_uid"), state="issued", action="known")
+                return result, changed
+            renews = known.get("serial") or ""
+            if (self.record_matches(known, plan, public_sha) and params["rotate_key"] and key_record is not None
+                    and known.get("public_key_sha256") == public_sha):
+                # a renewal is due and a new key was asked for
+                if self.check:
+                    result.update(key_created=True, state="absent", action="created", renews_serial=renews)
+                    return result, True
+                key_record = self.store.replace_key(params["scope"], plan["user"], self.key_cluster, params["key_type"])
+                public_sha = key_record["public_key_sha256"]
+                result.update(key_created=True, public_key_sha256=public_sha)
+                changed = True
+        result["renews_serial"] = renews
+
+        if public_sha is None:
+            # check mode, no key yet: the CSR name cannot be known
+            result.update(action="created")
+            return result, True
+
+        name = _csr.csr_name(plan["user"], public_sha, plan["user"], plan["groups"], params["signer_name"], plan["usages"],
+                             plan["expiration_seconds"], plan["dns_names"], plan["ip_addresses"], renews)
+        result["csr_name"] = name
+        existing = self.lookup(name)
+        if plan["csr"] is not None:
+            request_pem = plan["csr"]
+            request_facts = plan["facts"]
+        else:
+            private_key = _crypto.load_private_key(key_record["private_key_pem"], what="the stored key of %s" % plan["user"])
+            request_facts = {"public_key_sha256": public_sha, "common_name": plan["user"], "organizations": plan["groups"],
+                             "dns_names": plan["dns_names"], "ip_addresses": plan["ip_addresses"]}
+            request_pem = None
+        obj = None
+        for attempt in range(2):
+            if existing is not None:
+                diffs = _csr.compare(existing, request_facts, params["signer_name"], plan["usages"], plan["expiration_seconds"])
+                state = _csr.csr_state(existing)
+                self.before.append(_diff_view(existing))
+                if not diffs and not (state in ("denied", "failed") and params["force"]):
+                    if state in ("denied", "failed"):
+                        self.module.warn("CertificateSigningRequest %s for %s is %s; set force=true to replace it" % (name, plan["user"], state))
+                    result.update(uid=(existing.get("metadata") or {}).get("uid"), state=state, action="adopted")
+                    self.after.append(_diff_view(existing))
+                    return result, changed
+                if not params["force"]:
+                    problem = "; ".join(diffs) if diffs else "it is %s" % state
+                    raise KubePkiError("CertificateSigningRequest %s already exists with a different spec (specs are immutable): %s; "
+                                       "set force=true to replace it" % (name, problem), csr_name=name, user=plan["user"])
+                _csr.delete(self.client, name, dry_run=self.check)
+                result["action"] = "replaced"
+            else:
+                result["action"] = "created"
+            if obj is None:
+                if request_pem is None:
+                    request_pem = _crypto.build_csr_pem(private_key, plan["user"], plan["groups"], plan["dns_names"], plan["ip_addresses"])
+                obj = _csr.build_object(
+                    name, request_pem, params["signer_name"], plan["usages"], plan["expiration_seconds"],
+                    labels=_csr.labels_for(plan["user"], params["scope"], params["cluster"]),
+                    annotations=_csr.annotations_for(plan["user"], params["scope"], params["cluster"], public_sha,
+                                                     plan["expiration_seconds"], renews))
+            if self.check and result["action"] == "replaced":
+                created = obj
+                break
+            try:
+                created = _csr.create(self.client, obj, dry_run=self.check)
+                break
+            except KubePkiError as exc:
+                if _kube.status_of(exc) != 409 or attempt:
+                    raise
+                # a concurrent run (or someone else) holds the name: look at it like any existing CSR
+                existing = _csr.get(self.client, name)
+                if existing is None:
+                    raise
+        result.update(uid=None if self.check else (created.get("metadata") or {}).get("uid"), state="pending")
+        self.after.append(_diff_view(created))
+        return result, True
+
+    def remove(self, plan):
+        params = self.params
+        result = {"name": plan["user"], "csr_name": None, "uid": None, "state": "absent", "action": "none", "key_created": False,
+                  "public_key_sha256": None, "renews_serial": "", "signer_name": params["signer_name"],
+                  "cluster": params["cluster"], "scope": params["scope"], "deleted": []}
+        items, _version = _csr.list_objects(self.client, label_selector=_csr.selector(plan["user"], params["scope"], params["cluster"]))
+        for item in items:
+            annotations = (item.get("metadata") or {}).get("annotations") or {}
+            if annotations.get(_csr.ANN_USER, plan["user"]) != plan["user"] or annotations.get(_csr.ANN_SCOPE, params["scope"]) != params["scope"]:
+                continue
+            name = item["metadata"]["name"]
+            self.before.append(_diff_view(item))
+            if _csr.delete(self.client, name, dry_run=self.check) or self.check:
+                result["deleted"].append(name)
+        if result["deleted"]:
+            result["action"] = "deleted"
+        return result, bool(result["deleted"])
+
+
+def _diff_view(obj):
+    """What the diff shows of a CSR: no request bytes, no certificate."""
+    meta = obj.get("metadata") or {}
+    spec = obj.get("spec") or {}
+    return {"name": meta.get("name"), "signerName": spec.get("signerName"), "usages": spec.get("usages"),
+            "expirationSeconds": spec.get("expirationSeconds"), "labels": meta.get("labels"), "state": _csr.csr_state(obj)}
+
+
+def run(module):
+    """csr_create's work for ``module`` (anything with params, check_mode, _diff and warn): its result dict."""
+    plans, renew_before = validate(module.params)
+    for plan in plans:
+        if plan.get("warning"):
+            module.warn(plan["warning"])
+    creator = Creator(module, renew_before)
+    try:
+        creator.open(plans)
+        results, changed = [], False
+        for plan in plans:
+            if module.params["state"] == "present":
+                one, one_changed = creator.ensure(plan)
+            else:
+                one, one_changed = creator.remove(plan)
+            results.append(one)
+            changed = changed or one_changed
+    finally:
+        creator.close()
+    output = {"changed": changed, "csrs": results}
+    if module._diff:
+        output["diff"] = {"before": {"csrs": creator.before}, "after": {"csrs": creator.after}}
+    return output

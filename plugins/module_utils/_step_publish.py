@@ -1,0 +1,138 @@
+# Copyright (c) kubepki.certs contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+#
+# PRIVATE to kubepki.certs: this module_utils file may change in any release.
+
+"""The cert_to_etcd step: certificate records into (or out of) the central etcd."""
+
+from __future__ import annotations
+
+import copy
+
+from ansible_collections.kubepki.certs.plugins.module_utils import _crypto
+from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
+from ansible_collections.kubepki.certs.plugins.module_utils._etcd import (
+    ETCD_ARG_SPEC, endpoints_from_params, transport_from_params,
+)
+
+PASSED_THROUGH = ("csr_name", "csr_uid", "signer_name")
+CHECKED_FACTS = ("serial", "not_before", "not_after", "public_key_sha256", "common_name")
+
+
+def argument_spec():
+    spec = copy.deepcopy(ETCD_ARG_SPEC)
+    spec.update(
+        certificates=dict(type="list", elements="dict", required=True),
+        scope=dict(type="str", default="default"),
+        cluster=dict(type="str"),
+        state=dict(type="str", default="present", choices=["present", "absent"]),
+    )
+    return spec
+
+
+def _text(entry, field, where):
+    value = entry.get(field)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise KubePkiError("%s.%s must be a string, got %s" % (where, field, type(value).__name__))
+    return value
+
+
+def normalise(entry, index, params):
+    """The canonical certificate record of one input entry (facts recomputed from the PEM)."""
+    where = "certificates[%d]" % index
+    if not isinstance(entry, dict):
+        raise KubePkiError("%s must be a dict, got %s" % (where, type(entry).__name__))
+    scope = _text(entry, "scope", where) or params["scope"]
+    cluster = _text(entry, "cluster", where) or params["cluster"]
+    user = _text(entry, "user", where)
+    pem = _text(entry, "certificate", where)
+    if not cluster:
+        raise KubePkiError("%s has no cluster and the cluster option is not set" % where)
+    if params["state"] == "absent" and pem is None:
+        if not user:
+            raise KubePkiError("%s needs user (or certificate) to name the record to remove" % where)
+        return {"scope": scope, "cluster": cluster, "user": user}
+    if pem is None:
+        raise KubePkiError("%s has no certificate (PEM)" % where)
+    facts = _crypto.certificate_facts(pem, what="%s.certificate" % where)
+    for field in CHECKED_FACTS:
+        given = entry.get(field)
+        if given not in (None, "") and str(given).lower() != str(facts[field]).lower():
+            raise KubePkiError("%s.%s is %r but the certificate says %r; the record does not describe its certificate" % (
+                where, field, given, facts[field]))
+    if user is None:
+        user = facts["common_name"]
+    if not user:
+        raise KubePkiError("%s has no user and its certificate has no CN" % where)
+    if user != facts["common_name"]:
+        raise KubePkiError("%s.user is %r but the certificate CN is %r" % (where, user, facts["common_name"]))
+    given_orgs = entry.get("organizations")
+    if given_orgs not in (None, []) and list(given_orgs) != facts["organizations"]:
+        raise KubePkiError("%s.organizations is %r but the certificate carries %r" % (where, given_orgs, facts["organizations"]))
+    record = {
+        "scope": scope, "cluster": cluster, "user": user,
+        "common_name": facts["common_name"], "organizations": facts["organizations"],
+        "certificate": "".join(_crypto.split_pem_certificates(pem)),
+        "serial": facts["serial"], "not_before": facts["not_before"], "not_after": facts["not_after"],
+        "public_key_sha256": facts["public_key_sha256"],
+    }
+    for field in PASSED_THROUGH:
+        record[field] = _text(entry, field, where)
+    return record
+
+
+def summary(record):
+    """The non-PEM part of a record, for diffs."""
+    if record is None:
+        return None
+    return {k: v for k, v in sorted(record.items()) if k != "certificate"}
+
+
+def run(module):
+    """cert_to_etcd's work for ``module``: its result dict. A failure carries the records handled so far."""
+    params = module.params
+    results, before, after = [], {}, {}
+    transport = None
+    try:
+        if not endpoints_from_params(params):
+            raise KubePkiError("etcd_endpoints: no etcd endpoint given (set etcd_endpoints or KUBEPKI_ETCD_ENDPOINTS)")
+        records = [normalise(entry, index, params) for index, entry in enumerate(params["certificates"])]
+        transport = transport_from_params(params)
+        seen = {}
+        for index, record in enumerate(records):
+            key = transport.key_for(record["scope"], record["cluster"], record["user"])
+            if key in seen:
+                raise KubePkiError("certificates[%d] and certificates[%d] both address %s" % (seen[key], index, key))
+            seen[key] = index
+        for record in records:
+            key = transport.key_for(record["scope"], record["cluster"], record["user"])
+            if module._diff:
+                before[key] = summary(transport.get_record(record["scope"], record["cluster"], record["user"]))
+            if params["state"] == "present":
+                changed, key = transport.put_record(record, check_mode=module.check_mode)
+                after[key] = summary(record)
+            else:
+                changed, key = transport.delete_record(record["scope"], record["cluster"], record["user"], check_mode=module.check_mode)
+                after[key] = None
+            item = {"key": key, "scope": record["scope"], "cluster": record["cluster"], "user": record["user"], "changed": changed}
+            if params["state"] == "present":
+                item.update(serial=record["serial"], not_after=record["not_after"])
+            results.append(item)
+        endpoint = transport.endpoint
+    except KubePkiError as error:
+        error.details.setdefault("records", results)
+        raise
+    finally:
+        if transport is not None:
+            transport.close()
+    result = {"changed": any(item["changed"] for item in results), "records": results, "etcd_endpoint": endpoint}
+    if module._diff:
+        changed_keys = [item["key"] for item in results if item["changed"]]
+        result["diff"] = {
+            "before": {key: before.get(key) for key in changed_keys},
+            "after": {key: after.get(key) for key in changed_keys},
+        }
+    return result
