@@ -380,6 +380,11 @@ class CollectionVariant(Variant):
                     reported.append(float(value))
         if reported:
             return reported, "reported by csr_wait"
+        per_cluster = [w["seconds"] for e in entries if e["action"].endswith("user_certificates")
+                       for w in e.get("figures", {}).get("cluster_wait_stats", []) if isinstance(w.get("seconds"), (int, float))]
+        if per_cluster:
+            return per_cluster, ("user_certificates' wait_stats.seconds, one figure per cluster: from the start of the wait "
+                                 "(after the approvals) to the last certificate of the batch")
         stats = [e["figures"]["wait_stats"]["seconds"] for e in entries if e["action"].endswith("csr_wait")
                  and isinstance(e.get("figures", {}).get("wait_stats", {}).get("seconds"), (int, float))]
         if stats:

@@ -3,7 +3,8 @@
 Enabled by run.py with ANSIBLE_CALLBACK_PLUGINS=<this dir> and ANSIBLE_CALLBACKS_ENABLED=bench_timing;
 writes one JSON line per task result to the file named by BENCH_TIMING_FILE. For results that carry
 timing figures of their own (keys with "latency", "approved" or "observed" in their name, at the top
-level or in the entries of a "certificates" list, and csr_wait's "wait_stats") those figures are copied too.
+level or in the entries of a "certificates" list, csr_wait's "wait_stats" and user_certificates' per-cluster
+"wait_stats") those figures are copied too.
 """
 
 from __future__ import annotations
@@ -60,6 +61,11 @@ class CallbackModule(CallbackBase):
                 figures["certificates"] = per_cert
         if isinstance(data.get("wait_stats"), dict):
             figures["wait_stats"] = data["wait_stats"]
+        clusters = data.get("clusters")
+        if isinstance(clusters, list):  # user_certificates: one wait per cluster
+            waits = [c["wait_stats"] for c in clusters if isinstance(c, dict) and isinstance(c.get("wait_stats"), dict)]
+            if waits:
+                figures["cluster_wait_stats"] = waits
         if figures:
             entry["figures"] = figures
         with open(self._path, "a") as handle:

@@ -29,7 +29,7 @@ Etcd3Client = None
 etcd_exceptions = None
 
 
-def _import_etcd3gw():
+def import_etcd3gw():
     """Import etcd3gw and requests into this module's globals; False when they are not installed."""
     global requests, Etcd3Client, etcd_exceptions  # pylint: disable=global-statement
     if Etcd3Client is None:
@@ -45,6 +45,9 @@ def _import_etcd3gw():
 
 ENV_ENDPOINTS = "KUBEPKI_ETCD_ENDPOINTS"
 DEFAULT_PREFIX = "/kubepki"
+
+# puts per transaction: below etcd's default --max-txn-ops (128)
+TXN_CHUNK = 64
 
 ETCD_ARG_SPEC = {
     "etcd_endpoints": {"type": "list", "elements": "str"},
@@ -120,7 +123,7 @@ class EtcdTransport:
 
     def __init__(self, endpoints, prefix=DEFAULT_PREFIX, ca_cert=None, client_cert=None, client_key=None,
                  username=None, password=None, timeout=5.0):
-        if not _import_etcd3gw():
+        if not import_etcd3gw():
             raise KubePkiError("the etcd3gw library is not installed on the host that runs this module")
         if isinstance(endpoints, str):
             endpoints = [item for item in endpoints.split(",") if item.strip()]
@@ -259,6 +262,49 @@ class EtcdTransport:
             raise KubePkiError("etcd key %s was changed by another writer while this run updated it; nothing was written, run again" % key)
         return True
 
+    def put_many(self, items, check_mode=False):
+        """Put each ``(key, value)`` of ``items`` unless it is already there; ``[changed]`` in order.
+
+        The batch form of put_if_changed: one range read per key prefix (the part before the last '/'), then one
+        transaction per TXN_CHUNK changed keys, each guarded by the revisions that read saw. When another writer got
+        in between, that transaction writes nothing and KubePkiError names its keys; earlier chunks stay written.
+        """
+        current = {}
+        for prefix in sorted({key.rsplit("/", 1)[0] + "/" for key, _value in items}):
+            current.update(self.range_with_revisions(prefix))
+        changed, writes = [], []
+        for key, value in items:
+            data = value.encode("utf-8") if isinstance(value, str) else value
+            before, revision = current.get(key, (None, 0))
+            changed.append(before != data)
+            if before != data:
+                writes.append((key, data, revision if before is not None else None))
+        if check_mode:
+            return changed
+        for start in range(0, len(writes), TXN_CHUNK):
+            chunk = writes[start:start + TXN_CHUNK]
+            compares = []
+            for key, _data, revision in chunk:
+                if revision is None:
+                    compares.append({"key": _b64(key), "result": "EQUAL", "target": "CREATE", "create_revision": "0"})
+                else:
+                    compares.append({"key": _b64(key), "result": "EQUAL", "target": "MOD", "mod_revision": str(revision)})
+            reply = self._post("/kv/txn", {
+                "compare": compares,
+                "success": [{"request_put": {"key": _b64(key), "value": _b64(data)}} for key, data, _revision in chunk],
+                "failure": [],
+            })
+            if not reply.get("succeeded"):
+                raise KubePkiError("etcd keys %s ... %s (%d keys) were changed by another writer while this run updated them; "
+                                   "none of them was written, run again" % (chunk[0][0], chunk[-1][0], len(chunk)))
+        return changed
+
+    def range_with_revisions(self, prefix):
+        """``{key: (value bytes, mod_revision)}`` of every key starting with ``prefix``."""
+        reply = self._post("/kv/range", {"key": _b64(prefix), "range_end": _b64(_prefix_end(prefix))})
+        return {_unb64(item.get("key")).decode("utf-8"): (_unb64(item.get("value")), int(item.get("mod_revision", 0)))
+                for item in reply.get("kvs") or []}
+
     def delete_if_present(self, key, check_mode=False):
         """Delete ``key`` when it exists (guarded by its mod revision). Returns ``changed``."""
         current, revision = self.get(key)
@@ -301,6 +347,12 @@ class EtcdTransport:
         key = self.key_for(record.get("scope"), record.get("cluster"), record.get("user"))
         value = json.dumps(record, sort_keys=True, separators=(",", ":"))
         return self.put_if_changed(key, value, check_mode=check_mode), key
+
+    def put_records(self, records, check_mode=False):
+        """``[(changed, key)]`` after putting every record (put_many: one read per prefix, few transactions)."""
+        items = [(self.key_for(r.get("scope"), r.get("cluster"), r.get("user")), json.dumps(r, sort_keys=True, separators=(",", ":")))
+                 for r in records]
+        return list(zip(self.put_many(items, check_mode=check_mode), [key for key, _value in items]))
 
     def delete_record(self, scope, cluster, user, check_mode=False):
         """``(changed, key)`` after removing the record of (scope, cluster, user)."""

@@ -171,9 +171,19 @@ def _require_client():
         k8s_client, kube_config, ConfigException = client_lib, loader_lib, config_exception
 
 
+def preload():
+    """Import the kubernetes client now (in a background thread, while other work waits on the network)."""
+    try:
+        _require_client()
+    except KubePkiError:
+        pass  # validate() reports it when it is needed
+
+
 @contextlib.contextmanager
-def _private_temp_dir():
-    """A 0700 directory for the files the kubernetes loader writes (certificates, the key), removed afterwards."""
+def validation_dir():
+    """A 0700 directory for the files the kubernetes loader writes (certificates, the key), removed afterwards.
+
+    Pass it to validate() for a batch: the loader then writes each distinct CA file once for all kubeconfigs."""
     path = tempfile.mkdtemp(prefix="kubepki-kubeconfig-")
     try:
         yield path
@@ -196,18 +206,22 @@ def _load_context(config, context, temp_dir):
     return configuration
 
 
-def validate(config):
-    """Load every context of ``config`` with the kubernetes client's loader; KubePkiError on any problem."""
+def validate(config, temp_dir=None):
+    """Load every context of ``config`` with the kubernetes client's loader; KubePkiError on any problem.
+
+    ``temp_dir`` is a validation_dir() shared by a batch; without it the call makes and removes its own."""
     _require_client()
+    if temp_dir is None:
+        with validation_dir() as own:
+            return validate(config, own)
     servers = {item["name"]: (item.get("cluster") or {}).get("server") for item in config.get("clusters") or []}
-    with _private_temp_dir() as temp_dir:
-        for item in config.get("contexts") or []:
-            configuration = _load_context(config, item["name"], temp_dir)
-            expected = servers.get(item["context"]["cluster"])
-            if configuration.host.rstrip("/") != (expected or "").rstrip("/"):
-                raise KubePkiError("the rendered kubeconfig context %r resolves to %r, not %r" % (item["name"], configuration.host, expected))
-            if not (configuration.cert_file and configuration.key_file):
-                raise KubePkiError("the rendered kubeconfig context %r carries no client certificate and key" % item["name"])
+    for item in config.get("contexts") or []:
+        configuration = _load_context(config, item["name"], temp_dir)
+        expected = servers.get(item["context"]["cluster"])
+        if configuration.host.rstrip("/") != (expected or "").rstrip("/"):
+            raise KubePkiError("the rendered kubeconfig context %r resolves to %r, not %r" % (item["name"], configuration.host, expected))
+        if not (configuration.cert_file and configuration.key_file):
+            raise KubePkiError("the rendered kubeconfig context %r carries no client certificate and key" % item["name"])
     return True
 
 
@@ -221,7 +235,7 @@ def whoami(config, context):
     if transport is not None:
         return _whoami(_kube.KubeClient(None, deadline=15, transport=transport), context)
     _require_client()
-    with _private_temp_dir() as temp_dir:
+    with validation_dir() as temp_dir:
         configuration = _load_context(config, context, temp_dir)
         configuration.retries = False
         return _whoami(_kube.KubeClient(k8s_client.ApiClient(configuration), deadline=15), context)

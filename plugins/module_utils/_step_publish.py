@@ -107,16 +107,17 @@ def run(module):
             if key in seen:
                 raise KubePkiError("certificates[%d] and certificates[%d] both address %s" % (seen[key], index, key))
             seen[key] = index
-        for record in records:
-            key = transport.key_for(record["scope"], record["cluster"], record["user"])
-            if module._diff:
+        if module._diff:
+            for record in records:
+                key = transport.key_for(record["scope"], record["cluster"], record["user"])
                 before[key] = summary(transport.get_record(record["scope"], record["cluster"], record["user"]))
-            if params["state"] == "present":
-                changed, key = transport.put_record(record, check_mode=module.check_mode)
-                after[key] = summary(record)
-            else:
-                changed, key = transport.delete_record(record["scope"], record["cluster"], record["user"], check_mode=module.check_mode)
-                after[key] = None
+        if params["state"] == "present":
+            # one read and a transaction per chunk for the whole batch
+            outcomes = transport.put_records(records, check_mode=module.check_mode)
+        else:
+            outcomes = [transport.delete_record(r["scope"], r["cluster"], r["user"], check_mode=module.check_mode) for r in records]
+        for record, (changed, key) in zip(records, outcomes):
+            after[key] = summary(record) if params["state"] == "present" else None
             item = {"key": key, "scope": record["scope"], "cluster": record["cluster"], "user": record["user"], "changed": changed}
             if params["state"] == "present":
                 item.update(serial=record["serial"], not_after=record["not_after"])

@@ -34,7 +34,7 @@ pymongo = None
 mongo_errors = None
 
 
-def _import_pymongo():
+def import_pymongo():
     """Import pymongo into this module's globals; False when it is not installed."""
     global pymongo, mongo_errors  # pylint: disable=global-statement
     if pymongo is None:
@@ -408,7 +408,7 @@ class MongoStore(CredentialStore):
     def __init__(self, uri, passphrase=None, client_factory=None, timeout_ms=MONGO_TIMEOUT_MS):
         super().__init__(passphrase)
         self.location = redact_uri(uri)
-        have_pymongo = _import_pymongo()
+        have_pymongo = import_pymongo()
         if client_factory is None:
             if not have_pymongo:
                 raise KubePkiError("store_uri selects MongoDB, but the pymongo library is not installed on the host that runs this module")

@@ -1,0 +1,314 @@
+# Copyright (c) kubepki.certs contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+#
+# PRIVATE to kubepki.certs: this module_utils file may change in any release.
+
+"""The whole job in one process: the steps of csr_create, csr_approve, csr_wait, cert_to_etcd and
+kubeconfig_render, run for many clusters side by side, then one kubeconfig per user.
+
+Each step is the same code its own module runs, given the parameters that module would get. Keys are
+ensured once, before the clusters fan out, so parallel clusters only read the store. A cluster whose step
+fails stops there; the others finish, and the task fails naming every cluster at fault.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+from ansible_collections.kubepki.certs.plugins.module_utils import _csr, _crypto, _etcd, _kube, _kubeconfig, _store
+from ansible_collections.kubepki.certs.plugins.module_utils import _step_approve, _step_create, _step_publish
+from ansible_collections.kubepki.certs.plugins.module_utils import _step_render, _step_wait
+from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
+from ansible_collections.kubepki.certs.plugins.module_utils._etcd import ETCD_ARG_SPEC, endpoints_from_params
+
+USER_SPEC = {
+    "name": {"type": "str", "required": True},
+    "groups": {"type": "list", "elements": "str", "default": []},
+    "expiration_seconds": {"type": "int"},
+}
+
+CLUSTER_SPEC = {
+    "name": {"type": "str", "required": True},
+    "server": {"type": "str"},
+    "ca_cert": {"type": "path"},
+    "ca_data": {"type": "str"},
+    "namespace": {"type": "str"},
+    "context": {"type": "str"},
+    "auth": {"type": "dict", "default": {}, "options": copy.deepcopy(_kube.AUTH_ARG_SPEC)},
+}
+
+
+def argument_spec():
+    spec = {
+        "users": {"type": "list", "elements": "dict", "required": True, "options": copy.deepcopy(USER_SPEC)},
+        "clusters": {"type": "list", "elements": "dict", "required": True, "options": copy.deepcopy(CLUSTER_SPEC),
+                     "mutually_exclusive": [("ca_cert", "ca_data")]},
+        "scope": {"type": "str", "default": "default"},
+        "signer_name": {"type": "str", "default": _csr.SIGNER_CLIENT},
+        "key_type": {"type": "str", "choices": list(_crypto.KEY_TYPES), "default": _crypto.DEFAULT_KEY_TYPE},
+        "key_scope": {"type": "str", "choices": ["shared", "per_cluster"], "default": "shared"},
+        "expiration_seconds": {"type": "int"},
+        "renew_before": {"type": "str"},
+        "rotate_key": {"type": "bool", "default": False},
+        "force": {"type": "bool", "default": False},
+        "policy": {"type": "dict", "default": {}, "options": copy.deepcopy(_step_approve.POLICY_OPTIONS)},
+        "reason": {"type": "str"},
+        "condition_message": {"type": "str"},
+        "timeout": {"type": "int", "default": 300},
+        "dest_dir": {"type": "path"},
+        "verify": {"type": "bool", "default": False},
+        "parallel": {"type": "int", "default": 4},
+    }
+    spec.update(copy.deepcopy(_store.STORE_ARG_SPEC))
+    spec.update(copy.deepcopy(ETCD_ARG_SPEC))
+    return spec
+
+
+def with_defaults(spec, given):
+    """``given`` completed the way AnsibleModule completes a module's parameters: every option of ``spec``
+    present, defaults filled in, nested dict options completed too."""
+    out = {}
+    for name, option in spec.items():
+        value = given.get(name)
+        if value is None:
+            value = copy.deepcopy(option.get("default"))
+        sub = option.get("options")
+        if sub is not None and isinstance(value, dict):
+            value = with_defaults(sub, value)
+        elif sub is not None and isinstance(value, list):
+            value = [with_defaults(sub, item) if isinstance(item, dict) else item for item in value]
+        out[name] = value
+    return out
+
+
+class Step:
+    """What a step needs of the module that runs it: its own parameters, check and diff mode, warnings
+    (collected, and reported by the module in order) and a set for the secrets it handles.
+
+    The secrets are not put into the module's no_log_values: Ansible would then search every string of the
+    result for each of them (hundreds of keys against thousands of strings, seconds of work). Access.run
+    checks the finished result for them once instead, and hands to Ansible only those that occur in it."""
+
+    def __init__(self, module, spec, params, warnings, secrets):
+        self.params = with_defaults(spec, params)
+        self.check_mode = module.check_mode
+        self._diff = module._diff
+        self.no_log_values = secrets
+        self._warnings = warnings
+
+    def warn(self, message):
+        self._warnings.append(message)
+
+
+def _common(params, names):
+    return {name: params[name] for name in names}
+
+
+STORE_KEYS = tuple(_store.STORE_ARG_SPEC)
+ETCD_KEYS = tuple(ETCD_ARG_SPEC)
+
+
+class Access:
+    """One run of the job for ``module`` (an AnsibleModule with argument_spec() above)."""
+
+    def __init__(self, module):
+        self.module = module
+        self.params = module.params
+        self.secrets = set()
+
+    def validate(self):
+        params = self.params
+        if not params["users"]:
+            raise KubePkiError("users: give at least one user")
+        if not params["clusters"]:
+            raise KubePkiError("clusters: give at least one cluster")
+        names = [cluster["name"] for cluster in params["clusters"]]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise KubePkiError("clusters: %s listed more than once" % ", ".join(twice))
+        if params["dest_dir"]:
+            missing = [cluster["name"] for cluster in params["clusters"] if not cluster["server"]]
+            if missing:
+                raise KubePkiError("clusters: %s need server to be written into the kubeconfigs (dest_dir is set)" % ", ".join(missing))
+        if params["parallel"] < 1:
+            raise KubePkiError("parallel must be at least 1, got %s" % params["parallel"])
+        # every user and cluster option through the create step's own checks, before anything is touched
+        for cluster in params["clusters"]:
+            _step_create.validate(self.create_params(cluster))
+
+    # ------------------------------------------------------------ the parameters of each step
+
+    def create_params(self, cluster):
+        params = self.params
+        given = _common(params, ("users", "scope", "signer_name", "key_type", "key_scope", "expiration_seconds",
+                                 "renew_before", "rotate_key", "force") + STORE_KEYS + ETCD_KEYS)
+        given.update(cluster["auth"], cluster=cluster["name"], state="present")
+        return with_defaults(_step_create.argument_spec(), given)
+
+    def approve_params(self, cluster, csrs):
+        params = self.params
+        given = _common(params, ("scope", "key_scope", "reason", "condition_message", "policy") + STORE_KEYS)
+        policy = dict(params["policy"])
+        if policy.get("allowed_groups") is None:
+            # by default a request may carry the groups listed for the users of this task, and no others
+            policy["allowed_groups"] = sorted({group for user in params["users"] for group in user["groups"]})
+        given.update(cluster["auth"], cluster=cluster["name"], csrs=csrs, action="approve", policy=policy)
+        return given
+
+    def wait_params(self, cluster, csrs):
+        params = self.params
+        given = _common(params, ("scope", "timeout") + STORE_KEYS + ETCD_KEYS)
+        ca_pem = _step_render.read_ca(cluster)
+        given.update(cluster["auth"], cluster=cluster["name"], csrs=csrs, cluster_ca=ca_pem)
+        return given
+
+    def publish_params(self, cluster, certificates):
+        given = _common(self.params, ("scope",) + ETCD_KEYS)
+        given.update(cluster=cluster["name"], certificates=certificates, state="present")
+        return given
+
+    def render_params(self):
+        params = self.params
+        given = _common(params, ("scope", "key_scope", "dest_dir", "verify") + STORE_KEYS + ETCD_KEYS)
+        clusters = [{k: cluster[k] for k in ("name", "server", "ca_cert", "ca_data", "namespace", "context")}
+                    for cluster in params["clusters"]]
+        given.update(users=[{"name": u["name"], "groups": u["groups"]} for u in params["users"]], clusters=clusters)
+        return given
+
+    def step(self, spec, params, warnings):
+        return Step(self.module, spec, params, warnings, self.secrets)
+
+    # ------------------------------------------------------------ the work
+
+    def ensure_keys(self):
+        """Every user's key, once per key scope, before the clusters run side by side."""
+        params = self.params
+        key_clusters = [c["name"] for c in params["clusters"]] if params["key_scope"] == "per_cluster" else [""]
+        store = _store.open_store_from_params(params)
+        try:
+            for user in params["users"]:
+                for key_cluster in key_clusters:
+                    if store.get_key(params["scope"], user["name"], key_cluster) is None:
+                        store.ensure_key(params["scope"], user["name"], key_cluster, params["key_type"])
+        finally:
+            store.close()
+
+    def prime(self):
+        """The lazy imports and the API clients, made before the clusters' threads start: a thread that imports
+        a package while another one is importing it can find it half initialised."""
+        if endpoints_from_params(self.params):
+            _etcd.import_etcd3gw()
+        if (_store.store_params(self.params)[0] or "").startswith("mongodb"):
+            _store.import_pymongo()
+        for cluster in self.params["clusters"]:
+            try:
+                _kube.get_client(self.step(_step_create.argument_spec(), self.create_params(cluster), []))
+            except KubePkiError:
+                pass  # the cluster's first step reports it, for that cluster only
+
+    def cluster(self, cluster):
+        """The create, approve, wait and publish steps for one cluster: ``(result, warnings)``."""
+        warnings = []
+        result = {"name": cluster["name"], "changed": False, "csrs": [], "approvals": [], "certificates": [], "etcd_records": []}
+        try:
+            created = _step_create.run(self.step(_step_create.argument_spec(), self.create_params(cluster), warnings))
+            result["csrs"] = created["csrs"]
+            result["changed"] = created["changed"]
+            fresh = [c for c in created["csrs"] if c["action"] != "known" and c["csr_name"]]
+            if self.module.check_mode:
+                # nothing was created: only requests that already exist can be decided on and looked at
+                fresh = [c for c in fresh if c["action"] == "adopted"]
+            undecided = [c for c in fresh if c["state"] not in ("approved", "issued")]
+            if undecided:
+                approved = _step_approve.run(self.step(_step_approve.argument_spec(), self.approve_params(cluster, undecided), warnings))
+                result["approvals"] = approved["csrs"]
+                result["changed"] = result["changed"] or approved["changed"]
+            if fresh:
+                waited = _step_wait.run(self.step(_step_wait.argument_spec(), self.wait_params(cluster, fresh), warnings))
+                result["wait_stats"] = waited["wait_stats"]
+                if waited["certificates"]:
+                    result["changed"] = self.carry(cluster, waited["certificates"], result) or result["changed"]
+                # the PEM stays in etcd and the store; the result says what was issued
+                result["certificates"] = [{k: v for k, v in c.items() if k != "certificate"} for c in waited["certificates"]]
+        except KubePkiError as error:
+            error.details.setdefault("cluster", cluster["name"])
+            return result, warnings, error
+        return result, warnings, None
+
+    def carry(self, cluster, certificates, result):
+        """Issued certificates to etcd, or straight into the store when no etcd is configured."""
+        if endpoints_from_params(self.params):
+            published = _step_publish.run(self.step(_step_publish.argument_spec(), self.publish_params(cluster, certificates), []))
+            result["etcd_records"] = published["records"]
+            return published["changed"]
+        changed = False
+        if self.module.check_mode:
+            return True
+        store = _store.open_store_from_params(self.params)
+        try:
+            for record in certificates:
+                changed = store.put_cert({field: record[field] for field in _store.CERT_FIELDS}) or changed
+        finally:
+            store.close()
+        return changed
+
+    def run(self):
+        """The job's result; KubePkiError when a cluster or the rendering failed."""
+        try:
+            output = self._run()
+        except KubePkiError as error:
+            self.guard(dict(error.details, msg=error.msg))
+            raise
+        self.guard(output)
+        return output
+
+    def _run(self):
+        params = self.params
+        self.validate()
+        if not self.module.check_mode:
+            self.ensure_keys()
+        clusters = params["clusters"]
+        self.prime()
+        with ThreadPoolExecutor(max_workers=max(1, min(params["parallel"], len(clusters)))) as pool:
+            futures = [pool.submit(self.cluster, cluster) for cluster in clusters]
+            if params["dest_dir"] and not self.module.check_mode:
+                # the renderer validates new kubeconfigs with the kubernetes client: import it while the clusters work
+                _kubeconfig.preload()
+            outcomes = [future.result() for future in futures]
+        results, errors = [], []
+        for result, warnings, error in outcomes:
+            for message in warnings:
+                self.module.warn("cluster %s: %s" % (result["name"], message))
+            results.append(result)
+            if error is not None:
+                errors.append(error)
+        output = {"changed": any(r["changed"] for r in results), "clusters": results}
+        if errors:
+            first = errors[0]
+            message = " | ".join("cluster %s: %s" % (e.details["cluster"], e.msg) for e in errors)
+            raise KubePkiError(message, **dict(first.details, clusters=results))
+        keys_pending = any(c["key_created"] for r in results for c in r["csrs"])
+        if params["dest_dir"] and not (self.module.check_mode and keys_pending):
+            warnings = []
+            rendered = _step_render.run(self.step(_step_render.argument_spec(), self.render_params(), warnings))
+            for message in warnings:
+                self.module.warn(message)
+            output["users"] = rendered["users"]
+            output["store"] = rendered["store"]
+            output["changed"] = output["changed"] or rendered["changed"]
+            if "diff" in rendered:
+                output["diff"] = rendered["diff"]
+        return output
+
+    def guard(self, output):
+        """Give Ansible the secrets that occur in ``output`` or in the parameters it echoes back (an inline
+        kubeconfig's credentials), so that they are masked there."""
+        if not self.secrets:
+            return
+        text = json.dumps([output, self.params], default=str)
+        for secret in self.secrets:
+            if secret and secret in text:
+                self.module.no_log_values.add(secret)
