@@ -162,3 +162,39 @@ def test_username_password_authentication(kp_etcd_tls, tmp_path):
                                client_key=server.client_key, username="root", password="nope")
     with pytest.raises(KubePkiError, match="etcd_username: etcd at .* refused the credentials of 'root'"):
         item.get_record("default", "c1", "alice")
+
+
+def test_batch_put_writes_only_what_changed_in_few_transactions(transport, prefix, monkeypatch):
+    transport.put_record(record(user="u1"))
+    batch = [record(user="u%d" % i) for i in range(150)] + [record(user="v1", cluster="c2")]
+    posts = []
+    real_post = transport._post
+    monkeypatch.setattr(transport, "_post", lambda path, payload: posts.append(path) or real_post(path, payload))
+    assert [changed for changed, _key in transport.put_records(batch, check_mode=True)] == [i != 1 for i in range(150)] + [True]
+    assert transport.get_record("default", "c1", "u2") is None
+    posts.clear()
+    outcome = transport.put_records(batch)
+    assert [changed for changed, _key in outcome] == [i != 1 for i in range(150)] + [True]
+    # one range read per cluster prefix, then 150 puts in ceil(150 / TXN_CHUNK) transactions
+    assert posts.count("/kv/range") == 2
+    assert posts.count("/kv/txn") == -(-150 // _etcd.TXN_CHUNK)
+    assert transport.get_record("default", "c1", "u149")["user"] == "u149"
+    assert all(changed is False for changed, _key in transport.put_records(batch))
+
+
+def test_batch_put_refuses_to_overwrite_a_concurrent_writer(transport, kp_etcd, prefix, monkeypatch):
+    transport.put_record(record(user="w1"))
+    other = _etcd.EtcdTransport([kp_etcd.url], prefix=prefix)
+    real_range = transport.range_with_revisions
+
+    def read_then_someone_writes(key_prefix):
+        seen = real_range(key_prefix)
+        other.put_record(record(user="w1", serial="from-the-other-writer"))
+        return seen
+
+    monkeypatch.setattr(transport, "range_with_revisions", read_then_someone_writes)
+    with pytest.raises(KubePkiError, match="changed by another writer"):
+        transport.put_records([record(user="w1", serial="mine"), record(user="w2", serial="mine")])
+    other.close()
+    assert transport.get_record("default", "c1", "w1")["serial"] == "from-the-other-writer"
+    assert transport.get_record("default", "c1", "w2") is None
