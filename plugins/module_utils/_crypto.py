@@ -13,6 +13,7 @@ at second precision (``2025-01-02T03:04:05Z``), the form the Kubernetes API uses
 from __future__ import annotations
 
 import base64
+import copy
 import datetime
 import hashlib
 import ipaddress
@@ -223,8 +224,23 @@ def load_certificate(pem, what="certificate"):
         raise KubePkiError("%s cannot be parsed: %s" % (what, exc)) from exc
 
 
+_FACTS_CACHE = {}
+
+
 def certificate_facts(pem, what="certificate"):
-    """Facts of the first (leaf) certificate in ``pem``: serial, validity, subject, SANs, key fingerprint."""
+    """Facts of the first (leaf) certificate in ``pem``: serial, validity, subject, SANs, key fingerprint.
+
+    The facts of a PEM text are computed once per process (a batch meets the same certificate in several
+    steps); each call returns its own copy."""
+    if isinstance(pem, str) and pem in _FACTS_CACHE:
+        return copy.deepcopy(_FACTS_CACHE[pem])
+    facts = _certificate_facts(pem, what)
+    if isinstance(pem, str):
+        _FACTS_CACHE[pem] = copy.deepcopy(facts)
+    return facts
+
+
+def _certificate_facts(pem, what):
     cert = load_certificate(pem, what)
     facts = _subject_facts(cert.subject)
     facts.update(_san_facts(cert.extensions))
