@@ -133,6 +133,9 @@ class Access:
             missing = [cluster["name"] for cluster in params["clusters"] if not cluster["server"]]
             if missing:
                 raise KubePkiError("clusters: %s need server to be written into the kubeconfigs (dest_dir is set)" % ", ".join(missing))
+        if params["rotate_key"] and params["key_scope"] == "shared" and len(params["clusters"]) > 1:
+            raise KubePkiError("rotate_key with key_scope=shared and %d clusters would replace the shared key once per cluster; "
+                               "rotate with one cluster per task, or use key_scope=per_cluster" % len(params["clusters"]))
         if params["parallel"] < 1:
             raise KubePkiError("parallel must be at least 1, got %s" % params["parallel"])
         # every user and cluster option through the create step's own checks, before anything is touched
@@ -210,7 +213,7 @@ class Access:
                 pass  # the cluster's first step reports it, for that cluster only
 
     def cluster(self, cluster):
-        """The create, approve, wait and publish steps for one cluster: ``(result, warnings)``."""
+        """The create, approve, wait and publish steps for one cluster: ``(result, warnings, error or None)``."""
         warnings = []
         result = {"name": cluster["name"], "changed": False, "csrs": [], "approvals": [], "certificates": [], "etcd_records": []}
         try:

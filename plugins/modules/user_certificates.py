@@ -172,6 +172,7 @@ options:
   rotate_key:
     description:
       - On renewal, generate a new key instead of reusing the stored one.
+      - With O(key_scope=shared) only one cluster per task may rotate (the key is shared by all of them).
     type: bool
     default: false
     version_added: 0.2.0

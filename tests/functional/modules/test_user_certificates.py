@@ -143,3 +143,6 @@ def test_bad_input_is_refused_before_anything_is_written(run_playbook, sandbox, 
     twice = dict(job, users=USERS, clusters=clusters_of(sandbox, sandbox.names[:1]) * 2)
     out = run_playbook(PLAY, extra_vars=twice)
     assert out.failures()[0][2] == "clusters: %s listed more than once" % sandbox.names[0]
+    rotate = dict(job, users=USERS, rotate_key=True)
+    out = run_playbook(PLAY.replace("renew_before: 1h", "renew_before: 1h\n        rotate_key: \"{{ rotate_key }}\""), extra_vars=rotate)
+    assert "rotate_key with key_scope=shared and 2 clusters" in out.failures()[0][2], out
