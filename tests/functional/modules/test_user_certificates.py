@@ -118,8 +118,8 @@ def test_without_etcd_certificates_go_to_the_store(run_playbook, sandbox, job):
 
 def test_an_unreachable_cluster_fails_by_name_and_the_others_finish(run_playbook, sandbox, job):
     job = dict(job)
-    broken = {"name": "gone", "server": "https://127.0.0.1:9", "auth": {"host": "https://127.0.0.1:9", "api_key": "t0ken-not-shown",
-                                                                         "validate_certs": False}}
+    auth = {"host": "https://127.0.0.1:9", "api_key": "t0ken-not-shown", "validate_certs": False}
+    broken = {"name": "gone", "server": "https://127.0.0.1:9", "auth": auth}
     job["clusters"] = clusters_of(sandbox, sandbox.names[:1]) + [broken]
     out = run_playbook(PLAY, extra_vars=job)  # a refused connection is retried for _kube.CONNECT_BUDGET seconds
     assert out.rc != 0
