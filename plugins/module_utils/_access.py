@@ -121,14 +121,7 @@ class Access:
 
     def validate(self):
         params = self.params
-        if not params["users"]:
-            raise KubePkiError("users: give at least one user")
-        if not params["clusters"]:
-            raise KubePkiError("clusters: give at least one cluster")
-        names = [cluster["name"] for cluster in params["clusters"]]
-        twice = sorted({name for name in names if names.count(name) > 1})
-        if twice:
-            raise KubePkiError("clusters: %s listed more than once" % ", ".join(twice))
+        _step_render.check_clusters(params["clusters"])
         if params["dest_dir"]:
             missing = [cluster["name"] for cluster in params["clusters"] if not cluster["server"]]
             if missing:
@@ -140,7 +133,7 @@ class Access:
             raise KubePkiError("parallel must be at least 1, got %s" % params["parallel"])
         # every user and cluster option through the create step's own checks, before anything is touched
         for cluster in params["clusters"]:
-            _step_create.validate(self.create_params(cluster))
+            _step_create.validate(with_defaults(_step_create.argument_spec(), self.create_params(cluster)))
 
     # ------------------------------------------------------------ the parameters of each step
 
@@ -149,7 +142,7 @@ class Access:
         given = _common(params, ("users", "scope", "signer_name", "key_type", "key_scope", "expiration_seconds",
                                  "renew_before", "rotate_key", "force") + STORE_KEYS + ETCD_KEYS)
         given.update(cluster["auth"], cluster=cluster["name"], state="present")
-        return with_defaults(_step_create.argument_spec(), given)
+        return given
 
     def approve_params(self, cluster, csrs):
         params = self.params
@@ -315,3 +308,8 @@ class Access:
         for secret in self.secrets:
             if secret and secret in text:
                 self.module.no_log_values.add(secret)
+
+
+def run(module):
+    """user_certificates' work for ``module``: its result dict."""
+    return Access(module).run()

@@ -29,3 +29,13 @@ class WaitTimeout(KubePkiError):
 def fail_from(module, error):
     """Report ``error`` (a KubePkiError) through ``module.fail_json``."""
     module.fail_json(msg=error.msg, **error.details)
+
+
+def run_module(module, work):
+    """A module's last step: ``module.exit_json(**work(module))``, or fail_json for a KubePkiError."""
+    try:
+        result = work(module)
+    except KubePkiError as error:
+        fail_from(module, error)
+        return
+    module.exit_json(**result)

@@ -175,6 +175,16 @@ def write_atomically(dest, text):
         raise KubePkiError("dest %s cannot be written: %s" % (dest, exc.strerror or exc)) from None
 
 
+def check_clusters(clusters):
+    """At least one cluster, and no name twice."""
+    if not clusters:
+        raise KubePkiError("clusters: give at least one cluster")
+    names = [cluster["name"] for cluster in clusters]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise KubePkiError("clusters: %s listed more than once" % ", ".join(duplicates))
+
+
 def validate_params(params):
     if params["user"] is not None and not params["user"]:
         raise KubePkiError("user must not be empty")
@@ -191,12 +201,7 @@ def validate_params(params):
             raise KubePkiError("dest_dir %s exists and is not a directory" % params["dest_dir"])
         if params["expected_groups"] is not None:
             raise KubePkiError("expected_groups applies to user; with users, give each user's groups instead")
-    if not params["clusters"]:
-        raise KubePkiError("clusters: give at least one cluster")
-    names = [cluster["name"] for cluster in params["clusters"]]
-    duplicates = sorted({name for name in names if names.count(name) > 1})
-    if duplicates:
-        raise KubePkiError("clusters: %s listed more than once" % ", ".join(duplicates))
+    check_clusters(params["clusters"])
     if params["dest"]:
         directory = os.path.dirname(os.path.abspath(params["dest"]))
         if not os.path.isdir(directory):

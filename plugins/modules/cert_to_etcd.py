@@ -153,18 +153,13 @@ etcd_endpoint:
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402  pylint: disable=wrong-import-position
 
 from ansible_collections.kubepki.certs.plugins.module_utils import _deps, _step_publish  # noqa: E402  pylint: disable=wrong-import-position
-from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError, fail_from  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.kubepki.certs.plugins.module_utils._errors import run_module  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def main():
     module = AnsibleModule(argument_spec=_step_publish.argument_spec(), supports_check_mode=True)
     _deps.require(module, "cryptography", "etcd3gw")
-    try:
-        result = _step_publish.run(module)
-    except KubePkiError as error:
-        fail_from(module, error)
-        return
-    module.exit_json(**result)
+    run_module(module, _step_publish.run)
 
 
 if __name__ == "__main__":

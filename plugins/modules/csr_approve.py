@@ -165,18 +165,13 @@ csrs:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.kubepki.certs.plugins.module_utils import _deps, _step_approve
-from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError, fail_from
+from ansible_collections.kubepki.certs.plugins.module_utils._errors import run_module
 
 
 def main():
     module = AnsibleModule(argument_spec=_step_approve.argument_spec(), supports_check_mode=True)
     _deps.require(module, "kubernetes", "cryptography")
-    try:
-        result = _step_approve.run(module)
-    except KubePkiError as error:
-        fail_from(module, error)
-        return
-    module.exit_json(**result)
+    run_module(module, _step_approve.run)
 
 
 if __name__ == "__main__":

@@ -149,7 +149,7 @@ import copy
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _csr, _deps, _kube
-from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError, fail_from
+from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError, run_module
 
 
 def argument_spec():
@@ -228,12 +228,7 @@ def run(module):
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     _deps.require(module, "kubernetes", "cryptography")
-    try:
-        result = run(module)
-    except KubePkiError as error:
-        fail_from(module, error)
-        return
-    module.exit_json(**result)
+    run_module(module, run)
 
 
 if __name__ == "__main__":

@@ -334,7 +334,7 @@ store:
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402  pylint: disable=wrong-import-position
 
 from ansible_collections.kubepki.certs.plugins.module_utils import _deps, _step_render  # noqa: E402  pylint: disable=wrong-import-position
-from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError, fail_from  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.kubepki.certs.plugins.module_utils._errors import run_module  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def main():
@@ -344,11 +344,7 @@ def main():
         required_one_of=[("user", "users")],
     )
     _deps.require(module, "cryptography", "kubernetes")
-    try:
-        result = _step_render.run(module)
-    except KubePkiError as error:
-        fail_from(module, error)
-    module.exit_json(**result)
+    run_module(module, _step_render.run)
 
 
 if __name__ == "__main__":

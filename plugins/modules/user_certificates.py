@@ -320,18 +320,13 @@ store:
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402  pylint: disable=wrong-import-position
 
 from ansible_collections.kubepki.certs.plugins.module_utils import _access, _deps  # noqa: E402  pylint: disable=wrong-import-position
-from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError, fail_from  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.kubepki.certs.plugins.module_utils._errors import run_module  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def main():
     module = AnsibleModule(argument_spec=_access.argument_spec(), supports_check_mode=True)
     _deps.require(module, "kubernetes", "cryptography")
-    try:
-        result = _access.Access(module).run()
-    except KubePkiError as error:
-        fail_from(module, error)
-        return
-    module.exit_json(**result)
+    run_module(module, _access.run)
 
 
 if __name__ == "__main__":
