@@ -18,7 +18,7 @@ import copy
 import json
 from concurrent.futures import ThreadPoolExecutor
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _csr, _crypto, _etcd, _kube, _kubeconfig, _store
+from ansible_collections.kubepki.certs.plugins.module_utils import _csr, _crypto, _etcd, _kube, _store
 from ansible_collections.kubepki.certs.plugins.module_utils import _step_approve, _step_create, _step_publish
 from ansible_collections.kubepki.certs.plugins.module_utils import _step_render, _step_wait
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
@@ -270,9 +270,6 @@ class Access:
         self.prime()
         with ThreadPoolExecutor(max_workers=max(1, min(params["parallel"], len(clusters)))) as pool:
             futures = [pool.submit(self.cluster, cluster) for cluster in clusters]
-            if params["dest_dir"] and not self.module.check_mode:
-                # the renderer validates new kubeconfigs with the kubernetes client: import it while the clusters work
-                _kubeconfig.preload()
             outcomes = [future.result() for future in futures]
         results, errors = [], []
         for result, warnings, error in outcomes:

@@ -80,14 +80,14 @@ def connection_for(auth, source, environ=None):
     if source == "explicit":
         settings = {"server": auth["host"]}
     elif source == "kubeconfig":
-        settings = _from_kubeconfig(auth["kubeconfig"], auth.get("context"))
+        settings = kubeconfig_settings(auth["kubeconfig"], auth.get("context"))
     else:
         settings = _in_cluster(environ)
         if settings is None:
             paths = [p for p in environ.get("KUBECONFIG", "").split(os.pathsep) if p]
             if len(paths) > 1:
                 return None  # several files are merged: the library knows the merge rules
-            settings = _from_kubeconfig(os.path.expanduser(paths[0] if paths else DEFAULT_KUBECONFIG), None, default=True)
+            settings = kubeconfig_settings(os.path.expanduser(paths[0] if paths else DEFAULT_KUBECONFIG), None, default=True)
     if settings is None:
         return None
     return _build(settings, auth)
@@ -111,8 +111,9 @@ def _named(entries, name, kind, where):
     raise KubePkiError("%s: %s %r is not defined" % (where, kind, name))
 
 
-def _from_kubeconfig(source, context, default=False):
-    """Settings from a kubeconfig path or dict, or None when it uses what only the library handles."""
+def kubeconfig_settings(source, context, default=False):
+    """Settings of ``context`` (or the current one) from a kubeconfig path or dict, or None when it uses
+    what only the library handles. Inline data comes back decoded (``ca_data``, ``cert_data``, ``key_data``)."""
     if isinstance(source, dict):
         config, base, where = source, os.getcwd(), "kubeconfig"
     else:

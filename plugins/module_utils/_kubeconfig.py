@@ -8,19 +8,15 @@
 
 ``render()`` builds the ``kind: Config`` mapping of csr-api-contract.md section 10 (clusters with
 ``server`` and ``certificate-authority-data``, users with ``client-certificate-data`` and
-``client-key-data``, one context per cluster, ``current-context``). ``validate()`` loads it back with the
-kubernetes client's own loader. ``secret_values()`` lists what must go into ``no_log_values`` and
-``redacted()`` is the non-secret structure for diffs.
+``client-key-data``, one context per cluster, ``current-context``). ``validate()`` reads it back with the
+collection's own kubeconfig reader and checks that it gives back what was rendered. ``secret_values()``
+lists what must go into ``no_log_values`` and ``redacted()`` is the non-secret structure for diffs.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 
 from ansible_collections.kubepki.certs.plugins.module_utils import _kube, _kube_transport
 from ansible_collections.kubepki.certs.plugins.module_utils._crypto import b64
@@ -30,12 +26,6 @@ try:
     import yaml
 except ImportError:  # pragma: no cover - JSON is valid YAML, kubectl reads it as well
     yaml = None
-
-# The kubernetes library (one to two seconds to import) is loaded only to validate a new rendering or to
-# verify through credentials the light transport does not handle.
-k8s_client = None
-kube_config = None
-ConfigException = None
 
 SECRET_FIELDS = ("client-key-data",)
 REDACTED = "<redacted>"
@@ -102,7 +92,10 @@ def dump(config):
 def load(text, what="kubeconfig"):
     """The mapping of kubeconfig ``text`` (YAML or JSON); KubePkiError when it is not a mapping."""
     try:
-        data = yaml.safe_load(text) if yaml is not None else json.loads(text)
+        if yaml is not None:
+            data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        else:
+            data = json.loads(text)
     except Exception as exc:  # pylint: disable=broad-except
         raise KubePkiError("%s cannot be parsed: %s" % (what, exc)) from None
     if not isinstance(data, dict):
@@ -159,69 +152,50 @@ def redacted(config):
     return copy
 
 
-def _require_client():
-    global k8s_client, kube_config, ConfigException  # pylint: disable=global-statement
-    if kube_config is None:
+def validate(config, entries=None):
+    """Read ``config`` (the mapping or its text) back as a client does; KubePkiError on any problem.
+
+    Names must be unique, ``current-context`` must exist, and every context must resolve, through the
+    reader the modules themselves log in with (``_kube_transport``), to a server and a client certificate
+    and key. With ``entries`` (what render() was given), each context must give back exactly their server,
+    CA, certificate and key.
+    """
+    if isinstance(config, str):
+        config = load(config, what="the rendered kubeconfig")
+    for kind in ("clusters", "users", "contexts"):
+        seen = set()
+        for item in config.get(kind) or []:
+            name = item.get("name") if isinstance(item, dict) else None
+            if not name or name in seen:
+                raise KubePkiError("the rendered kubeconfig has %s %s" % (
+                    kind[:-1], "%r twice" % name if name else "without a name"))
+            seen.add(name)
+    contexts = [item["name"] for item in config.get("contexts") or []]
+    if config.get("current-context") not in contexts:
+        raise KubePkiError("the rendered kubeconfig's current-context %r is none of its contexts" % config.get("current-context"))
+    expected = {}
+    for entry in entries or ():
+        expected[entry_names(entry["user"], entry["cluster"], entry.get("context"))[1]] = entry
+    if entries is not None and set(contexts) != set(expected):
+        raise KubePkiError("the rendered kubeconfig has contexts %s, not %s" % (sorted(contexts), sorted(expected)))
+    for name in contexts:
         try:
-            from kubernetes import client as client_lib  # pylint: disable=import-outside-toplevel
-            from kubernetes.config import kube_config as loader_lib  # pylint: disable=import-outside-toplevel
-            from kubernetes.config.config_exception import ConfigException as config_exception  # pylint: disable=import-outside-toplevel
-        except ImportError:
-            raise KubePkiError("the kubernetes Python library is needed to validate or verify a kubeconfig") from None
-        k8s_client, kube_config, ConfigException = client_lib, loader_lib, config_exception
-
-
-def preload():
-    """Import the kubernetes client now (in a background thread, while other work waits on the network)."""
-    try:
-        _require_client()
-    except KubePkiError:
-        pass  # validate() reports it when it is needed
-
-
-@contextlib.contextmanager
-def validation_dir():
-    """A 0700 directory for the files the kubernetes loader writes (certificates, the key), removed afterwards.
-
-    Pass it to validate() for a batch: the loader then writes each distinct CA file once for all kubeconfigs."""
-    path = tempfile.mkdtemp(prefix="kubepki-kubeconfig-")
-    try:
-        yield path
-    finally:
-        cache = getattr(kube_config, "_temp_files", None)
-        if isinstance(cache, dict):
-            for content, name in list(cache.items()):
-                if name.startswith(path + os.sep):
-                    cache.pop(content, None)
-        shutil.rmtree(path, ignore_errors=True)
-
-
-def _load_context(config, context, temp_dir):
-    configuration = k8s_client.Configuration()
-    try:
-        loader = kube_config.KubeConfigLoader(config_dict=config, active_context=context, temp_file_path=temp_dir)
-        loader.load_and_set(configuration)
-    except (ConfigException, KeyError, TypeError, ValueError) as exc:
-        raise KubePkiError("the rendered kubeconfig does not load (context %r): %s" % (context, exc)) from None
-    return configuration
-
-
-def validate(config, temp_dir=None):
-    """Load every context of ``config`` with the kubernetes client's loader; KubePkiError on any problem.
-
-    ``temp_dir`` is a validation_dir() shared by a batch; without it the call makes and removes its own."""
-    _require_client()
-    if temp_dir is None:
-        with validation_dir() as own:
-            return validate(config, own)
-    servers = {item["name"]: (item.get("cluster") or {}).get("server") for item in config.get("clusters") or []}
-    for item in config.get("contexts") or []:
-        configuration = _load_context(config, item["name"], temp_dir)
-        expected = servers.get(item["context"]["cluster"])
-        if configuration.host.rstrip("/") != (expected or "").rstrip("/"):
-            raise KubePkiError("the rendered kubeconfig context %r resolves to %r, not %r" % (item["name"], configuration.host, expected))
-        if not (configuration.cert_file and configuration.key_file):
-            raise KubePkiError("the rendered kubeconfig context %r carries no client certificate and key" % item["name"])
+            settings = _kube_transport.kubeconfig_settings(config, name)
+        except KubePkiError as exc:
+            raise KubePkiError("the rendered kubeconfig does not load (context %r): %s" % (name, exc.msg)) from None
+        if settings is None:
+            raise KubePkiError("the rendered kubeconfig context %r uses fields only the kubernetes library reads" % name)
+        if not (settings.get("cert_data") and settings.get("key_data")):
+            raise KubePkiError("the rendered kubeconfig context %r carries no client certificate and key" % name)
+        want = expected.get(name)
+        if want is None:
+            continue
+        for field, got, wanted in (("server", settings["server"], want["server"]),
+                                   ("certificate-authority-data", settings.get("ca_data"), want.get("ca_pem") or None),
+                                   ("client-certificate-data", settings["cert_data"], want["certificate_pem"]),
+                                   ("client-key-data", settings["key_data"], want["private_key_pem"])):
+            if got != wanted:
+                raise KubePkiError("the rendered kubeconfig context %r gives back another %s than was rendered" % (name, field))
     return True
 
 
@@ -232,13 +206,9 @@ def whoami(config, context):
     without it gets an authenticated ``GET /api`` and only ``authenticated: true`` is reported.
     """
     transport = _kube_transport.connection_for({"kubeconfig": config, "context": context}, "kubeconfig")
-    if transport is not None:
-        return _whoami(_kube.KubeClient(None, deadline=15, transport=transport), context)
-    _require_client()
-    with validation_dir() as temp_dir:
-        configuration = _load_context(config, context, temp_dir)
-        configuration.retries = False
-        return _whoami(_kube.KubeClient(k8s_client.ApiClient(configuration), deadline=15), context)
+    if transport is None:  # only without urllib3 or PyYAML, which the kubernetes library needs as well
+        raise KubePkiError("verify: logging in with the rendered kubeconfig needs the urllib3 and PyYAML libraries")
+    return _whoami(_kube.KubeClient(None, deadline=15, transport=transport), context)
 
 
 def _whoami(client, context):

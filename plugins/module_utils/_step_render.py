@@ -222,7 +222,7 @@ def check_groups(module, identity, facts, expected):
             identity["server"], identity["context"], identity.get("username") or facts["common_name"], seen, expected))
 
 
-def render_user(module, store, transport, user, dest, expected_groups, ca_pems, etcd_records=None, validation_dir=None):
+def render_user(module, store, transport, user, dest, expected_groups, ca_pems, etcd_records=None):
     """Render, check, write (or return) and optionally verify the kubeconfig of one user."""
     params = module.params
     scope = params["scope"]
@@ -269,8 +269,8 @@ def render_user(module, store, transport, user, dest, expected_groups, ca_pems, 
     text = _kubeconfig.dump(config)
     existing = read_existing(dest) if dest else None
     if text != existing:
-        # A file equal to the rendering was checked when it was written; anything new is loaded back first.
-        _kubeconfig.validate(config, validation_dir)
+        # A file equal to the rendering was checked when it was written; anything new is read back first.
+        _kubeconfig.validate(text, entries)
 
     changed = False
     for fresh in loads:
@@ -343,13 +343,12 @@ def run(module):
                 for key, record in transport.list_records(params["scope"]):
                     cluster_name, user_name = key.rsplit("/", 2)[1:]
                     etcd_records[(cluster_name, user_name)] = record
-            with _kubeconfig.validation_dir() as shared:
-                for entry in params["users"]:
-                    dest = os.path.join(params["dest_dir"], "%s.kubeconfig" % entry["name"]) if params["dest_dir"] else None
-                    expected = entry["groups"] if params["verify"] and entry["groups"] is not None else None
-                    one = render_user(module, store, transport, entry["name"], dest, expected, ca_pems, etcd_records, shared)
-                    one["user"] = entry["name"]
-                    results.append(one)
+            for entry in params["users"]:
+                dest = os.path.join(params["dest_dir"], "%s.kubeconfig" % entry["name"]) if params["dest_dir"] else None
+                expected = entry["groups"] if params["verify"] and entry["groups"] is not None else None
+                one = render_user(module, store, transport, entry["name"], dest, expected, ca_pems, etcd_records)
+                one["user"] = entry["name"]
+                results.append(one)
             result = {"changed": any(item["changed"] for item in results), "users": results}
             diffs = [item.pop("diff") for item in results if "diff" in item]
             if diffs:

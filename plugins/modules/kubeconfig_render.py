@@ -17,8 +17,9 @@ description:
   - Refuses a certificate whose public key does not match the stored key, that is expired or not yet valid, whose CN is
     not O(user), or that was not issued by the cluster CA when one is given; each message names the user and the cluster.
   - The kubeconfig has one cluster, one user entry (C(<user>@<cluster>)) and one context per cluster, with
-    C(certificate-authority-data), C(client-certificate-data) and C(client-key-data) inline. It is loaded back with the
-    kubernetes client's config loader before it is written or returned.
+    C(certificate-authority-data), C(client-certificate-data) and C(client-key-data) inline. Before it is written or
+    returned, the text is read back the way the collection's modules read a kubeconfig, and every context must give back
+    exactly the server, CA, certificate and key that were rendered.
   - With O(dest) the file is written with mode C(0600) through a temporary file in the same directory and an atomic rename,
     only when its content changes. Without O(dest) the kubeconfig is returned as RV(kubeconfig); set C(no_log) on such a
     task, since the result contains the private key.

@@ -1,7 +1,6 @@
-"""kubeconfig rendering, validation with the kubernetes client loader, secrets and redaction."""
+"""kubeconfig rendering, validation (read back and compared), secrets and redaction."""
 
 import base64
-import os
 
 import pytest
 import yaml
@@ -74,26 +73,66 @@ def test_without_ca(material):
     assert _kubeconfig.validate(config)
 
 
-def test_validate_loads_every_context_and_cleans_up(material):
-    from kubernetes.config import kube_config  # pylint: disable=import-outside-toplevel
-    before = dict(kube_config._temp_files)  # pylint: disable=protected-access
-    assert _kubeconfig.validate(_kubeconfig.render(entries(material)))
-    after = kube_config._temp_files  # pylint: disable=protected-access
-    assert after == before
-    leftovers = [name for name in os.listdir(os.environ.get("TMPDIR", "/tmp")) if name.startswith("kubepki-kubeconfig-")]
-    assert not leftovers
+def test_validate_reads_back_the_text(material):
+    items = entries(material)
+    config = _kubeconfig.render(items)
+    assert _kubeconfig.validate(_kubeconfig.dump(config), items)
+    assert _kubeconfig.validate(config)
+
+
+def test_rendered_config_loads_in_the_kubernetes_client(material, tmp_path):
+    """An independent reader (the kubernetes library's loader) sees the same server, CA, certificate and key."""
+    from kubernetes import client, config as k8s_config  # pylint: disable=import-outside-toplevel
+    path = tmp_path / "alice.kubeconfig"
+    path.write_text(_kubeconfig.dump(_kubeconfig.render(entries(material))))
+    for context, server in (("alice@c1", "https://127.0.0.1:6443"), ("alice@c2", "https://127.0.0.1:6444")):
+        configuration = client.Configuration()
+        k8s_config.load_kube_config(config_file=str(path), context=context, client_configuration=configuration,
+                                    persist_config=False, temp_file_path=str(tmp_path))
+        assert configuration.host == server
+        for name, pem in ((configuration.ssl_ca_cert, "ca_pem"), (configuration.cert_file, "certificate_pem"),
+                          (configuration.key_file, "private_key_pem")):
+            with open(name, encoding="utf-8") as handle:
+                assert handle.read() == material[pem]
 
 
 def test_validate_rejects_broken_config(material):
-    config = _kubeconfig.render(entries(material, ["c1"]))
+    items = entries(material, ["c1"])
+    config = _kubeconfig.render(items)
     config["contexts"][0]["context"]["user"] = "ghost"
+    with pytest.raises(KubePkiError, match=r"does not load \(context 'alice@c1'\): kubeconfig: user 'ghost' is not defined"):
+        _kubeconfig.validate(config)
+    config = _kubeconfig.render(items)
+    del config["users"][0]["user"]["client-key-data"]
     with pytest.raises(KubePkiError, match="context 'alice@c1' carries no client certificate and key"):
         _kubeconfig.validate(config)
-    config = _kubeconfig.render(entries(material, ["c1"]))
-    config["clusters"][0]["cluster"]["server"] = "https://elsewhere:1"
+    config = _kubeconfig.render(items)
     config["clusters"].append({"name": "c1", "cluster": {"server": "https://127.0.0.1:6443"}})
-    with pytest.raises(KubePkiError, match=r"does not load \(context 'alice@c1'\): .*only one object with name c1"):
+    with pytest.raises(KubePkiError, match="has cluster 'c1' twice"):
         _kubeconfig.validate(config)
+    config = _kubeconfig.render(items)
+    config["current-context"] = "nope"
+    with pytest.raises(KubePkiError, match="current-context 'nope' is none of its contexts"):
+        _kubeconfig.validate(config)
+    config = _kubeconfig.render(items)
+    config["users"][0]["user"]["exec"] = {"command": "get-token"}
+    with pytest.raises(KubePkiError, match="uses fields only the kubernetes library reads"):
+        _kubeconfig.validate(config)
+
+
+def test_validate_compares_with_what_was_rendered(material):
+    items = entries(material, ["c1", "c2"])
+    text = _kubeconfig.dump(_kubeconfig.render(items))
+    moved = [dict(items[0], server="https://127.0.0.1:7000"), items[1]]
+    with pytest.raises(KubePkiError, match="context 'alice@c1' gives back another server than was rendered"):
+        _kubeconfig.validate(text, moved)
+    other_key = [items[0], dict(items[1], private_key_pem=_crypto.private_key_to_pem(_crypto.generate_private_key()))]
+    with pytest.raises(KubePkiError, match="context 'alice@c2' gives back another client-key-data than was rendered"):
+        _kubeconfig.validate(text, other_key)
+    with pytest.raises(KubePkiError, match=r"has contexts \['alice@c1', 'alice@c2'\], not \['alice@c1'\]"):
+        _kubeconfig.validate(text, items[:1])
+    with pytest.raises(KubePkiError, match="the rendered kubeconfig cannot be parsed"):
+        _kubeconfig.validate("clusters: [", items)
 
 
 def test_secret_values(material):
