@@ -185,10 +185,8 @@ class Access:
         key_clusters = [c["name"] for c in params["clusters"]] if params["key_scope"] == "per_cluster" else [""]
         store = _store.open_store_from_params(params)
         try:
-            for user in params["users"]:
-                for key_cluster in key_clusters:
-                    if store.get_key(params["scope"], user["name"], key_cluster) is None:
-                        store.ensure_key(params["scope"], user["name"], key_cluster, params["key_type"])
+            store.ensure_keys([(params["scope"], user["name"], key_cluster, params["key_type"])
+                               for user in params["users"] for key_cluster in key_clusters])
         finally:
             store.close()
 
@@ -240,16 +238,13 @@ class Access:
             published = _step_publish.run(self.step(_step_publish.argument_spec(), self.publish_params(cluster, certificates), []))
             result["etcd_records"] = published["records"]
             return published["changed"]
-        changed = False
         if self.module.check_mode:
             return True
         store = _store.open_store_from_params(self.params)
         try:
-            for record in certificates:
-                changed = store.put_cert({field: record[field] for field in _store.CERT_FIELDS}) or changed
+            return store.put_certs([{field: record[field] for field in _store.CERT_FIELDS} for record in certificates]) > 0
         finally:
             store.close()
-        return changed
 
     def run(self):
         """The job's result; KubePkiError when a cluster or the rendering failed."""

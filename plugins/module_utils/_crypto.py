@@ -180,7 +180,11 @@ def load_csr(pem, what="CSR"):
 
 
 def csr_facts(pem, what="CSR"):
-    """Subject, SANs, key type and public key fingerprint of a PEM CSR."""
+    """Subject, SANs, key type and public key fingerprint of a PEM CSR (computed once per PEM, see _memoized)."""
+    return _memoized(_csr_facts, pem, what)
+
+
+def _csr_facts(pem, what):
     csr = load_csr(pem, what)
     facts = _subject_facts(csr.subject)
     facts.update(_san_facts(csr.extensions))
@@ -227,17 +231,21 @@ def load_certificate(pem, what="certificate"):
 _FACTS_CACHE = {}
 
 
-def certificate_facts(pem, what="certificate"):
-    """Facts of the first (leaf) certificate in ``pem``: serial, validity, subject, SANs, key fingerprint.
+def _memoized(compute, pem, what):
+    """``compute(pem, what)`` once per process and PEM text: a batch meets the same certificate or request in
+    several steps. Each call gets its own copy; a PEM that fails is not remembered and fails again."""
+    if not isinstance(pem, str):
+        return compute(pem, what)
+    key = (compute, pem)
+    if key not in _FACTS_CACHE:
+        _FACTS_CACHE[key] = compute(pem, what)
+    return copy.deepcopy(_FACTS_CACHE[key])
 
-    The facts of a PEM text are computed once per process (a batch meets the same certificate in several
-    steps); each call returns its own copy."""
-    if isinstance(pem, str) and pem in _FACTS_CACHE:
-        return copy.deepcopy(_FACTS_CACHE[pem])
-    facts = _certificate_facts(pem, what)
-    if isinstance(pem, str):
-        _FACTS_CACHE[pem] = copy.deepcopy(facts)
-    return facts
+
+def certificate_facts(pem, what="certificate"):
+    """Facts of the first (leaf) certificate in ``pem``: serial, validity, subject, SANs, key fingerprint
+    (computed once per PEM, see _memoized)."""
+    return _memoized(_certificate_facts, pem, what)
 
 
 def _certificate_facts(pem, what):

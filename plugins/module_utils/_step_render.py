@@ -222,8 +222,11 @@ def check_groups(module, identity, facts, expected):
             identity["server"], identity["context"], identity.get("username") or facts["common_name"], seen, expected))
 
 
-def render_user(module, store, transport, user, dest, expected_groups, ca_pems, etcd_records=None):
-    """Render, check, write (or return) and optionally verify the kubeconfig of one user."""
+def render_user(module, store, transport, user, dest, expected_groups, ca_pems, etcd_records=None, store_later=None):
+    """Render, check, write (or return) and optionally verify the kubeconfig of one user.
+
+    Certificates loaded from etcd are saved into the store at once, or appended to ``store_later`` for the
+    caller to save in one batch."""
     params = module.params
     scope = params["scope"]
     result = {}
@@ -272,12 +275,13 @@ def render_user(module, store, transport, user, dest, expected_groups, ca_pems, 
         # A file equal to the rendering was checked when it was written; anything new is read back first.
         _kubeconfig.validate(text, entries)
 
-    changed = False
-    for fresh in loads:
-        if module.check_mode:
-            changed = True
+    # a certificate is loaded from etcd only when it differs from the stored one (see choose())
+    changed = bool(loads)
+    if loads and not module.check_mode:
+        if store_later is not None:
+            store_later.extend(loads)
         else:
-            changed = store.put_cert(fresh) or changed
+            store.put_certs(loads)
 
     if dest:
         file_changed = existing != text
@@ -343,12 +347,15 @@ def run(module):
                 for key, record in transport.list_records(params["scope"]):
                     cluster_name, user_name = key.rsplit("/", 2)[1:]
                     etcd_records[(cluster_name, user_name)] = record
+            loaded = []
             for entry in params["users"]:
                 dest = os.path.join(params["dest_dir"], "%s.kubeconfig" % entry["name"]) if params["dest_dir"] else None
                 expected = entry["groups"] if params["verify"] and entry["groups"] is not None else None
-                one = render_user(module, store, transport, entry["name"], dest, expected, ca_pems, etcd_records)
+                one = render_user(module, store, transport, entry["name"], dest, expected, ca_pems, etcd_records, loaded)
                 one["user"] = entry["name"]
                 results.append(one)
+            # A failure above leaves these unsaved: etcd still holds them and the next run loads them again.
+            store.put_certs(loaded)
             result = {"changed": any(item["changed"] for item in results), "users": results}
             diffs = [item.pop("diff") for item in results if "diff" in item]
             if diffs:

@@ -20,6 +20,7 @@ encrypted PKCS#8 at rest; records always hand out the decrypted PEM.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -202,6 +203,28 @@ class CredentialStore:
             raise KubePkiError("credential store %s lost the key of user %r while creating it" % (self.location, user))
         return self._record_from_row(row), created
 
+    def ensure_keys(self, wanted):
+        """``ensure_key`` for each ``(scope, user, cluster, key_type)`` of ``wanted``; a backend may do it in
+        one transaction. Returns how many keys were created. Bad input is refused before anything is written."""
+        self._check_batch_keys(wanted)
+        return sum(1 for item in wanted if self.ensure_key(*item)[1])
+
+    def _check_batch_keys(self, wanted):
+        for scope, user, cluster, key_type in wanted:
+            self._check_identity(scope, user, cluster)
+            if key_type not in _crypto.KEY_TYPES:
+                raise KubePkiError("key_type %r is not supported; choose one of %s" % (key_type, ", ".join(_crypto.KEY_TYPES)))
+
+    def _check_batch_certs(self, records):
+        """``(scope, cluster, user, canonical JSON)`` of each certificate record, all checked before any is written."""
+        rows = []
+        for record in records:
+            if not isinstance(record, dict):
+                raise KubePkiError("a certificate record must be a dict, got %s" % type(record).__name__)
+            self._check_identity(record.get("scope"), record.get("user"), record.get("cluster"))
+            rows.append((record["scope"], record["cluster"], record["user"], canonical_json(record)))
+        return rows
+
     def replace_key(self, scope, user, cluster="", key_type=_crypto.DEFAULT_KEY_TYPE):
         self._check_identity(scope, user, cluster)
         row = self._new_key_row(scope, user, cluster, key_type)
@@ -227,11 +250,12 @@ class CredentialStore:
 
     def put_cert(self, record):
         """Store a certificate record; ``True`` when it differed from what was stored."""
-        if not isinstance(record, dict):
-            raise KubePkiError("a certificate record must be a dict, got %s" % type(record).__name__)
-        scope, cluster, user = record.get("scope"), record.get("cluster"), record.get("user")
-        self._check_identity(scope, user, cluster)
-        return self._write_cert(scope, cluster, user, canonical_json(record))
+        return self._write_cert(*self._check_batch_certs([record])[0])
+
+    def put_certs(self, records):
+        """``put_cert`` for each record; a backend may do it in one transaction. Returns how many differed.
+        Bad input is refused before anything is written."""
+        return sum(1 for row in self._check_batch_certs(records) if self._write_cert(*row))
 
     def delete_cert(self, scope, cluster, user):
         self._check_identity(scope, user, cluster)
@@ -374,20 +398,45 @@ class SqliteStore(CredentialStore):
         row = self._run("SELECT record FROM certificates WHERE scope = ? AND cluster = ? AND user = ?", (scope, cluster, user)).fetchone()
         return None if row is None else row[0]
 
-    def _write_cert(self, scope, cluster, user, text):
+    @contextlib.contextmanager
+    def _transaction(self):
+        """One write transaction (taken at once, so a read inside it cannot go stale); rolled back on error."""
         self._run("BEGIN IMMEDIATE")
         try:
-            current = self._read_cert(scope, cluster, user)
-            if current == text:
-                self._run("COMMIT")
-                return False
-            self._run("INSERT OR REPLACE INTO certificates (scope, cluster, user, record) VALUES (?, ?, ?, ?)", (scope, cluster, user, text))
+            yield
             self._run("COMMIT")
-            return True
         except BaseException:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
             raise
+
+    def _write_cert_now(self, scope, cluster, user, text):
+        if self._read_cert(scope, cluster, user) == text:
+            return False
+        self._run("INSERT OR REPLACE INTO certificates (scope, cluster, user, record) VALUES (?, ?, ?, ?)", (scope, cluster, user, text))
+        return True
+
+    def _write_cert(self, scope, cluster, user, text):
+        with self._transaction():
+            return self._write_cert_now(scope, cluster, user, text)
+
+    def put_certs(self, records):
+        """All records in one transaction: every one is stored, or (on an error) none."""
+        rows = self._check_batch_certs(records)
+        if not rows:
+            return 0
+        with self._transaction():
+            return sum(1 for row in rows if self._write_cert_now(*row))
+
+    def ensure_keys(self, wanted):
+        """The missing keys of ``wanted`` generated and stored in one transaction (all of them, or none)."""
+        self._check_batch_keys(wanted)
+        # keys are generated before the write lock is taken; one another writer stored meanwhile wins
+        rows = [self._new_key_row(*item) for item in wanted if self._read_key(*item[:3]) is None]
+        if not rows:
+            return 0
+        with self._transaction():
+            return sum(1 for row in rows if self._insert_key_if_absent(row))
 
     def _delete_cert(self, scope, cluster, user):
         return self._run("DELETE FROM certificates WHERE scope = ? AND cluster = ? AND user = ?", (scope, cluster, user)).rowcount > 0

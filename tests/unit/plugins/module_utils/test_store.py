@@ -180,6 +180,58 @@ def test_certificates_put_get_delete(backend):
     assert store.delete_cert("default", "c1", "alice") is False
 
 
+def test_batch_writes(backend):
+    """ensure_keys and put_certs: what the single calls do, for many identities at once."""
+    store = backend.open()
+    existing = store.ensure_key("default", "alice")[0]
+    wanted = [("default", user, cluster, "ec-p256") for user in ("alice", "bob", "carol") for cluster in ("", "c1")]
+    assert store.ensure_keys(wanted) == 5
+    assert store.ensure_keys(wanted) == 0
+    assert store.get_key("default", "alice") == existing
+    keys = {(user, cluster): backend.open().get_key("default", user, cluster) for _s, user, cluster, _t in wanted}
+    assert all(keys.values()) and len({k["public_key_sha256"] for k in keys.values()}) == 6
+    records = [cert_record(keys[(user, "")]["private_key_pem"], user=user) for user in ("alice", "bob")]
+    assert store.put_certs(records) == 2
+    assert store.put_certs([records[0], dict(records[1], csr_name="kubepki-bob-1")]) == 1
+    assert backend.open().get_cert("default", "c1", "bob")["csr_name"] == "kubepki-bob-1"
+    assert store.put_certs([]) == 0
+
+
+def test_batch_writes_refuse_bad_input_and_write_nothing(backend):
+    store = backend.open()
+    with pytest.raises(KubePkiError, match="user must be a non-empty string"):
+        store.ensure_keys([("default", "dave", "", "ec-p256"), ("default", "", "", "ec-p256")])
+    with pytest.raises(KubePkiError, match="key_type 'dsa-1024' is not supported"):
+        store.ensure_keys([("default", "dave", "", "ec-p256"), ("default", "erin", "", "dsa-1024")])
+    assert store.get_key("default", "dave") is None
+    key = store.ensure_key("default", "alice")[0]
+    good = cert_record(key["private_key_pem"])
+    with pytest.raises(KubePkiError, match="user must be a non-empty string"):
+        store.put_certs([good, dict(good, user="")])
+    assert store.get_cert("default", "c1", "alice") is None
+
+
+def test_embedded_batch_is_all_or_nothing(tmp_path):
+    """A failure inside the transaction (here: the disk refuses the second write) leaves no record behind."""
+    store = _store.open_store(str(tmp_path / "store.db"))
+    key = store.ensure_key("default", "alice")[0]
+    records = [cert_record(key["private_key_pem"], cluster=name) for name in ("c1", "c2")]
+    real = store._write_cert_now  # pylint: disable=protected-access
+    calls = []
+
+    def failing(*args):
+        calls.append(args)
+        if len(calls) == 2:
+            raise KubePkiError("embedded store: disk I/O error")
+        return real(*args)
+
+    store._write_cert_now = failing  # pylint: disable=protected-access
+    with pytest.raises(KubePkiError, match="disk I/O error"):
+        store.put_certs(records)
+    assert _store.open_store(str(tmp_path / "store.db")).get_cert("default", "c1", "alice") is None
+    store.close()
+
+
 def test_put_cert_needs_an_identity(backend):
     with pytest.raises(KubePkiError, match="user must be a non-empty string"):
         backend.open().put_cert({"scope": "default", "cluster": "c1", "user": ""})
