@@ -271,8 +271,15 @@ def certificate_is_valid_now(facts, at=None, margin_seconds=0):
             and at + datetime.timedelta(seconds=margin_seconds) < parse_rfc3339(facts["not_after"]))
 
 
+_VERIFIED = set()
+
+
 def verify_issued_by(cert_pem, ca_pem, what="certificate"):
-    """Raise KubePkiError unless the leaf of ``cert_pem`` is signed by one of the CA certificates in ``ca_pem``."""
+    """Raise KubePkiError unless the leaf of ``cert_pem`` is signed by one of the CA certificates in ``ca_pem``.
+
+    A pair that passed is remembered for the process: the steps of a batch check the same certificates."""
+    if (cert_pem, ca_pem) in _VERIFIED:
+        return
     cert = load_certificate(cert_pem, what)
     cas = split_pem_certificates(ca_pem) if isinstance(ca_pem, str) else []
     if not cas:
@@ -285,6 +292,7 @@ def verify_issued_by(cert_pem, ca_pem, what="certificate"):
         if ca.subject != cert.issuer:
             continue
         if _signed_by(cert, ca.public_key()):
+            _VERIFIED.add((cert_pem, ca_pem))
             return
     raise KubePkiError("%s (issuer %s) is not signed by the given cluster CA" % (what, cert.issuer.rfc4514_string()))
 
