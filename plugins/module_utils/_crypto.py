@@ -13,7 +13,6 @@ at second precision (``2025-01-02T03:04:05Z``), the form the Kubernetes API uses
 from __future__ import annotations
 
 import base64
-import copy
 import datetime
 import hashlib
 import ipaddress
@@ -239,7 +238,8 @@ def _memoized(compute, pem, what):
     key = (compute, pem)
     if key not in _FACTS_CACHE:
         _FACTS_CACHE[key] = compute(pem, what)
-    return copy.deepcopy(_FACTS_CACHE[key])
+    # facts hold strings, numbers and lists of strings: copying the lists is a full copy
+    return {name: list(value) if isinstance(value, list) else value for name, value in _FACTS_CACHE[key].items()}
 
 
 def certificate_facts(pem, what="certificate"):

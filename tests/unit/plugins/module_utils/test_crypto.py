@@ -65,3 +65,22 @@ def test_rfc3339():
     assert _crypto.rfc3339(moment) == "2025-01-02T03:04:05Z"
     with pytest.raises(KubePkiError, match="not an RFC 3339 timestamp"):
         _crypto.parse_rfc3339("yesterday")
+
+
+def test_remembered_facts_are_copies_and_failures_are_not_remembered():
+    ca = pki.make_ca("crypto-memo-ca")
+    key = _crypto.generate_private_key()
+    pem = pki.cert_pem(pki.issue(ca, "bob", ["team-a"], client=True, key=key).cert).decode()
+    first = _crypto.certificate_facts(pem)
+    first["organizations"].append("injected")
+    first["common_name"] = "mallory"
+    again = _crypto.certificate_facts(pem)
+    assert again["organizations"] == ["team-a"] and again["common_name"] == "bob"
+    csr = _crypto.build_csr_pem(key, "bob", ["team-a"])
+    facts = _crypto.csr_facts(csr)
+    facts["organizations"].clear()
+    assert _crypto.csr_facts(csr)["organizations"] == ["team-a"]
+    tampered = csr.replace(csr.splitlines()[3], csr.splitlines()[3][::-1])
+    for _attempt in range(2):
+        with pytest.raises(KubePkiError, match="CSR (cannot be parsed|has an invalid signature)"):
+            _crypto.csr_facts(tampered)
