@@ -92,8 +92,9 @@ class Step:
     result for each of them (hundreds of keys against thousands of strings, seconds of work). Access.run
     checks the finished result for them once instead, and hands to Ansible only those that occur in it."""
 
-    def __init__(self, module, spec, params, warnings, secrets):
+    def __init__(self, module, spec, params, warnings, secrets, seen_csrs=None):
         self.params = with_defaults(spec, params)
+        self.seen_csrs = seen_csrs  # CSR objects the cluster's earlier steps got from the API, by name
         self.check_mode = module.check_mode
         self._diff = module._diff
         self.no_log_values = secrets
@@ -174,8 +175,8 @@ class Access:
         given.update(users=[{"name": u["name"], "groups": u["groups"]} for u in params["users"]], clusters=clusters)
         return given
 
-    def step(self, spec, params, warnings):
-        return Step(self.module, spec, params, warnings, self.secrets)
+    def step(self, spec, params, warnings, seen_csrs=None):
+        return Step(self.module, spec, params, warnings, self.secrets, seen_csrs)
 
     # ------------------------------------------------------------ the work
 
@@ -207,8 +208,9 @@ class Access:
         """The create, approve, wait and publish steps for one cluster: ``(result, warnings, error or None)``."""
         warnings = []
         result = {"name": cluster["name"], "changed": False, "csrs": [], "approvals": [], "certificates": [], "etcd_records": []}
+        seen = {}
         try:
-            created = _step_create.run(self.step(_step_create.argument_spec(), self.create_params(cluster), warnings))
+            created = _step_create.run(self.step(_step_create.argument_spec(), self.create_params(cluster), warnings, seen))
             result["csrs"] = created["csrs"]
             result["changed"] = created["changed"]
             fresh = [c for c in created["csrs"] if c["action"] != "known" and c["csr_name"]]
@@ -217,7 +219,8 @@ class Access:
                 fresh = [c for c in fresh if c["action"] == "adopted"]
             undecided = [c for c in fresh if c["state"] not in ("approved", "issued")]
             if undecided:
-                approved = _step_approve.run(self.step(_step_approve.argument_spec(), self.approve_params(cluster, undecided), warnings))
+                approved = _step_approve.run(self.step(_step_approve.argument_spec(), self.approve_params(cluster, undecided),
+                                                       warnings, seen))
                 result["approvals"] = approved["csrs"]
                 result["changed"] = result["changed"] or approved["changed"]
             if fresh:

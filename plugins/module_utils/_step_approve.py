@@ -47,8 +47,11 @@ def argument_spec():
     return spec
 
 
-def select(client, params):
-    """[(name, object or None, expected dict, strict)] of the CSRs to decide on; strict = named explicitly."""
+def select(client, params, seen=None):
+    """[(name, object or None, expected dict, strict)] of the CSRs to decide on; strict = named explicitly.
+
+    ``seen`` maps CSR names to objects an earlier step of the same run got from the API; they are not
+    fetched again (an approval on an object that changed since is retried by _csr.decide on its 409)."""
     chosen = {}
     for index, name in enumerate(params["names"]):
         if not name:
@@ -61,6 +64,8 @@ def select(client, params):
             continue
         skip = "known" if entry.get("action") == "known" else None
         chosen[entry["csr_name"]] = {"expected": {"common_name": entry.get("name")}, "strict": True, "skip": skip}
+        if seen and entry["csr_name"] in seen:
+            chosen[entry["csr_name"]]["obj"] = seen[entry["csr_name"]]
     for index, user in enumerate(params["users"]):
         problem = _csr.name_problem(user["name"])
         if problem:
@@ -94,7 +99,7 @@ def run(module):
     if approve and params["key_scope"] == "per_cluster" and policy["key_must_match_store"] and not params["cluster"]:
         raise KubePkiError("cluster is required with key_scope=per_cluster to find the stored keys")
     client = _kube.get_client(module)
-    chosen = select(client, params)
+    chosen = select(client, params, getattr(module, "seen_csrs", None))
     store = None
     results, pending = [], []
     try:

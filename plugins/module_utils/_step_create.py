@@ -183,6 +183,12 @@ class Creator:
             return self.prefetched.get(name)
         return _csr.get(self.client, name)
 
+    def remember(self, obj):
+        """Hand a CSR as the API returned it to the next step of the same run (user_certificates), if any."""
+        seen = getattr(self.module, "seen_csrs", None)
+        if seen is not None:
+            seen[(obj.get("metadata") or {}).get("name")] = obj
+
     def close(self):
         for thing in (self.store, self.etcd):
             if thing is not None:
@@ -299,6 +305,7 @@ class Creator:
                         self.module.warn("CertificateSigningRequest %s for %s is %s; set force=true to replace it" % (name, plan["user"], state))
                     result.update(uid=(existing.get("metadata") or {}).get("uid"), state=state, action="adopted")
                     self.after.append(_diff_view(existing))
+                    self.remember(existing)
                     return result, changed
                 if not params["force"]:
                     problem = "; ".join(diffs) if diffs else "it is %s" % state
@@ -331,6 +338,8 @@ class Creator:
                     raise
         result.update(uid=None if self.check else (created.get("metadata") or {}).get("uid"), state="pending")
         self.after.append(_diff_view(created))
+        if not self.check:
+            self.remember(created)
         return result, True
 
     def remove(self, plan):

@@ -146,3 +146,20 @@ def test_bad_input_is_refused_before_anything_is_written(run_playbook, sandbox, 
     rotate = dict(job, users=USERS, rotate_key=True)
     out = run_playbook(PLAY.replace("renew_before: 1h", "renew_before: 1h\n        rotate_key: \"{{ rotate_key }}\""), extra_vars=rotate)
     assert "rotate_key with key_scope=shared and 2 clusters" in out.failures()[0][2], out
+
+
+def test_an_approval_on_a_changed_csr_is_retried(run_playbook, sandbox, job):
+    """The approvals use the objects the create step got back; when one changed since (409 Conflict on its
+    /approval PUT), the request is fetched again and approved."""
+    job = dict(job, clusters=clusters_of(sandbox, sandbox.names[:1]))
+    sandbox.inject_faults(sandbox.names[0], 409, 1, path="approval")
+    try:
+        out = run_playbook(PLAY, extra_vars=job)
+        # the 409 was served: adding a fault that matches nothing leaves exactly that one pending
+        assert sandbox.inject_faults(sandbox.names[0], 500, 1, path="/matches-nothing")["faults"] == 1
+    finally:
+        sandbox.clear_faults(sandbox.names[0])
+    assert out.rc == 0, out
+    [cluster] = out.result("access")["clusters"]
+    assert sorted(c["decision"] for c in cluster["approvals"]) == ["approved", "approved"]
+    assert sorted(c["user"] for c in cluster["certificates"]) == ["uc-alice", "uc-bob"]
