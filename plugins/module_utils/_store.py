@@ -431,7 +431,7 @@ class SqliteStore(CredentialStore):
     def ensure_keys(self, wanted):
         """The missing keys of ``wanted`` generated and stored in one transaction (all of them, or none)."""
         self._check_batch_keys(wanted)
-        # keys are generated before the write lock is taken; one another writer stored meanwhile wins
+        # keys are generated before the write lock is taken; a key another writer stored meanwhile wins
         rows = [self._new_key_row(*item) for item in wanted if self._read_key(*item[:3]) is None]
         if not rows:
             return 0
