@@ -140,7 +140,7 @@ def run(module):
                 entry["user"] = user
                 if policy["key_must_match_store"] and user:
                     if store is None:
-                        store = _store.open_store_from_params(params)
+                        store = _store.open_store_from_params(params, create=not module.check_mode)
                     key_cluster = params["cluster"] if params["key_scope"] == "per_cluster" else ""
                     scope = ((obj.get("metadata") or {}).get("annotations") or {}).get(_csr.ANN_SCOPE) or params["scope"]
                     key = store.get_key(scope, user, key_cluster)

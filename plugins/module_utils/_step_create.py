@@ -164,7 +164,7 @@ class Creator:
     def open(self, plans):
         self.client = _kube.get_client(self.module)
         if any(plan["csr"] is None for plan in plans) and self.params["state"] == "present":
-            self.store = _store.open_store_from_params(self.params)
+            self.store = _store.open_store_from_params(self.params, create=not self.check)
         if self.params["state"] == "present":
             self.etcd = _etcd.transport_from_params(self.params)
         if self.params["state"] == "present" and len(plans) > 1:

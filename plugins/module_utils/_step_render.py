@@ -327,7 +327,7 @@ def run(module):
         check_server(cluster)
         ca_pems[cluster["name"]] = read_ca(cluster)
 
-    store = open_store_from_params(params)
+    store = open_store_from_params(params, create=not module.check_mode)
     transport = None
     try:
         transport = transport_from_params(params)

@@ -168,7 +168,7 @@ def run(module):
                 continue
             if user is not None:
                 if store is None:
-                    store = _store.open_store_from_params(params)
+                    store = _store.open_store_from_params(params, create=not module.check_mode)
                 if etcd is None:
                     etcd = _etcd.transport_from_params(params)
                 record = known_record(params, user, name, store, etcd)

@@ -76,10 +76,10 @@ def store_params(params):
     return uri, passphrase
 
 
-def open_store_from_params(params):
-    """The store selected by a module's ``store_uri``/``store_passphrase`` options."""
+def open_store_from_params(params, create=True):
+    """The store selected by a module's ``store_uri``/``store_passphrase`` options (``create``: see open_store)."""
     uri, passphrase = store_params(params)
-    return open_store(uri, passphrase)
+    return open_store(uri, passphrase, create=create)
 
 
 def redact_uri(uri):
@@ -100,11 +100,12 @@ def canonical_json(record):
     return json.dumps(record, sort_keys=True, separators=(",", ":"))
 
 
-def open_store(uri=None, passphrase=None, mongo_client_factory=None):
+def open_store(uri=None, passphrase=None, mongo_client_factory=None, create=True):
     """Open the credential store named by ``uri`` (see the module docstring).
 
     ``passphrase`` None falls back to ``KUBEPKI_STORE_PASSPHRASE``; an empty string means "no passphrase".
-    ``mongo_client_factory`` (tests only) replaces ``pymongo.MongoClient``.
+    ``mongo_client_factory`` (tests only) replaces ``pymongo.MongoClient``. ``create=False`` (check mode)
+    leaves a missing embedded store file (and its directory) uncreated and reads it as empty.
     """
     if uri is None:
         uri = os.environ.get(ENV_URI) or DEFAULT_PATH
@@ -121,19 +122,19 @@ def open_store(uri=None, passphrase=None, mongo_client_factory=None):
         rest = uri[len("sqlite:"):]
         if not rest.startswith("///"):
             raise KubePkiError("store_uri %r is not a valid embedded store URI: write sqlite:///PATH" % redact_uri(uri))
-        return SqliteStore("/" + rest.lstrip("/"), passphrase)
+        return SqliteStore("/" + rest.lstrip("/"), passphrase, create=create)
     if lowered.startswith("file:"):
         rest = uri[len("file:"):]
         if rest.startswith("//"):
             rest = "/" + rest.lstrip("/")
         if not rest:
             raise KubePkiError("store_uri %r names no file" % uri)
-        return SqliteStore(rest, passphrase)
+        return SqliteStore(rest, passphrase, create=create)
     if "://" in uri or lowered.startswith("mongodb:"):
         raise KubePkiError(
             "store_uri %r has an unsupported scheme; use mongodb://, mongodb+srv://, sqlite:///PATH, file:PATH or a path"
             % redact_uri(uri))
-    return SqliteStore(uri, passphrase)
+    return SqliteStore(uri, passphrase, create=create)
 
 
 class CredentialStore:
@@ -314,11 +315,17 @@ class SqliteStore(CredentialStore):
 
     kind = "embedded"
 
-    def __init__(self, path, passphrase=None):
+    def __init__(self, path, passphrase=None, create=True):
         super().__init__(passphrase)
         self.path = os.path.abspath(os.path.expanduser(path))
         self.location = "sqlite:///" + self.path.lstrip("/")
         self._db = None
+        if not create and not os.path.lexists(self.path):
+            # check mode: nothing is written, and a store that does not exist yet holds nothing
+            self._db = sqlite3.connect(":memory:", isolation_level=None)
+            for statement in _SCHEMA:
+                self._db.execute(statement)
+            return
         self._prepare_file()
         self._connect()
 

@@ -65,6 +65,7 @@ def job(sandbox, tmp_path):
 
 
 def test_check_mode_then_run_then_rerun(run_playbook, sandbox, job):
+    job = dict(job, store=os.path.join(os.path.dirname(job["store"]), "not-yet", "store.db"))
     checked = run_playbook(PLAY, extra_vars=job, check=True)
     assert checked.rc == 0, checked
     result = checked.result("access")
@@ -74,6 +75,7 @@ def test_check_mode_then_run_then_rerun(run_playbook, sandbox, job):
         assert our_csrs(sandbox, cluster, job["scope"]) == []
     assert etcd_keys(sandbox.etcd_url, job["prefix"]) == []
     assert not os.path.exists(job["out"])
+    assert not os.path.exists(os.path.dirname(job["store"]))
 
     first = run_playbook(PLAY, extra_vars=job)
     assert first.rc == 0, first

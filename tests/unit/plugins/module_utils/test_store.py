@@ -286,6 +286,18 @@ def test_embedded_two_processes_end_with_one_key(tmp_path):
         assert db.execute("SELECT COUNT(*) FROM keys").fetchone()[0] == 3
 
 
+def test_embedded_create_false_writes_nothing(tmp_path):
+    """Check mode: a store that does not exist stays absent (directory included) and reads as empty; one
+    that exists is read as it is."""
+    path = tmp_path / "new-dir" / "store.db"
+    store = _store.open_store(str(path), create=False)
+    assert store.get_key("default", "alice") is None and store.get_cert("default", "c1", "alice") is None
+    store.close()
+    assert not (tmp_path / "new-dir").exists()
+    written = _store.open_store(str(path)).ensure_key("default", "alice")[0]
+    assert _store.open_store(str(path), create=False).get_key("default", "alice") == written
+
+
 def test_embedded_file_modes(tmp_path):
     path = tmp_path / "new-dir" / "store.db"
     _store.open_store("sqlite:///" + str(path).lstrip("/"), "").ensure_key("default", "alice")
