@@ -7,10 +7,10 @@ mode first, then the real run, re-runs, the CSR cleaner, renewal.
 import json
 import os
 import stat
-import subprocess
 import time
 
 import pytest
+from kubesandbox.testing import kubectl_json
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -42,22 +42,12 @@ def onboard(run_playbook, flow, check=False, **overrides):
     return run_playbook("- ansible.builtin.import_playbook: %s\n" % PLAYBOOK, extra_vars=extra, check=check, hosts=flow["hosts"])
 
 
-def kubectl(*args):
-    proc = subprocess.run(["kubectl"] + list(args), capture_output=True, text=True, timeout=60, check=False)
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout
-
-
 def csr_names(flow, cluster):
-    out = kubectl("--kubeconfig", flow["box"].cluster(cluster).kubeconfig, "get", "csr", "-o", "json")
-    return sorted(item["metadata"]["name"] for item in json.loads(out)["items"])
+    return sorted(item["metadata"]["name"] for item in kubectl_json(flow["box"].cluster(cluster).kubeconfig, "get", "csr")["items"])
 
 
 def etcd_records(flow):
-    from etcd3gw.client import Etcd3Client  # pylint: disable=import-outside-toplevel
-    host, port = flow["box"].etcd_url.split("//")[1].split(":")
-    client = Etcd3Client(host=host, port=int(port))
-    return {meta["key"].decode(): json.loads(value) for value, meta in client.get_prefix("/kubepki/certs/")}
+    return {key: json.loads(value) for key, value in flow["box"].etcd_prefix("/kubepki/certs/").items()}
 
 
 def test_check_mode_creates_nothing(run_playbook, flow):
@@ -80,11 +70,10 @@ def test_onboard_gives_working_kubeconfigs(run_playbook, flow):
     for user in USERS:
         path = flow["out"] / ("%s.kubeconfig" % user["name"])
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-        config = json.loads(kubectl("--kubeconfig", str(path), "config", "view", "-o", "json"))
+        config = kubectl_json(path, "config", "view")
         assert sorted(c["name"] for c in config["contexts"]) == sorted("%s@%s" % (user["name"], c) for c in flow["box"].names)
         for cluster in flow["box"].names:
-            review = json.loads(kubectl("--kubeconfig", str(path), "--context", "%s@%s" % (user["name"], cluster),
-                                        "auth", "whoami", "-o", "json"))
+            review = kubectl_json(path, "--context", "%s@%s" % (user["name"], cluster), "auth", "whoami")
             assert review["status"]["userInfo"]["username"] == user["name"]
             assert review["status"]["userInfo"]["groups"] == user["groups"] + ["system:authenticated"]
 
@@ -124,5 +113,5 @@ def test_renewal_issues_under_a_new_name(run_playbook, flow):
         assert record["csr_name"] != old[key]["csr_name"]
     for user in USERS:
         path = flow["out"] / ("%s.kubeconfig" % user["name"])
-        review = json.loads(kubectl("--kubeconfig", str(path), "--context", "%s@cluster-1" % user["name"], "auth", "whoami", "-o", "json"))
+        review = kubectl_json(path, "--context", "%s@cluster-1" % user["name"], "auth", "whoami")
         assert review["status"]["userInfo"]["username"] == user["name"]

@@ -6,10 +6,10 @@ no key material, a run without etcd, and one unreachable cluster among good ones
 
 import json
 import os
-import subprocess
 import uuid
 
 import pytest
+from kubesandbox.testing import kubectl_json
 
 PLAY = """
 - hosts: localhost
@@ -40,21 +40,13 @@ def clusters_of(box, names=None):
     return out
 
 
-def kubectl_json(*args):
-    proc = subprocess.run(["kubectl"] + list(args) + ["-o", "json"], capture_output=True, text=True, timeout=60, check=False)
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
-
-
 def our_csrs(box, cluster, scope):
-    items = kubectl_json("--kubeconfig", box.cluster(cluster).kubeconfig, "get", "csr", "-l", "kubepki.io/scope=%s" % scope)["items"]
+    items = kubectl_json(box.cluster(cluster).kubeconfig, "get", "csr", "-l", "kubepki.io/scope=%s" % scope)["items"]
     return sorted(item["metadata"]["name"] for item in items)
 
 
-def etcd_keys(url, prefix):
-    from etcd3gw.client import Etcd3Client  # pylint: disable=import-outside-toplevel
-    host, port = url.split("//")[1].split(":")
-    return sorted(meta["key"].decode() for _value, meta in Etcd3Client(host=host, port=int(port)).get_prefix(prefix + "/"))
+def etcd_keys(box, prefix):
+    return sorted(box.etcd_prefix(prefix + "/"))
 
 
 @pytest.fixture
@@ -73,7 +65,7 @@ def test_check_mode_then_run_then_rerun(run_playbook, sandbox, job):
     assert all(c["key_created"] for cluster in result["clusters"] for c in cluster["csrs"])
     for cluster in sandbox.names:
         assert our_csrs(sandbox, cluster, job["scope"]) == []
-    assert etcd_keys(sandbox.etcd_url, job["prefix"]) == []
+    assert etcd_keys(sandbox, job["prefix"]) == []
     assert not os.path.exists(job["out"])
     assert not os.path.exists(os.path.dirname(job["store"]))
 
@@ -83,14 +75,14 @@ def test_check_mode_then_run_then_rerun(run_playbook, sandbox, job):
     assert result["changed"]
     created = {cluster: our_csrs(sandbox, cluster, job["scope"]) for cluster in sandbox.names}
     assert all(len(names) == 2 for names in created.values())
-    assert etcd_keys(sandbox.etcd_url, job["prefix"]) == sorted(
+    assert etcd_keys(sandbox, job["prefix"]) == sorted(
         "%s/certs/%s/%s/%s" % (job["prefix"], job["scope"], c, u["name"]) for c in sandbox.names for u in USERS)
     # what a user notices: each kubeconfig logs in to every cluster as the user, in the user's groups
     for user in USERS:
         path = os.path.join(job["out"], "%s.kubeconfig" % user["name"])
         assert oct(os.stat(path).st_mode & 0o777) == "0o600"
         for cluster in sandbox.names:
-            review = kubectl_json("--kubeconfig", path, "--context", "%s@%s" % (user["name"], cluster), "auth", "whoami")
+            review = kubectl_json(path, "--context", "%s@%s" % (user["name"], cluster), "auth", "whoami")
             assert review["status"]["userInfo"]["username"] == user["name"]
             assert review["status"]["userInfo"]["groups"] == user["groups"] + ["system:authenticated"]
     # no key material and no certificate PEM in what the task returns
@@ -112,7 +104,7 @@ def test_without_etcd_certificates_go_to_the_store(run_playbook, sandbox, job):
     assert first.rc == 0, first
     assert all(cluster["etcd_records"] == [] for cluster in first.result("access")["clusters"])
     path = os.path.join(job["out"], "uc-bob.kubeconfig")
-    review = kubectl_json("--kubeconfig", path, "--context", "uc-bob@%s" % sandbox.names[1], "auth", "whoami")
+    review = kubectl_json(path, "--context", "uc-bob@%s" % sandbox.names[1], "auth", "whoami")
     assert review["status"]["userInfo"]["username"] == "uc-bob"
     again = run_playbook(PLAY, extra_vars=job, env={"KUBEPKI_ETCD_ENDPOINTS": ""})
     assert again.rc == 0 and not again.result("access")["changed"], again

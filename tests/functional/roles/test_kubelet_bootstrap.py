@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from kubesandbox.testing import kubectl, kubectl_json
 from roles_support import assert_ok, env_args, file_mode, snapshot, task_result
 
 ROLE = "kubelet_bootstrap"
@@ -101,13 +102,6 @@ def test_refuses_bad_token_or_groups(node_tree, run_role, extra, message):
         assert message in task_result(result, "Check the bootstrap token settings")["msg"]
 
 
-def kubectl(kubeconfig, *args, stdin=None):
-    proc = subprocess.run([KUBECTL, "--kubeconfig", kubeconfig] + list(args), input=stdin, capture_output=True, text=True,
-                          timeout=60, check=False)
-    assert proc.returncode == 0, "kubectl %s failed: %s %s" % (" ".join(args), proc.stdout, proc.stderr)
-    return proc.stdout
-
-
 def kubelet_client_csr(node):
     """What the kubelet sends: ECDSA P-256 key, CN system:node:<node>, O system:nodes, no SANs."""
     key = ec.generate_private_key(ec.SECP256R1())
@@ -136,7 +130,7 @@ def test_simulated_kubelet_bootstrap_on_the_sandbox(sandbox, node_tree, run_role
     assert check.changed > 0
     assert snapshot(root) == before
     selector = "kubepki.certs/bootstrap-token=" + token_name
-    assert json.loads(kubectl(cluster.kubeconfig, "-n", "kube-system", "get", "secrets", "-l", selector, "-o", "json"))["items"] == []
+    assert kubectl_json(cluster.kubeconfig, "-n", "kube-system", "get", "secrets", "-l", selector)["items"] == []
 
     first = assert_ok(run_role(ROLE, variables))
     bootstrap_kubeconfig = os.path.join(root, "etc/kubernetes/bootstrap-kubelet.conf")
@@ -149,7 +143,7 @@ def test_simulated_kubelet_bootstrap_on_the_sandbox(sandbox, node_tree, run_role
     assert base64.b64decode(rendered["clusters"][0]["cluster"]["certificate-authority-data"]).decode() == ca_pem
 
     # The Secret, as the apiserver's bootstrap authenticator reads it.
-    secret = json.loads(kubectl(cluster.kubeconfig, "-n", "kube-system", "get", "secret", "bootstrap-token-" + token_id, "-o", "json"))
+    secret = kubectl_json(cluster.kubeconfig, "-n", "kube-system", "get", "secret", "bootstrap-token-" + token_id)
     data = {key: base64.b64decode(value).decode() for key, value in secret["data"].items()}
     assert secret["type"] == "bootstrap.kubernetes.io/token"
     assert data["token-id"] == token_id and data["token-secret"] == token_secret
@@ -162,7 +156,7 @@ def test_simulated_kubelet_bootstrap_on_the_sandbox(sandbox, node_tree, run_role
              "system:bootstrappers"),
             ("kubepki:node-autoapprove-certificate-rotation",
              "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient", "system:nodes")]:
-        binding = json.loads(kubectl(cluster.kubeconfig, "get", "clusterrolebinding", name, "-o", "json"))
+        binding = kubectl_json(cluster.kubeconfig, "get", "clusterrolebinding", name)
         assert binding["roleRef"]["name"] == role
         assert [subject["name"] for subject in binding["subjects"]] == [group]
 
@@ -178,7 +172,7 @@ def test_simulated_kubelet_bootstrap_on_the_sandbox(sandbox, node_tree, run_role
     # Dropping the extra groups removes the key from the Secret (replaced, not merged); the token stays.
     variables["kubelet_bootstrap_token_extra_groups"] = []
     assert assert_ok(run_role(ROLE, variables)).changed == 1
-    secret = json.loads(kubectl(cluster.kubeconfig, "-n", "kube-system", "get", "secret", "bootstrap-token-" + token_id, "-o", "json"))
+    secret = kubectl_json(cluster.kubeconfig, "-n", "kube-system", "get", "secret", "bootstrap-token-" + token_id)
     assert "auth-extra-groups" not in secret["data"]
     assert base64.b64decode(secret["data"]["expiration"]).decode() == data["expiration"]
 
@@ -186,7 +180,7 @@ def test_simulated_kubelet_bootstrap_on_the_sandbox(sandbox, node_tree, run_role
 def wait_for_certificate(kubeconfig, name, timeout=60):
     deadline = time.monotonic() + timeout
     while True:
-        current = json.loads(kubectl(kubeconfig, "get", "csr", name, "-o", "json"))
+        current = kubectl_json(kubeconfig, "get", "csr", name)
         if current.get("status", {}).get("certificate") or time.monotonic() > deadline:
             return current
         time.sleep(0.5)
@@ -317,5 +311,5 @@ def test_serving_bootstrap_csr_approved_by_policy_and_forged_one_refused(sandbox
     assert refused.rc != 0
     message = task_result(refused, "Approve")["msg"]
     assert "is not the node" in message and "192.168.99.9" in message, message
-    state = json.loads(kubectl(cluster.kubeconfig, "get", "csr", forged, "-o", "json"))
+    state = kubectl_json(cluster.kubeconfig, "get", "csr", forged)
     assert not state.get("status", {}).get("conditions"), "the forged request stays pending"

@@ -3,6 +3,8 @@
     sandbox = kubesandbox.testing.start(tmpdir, clusters=2, signing_delay="1s")
     c1 = sandbox.cluster("cluster-1")      # .name .server .kubeconfig .ca_cert .ca_key .token_file
     sandbox.inject_faults("cluster-1", 503, 2, path="/certificatesigningrequests", verb="create")
+    kubectl_json(c1.kubeconfig, "get", "csr")   # the real kubectl, against any kubeconfig
+    sandbox.etcd_prefix("/kubepki/certs/")      # {key: value} in the sandbox's etcd
     sandbox.stop()
 """
 
@@ -11,9 +13,25 @@ import io
 import json
 import os
 import ssl
+import subprocess
 import urllib.request
 
 from . import launcher, pki
+
+
+KUBECTL = "kubectl"
+
+
+def kubectl(kubeconfig, *args, stdin=None, timeout=60):
+    """stdout of the real kubectl run with ``kubeconfig``; AssertionError naming the command when it fails."""
+    cmd = [KUBECTL, "--kubeconfig", str(kubeconfig)] + list(args)
+    proc = subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=timeout, check=False)
+    assert proc.returncode == 0, "%s failed (%d): %s %s" % (" ".join(cmd), proc.returncode, proc.stdout, proc.stderr)
+    return proc.stdout
+
+
+def kubectl_json(kubeconfig, *args):
+    return json.loads(kubectl(kubeconfig, *(list(args) + ["-o", "json"])))
 
 
 class ClusterInfo:
@@ -47,6 +65,13 @@ class Sandbox:
 
     def stop(self):
         return launcher.down(self.state_dir)
+
+    def etcd_prefix(self, prefix):
+        """{key: value} (text) of every key under ``prefix`` in the sandbox's etcd."""
+        from etcd3gw.client import Etcd3Client  # pylint: disable=import-outside-toplevel
+        host, port = self.etcd_url.split("//")[1].rsplit(":", 1)
+        client = Etcd3Client(host=host, port=int(port))
+        return {meta["key"].decode(): value.decode() for value, meta in client.get_prefix(prefix)}
 
     # --- admin endpoint ----------------------------------------------------------------------------
     def admin_request(self, cluster, method, action, body=None):
