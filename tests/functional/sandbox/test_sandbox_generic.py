@@ -139,3 +139,25 @@ def test_clusterrole_aggregation(raw):
             break
         time.sleep(0.05)
     assert obj["rules"] == [rule_a, rule_b]
+
+
+def test_network_delay_holds_api_requests_not_the_admin_endpoint(fresh_sandbox):
+    """--network-delay: each API request is answered one delay later (a cluster farther than loopback)."""
+    import time  # pylint: disable=import-outside-toplevel
+    name = fresh_sandbox.names[0]
+    raw = Raw(api_client(fresh_sandbox.cluster(name).kubeconfig))
+
+    def timed_get():
+        started = time.monotonic()
+        status, _body = raw.call("GET", CSR_BASE)
+        assert status == 200
+        return time.monotonic() - started
+
+    before = min(timed_get() for _ in range(3))
+    started = time.monotonic()
+    fresh_sandbox.set_options(name, network_delay="300ms")
+    assert time.monotonic() - started < 0.25  # the admin endpoint is not held
+    delayed = timed_get()
+    assert delayed >= 0.3 and delayed - before >= 0.28, (before, delayed)
+    fresh_sandbox.set_options(name, network_delay=0)
+    assert timed_get() < 0.25

@@ -13,7 +13,8 @@ def main(argv=None):
     up.add_argument("--clusters", type=int, default=2)
     up.add_argument("--timeout", type=float, default=30.0)
     for flag in ("signing-duration", "signing-delay", "cleaner-interval", "approved-ttl", "denied-ttl",
-                 "failed-ttl", "pending-ttl", "approver-max-backoff", "bookmark-interval", "watch-timeout"):
+                 "failed-ttl", "pending-ttl", "approver-max-backoff", "bookmark-interval", "watch-timeout",
+                 "network-delay"):
         up.add_argument("--" + flag)
     up.add_argument("--watch-history", type=int)
     down = sub.add_parser("down", help="stop the processes of a state directory")

@@ -15,7 +15,8 @@ from .csr import parse_duration
 
 PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DURATION_OPTIONS = ("signing_duration", "signing_delay", "cleaner_interval", "approved_ttl", "denied_ttl",
-                    "failed_ttl", "pending_ttl", "approver_max_backoff", "bookmark_interval", "watch_timeout")
+                    "failed_ttl", "pending_ttl", "approver_max_backoff", "bookmark_interval", "watch_timeout",
+                    "network_delay")
 
 
 def normalize_options(options):

@@ -121,6 +121,10 @@ class Handler(BaseHTTPRequestHandler):
                 self.write(Response(err.code, err.status(), err.headers))
                 return
         req = Request(self.command, parts.path or "/", query, headers, body, user)
+        delay = float(self.cluster.options.get("network_delay") or 0)
+        if delay > 0 and not req.path.startswith("/_sandbox/"):
+            # a cluster farther away than loopback: every API exchange costs one round trip more
+            time.sleep(delay)
         try:
             resp = self.cluster.handle(req)
         except Exception as exc:  # pylint: disable=broad-except
@@ -271,6 +275,7 @@ DEFAULTS = {
     "signing_duration": 8760 * 3600.0, "signing_delay": 0.0, "cleaner_interval": 3600.0,
     "approved_ttl": 3600.0, "denied_ttl": 3600.0, "failed_ttl": 3600.0, "pending_ttl": 86400.0,
     "approver_max_backoff": 1000.0, "watch_history": 2000, "bookmark_interval": 60.0, "watch_timeout": 1800.0,
+    "network_delay": 0.0,
 }
 
 
