@@ -101,9 +101,9 @@ class Cluster:
         self.name, self.server, self.kubeconfig, self.ca_cert = name, server, kubeconfig, ca_cert
 
 
-def start_sandbox(state_dir, clusters):
+def start_sandbox(state_dir, clusters, network_delay=0.0):
     from kubesandbox import testing  # noqa: import late: the sandbox may not be there yet
-    sandbox = testing.start(state_dir, clusters=clusters, signing_delay=0)
+    sandbox = testing.start(state_dir, clusters=clusters, signing_delay=0, network_delay=network_delay)
     found = []
     for name in sandbox.names:
         info = sandbox.cluster(name)
@@ -510,7 +510,7 @@ def run_variant(name, users_count, clusters_count, args, env, scratch, rerun=Tru
     work = tempfile.mkdtemp(prefix="%s-%dx%d-%s" % (name, users_count, clusters_count, label_suffix), dir=scratch)
     users = make_users(users_count)
     log("%s %dx%d: starting %d sandbox cluster(s) in %s" % (name, users_count, clusters_count, clusters_count, work))
-    sandbox, clusters = start_sandbox(os.path.join(work, "sandbox"), clusters_count)
+    sandbox, clusters = start_sandbox(os.path.join(work, "sandbox"), clusters_count, args.network_delay)
     try:
         variant = cls(work, users, clusters, sandbox, env, args)
         log_path = os.path.join(work, "output.log")
@@ -690,6 +690,9 @@ def render(report):
     lines = ["# kubepki.certs benchmarks", "",
              "%s, %d users x %d clusters, %s; command: `%s`" % (
                  report["started"], args["users"], args["clusters"], report["host"], report["command"]), ""]
+    if args.get("network_delay"):
+        lines += ["Every API request to the sandbox clusters was held %.0f ms (`--network-delay`), standing for "
+                  "clusters farther away than loopback." % (1000 * args["network_delay"]), ""]
     main = report["main"]
     ref = next((r for r in main if r["variant"] == "collection" and r["status"] == "ok"), None)
     ref_wall = ref["first"]["wall"] if ref else None
@@ -815,6 +818,9 @@ def parse_args(argv):
     parser.add_argument("--repeat", type=int, default=None,
                         help="runs of the collection and the floor at the main size; the median is reported "
                              "(default 3, 1 with --quick)")
+    parser.add_argument("--network-delay", type=float, default=0.0,
+                        help="seconds the sandbox holds every API request, standing for clusters farther away than "
+                             "loopback (default 0)")
     parser.add_argument("--timeout", type=float, default=1800, help="limit for one run of one way, seconds")
     parser.add_argument("--name", default="latest",
                         help="base name of the result files in benchmarks/results/ (default latest)")
@@ -849,7 +855,7 @@ def main(argv=None):
               "host": "%d CPUs, load %.1f at start" % (os.cpu_count() or 0, os.getloadavg()[0]),
               "command": " ".join(["benchmarks/run.py"] + (sys.argv[1:] if argv is None else list(argv))),
               "args": {"users": args.users, "clusters": args.clusters, "recipe_users": args.recipe_users,
-                       "repeat": args.repeat,
+                       "repeat": args.repeat, "network_delay": args.network_delay,
                        "recipe_budget": args.recipe_budget,
                        "poll_interval": args.poll_interval, "growth": args.growth, "quick": args.quick},
               "main": [], "growth": []}

@@ -20,6 +20,7 @@ import json
 import os
 import time
 
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote, urlencode
 
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
@@ -208,6 +209,38 @@ def _build_configuration(auth):
     # we retry ourselves, with a deadline; urllib3 must not retry on its own
     configuration.retries = False
     return configuration
+
+
+IN_FLIGHT = 4  # requests a step keeps open at once against one API server (the size of a transport's pool)
+PROBE = 3  # items timed one after the other before in_flight() decides
+PARALLEL_FROM = 0.010  # seconds an item takes from which in_flight() sends the rest together
+
+
+def in_flight(work, items, limit=IN_FLIGHT):
+    """``[work(item) for item in items]``, each item an API request or a few, in the order of ``items``.
+
+    Items run one after the other while they are quick. Once the last PROBE of them took PARALLEL_FROM or
+    more each (a cluster a round trip away rather than on loopback), the rest run ``limit`` at a time: the
+    waiting then overlaps. On a near server that would only add thread switches to work the processor is
+    already busy with. An exception stops the items not yet started; of those in flight, the first one in
+    order is raised once all have finished."""
+    items = list(items)
+    results, timings = [], []
+    index = 0
+    while index < len(items):
+        recent = sorted(timings[-PROBE:])
+        if limit > 1 and len(recent) == PROBE and recent[PROBE // 2] >= PARALLEL_FROM:
+            break
+        started = time.monotonic()
+        results.append(work(items[index]))
+        timings.append(time.monotonic() - started)
+        index += 1
+    rest = items[index:]
+    if rest:
+        with ThreadPoolExecutor(max_workers=min(limit, len(rest))) as pool:
+            futures = [pool.submit(work, item) for item in rest]
+        results.extend(future.result() for future in futures)
+    return results
 
 
 class KubeClient:

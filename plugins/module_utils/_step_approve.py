@@ -156,8 +156,8 @@ def run(module):
         lines = ["%s: %s" % (e["name"], "; ".join(v["reason"] for v in e["violations"])) for e, _o in refused]
         raise KubePkiError("the approval policy refuses %d CSR%s: %s" % (len(refused), "s" if len(refused) > 1 else "", " | ".join(lines)),
                            csrs=results)
-    changed = False
-    for entry, obj in pending:
+    def decide(item):
+        entry, obj = item
         if approve and not entry["violations"]:
             decision = "Approved"
             reason = params["reason"] or "KubepkiApproved"
@@ -172,7 +172,10 @@ def run(module):
         did, _updated = _csr.decide(client, entry["name"], decision, reason, message, obj=obj, dry_run=module.check_mode)
         entry["decision"] = decision.lower() if did else "unchanged"
         entry["state"] = decision.lower() if did else entry["state"]
-        changed = changed or did
+        return did
+
+    # each decision is its own request: a few are in flight at once
+    changed = any(_kube.in_flight(decide, pending))
     output = {"changed": changed, "csrs": results}
     if module._diff:
         output["diff"] = {"before": {e["name"]: e["state_before"] for e in results}, "after": {e["name"]: e["state"] for e in results}}

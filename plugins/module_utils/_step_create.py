@@ -237,12 +237,14 @@ class Creator:
     # ------------------------------------------------------------ one user
 
     def ensure(self, plan):
+        """``(result, changed, request)``: the decisions about one user's CSR, made one user after the other
+        (they read and write the store). ``request`` is None when nothing is left to send, else what send()
+        needs to create the CSR."""
         params = self.params
         result = {"name": plan["user"], "csr_name": None, "uid": None, "state": "absent", "action": "none", "key_created": False,
                   "public_key_sha256": None, "renews_serial": "", "signer_name": params["signer_name"],
                   "cluster": params["cluster"], "scope": params["scope"], "deleted": []}
         changed = False
-        private_key = None
         key_record = None
         if plan["csr"] is not None:
             public_sha = plan["facts"]["public_key_sha256"]
@@ -263,14 +265,14 @@ class Creator:
         if known is not None:
             if self.record_matches(known, plan, public_sha) and not self.due(known):
                 result.update(csr_name=known.get("csr_name"), uid=known.get("csr_uid"), state="issued", action="known")
-                return result, changed
+                return result, changed, None
             renews = known.get("serial") or ""
             if (self.record_matches(known, plan, public_sha) and params["rotate_key"] and key_record is not None
                     and known.get("public_key_sha256") == public_sha):
                 # a renewal is due and a new key was asked for
                 if self.check:
                     result.update(key_created=True, state="absent", action="created", renews_serial=renews)
-                    return result, True
+                    return result, True, None
                 key_record = self.store.replace_key(params["scope"], plan["user"], self.key_cluster, params["key_type"])
                 public_sha = key_record["public_key_sha256"]
                 result.update(key_created=True, public_key_sha256=public_sha)
@@ -280,33 +282,40 @@ class Creator:
         if public_sha is None:
             # check mode, no key yet: the CSR name cannot be known
             result.update(action="created")
-            return result, True
+            return result, True, None
 
         name = _csr.csr_name(plan["user"], public_sha, plan["user"], plan["groups"], params["signer_name"], plan["usages"],
                              plan["expiration_seconds"], plan["dns_names"], plan["ip_addresses"], renews)
         result["csr_name"] = name
-        existing = self.lookup(name)
-        if plan["csr"] is not None:
-            request_pem = plan["csr"]
-            request_facts = plan["facts"]
-        else:
-            private_key = _crypto.load_private_key(key_record["private_key_pem"], what="the stored key of %s" % plan["user"])
-            request_facts = {"public_key_sha256": public_sha, "common_name": plan["user"], "organizations": plan["groups"],
-                             "dns_names": plan["dns_names"], "ip_addresses": plan["ip_addresses"]}
-            request_pem = None
+        request = {"plan": plan, "name": name, "existing": self.lookup(name), "public_sha": public_sha, "renews": renews,
+                   "private_key": None, "request_pem": plan["csr"], "request_facts": plan.get("facts")}
+        if plan["csr"] is None:
+            request["private_key"] = _crypto.load_private_key(key_record["private_key_pem"], what="the stored key of %s" % plan["user"])
+            request["request_facts"] = {"public_key_sha256": public_sha, "common_name": plan["user"], "organizations": plan["groups"],
+                                        "dns_names": plan["dns_names"], "ip_addresses": plan["ip_addresses"]}
+        return result, changed, request
+
+    def send(self, job):
+        """Adopt, replace or create one user's CSR through the API (safe to run for several users at once):
+        ``(result, changed, diff views before, diff views after, warnings)``."""
+        result, changed, request = job
+        params = self.params
+        plan, name, existing, public_sha, renews = (request[k] for k in ("plan", "name", "existing", "public_sha", "renews"))
+        private_key, request_pem, request_facts = request["private_key"], request["request_pem"], request["request_facts"]
+        before, after, warnings = [], [], []
         obj = None
         for attempt in range(2):
             if existing is not None:
                 diffs = _csr.compare(existing, request_facts, params["signer_name"], plan["usages"], plan["expiration_seconds"])
                 state = _csr.csr_state(existing)
-                self.before.append(_diff_view(existing))
+                before.append(_diff_view(existing))
                 if not diffs and not (state in ("denied", "failed") and params["force"]):
                     if state in ("denied", "failed"):
-                        self.module.warn("CertificateSigningRequest %s for %s is %s; set force=true to replace it" % (name, plan["user"], state))
+                        warnings.append("CertificateSigningRequest %s for %s is %s; set force=true to replace it" % (name, plan["user"], state))
                     result.update(uid=(existing.get("metadata") or {}).get("uid"), state=state, action="adopted")
-                    self.after.append(_diff_view(existing))
+                    after.append(_diff_view(existing))
                     self.remember(existing)
-                    return result, changed
+                    return result, changed, before, after, warnings
                 if not params["force"]:
                     problem = "; ".join(diffs) if diffs else "it is %s" % state
                     raise KubePkiError("CertificateSigningRequest %s already exists with a different spec (specs are immutable): %s; "
@@ -337,10 +346,10 @@ class Creator:
                 if existing is None:
                     raise
         result.update(uid=None if self.check else (created.get("metadata") or {}).get("uid"), state="pending")
-        self.after.append(_diff_view(created))
+        after.append(_diff_view(created))
         if not self.check:
             self.remember(created)
-        return result, True
+        return result, True, before, after, warnings
 
     def remove(self, plan):
         params = self.params
@@ -379,13 +388,25 @@ def run(module):
     try:
         creator.open(plans)
         results, changed = [], False
-        for plan in plans:
-            if module.params["state"] == "present":
-                one, one_changed = creator.ensure(plan)
-            else:
+        if module.params["state"] == "present":
+            decided = [creator.ensure(plan) for plan in plans]
+            # the API requests of different users do not depend on each other: a few are in flight at once
+            sent = iter(_kube.in_flight(creator.send, [job for job in decided if job[2] is not None]))
+            for job in decided:
+                one, one_changed = job[:2]
+                if job[2] is not None:
+                    one, one_changed, before, after, warnings = next(sent)
+                    creator.before.extend(before)
+                    creator.after.extend(after)
+                    for message in warnings:
+                        module.warn(message)
+                results.append(one)
+                changed = changed or one_changed
+        else:
+            for plan in plans:
                 one, one_changed = creator.remove(plan)
-            results.append(one)
-            changed = changed or one_changed
+                results.append(one)
+                changed = changed or one_changed
     finally:
         creator.close()
     output = {"changed": changed, "csrs": results}

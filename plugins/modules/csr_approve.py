@@ -101,6 +101,10 @@ attributes:
     support: full
   diff_mode:
     support: full
+notes:
+  - The policy is evaluated for every CSR before any decision is sent. The decisions then go out one after the other
+    while the API server answers quickly (under 10 ms a request); when the first ones take longer, the rest go out four
+    at a time.
 """
 
 EXAMPLES = r"""

@@ -237,6 +237,8 @@ notes:
   - The O(policy) defaults to allowing only the groups listed in O(users) (O(policy.allowed_groups) not set), and never
     C(system:masters) or other C(system:*) groups unless O(policy.allowed_system_groups) lists them.
   - Kubeconfigs carry private keys; they are written 0600 and never returned by this module.
+  - Within a cluster, CSRs are created and approved one after the other while the API server answers quickly (under
+    10 ms a request, as on a local cluster); when the first requests take longer, the rest go out four at a time.
 seealso:
   - module: kubepki.certs.csr_create
   - module: kubepki.certs.kubeconfig_render

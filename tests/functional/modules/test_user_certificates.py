@@ -157,3 +157,25 @@ def test_an_approval_on_a_changed_csr_is_retried(run_playbook, sandbox, job):
     [cluster] = out.result("access")["clusters"]
     assert sorted(c["decision"] for c in cluster["approvals"]) == ["approved", "approved"]
     assert sorted(c["user"] for c in cluster["certificates"]) == ["uc-alice", "uc-bob"]
+
+
+def test_a_cluster_a_round_trip_away(run_playbook, fresh_sandbox, tmp_path):
+    """With every API request held 30 ms, the CSRs and approvals after the first few go out several at a
+    time (_kube.in_flight); every user still ends with a working kubeconfig, and a re-run changes nothing."""
+    name = fresh_sandbox.names[0]
+    fresh_sandbox.set_options(name, network_delay="30ms")
+    users = [{"name": "far-%d" % i, "groups": ["dev"]} for i in range(8)]
+    job = {"users": users, "clusters": clusters_of(fresh_sandbox), "scope": "far", "store": str(tmp_path / "store.db"),
+           "etcd": [fresh_sandbox.etcd_url], "prefix": "/far", "out": str(tmp_path / "out")}
+    first = run_playbook(PLAY, extra_vars=job)
+    assert first.rc == 0, first
+    [cluster] = first.result("access")["clusters"]
+    assert [c["action"] for c in cluster["csrs"]] == ["created"] * 8
+    assert [c["decision"] for c in cluster["approvals"]] == ["approved"] * 8
+    assert sorted(c["user"] for c in cluster["certificates"]) == sorted(u["name"] for u in users)
+    for user in (users[0], users[-1]):
+        path = os.path.join(job["out"], "%s.kubeconfig" % user["name"])
+        review = kubectl_json(path, "--context", "%s@%s" % (user["name"], name), "auth", "whoami")
+        assert review["status"]["userInfo"]["username"] == user["name"]
+    again = run_playbook(PLAY, extra_vars=job)
+    assert again.rc == 0 and not again.result("access")["changed"], again

@@ -301,3 +301,47 @@ def test_connection_errors_are_retried_only_within_the_connect_budget():
     with pytest.raises(KubePkiError, match="cannot reach"):
         client.request("GET", "/x")
     assert clock.now <= _kube.CONNECT_BUDGET
+
+
+def _recording(delay):
+    """A work function that takes ``delay`` seconds and records which thread ran each item."""
+    import threading  # pylint: disable=import-outside-toplevel
+    import time  # pylint: disable=import-outside-toplevel
+    seen = []
+
+    def work(item):
+        seen.append((item, threading.current_thread().name))
+        time.sleep(delay)
+        if item == "boom":
+            raise KubePkiError("item boom failed")
+        return item * 2
+    return work, seen
+
+
+def test_in_flight_keeps_quick_items_in_order_in_this_thread():
+    import threading  # pylint: disable=import-outside-toplevel
+    work, seen = _recording(0)
+    assert _kube.in_flight(work, range(20)) == [i * 2 for i in range(20)]
+    assert {name for _item, name in seen} == {threading.current_thread().name}
+
+
+def test_in_flight_overlaps_slow_items_and_keeps_their_order():
+    import time  # pylint: disable=import-outside-toplevel
+    work, seen = _recording(0.05)
+    started = time.monotonic()
+    assert _kube.in_flight(work, range(23)) == [i * 2 for i in range(23)]
+    # 3 probes one after the other (0.15 s), then 20 items 4 at a time (0.25 s) instead of 1.15 s
+    assert time.monotonic() - started < 0.8
+    assert len({name for _item, name in seen[_kube.PROBE:]}) > 1
+
+
+def test_in_flight_raises_the_first_failure_after_the_others_finished():
+    work, seen = _recording(0.05)
+    items = [1, 2, 3, 4, "boom", 6, 7]
+    with pytest.raises(KubePkiError, match="item boom failed"):
+        _kube.in_flight(work, items)
+    assert sorted(str(item) for item, _name in seen) == sorted(str(item) for item in items)
+    quick, seen_quick = _recording(0)
+    with pytest.raises(KubePkiError, match="item boom failed"):
+        _kube.in_flight(quick, [1, "boom", 3])
+    assert [item for item, _name in seen_quick] == [1, "boom"]  # one after the other: the rest never starts
