@@ -156,6 +156,7 @@ def run(module):
         lines = ["%s: %s" % (e["name"], "; ".join(v["reason"] for v in e["violations"])) for e, _o in refused]
         raise KubePkiError("the approval policy refuses %d CSR%s: %s" % (len(refused), "s" if len(refused) > 1 else "", " | ".join(lines)),
                            csrs=results)
+
     def decide(item):
         entry, obj = item
         if approve and not entry["violations"]:

@@ -153,7 +153,7 @@ def test_network_delay_holds_api_requests_not_the_admin_endpoint(fresh_sandbox):
         assert status == 200
         return time.monotonic() - started
 
-    before = min(timed_get() for _ in range(3))
+    before = min(timed_get() for _attempt in range(3))
     started = time.monotonic()
     fresh_sandbox.set_options(name, network_delay="300ms")
     assert time.monotonic() - started < 0.25  # the admin endpoint is not held
