@@ -730,6 +730,20 @@ def render(report):
         lines += ["", "Approval-to-certificate latency, how it was measured:"] + sources
     if notes:
         lines += ["", "Notes:"] + ["- " + n for n in notes]
+    remote = [r for r in report.get("remote") or [] if r.get("first")]
+    if remote:
+        ours = next((r["first"]["wall"] for r in remote if r["variant"] == "collection" and r["status"] == "ok"), None)
+        lines += ["", "## Clusters a round trip away", "",
+                  "The same job once more, the sandbox holding every API request %.0f ms (`--remote-delay`); one run "
+                  "each." % (1000 * args["remote_delay"]), "",
+                  "| way | status | wall s | CPU s | wall vs collection | re-run wall s | re-run / first |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in remote:
+            first, rerun = r["first"], r.get("rerun")
+            lines.append("| %s | %s | %s | %s | %s | %s | %s |" % (
+                r["label"], r["status"], fmt(first["wall"]), fmt(first["cpu"]), ratio(first["wall"], ours),
+                fmt(rerun["wall"]) if rerun else "-",
+                ("%.0f%%" % (100.0 * rerun["wall"] / first["wall"])) if rerun and first["wall"] else "-"))
     growth = report.get("growth") or []
     if growth:
         lines += ["", "## Growth", "",
@@ -821,6 +835,9 @@ def parse_args(argv):
     parser.add_argument("--network-delay", type=float, default=0.0,
                         help="seconds the sandbox holds every API request, standing for clusters farther away than "
                              "loopback (default 0)")
+    parser.add_argument("--remote-delay", type=float, default=0.02,
+                        help="also run the collection and the floor once with the sandbox holding every request this "
+                             "many seconds (clusters a round trip away); 0 skips it (default 0.02, skipped with --quick)")
     parser.add_argument("--timeout", type=float, default=1800, help="limit for one run of one way, seconds")
     parser.add_argument("--name", default="latest",
                         help="base name of the result files in benchmarks/results/ (default latest)")
@@ -832,6 +849,8 @@ def parse_args(argv):
         parser.error("unknown way(s) %s; choose from %s" % (", ".join(unknown), ", ".join(VARIANTS)))
     if args.quick:
         args.users, args.clusters = min(args.users, 5), min(args.clusters, 2)
+    if args.quick:
+        args.remote_delay = 0.0
     if args.repeat is None:
         args.repeat = 1 if args.quick else 3
     if args.repeat < 1:
@@ -855,10 +874,10 @@ def main(argv=None):
               "host": "%d CPUs, load %.1f at start" % (os.cpu_count() or 0, os.getloadavg()[0]),
               "command": " ".join(["benchmarks/run.py"] + (sys.argv[1:] if argv is None else list(argv))),
               "args": {"users": args.users, "clusters": args.clusters, "recipe_users": args.recipe_users,
-                       "repeat": args.repeat, "network_delay": args.network_delay,
+                       "repeat": args.repeat, "network_delay": args.network_delay, "remote_delay": args.remote_delay,
                        "recipe_budget": args.recipe_budget,
                        "poll_interval": args.poll_interval, "growth": args.growth, "quick": args.quick},
-              "main": [], "growth": []}
+              "main": [], "growth": [], "remote": []}
     begun = time.time()
     try:
         for name in VARIANTS:
@@ -873,6 +892,14 @@ def main(argv=None):
 
         if "collection" in args.only:
             report["ansible_baseline"] = ansible_baseline(args.clusters, env, scratch)
+
+        if args.remote_delay > 0 and not args.network_delay:
+            far = argparse.Namespace(**dict(vars(args), network_delay=args.remote_delay))
+            for name in ("collection", "floor"):
+                if name in args.only:
+                    record = run_variant(name, args.users, args.clusters, far, env, scratch, label_suffix="remote")
+                    record["label"] = LABELS[name]
+                    report["remote"].append(record)
 
         if args.growth:
             if args.quick:
@@ -899,13 +926,13 @@ def main(argv=None):
             handle.write(text)
         with open(os.path.join(RESULTS, args.name + ".json"), "w") as handle:
             json.dump(report, handle, indent=1, default=str)
-        broken = [r for r in report["main"] + report["growth"] if r["status"] == "failed"]
+        broken = [r for r in report["main"] + report["growth"] + report["remote"] if r["status"] == "failed"]
         if args.keep or broken:
             log("scratch (logs, kubeconfigs) kept in %s" % scratch)
         else:
             shutil.rmtree(scratch, ignore_errors=True)
     sys.stdout.write(text)
-    failed = [r for r in report["main"] + report["growth"] if r["status"] == "failed"]
+    failed = [r for r in report["main"] + report["growth"] + report["remote"] if r["status"] == "failed"]
     return 1 if failed else 0
 
 
