@@ -582,7 +582,7 @@ def run_repeated(name, args, env, scratch):
     """The way at full size ``args.repeat`` times, each on fresh clusters; the run with the median first-run
     wall time is reported, the others are listed beside it (a single run varies by some 5% here)."""
     records = []
-    for index in range(max(1, args.repeat)):
+    for index in range(args.repeat):
         record = run_variant(name, args.users, args.clusters, args, env, scratch, label_suffix="r%d" % index)
         records.append(record)
         if record["status"] != "ok":
@@ -593,7 +593,7 @@ def run_repeated(name, args, env, scratch):
         chosen["repeats"] = {attempt: [r[attempt]["wall"] for r in records if attempt in r] for attempt in ("first", "rerun")}
         chosen["note"] = ("median of %d runs by first-run wall; first runs %s s, re-runs %s s" % (
             len(records), " / ".join("%.2f" % w for w in sorted(chosen["repeats"]["first"])),
-            " / ".join("%.2f" % w for w in sorted(chosen["repeats"]["rerun"])))).strip()
+            " / ".join("%.2f" % w for w in sorted(chosen["repeats"]["rerun"]))))
     return chosen
 
 
@@ -849,7 +849,6 @@ def parse_args(argv):
         parser.error("unknown way(s) %s; choose from %s" % (", ".join(unknown), ", ".join(VARIANTS)))
     if args.quick:
         args.users, args.clusters = min(args.users, 5), min(args.clusters, 2)
-    if args.quick:
         args.remote_delay = 0.0
     if args.repeat is None:
         args.repeat = 1 if args.quick else 3

@@ -212,7 +212,8 @@ def test_batch_writes_refuse_bad_input_and_write_nothing(backend):
 
 
 def test_embedded_batch_is_all_or_nothing(tmp_path):
-    """A failure inside the transaction (here: the disk refuses the second write) leaves no record behind."""
+    """A failure inside the transaction leaves no record behind. The failure is simulated (the second write
+    raises as a full disk would): a real disk error cannot be provoked here."""
     store = _store.open_store(str(tmp_path / "store.db"))
     key = store.ensure_key("default", "alice")[0]
     records = [cert_record(key["private_key_pem"], cluster=name) for name in ("c1", "c2")]
