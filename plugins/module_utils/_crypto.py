@@ -56,15 +56,20 @@ def parse_rfc3339(text):
 
 # ---------------------------------------------------------------- keys
 
+def check_key_type(key_type):
+    """KubePkiError unless ``key_type`` is one of KEY_TYPES."""
+    if key_type not in KEY_TYPES:
+        raise KubePkiError("key_type %r is not supported; choose one of %s" % (key_type, ", ".join(KEY_TYPES)))
+
+
 def generate_private_key(key_type=DEFAULT_KEY_TYPE):
     """A new private key of ``key_type`` (one of KEY_TYPES)."""
+    check_key_type(key_type)
     if key_type == "ec-p256":
         return ec.generate_private_key(ec.SECP256R1())
     if key_type == "ec-p384":
         return ec.generate_private_key(ec.SECP384R1())
-    if key_type in ("rsa-2048", "rsa-3072", "rsa-4096"):
-        return rsa.generate_private_key(public_exponent=65537, key_size=int(key_type.split("-")[1]))
-    raise KubePkiError("key_type %r is not supported; choose one of %s" % (key_type, ", ".join(KEY_TYPES)))
+    return rsa.generate_private_key(public_exponent=65537, key_size=int(key_type.split("-")[1]))  # rsa-<bits>
 
 
 def key_type_of(private_or_public_key):

@@ -222,11 +222,10 @@ def check_groups(module, identity, facts, expected):
             identity["server"], identity["context"], identity.get("username") or facts["common_name"], seen, expected))
 
 
-def render_user(module, store, transport, user, dest, expected_groups, ca_pems, etcd_records=None, store_later=None):
+def render_user(module, store, transport, user, dest, expected_groups, ca_pems, store_later, etcd_records=None):
     """Render, check, write (or return) and optionally verify the kubeconfig of one user.
 
-    Certificates loaded from etcd are saved into the store at once, or appended to ``store_later`` for the
-    caller to save in one batch."""
+    Certificates loaded from etcd are appended to ``store_later``, for the caller to save in one batch."""
     params = module.params
     scope = params["scope"]
     result = {}
@@ -277,11 +276,8 @@ def render_user(module, store, transport, user, dest, expected_groups, ca_pems, 
 
     # a certificate is loaded from etcd only when it differs from the stored one (see choose())
     changed = bool(loads)
-    if loads and not module.check_mode:
-        if store_later is not None:
-            store_later.extend(loads)
-        else:
-            store.put_certs(loads)
+    if not module.check_mode:
+        store_later.extend(loads)
 
     if dest:
         file_changed = existing != text
@@ -336,8 +332,9 @@ def run(module):
                 os.makedirs(params["dest_dir"], mode=0o700)
             except OSError as exc:
                 raise KubePkiError("dest_dir %s cannot be created: %s" % (params["dest_dir"], exc.strerror or exc)) from None
+        loaded = []
         if params["user"]:
-            result = render_user(module, store, transport, params["user"], params["dest"], params["expected_groups"], ca_pems)
+            result = render_user(module, store, transport, params["user"], params["dest"], params["expected_groups"], ca_pems, loaded)
         else:
             results = []
             etcd_records = None
@@ -347,19 +344,19 @@ def run(module):
                 for key, record in transport.list_records(params["scope"]):
                     cluster_name, user_name = key.rsplit("/", 2)[1:]
                     etcd_records[(cluster_name, user_name)] = record
-            loaded = []
             for entry in params["users"]:
                 dest = os.path.join(params["dest_dir"], "%s.kubeconfig" % entry["name"]) if params["dest_dir"] else None
                 expected = entry["groups"] if params["verify"] and entry["groups"] is not None else None
-                one = render_user(module, store, transport, entry["name"], dest, expected, ca_pems, etcd_records, loaded)
+                one = render_user(module, store, transport, entry["name"], dest, expected, ca_pems, loaded, etcd_records)
                 one["user"] = entry["name"]
                 results.append(one)
-            # A failure above leaves these unsaved: etcd still holds them and the next run loads them again.
-            store.put_certs(loaded)
             result = {"changed": any(item["changed"] for item in results), "users": results}
             diffs = [item.pop("diff") for item in results if "diff" in item]
             if diffs:
                 result["diff"] = diffs
+        # One batch for the certificates loaded from etcd. A failure above leaves them unsaved: etcd still holds
+        # them, and the next run loads them again.
+        store.put_certs(loaded)
         result["store"] = store.location
         return result
     finally:

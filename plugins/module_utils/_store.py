@@ -157,8 +157,6 @@ class CredentialStore:
             raise KubePkiError("cluster must be a string to address the credential store, got %r" % (cluster,))
 
     def _new_key_row(self, scope, user, cluster, key_type):
-        if key_type not in _crypto.KEY_TYPES:
-            raise KubePkiError("key_type %r is not supported; choose one of %s" % (key_type, ", ".join(_crypto.KEY_TYPES)))
         key = _crypto.generate_private_key(key_type)
         return {
             "scope": scope, "user": user, "cluster": cluster, "key_type": key_type,
@@ -213,8 +211,7 @@ class CredentialStore:
     def _check_batch_keys(self, wanted):
         for scope, user, cluster, key_type in wanted:
             self._check_identity(scope, user, cluster)
-            if key_type not in _crypto.KEY_TYPES:
-                raise KubePkiError("key_type %r is not supported; choose one of %s" % (key_type, ", ".join(_crypto.KEY_TYPES)))
+            _crypto.check_key_type(key_type)
 
     def _check_batch_certs(self, records):
         """``(scope, cluster, user, canonical JSON)`` of each certificate record, all checked before any is written."""

@@ -1,6 +1,8 @@
 """Generic API behaviour: secrets' base64, RBAC escalation prevention, reviews, metadata-only reads,
 list option validation, discovery."""
 
+import time
+
 from sandbox_helpers import CSR_BASE, Raw, api_client, csr_body, csr_pem, unique
 
 
@@ -143,7 +145,6 @@ def test_clusterrole_aggregation(raw):
 
 def test_network_delay_holds_api_requests_not_the_admin_endpoint(fresh_sandbox):
     """--network-delay: each API request is answered one delay later (a cluster farther than loopback)."""
-    import time  # pylint: disable=import-outside-toplevel
     name = fresh_sandbox.names[0]
     raw = Raw(api_client(fresh_sandbox.cluster(name).kubeconfig))
 

@@ -3,6 +3,8 @@
 import datetime
 import json
 import os
+import threading
+import time
 
 import pytest
 import urllib3
@@ -305,8 +307,6 @@ def test_connection_errors_are_retried_only_within_the_connect_budget():
 
 def _recording(delay):
     """A work function that takes ``delay`` seconds and records which thread ran each item."""
-    import threading  # pylint: disable=import-outside-toplevel
-    import time  # pylint: disable=import-outside-toplevel
     seen = []
 
     def work(item):
@@ -319,14 +319,12 @@ def _recording(delay):
 
 
 def test_in_flight_keeps_quick_items_in_order_in_this_thread():
-    import threading  # pylint: disable=import-outside-toplevel
     work, seen = _recording(0)
     assert _kube.in_flight(work, range(20)) == [i * 2 for i in range(20)]
     assert {name for _item, name in seen} == {threading.current_thread().name}
 
 
 def test_in_flight_overlaps_slow_items_and_keeps_their_order():
-    import time  # pylint: disable=import-outside-toplevel
     work, seen = _recording(0.05)
     started = time.monotonic()
     assert _kube.in_flight(work, range(23)) == [i * 2 for i in range(23)]
