@@ -1,0 +1,397 @@
+"""A real Kubernetes control plane on loopback for tests: etcd, kube-apiserver and kube-controller-manager.
+
+The Kubernetes binaries come as ``.xz`` files with a ``SHA256SUMS`` list in a directory named by
+``KUBEPKI_K8S_ASSETS`` (like envtest's KUBEBUILDER_ASSETS). They are decompressed once into
+``.cache/k8s/<digest>/`` of the repository, checked against the list, and shared by every test process.
+
+    plane = ControlPlane(tmpdir + "/cluster-1", assets_dir()).start()
+    plane.server, plane.kubeconfig, plane.ca_cert          # the same names as a sandbox ClusterInfo
+    plane.stop()
+
+A cluster directory has the sandbox's layout (``admin.kubeconfig``, ``ca.crt``, ``server``), so a test can
+take a real cluster where it takes a sandbox cluster. Every process is stopped by its PID; a watchdog stops
+them when the process that started them is gone.
+"""
+
+import hashlib
+import lzma
+import os
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+from cryptography.hazmat.primitives import serialization
+
+from . import etcd as etcdlib, launcher, pki
+
+ASSETS_ENV = "KUBEPKI_K8S_ASSETS"
+REQUIRED = ("kube-apiserver", "kube-controller-manager")
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+CACHE = os.path.join(REPO, ".cache", "k8s")
+CONTROLLERS = ("csrapproving", "csrsigning", "csrcleaner", "bootstrapsigner", "tokencleaner",
+               "serviceaccount-token", "serviceaccount", "root-ca-cert-publisher")
+
+# Stops the processes named after the owner (argv[1]) once the owner is gone. argv[2:] are "pid:marker"
+# pairs, newest first; each gets SIGTERM, then SIGKILL after 15 s (an apiserver whose etcd is gone does not
+# finish on SIGTERM). A PID is signalled only while its command line holds its marker (PIDs get reused).
+_WATCHDOG = """
+import os, sys, time
+owner = int(sys.argv[1])
+children = [(int(item.split(":", 1)[0]), item.split(":", 1)[1].encode()) for item in sys.argv[2:]]
+def alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+def ours(pid, marker):
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as handle:
+            return alive(pid) and marker in handle.read()
+    except OSError:
+        return False
+while alive(owner) and any(alive(pid) for pid, _ in children):
+    time.sleep(1)
+for pid, marker in children:
+    for sig, wait in ((15, 15.0), (9, 5.0)):
+        if not ours(pid, marker):
+            break
+        os.kill(pid, sig)
+        deadline = time.monotonic() + wait
+        while alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+"""
+
+
+def assets_dir():
+    """The directory named by KUBEPKI_K8S_ASSETS, or None when the variable is unset or empty."""
+    return os.environ.get(ASSETS_ENV) or None
+
+
+def missing_assets(directory):
+    """Why ``directory`` cannot give a control plane (a sentence), or None when it can."""
+    if not directory:
+        return "%s not set" % ASSETS_ENV
+    sums = os.path.join(directory, "SHA256SUMS")
+    if not os.path.isfile(sums):
+        return "%s=%s has no SHA256SUMS" % (ASSETS_ENV, directory)
+    absent = [name for name in REQUIRED if not os.path.isfile(os.path.join(directory, name + ".xz"))]
+    if absent:
+        return "%s=%s lacks %s" % (ASSETS_ENV, directory, ", ".join(name + ".xz" for name in absent))
+    return None
+
+
+def _read_sums(path):
+    sums = {}
+    with open(path, encoding="ascii") as handle:
+        for line in handle:
+            fields = line.split()
+            if len(fields) == 2:
+                sums[fields[1].lstrip("*")] = fields[0].lower()
+    return sums
+
+
+def binaries(directory, cache=CACHE):
+    """{name: path} of the decompressed executables, verified against SHA256SUMS.
+
+    Each one is decompressed under a temporary name, checked and then renamed into place, so two processes
+    doing this at once both end with a whole, verified file; an existing file was verified before its rename.
+    """
+    directory = os.path.abspath(directory)
+    reason = missing_assets(directory)
+    if reason:
+        raise RuntimeError(reason)
+    sums_path = os.path.join(directory, "SHA256SUMS")
+    with open(sums_path, "rb") as handle:
+        target = os.path.join(cache, hashlib.sha256(handle.read()).hexdigest()[:16])
+    os.makedirs(target, exist_ok=True)
+    found = {}
+    for name, digest in sorted(_read_sums(sums_path).items()):
+        packed = os.path.join(directory, name + ".xz")
+        if not os.path.isfile(packed):
+            continue
+        path = os.path.join(target, name)
+        if not os.path.exists(path):
+            _unpack(packed, path, digest)
+        found[name] = path
+    return found
+
+
+def _unpack(packed, path, digest):
+    handle, temp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", dir=os.path.dirname(path))
+    try:
+        sha = hashlib.sha256()
+        with os.fdopen(handle, "wb") as out, lzma.open(packed) as source:
+            for block in iter(lambda: source.read(1 << 20), b""):
+                sha.update(block)
+                out.write(block)
+        if sha.hexdigest() != digest:
+            raise RuntimeError("%s does not match SHA256SUMS (sha256 %s, listed %s)" % (packed, sha.hexdigest(), digest))
+        os.chmod(temp, 0o755)
+        os.replace(temp, path)
+    finally:
+        if os.path.exists(temp):
+            os.unlink(temp)
+
+
+def _https_ok(url, context, timeout=2):
+    try:
+        with urllib.request.urlopen(url, context=context, timeout=timeout) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+class ControlPlane:  # pylint: disable=too-many-instance-attributes
+    """One real cluster in ``directory``.
+
+    ``etcd_url``: an etcd to keep the cluster's objects in (under ``etcd_prefix``); by default one of its own.
+    ``apiserver_flags`` / ``controller_manager_flags``: extra arguments, after the defaults. ``feature_gates``:
+    {gate: bool} for both. ``signing_cert`` / ``signing_key``: the CA the controller-manager signs with
+    (default: the cluster CA; another CA is added to the apiserver's client CAs). A
+    ``--cluster-signing-*`` flag among ``controller_manager_flags`` replaces the default signing flags.
+    """
+
+    def __init__(self, directory, assets, name=None, etcd_url=None, etcd_prefix="/registry", apiserver_flags=(),
+                 controller_manager_flags=(), feature_gates=None, signing_cert=None, signing_key=None, owner_pid=None):
+        self.dir = os.path.abspath(directory)
+        self.name = name or os.path.basename(self.dir)
+        self.assets = assets
+        self.etcd_url = etcd_url
+        self.etcd_prefix = etcd_prefix
+        self.apiserver_flags = list(apiserver_flags)
+        self.controller_manager_flags = list(controller_manager_flags)
+        self.feature_gates = dict(feature_gates or {})
+        if bool(signing_cert) != bool(signing_key):
+            raise ValueError("signing_cert and signing_key go together")
+        self.signing_cert, self.signing_key = signing_cert, signing_key
+        self.owner_pid = os.getpid() if owner_pid is None else owner_pid
+        self.server = None
+        self.kubeconfig = os.path.join(self.dir, "admin.kubeconfig")
+        self.ca_cert = os.path.join(self.dir, "ca.crt")
+        self.ca_key = os.path.join(self.dir, "ca.key")
+        self.admin_cert = os.path.join(self.dir, "admin.crt")
+        self.admin_key = os.path.join(self.dir, "admin.key")
+        self.controller_manager_port = None
+        self.startup_seconds = None
+        self._etcd = None
+        self._procs = {}
+        self._watchdog = None
+
+    def __repr__(self):
+        return "<ControlPlane %s %s>" % (self.name, self.server)
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    # --- files --------------------------------------------------------------------------------------
+    def _write_pki(self):
+        ca = pki.make_ca("%s-ca" % self.name)
+        serving = pki.issue(ca, "kube-apiserver", server=True,
+                            hosts=["127.0.0.1", "localhost", "kubernetes", "kubernetes.default.svc", "10.96.0.1"])
+        admin = pki.issue(ca, "kubernetes-admin", organizations=["system:masters"], client=True)
+        manager = pki.issue(ca, "system:kube-controller-manager", client=True)
+        service_accounts = pki.new_key()
+        files = {"ca.crt": ca.cert, "ca.key": ca.key, "apiserver.crt": serving.cert, "apiserver.key": serving.key,
+                 "admin.crt": admin.cert, "admin.key": admin.key, "sa.key": service_accounts}
+        for name, item in files.items():
+            secret = name.endswith(".key")
+            pki.write_file(self.path(name), pki.key_pem(item) if secret else pki.cert_pem(item), secret=secret)
+        pki.write_file(self.path("sa.pub"), service_accounts.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+        client_cas = pki.cert_pem(ca.cert)
+        if self.signing_cert:
+            with open(self.signing_cert, "rb") as handle:
+                other = handle.read()
+            if other.strip() != client_cas.strip():
+                client_cas = client_cas + other
+        pki.write_file(self.path("client-ca.crt"), client_cas)
+        pki.write_file(self.path("controller-manager.kubeconfig"), "", secret=True)
+        return ca, admin, manager
+
+    # --- processes ----------------------------------------------------------------------------------
+    def _spawn(self, label, args):
+        log = open(self.path(label + ".log"), "ab")  # pylint: disable=consider-using-with
+        try:
+            proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,  # pylint: disable=consider-using-with
+                                    start_new_session=True, cwd=self.dir)
+        finally:
+            log.close()
+        self._procs[label] = proc
+        pki.write_file(self.path(label + ".pid"), "%d\n" % proc.pid)
+        return proc
+
+    def _wait(self, label, url, context, timeout):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._procs[label].poll() is not None:
+                raise RuntimeError("%s of %s exited with %s:\n%s" % (label, self.name, self._procs[label].returncode, self.log_tail(label)))
+            if _https_ok(url, context):
+                return
+            time.sleep(0.2)
+        raise RuntimeError("%s of %s not ready within %ss (%s):\n%s" % (label, self.name, timeout, url, self.log_tail(label)))
+
+    def log_tail(self, label, size=3000):
+        try:
+            with open(self.path(label + ".log"), encoding="utf-8", errors="replace") as handle:
+                return handle.read()[-size:]
+        except OSError:
+            return ""
+
+    def _gates(self):
+        if not self.feature_gates:
+            return []
+        return ["--feature-gates", ",".join("%s=%s" % (gate, str(bool(on)).lower()) for gate, on in sorted(self.feature_gates.items()))]
+
+    def _apiserver_args(self, exe, port):
+        return [
+            exe, "--etcd-servers", self.etcd_url, "--etcd-prefix", self.etcd_prefix,
+            "--secure-port", str(port), "--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1",
+            "--tls-cert-file", self.path("apiserver.crt"), "--tls-private-key-file", self.path("apiserver.key"),
+            "--client-ca-file", self.path("client-ca.crt"), "--cert-dir", self.path("apiserver-certs"),
+            "--authorization-mode", "Node,RBAC", "--enable-bootstrap-token-auth",
+            "--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
+            "--service-account-key-file", self.path("sa.pub"), "--service-account-signing-key-file", self.path("sa.key"),
+            "--service-cluster-ip-range", "10.96.0.0/12", "--endpoint-reconciler-type", "none", "--profiling=false",
+        ] + self._gates() + self.apiserver_flags
+
+    def _controller_manager_args(self, exe, port):
+        signing = []
+        if not any(flag.startswith("--cluster-signing-") and flag != "--cluster-signing-duration"
+                   and not flag.startswith("--cluster-signing-duration=") for flag in self.controller_manager_flags):
+            signing = ["--cluster-signing-cert-file", self.signing_cert or self.ca_cert,
+                       "--cluster-signing-key-file", self.signing_key or self.ca_key]
+        return [
+            exe, "--kubeconfig", self.path("controller-manager.kubeconfig"), "--use-service-account-credentials=true",
+            "--root-ca-file", self.ca_cert, "--service-account-private-key-file", self.path("sa.key"),
+            "--controllers", ",".join(CONTROLLERS), "--leader-elect=false", "--profiling=false",
+            "--bind-address", "127.0.0.1", "--secure-port", str(port), "--cert-dir", self.path("controller-manager-certs"),
+        ] + signing + self._gates() + self.controller_manager_flags
+
+    def start(self, timeout=90.0):
+        """Bring the cluster up; returns self once the controller-manager is healthy. Stops what it started on failure."""
+        began = time.monotonic()
+        exes = binaries(self.assets)
+        os.makedirs(self.dir, exist_ok=True)
+        ca, admin, manager = self._write_pki()
+        try:
+            if not self.etcd_url:
+                self._etcd = etcdlib.EtcdServer(self.path("etcd"), name=self.name)
+                self._etcd.start()
+                self.etcd_url = self._etcd.url
+            port = etcdlib.free_port()
+            self.server = "https://127.0.0.1:%d" % port
+            ca_pem = pki.cert_pem(ca.cert)
+            pki.write_file(self.kubeconfig, launcher.kubeconfig(self.name, self.server, ca_pem, pki.cert_pem(admin.cert),
+                                                                pki.key_pem(admin.key)), secret=True)
+            pki.write_file(self.path("controller-manager.kubeconfig"), launcher.kubeconfig(
+                self.name, self.server, ca_pem, pki.cert_pem(manager.cert), pki.key_pem(manager.key),
+                user="system:kube-controller-manager"), secret=True)
+            self._spawn("kube-apiserver", self._apiserver_args(exes["kube-apiserver"], port))
+            self._start_watchdog()
+            admin_context = ssl.create_default_context(cafile=self.ca_cert)
+            admin_context.load_cert_chain(self.admin_cert, self.admin_key)
+            self._wait("kube-apiserver", self.server + "/readyz", admin_context, timeout - (time.monotonic() - began))
+            self.controller_manager_port = etcdlib.free_port()
+            self._spawn("kube-controller-manager", self._controller_manager_args(exes["kube-controller-manager"],
+                                                                                 self.controller_manager_port))
+            self._start_watchdog()
+            # the controller-manager serves /healthz with a self-signed certificate of its own, to anyone
+            unverified = ssl._create_unverified_context()  # pylint: disable=protected-access
+            self._wait("kube-controller-manager", "https://127.0.0.1:%d/healthz" % self.controller_manager_port,
+                       unverified, timeout - (time.monotonic() - began))
+        except BaseException:
+            self.stop()
+            raise
+        pki.write_file(self.path("server"), self.server + "\n")
+        self.startup_seconds = time.monotonic() - began
+        return self
+
+    def _start_watchdog(self):
+        """A fresh watchdog for every process started so far (the previous one is stopped by PID)."""
+        if not self.owner_pid:
+            return
+        self._stop_watchdog()
+        watched = ["%d:%s" % (proc.pid, label) for label, proc in reversed(list(self._procs.items()))]
+        if self._etcd is not None and self._etcd.pid:
+            watched.append("%d:etcd" % self._etcd.pid)
+        self._watchdog = subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(self.owner_pid)] + watched,  # pylint: disable=consider-using-with
+                                          start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.DEVNULL)
+
+    def _stop_watchdog(self):
+        if self._watchdog is not None:
+            if self._watchdog.poll() is None:
+                etcdlib.stop_pid(self._watchdog.pid)
+            self._watchdog.wait(timeout=10)
+            self._watchdog = None
+
+    def stop(self):
+        """Stop the controller-manager, the apiserver and the cluster's own etcd, by PID (newest first)."""
+        for label in reversed(list(self._procs)):
+            proc = self._procs.pop(label)
+            if proc.poll() is None:
+                etcdlib.stop_pid(proc.pid)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+            if os.path.exists(self.path(label + ".pid")):
+                os.unlink(self.path(label + ".pid"))
+        if self._etcd is not None:
+            self._etcd.stop()
+            self._etcd = None
+        self._stop_watchdog()
+        if os.path.exists(self.path("server")):
+            os.unlink(self.path("server"))
+
+
+class RealClusters:
+    """Several ControlPlanes plus the etcd the collection writes its records to: the sandbox's test surface
+    (``names``, ``cluster(name)``, ``etcd_url``, ``etcd_prefix()``, ``stop()``)."""
+
+    def __init__(self, planes, etcd_url):
+        self.planes = {plane.name: plane for plane in planes}
+        self.names = [plane.name for plane in planes]
+        self.etcd_url = etcd_url
+
+    def cluster(self, name):
+        return self.planes[name]
+
+    def etcd_prefix(self, prefix):
+        """{key: value} (text) of every key under ``prefix`` in the records etcd."""
+        from etcd3gw.client import Etcd3Client  # pylint: disable=import-outside-toplevel
+        host, port = self.etcd_url.split("//")[1].rsplit(":", 1)
+        client = Etcd3Client(host=host, port=int(port))
+        return {meta["key"].decode(): value.decode() for value, meta in client.get_prefix(prefix)}
+
+    def stop(self):
+        for plane in self.planes.values():
+            plane.stop()
+
+
+def start_clusters(state_dir, assets, etcd_url, count=2, **options):
+    """``count`` ControlPlanes named cluster-1... under ``state_dir``, started side by side; RealClusters."""
+    binaries(assets)  # once, before the threads
+    planes = [ControlPlane(os.path.join(state_dir, "cluster-%d" % i), assets, **options) for i in range(1, count + 1)]
+    errors = []
+
+    def run(plane):
+        try:
+            plane.start()
+        except Exception as exc:  # pylint: disable=broad-except
+            errors.append(exc)
+    threads = [threading.Thread(target=run, args=(plane,)) for plane in planes]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        for plane in planes:
+            plane.stop()
+        raise errors[0]
+    return RealClusters(planes, etcd_url)
