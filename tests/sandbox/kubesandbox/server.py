@@ -120,7 +120,8 @@ class Handler(BaseHTTPRequestHandler):
             except ApiError as err:
                 self.write(Response(err.code, err.status(), err.headers))
                 return
-        req = Request(self.command, parts.path or "/", query, headers, body, user)
+        # like the apiserver (Go's URL.Path), route on the decoded path: a CSR "My CSR:X" is asked for as My%20CSR:X
+        req = Request(self.command, unquote(parts.path) or "/", query, headers, body, user)
         delay = float(self.cluster.options.get("network_delay") or 0)
         if delay > 0 and not req.path.startswith("/_sandbox/"):
             # a cluster farther away than loopback: every API exchange costs one round trip more
