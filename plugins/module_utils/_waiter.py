@@ -7,9 +7,16 @@
 """Watch-first waiting for a batch of CSRs, in one watch.
 
 List (by name or label selector), then watch from the list's resourceVersion. A dropped stream is resumed
-from the last resourceVersion seen; a 410 Expired (as an ERROR event or an HTTP answer) relists. Waiting ends
-at once when every CSR is issued or when any is Denied or Failed (or deleted before being issued), and is
-bounded by a ``time.monotonic()`` deadline. Polling is only the last resort, for a server that will not watch.
+from the last resourceVersion seen; a 410 Expired (as an ERROR event or an HTTP answer) relists. By default
+waiting ends at once when every CSR is issued or when any is Denied or Failed (or deleted before being
+issued); with ``stop_on_failure=False`` it goes on until every CSR is in a final state. It is bounded by a
+``time.monotonic()`` deadline.
+
+Watches that keep failing (429/5xx answers, 5xx ERROR events, a connection that cannot be opened) do not end
+the wait: after MAX_WATCH_FAILURES in a row the waiter lists at once, then every ``poll_interval`` seconds,
+and tries one watch again after every REWATCH_AFTER lists. Lists that fail the same transient ways are tried
+again until the deadline; any other list answer (401, 403, 404, ...) ends the wait at once. A server that
+refuses to watch (400/405/501) is polled until the end.
 """
 
 from __future__ import annotations
@@ -28,7 +35,14 @@ except ImportError:  # pragma: no cover - reported by _deps.require()
     _STREAM_ERRORS = (OSError, ValueError)
 
 DELETED = "deleted"
-MAX_WATCH_FAILURES = 6
+FAILURE_STATES = ("denied", "failed", DELETED)
+FINAL_STATES = ("issued",) + FAILURE_STATES
+# answers worth asking again (None: no HTTP answer at all, the connection failed)
+TRANSIENT_STATUSES = (None, 429, 500, 502, 503, 504)
+# consecutive failed watches before listing takes over
+MAX_WATCH_FAILURES = 3
+# while listing because watches failed: one watch is tried again after this many lists
+REWATCH_AFTER = 5
 
 
 def state_of(entry):
@@ -40,10 +54,16 @@ def state_of(entry):
     return _csr.csr_state(entry)
 
 
-def finished(objects, names):
-    """The one 'done' predicate: every CSR issued, or one of them denied, failed or deleted."""
+def finished(objects, names, stop_on_failure=True):
+    """The one 'done' predicate.
+
+    ``stop_on_failure``: every CSR issued, or one of them denied, failed or deleted. Without it: every CSR in a
+    final state (issued, denied, failed or deleted).
+    """
     states = [state_of(objects.get(name)) for name in names]
-    if any(s in ("denied", "failed", DELETED) for s in states):
+    if not stop_on_failure:
+        return all(s in FINAL_STATES for s in states)
+    if any(s in FAILURE_STATES for s in states):
         return True
     return all(s == "issued" for s in states)
 
@@ -62,9 +82,15 @@ def iter_events(response):
 
 
 class Waiter:
-    """Wait for ``names`` on ``client``; ``run(timeout)`` returns {name: last object}."""
+    """Wait for ``names`` on ``client``; ``run(timeout)`` returns {name: last object}.
 
-    def __init__(self, client, names, label_selector=None, clock=time.monotonic, sleep=time.sleep, poll_interval=2.0):
+    ``stop_on_failure`` (default True) ends the wait as soon as one CSR is denied, failed or deleted; False
+    waits until every CSR is in a final state. On timeout, WaitTimeout carries ``objects`` ({name: last object
+    seen}, names never seen left out), ``last_state`` ({name: state or 'not found'}) and ``stats``.
+    """
+
+    def __init__(self, client, names, label_selector=None, clock=time.monotonic, sleep=time.sleep, poll_interval=2.0,
+                 stop_on_failure=True):
         self.client = client
         self.names = list(dict.fromkeys(names))
         self.wanted = set(self.names)
@@ -72,9 +98,15 @@ class Waiter:
         self.clock = clock
         self.sleep = sleep
         self.poll_interval = poll_interval
+        self.stop_on_failure = stop_on_failure
         self.objects = {}
         self.version = None
-        self.stats = {"lists": 0, "watches": 0, "resumes": 0, "relists": 0, "events": 0, "polls": 0}
+        self.last_error = None
+        self.stats = {"lists": 0, "watches": 0, "resumes": 0, "relists": 0, "events": 0, "polls": 0,
+                      "watch_failures": 0, "fallback_lists": 0, "list_failures": 0}
+
+    def done(self):
+        return finished(self.objects, self.names, self.stop_on_failure)
 
     def _selectors(self):
         query = {}
@@ -84,7 +116,10 @@ class Waiter:
             query["labelSelector"] = self.label_selector
         return query
 
+    # -------------------------------------------------------------- listing
+
     def _list(self, remaining):
+        """One list (all its pages), without retries: a failure raises KubePkiError."""
         self.stats["lists"] += 1
         query = self._selectors()
         items, version = [], None
@@ -93,7 +128,8 @@ class Waiter:
             page = dict(query, limit=500)
             if cont:
                 page["continue"] = cont
-            answer = self.client.request("GET", path_for(), query=page, what="list CertificateSigningRequests", deadline=remaining)
+            answer = self.client.request("GET", path_for(), query=page, what="list CertificateSigningRequests", deadline=remaining,
+                                         retry=False)
             items.extend(answer.get("items") or [])
             meta = answer.get("metadata") or {}
             version = meta.get("resourceVersion") or version
@@ -112,6 +148,44 @@ class Waiter:
                 self.objects[name] = dict(self.objects[name], _deleted=True)
         self.version = version
 
+    def _try_list(self, end):
+        """One list: True when it answered, False after a transient failure (counted); other errors raise."""
+        try:
+            self._list(max(end - self.clock(), 1))
+        except KubePkiError as exc:
+            if status_of(exc) not in TRANSIENT_STATUSES:
+                raise
+            self.stats["list_failures"] += 1
+            self.last_error = exc
+            return False
+        return True
+
+    def _list_until(self, end):
+        """The first list: transient failures are tried again (backing off up to ``poll_interval``) until ``end``."""
+        attempt = 0
+        while not self._try_list(end):
+            attempt += 1
+            pause = min(0.1 * (2 ** (attempt - 1)), self.poll_interval)
+            if self.clock() + pause >= end:
+                exc = self.last_error
+                error = KubePkiError("%s; tried %d times until the deadline" % (exc.msg, attempt), **exc.details)
+                error.status = status_of(exc)
+                raise error from exc
+            self.sleep(pause)
+
+    def prime(self, deadline=30):
+        """The first list, done ahead of ``run(listed=True)`` so a caller can look at what exists."""
+        self._list_until(self.clock() + max(float(deadline), 1.0))
+        return dict(self.objects)
+
+    def drop(self, name):
+        """Stop waiting for ``name`` (resolved some other way)."""
+        self.names = [n for n in self.names if n != name]
+        self.wanted.discard(name)
+        self.objects.pop(name, None)
+
+    # -------------------------------------------------------------- watching
+
     def _apply(self, event):
         kind = event.get("type")
         obj = event.get("object") or {}
@@ -119,8 +193,10 @@ class Waiter:
             code = obj.get("code")
             if code == 410:
                 return "relist"
-            if code in (429, 500, 503, 504):
-                return "resume"
+            if code is not None and code in TRANSIENT_STATUSES:
+                self.last_error = KubePkiError("watching CertificateSigningRequests failed: %s (code %s, %s)" % (
+                    obj.get("message"), code, obj.get("reason")), status=code)
+                return "failed"
             raise KubePkiError("watching CertificateSigningRequests failed: %s (code %s, %s)" % (
                 obj.get("message"), code, obj.get("reason")), status=code)
         version = (obj.get("metadata") or {}).get("resourceVersion")
@@ -137,32 +213,34 @@ class Waiter:
                 self.objects[name] = obj
         return None
 
-    def _watch_once(self, end):
-        """One watch request: 'relist', 'done', 'resume' (an open stream ended or dropped), 'retry' (no stream could
-        be opened) or 'unsupported'."""
+    def _watch_once(self, end, connect_timeout=10):
+        """One watch request: 'relist', 'done', 'resume' (an open stream ended or dropped), 'failed' (no stream
+        could be opened, or the server sent a transient ERROR event) or 'unsupported'."""
         remaining = end - self.clock()
         query = dict(self._selectors(), watch="true", allowWatchBookmarks="true", timeoutSeconds=str(max(int(remaining), 1)))
         if self.version:
             query["resourceVersion"] = self.version
         self.stats["watches"] += 1
         try:
-            response = self.client.request("GET", path_for(), query=query, stream=True, timeout=(10, remaining + 5),
-                                           deadline=remaining, what="watch CertificateSigningRequests")
+            # no retries inside the client: a failed watch is answered here, by listing
+            response = self.client.request("GET", path_for(), query=query, stream=True, timeout=(connect_timeout, remaining + 5),
+                                           deadline=remaining, what="watch CertificateSigningRequests", retry=False)
         except KubePkiError as exc:
             status = status_of(exc)
             if status == 410:
                 return "relist"
             if status in (400, 405, 501):
                 return "unsupported"
-            if status is None:
-                return "retry"
+            if status in TRANSIENT_STATUSES:
+                self.last_error = exc
+                return "failed"
             raise
         try:
             for event in iter_events(response):
                 outcome = self._apply(event)
-                if outcome in ("relist", "resume"):
+                if outcome in ("relist", "failed"):
                     return outcome
-                if finished(self.objects, self.names):
+                if self.done():
                     return "done"
                 if self.clock() >= end:
                     return "resume"
@@ -172,72 +250,93 @@ class Waiter:
             _close(response)
         return "resume"
 
-    def prime(self, deadline=30):
-        """The first list, done ahead of ``run(listed=True)`` so a caller can look at what exists."""
-        self._list(deadline)
-        return dict(self.objects)
-
-    def drop(self, name):
-        """Stop waiting for ``name`` (resolved some other way)."""
-        self.names = [n for n in self.names if n != name]
-        self.wanted.discard(name)
-        self.objects.pop(name, None)
+    # -------------------------------------------------------------- the wait
 
     def run(self, timeout, listed=False):
         end = self.clock() + max(float(timeout), 0.0)
         if not listed:
-            self._list(end - self.clock())
+            self._list_until(end)
         failures = empty = 0
-        while not finished(self.objects, self.names):
+        rewatching = False
+        while not self.done():
             if self.clock() >= end:
                 self._timeout(timeout)
             seen = self.stats["events"]
-            outcome = self._watch_once(end)
+            # a watch tried again while listing must not hold up the next list for long
+            outcome = self._watch_once(end, connect_timeout=min(max(self.poll_interval, 1), 10) if rewatching else 10)
             if outcome == "done":
                 break
+            if outcome == "failed":
+                self.stats["watch_failures"] += 1
+                failures += 1
+                if failures >= MAX_WATCH_FAILURES:
+                    if self._listing(end, timeout, "fallback_lists", rewatch=True):
+                        break
+                    # REWATCH_AFTER lists done: one watch more; if it fails too, back to listing at once
+                    failures, rewatching = MAX_WATCH_FAILURES - 1, True
+                    continue
+                pause = min(0.1 * (2 ** (failures - 1)), 1.0)
+                if self.clock() + pause < end:
+                    self.sleep(pause)
+                continue
+            failures, rewatching = 0, False
             if outcome == "relist":
                 self.stats["relists"] += 1
-                failures = 0
-                self._list(max(end - self.clock(), 1))
+                if not self._try_list(end) and self._listing(end, timeout, "fallback_lists", rewatch=True):
+                    # the list failed too: keep listing for a while before the next watch
+                    break
             elif outcome == "unsupported":
-                self._poll(end, timeout)
+                self._listing(end, timeout, "polls")
                 break
-            elif outcome == "resume":
+            else:
                 # the server or the network ended an open stream: carry on from the last version seen
                 self.stats["resumes"] += 1
-                failures = 0
                 empty = empty + 1 if self.stats["events"] == seen else 0
                 if empty:
                     # a stream that ends without a single event: do not spin
                     pause = min(0.05 * (2 ** empty), 1.0)
                     if self.clock() + pause < end:
                         self.sleep(pause)
-            else:
-                self.stats["resumes"] += 1
-                failures += 1
-                if failures >= MAX_WATCH_FAILURES:
-                    self._poll(end, timeout)
-                    break
-                pause = min(0.05 * (2 ** failures), 1.0)
-                if self.clock() + pause < end:
-                    self.sleep(pause)
         return self.objects
 
-    def _poll(self, end, timeout):
-        """The final fallback: list every ``poll_interval`` seconds until done or out of time."""
-        while not finished(self.objects, self.names):
+    def _listing(self, end, timeout, counter, rewatch=False):
+        """List at once, then every ``poll_interval`` seconds: True when done; False (only with ``rewatch``) after
+        REWATCH_AFTER lists, for the caller to try a watch again. Raises WaitTimeout at ``end``."""
+        lists = 0
+        while True:
             if self.clock() >= end:
                 self._timeout(timeout)
-            self.stats["polls"] += 1
-            self.sleep(min(self.poll_interval, max(end - self.clock(), 0)))
-            self._list(max(end - self.clock(), 1))
+            self.stats[counter] += 1
+            lists += 1
+            if self._try_list(end) and self.done():
+                return True
+            if rewatch and lists >= REWATCH_AFTER:
+                return False
+            pause = min(self.poll_interval, max(end - self.clock(), 0))
+            if pause <= 0:
+                self._timeout(timeout)
+            self.sleep(pause)
 
     def _timeout(self, timeout):
         last = {name: state_of(self.objects.get(name)) or "not found" for name in self.names}
-        waiting = sorted(name for name, state in last.items() if state != "issued")
-        raise WaitTimeout("timed out after %ss waiting for CertificateSigningRequest%s %s; last state seen: %s" % (
-            timeout, "s" if len(waiting) > 1 else "", ", ".join(waiting), ", ".join("%s=%s" % (n, last[n]) for n in waiting)),
-            last_state=last)
+        if self.stop_on_failure:
+            waiting = [name for name in self.names if last[name] != "issued"]
+            ended = []
+        else:
+            waiting = [name for name in self.names if last[name] not in FINAL_STATES]
+            ended = [name for name in self.names if last[name] in FINAL_STATES]
+        text = "timed out after %ss waiting for CertificateSigningRequest%s %s; last state seen: %s" % (
+            timeout, "s" if len(waiting) > 1 else "", ", ".join(sorted(waiting)), ", ".join("%s=%s" % (n, last[n]) for n in sorted(waiting)))
+        if ended:
+            text += "; ended before: %s" % ", ".join("%s=%s" % (n, last[n]) for n in sorted(ended))
+        if self.last_error is not None and (self.stats["watch_failures"] or self.stats["list_failures"]):
+            text += " (%d watch and %d list attempts failed, the last: %s)" % (
+                self.stats["watch_failures"], self.stats["list_failures"], self.last_error.msg)
+        error = WaitTimeout(text, last_state=last)
+        error.last_state = last
+        error.objects = {name: obj for name, obj in self.objects.items() if name in self.wanted}
+        error.stats = dict(self.stats)
+        raise error
 
 
 def _close(response):
