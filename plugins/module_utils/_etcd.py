@@ -10,7 +10,12 @@ Talks to etcd's grpc-gateway JSON API (``/v3``) through etcd3gw with a ``request
 ourselves: ``trust_env`` is off, so ``REQUESTS_CA_BUNDLE`` and proxy variables cannot silently replace
 ``etcd_ca_cert``. Writes are transactions that compare the key's current mod revision (or its absence)
 before they put, so an unchanged value is ``changed: false`` and a concurrent writer is detected
-instead of overwritten.
+instead of overwritten. A transaction that loses that race re-reads the key: a value byte-equal to ours
+means the record is simply unchanged, a record carrying a newer certificate is kept, anything else is
+decided again (MAX_ATTEMPTS in all).
+
+``endpoints_problem(params)`` and ``key_segment_problem(value, field)`` check options and key parts without
+connecting, so callers can refuse bad input before anything is written.
 """
 
 from __future__ import annotations
@@ -18,8 +23,11 @@ from __future__ import annotations
 import base64
 import json
 import os
+import random
+import time
 from urllib.parse import urlsplit
 
+from ansible_collections.kubepki.certs.plugins.module_utils import _crypto
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
 
 # etcd3gw (and requests under it) is imported only when a transport is made: modules that talk to no etcd
@@ -48,6 +56,19 @@ DEFAULT_PREFIX = "/kubepki"
 
 # puts per transaction: below etcd's default --max-txn-ops (128)
 TXN_CHUNK = 64
+
+# decisions on one key, reported per record as ``action``
+CREATED = "created"
+UPDATED = "updated"
+DELETED = "deleted"
+UNCHANGED = "unchanged"
+KEPT_NEWER = "kept_newer"  # the stored record carries a newer certificate than ours
+KEPT_EQUAL = "kept_equal"  # the stored record carries another certificate exactly as new as ours
+CONFLICT = "conflict"  # a concurrent writer left a value that cannot be ordered against ours
+WRITES = (CREATED, UPDATED, DELETED)
+
+# guarded transactions per key before giving up when other writers keep changing it
+MAX_ATTEMPTS = 5
 
 ETCD_ARG_SPEC = {
     "etcd_endpoints": {"type": "list", "elements": "str"},
@@ -102,20 +123,219 @@ def _prefix_end(prefix):
     return b"\0"
 
 
-def parse_endpoint(url):
-    """``(protocol, host, port)`` of one endpoint URL; KubePkiError naming ``etcd_endpoints`` otherwise."""
-    if not isinstance(url, str):
-        raise KubePkiError("etcd_endpoints: %r is not a URL" % (url,))
+def endpoint_problem(url, option="etcd_endpoints"):
+    """Why ``url`` is not a usable etcd endpoint (``http[s]://host[:port]``), or None."""
+    if not isinstance(url, str) or not url.strip():
+        return "%s: %r is not a URL" % (option, url)
     parts = urlsplit(url.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise KubePkiError("etcd_endpoints: %r is not an http:// or https:// URL with a host" % url)
-    if parts.path not in ("", "/") or parts.query or parts.username:
-        raise KubePkiError("etcd_endpoints: %r must be scheme://host:port only (no path, query or credentials)" % url)
+        return "%s: %r is not an http:// or https:// URL with a host" % (option, url)
+    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username or parts.password:
+        return "%s: %r must be scheme://host:port only (no path, query or credentials)" % (option, url)
     try:
-        port = parts.port or 2379
+        port = parts.port
     except ValueError:
-        raise KubePkiError("etcd_endpoints: %r has an invalid port" % url) from None
-    return parts.scheme, parts.hostname, port
+        return "%s: %r has an invalid port" % (option, url)
+    if port == 0:
+        return "%s: %r has an invalid port" % (option, url)
+    return None
+
+
+def parse_endpoint(url):
+    """``(protocol, host, port)`` of one endpoint URL; KubePkiError naming ``etcd_endpoints`` otherwise."""
+    problem = endpoint_problem(url)
+    if problem:
+        raise KubePkiError(problem)
+    parts = urlsplit(url.strip())
+    return parts.scheme, parts.hostname, parts.port or 2379
+
+
+def prefix_problem(prefix, option="etcd_prefix"):
+    """Why ``prefix`` is not a well-formed key prefix (``/`` then non-empty segments, no ``.``/``..``), or None.
+
+    One trailing ``/`` is allowed (it is dropped), and ``/`` alone is the root.
+    """
+    if not isinstance(prefix, str) or not prefix.startswith("/") or prefix != prefix.strip():
+        return "%s must start with '/', got %r" % (option, prefix)
+    body = prefix[1:-1] if prefix.endswith("/") and len(prefix) > 1 else prefix[1:]
+    if not body:
+        return None
+    for segment in body.split("/"):
+        if segment == "":
+            return "%s %r has an empty segment ('//')" % (option, prefix)
+        if segment in (".", ".."):
+            return "%s %r must not contain a %r segment" % (option, prefix, segment)
+        if _has_control(segment):
+            return "%s %r must not contain control characters" % (option, prefix)
+    return None
+
+
+def key_segment_problem(value, field="name"):
+    """Why ``value`` cannot be one segment of an etcd key (a scope, cluster or user name), or None.
+
+    Refused: anything but a non-empty string, '/' anywhere, '.' and '..' (both make keys that read as
+    paths to other records), control characters. ``field`` names the parameter in the message.
+    """
+    if not isinstance(value, str) or not value:
+        return "%s must be a non-empty string to build the etcd key, got %r" % (field, value)
+    if "/" in value:
+        return "%s %r must not contain '/' (it is one segment of the etcd key)" % (field, value)
+    if value in (".", ".."):
+        return "%s %r is not a usable name: '.' and '..' make ambiguous etcd keys" % (field, value)
+    if _has_control(value):
+        return "%s %r must not contain control characters (it is one segment of the etcd key)" % (field, value)
+    return None
+
+
+def _has_control(text):
+    return any(ord(char) < 0x20 or ord(char) == 0x7F for char in text)
+
+
+def _file_problem(option, path, marker, what):
+    """Why the PEM file ``path`` given as ``option`` cannot be used, or None. Only a marker is looked for;
+    nothing read is kept or reported."""
+    if not isinstance(path, str) or not path:
+        return "%s must be a file path, got %r" % (option, path)
+    if not os.path.isfile(path):
+        return "%s: %s is not a readable file" % (option, path)
+    try:
+        with open(path, "rb") as handle:
+            content = handle.read(1024 * 1024)
+    except OSError as exc:
+        return "%s: %s is not a readable file (%s)" % (option, path, exc.strerror or type(exc).__name__)
+    if marker not in content:
+        return "%s: %s holds no PEM %s" % (option, path, what)
+    return None
+
+
+def options_problem(endpoints, prefix=DEFAULT_PREFIX, ca_cert=None, client_cert=None, client_key=None,
+                    username=None, password=None, timeout=5.0, source="etcd_endpoints"):
+    """The first problem of a set of etcd options (messages name the option), or None. Connects to nothing."""
+    for url in endpoints:
+        problem = endpoint_problem(url, source)
+        if problem:
+            return problem
+    problem = prefix_problem(prefix)
+    if problem:
+        return problem
+    if bool(client_cert) != bool(client_key):
+        return "etcd_client_cert and etcd_client_key must be given together"
+    if bool(username) != bool(password):
+        return "etcd_username and etcd_password must be given together"
+    for option, path, marker, what in (("etcd_ca_cert", ca_cert, b"-----BEGIN CERTIFICATE-----", "certificate"),
+                                       ("etcd_client_cert", client_cert, b"-----BEGIN CERTIFICATE-----", "certificate"),
+                                       ("etcd_client_key", client_key, b"PRIVATE KEY-----", "private key")):
+        if path is not None:
+            problem = _file_problem(option, path, marker, what)
+            if problem:
+                return problem
+    tls_options = [option for option, value in (("etcd_ca_cert", ca_cert), ("etcd_client_cert", client_cert)) if value]
+    if tls_options:
+        for url in endpoints:
+            if urlsplit(url.strip()).scheme != "https":
+                return "%s: %r is plain http but %s is given (TLS files only apply to https:// endpoints)" % (
+                    source, url, " and ".join(tls_options))
+    if isinstance(timeout, bool):
+        return "etcd_timeout must be a number of seconds, got %r" % (timeout,)
+    try:
+        seconds = float(timeout)
+    except (TypeError, ValueError):
+        return "etcd_timeout must be a number of seconds, got %r" % (timeout,)
+    if not seconds > 0 or seconds == float("inf"):
+        return "etcd_timeout must be positive, got %r" % (timeout,)
+    return None
+
+
+def endpoints_problem(params, required=False):
+    """The first problem of a module's ``etcd_*`` options (a message naming the option), or None.
+
+    Pure: reads ``params`` (and ``KUBEPKI_ETCD_ENDPOINTS`` when ``etcd_endpoints`` is unset) and the named
+    TLS files, connects to nothing. With no endpoint configured etcd is not used and nothing else is checked,
+    unless ``required``. Checks: each endpoint an http(s)://host[:port] URL, https:// when etcd_ca_cert or
+    etcd_client_cert is given, etcd_prefix well formed, etcd_client_cert with etcd_client_key and
+    etcd_username with etcd_password, TLS files readable PEM, etcd_timeout positive.
+    """
+    given = params.get("etcd_endpoints")
+    if isinstance(given, str):
+        given = [item.strip() for item in given.split(",") if item.strip()]
+    if given is not None and not isinstance(given, (list, tuple)):
+        return "etcd_endpoints must be a list of URLs, got %s" % type(given).__name__
+    endpoints = endpoints_from_params(dict(params, etcd_endpoints=given))
+    if not endpoints:
+        if required:
+            return "etcd_endpoints: no etcd endpoint given (set etcd_endpoints or KUBEPKI_ETCD_ENDPOINTS)"
+        return None
+    prefix = params.get("etcd_prefix")
+    timeout = params.get("etcd_timeout")
+    return options_problem(
+        endpoints, prefix=DEFAULT_PREFIX if prefix is None else prefix, ca_cert=params.get("etcd_ca_cert"),
+        client_cert=params.get("etcd_client_cert"), client_key=params.get("etcd_client_key"),
+        username=params.get("etcd_username"), password=params.get("etcd_password"),
+        timeout=5.0 if timeout is None else timeout,
+        source="etcd_endpoints" if given else "etcd_endpoints (from %s)" % ENV_ENDPOINTS)
+
+
+def validity_order(stored, wanted):
+    """1 when record ``stored`` carries a newer certificate than ``wanted``, -1 when older, 0 when equally new
+    (not_before first, then not_after, as times); None when either lacks readable times."""
+    try:
+        mine = (_crypto.parse_rfc3339(wanted["not_before"]), _crypto.parse_rfc3339(wanted["not_after"]))
+        theirs = (_crypto.parse_rfc3339(stored["not_before"]), _crypto.parse_rfc3339(stored["not_after"]))
+    except (KeyError, TypeError, KubePkiError):
+        return None
+    return (theirs > mine) - (theirs < mine)
+
+
+def _as_record(value):
+    try:
+        record = json.loads(value.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def record_value(record):
+    """The etcd value of a certificate record: canonical JSON, so the same record is the same bytes."""
+    return json.dumps(record, sort_keys=True, separators=(",", ":"))
+
+
+def decide_delete(before, _data, lost):
+    """Delete: nothing to do when absent (also when a concurrent run deleted it first); a key changed by another
+    writer after we read it is a conflict, not deleted blindly."""
+    if before is None:
+        return UNCHANGED
+    return CONFLICT if lost else DELETED
+
+
+def decide_plain(before, data, lost):
+    """Put of a plain value: write unless byte-equal; after a lost race a different value is a conflict."""
+    if before is None:
+        return CREATED
+    if before == data:
+        return UNCHANGED
+    return CONFLICT if lost else UPDATED
+
+
+def decide_record(before, data, lost):
+    """Put of a certificate record: never an older certificate over a newer one.
+
+    Byte-equal -> unchanged. A stored certificate newer than ours -> kept_newer; another certificate exactly as
+    new -> kept_equal (also our own certificate rewritten by a concurrent run). Otherwise ours is written; a
+    stored value that is not a dated record is overwritten, except after a lost race (conflict).
+    """
+    if before is None:
+        return CREATED
+    if before == data:
+        return UNCHANGED
+    stored, wanted = _as_record(before), _as_record(data)
+    order = validity_order(stored, wanted) if stored is not None and wanted is not None else None
+    if order is None:
+        return CONFLICT if lost else UPDATED
+    if order > 0:
+        return KEPT_NEWER
+    if order == 0 and (lost or stored.get("certificate") != wanted.get("certificate")):
+        return KEPT_EQUAL
+    return UPDATED
 
 
 class EtcdTransport:
@@ -129,24 +349,16 @@ class EtcdTransport:
             endpoints = [item for item in endpoints.split(",") if item.strip()]
         if not endpoints:
             raise KubePkiError("etcd_endpoints: give at least one etcd URL (or set KUBEPKI_ETCD_ENDPOINTS)")
-        self.endpoints = [url.strip().rstrip("/") for url in endpoints]
+        self.endpoints = [url.strip().rstrip("/") if isinstance(url, str) else url for url in endpoints]
+        problem = options_problem(self.endpoints, prefix=prefix, ca_cert=ca_cert, client_cert=client_cert, client_key=client_key,
+                                  username=username, password=password, timeout=timeout)
+        if problem:
+            raise KubePkiError(problem)
         self._parsed = [parse_endpoint(url) for url in self.endpoints]
-        if not isinstance(prefix, str) or not prefix.startswith("/") or prefix != prefix.strip():
-            raise KubePkiError("etcd_prefix must start with '/', got %r" % (prefix,))
         self.prefix = prefix.rstrip("/")
-        for option, path in (("etcd_ca_cert", ca_cert), ("etcd_client_cert", client_cert), ("etcd_client_key", client_key)):
-            if path is not None and not os.path.isfile(path):
-                raise KubePkiError("%s: %s is not a readable file" % (option, path))
-        if bool(client_cert) != bool(client_key):
-            raise KubePkiError("etcd_client_cert and etcd_client_key must be given together")
-        if bool(username) != bool(password):
-            raise KubePkiError("etcd_username and etcd_password must be given together")
-        try:
-            self.timeout = float(timeout)
-        except (TypeError, ValueError):
-            raise KubePkiError("etcd_timeout must be a number of seconds, got %r" % (timeout,)) from None
-        if self.timeout <= 0:
-            raise KubePkiError("etcd_timeout must be positive, got %r" % (timeout,))
+        self.timeout = float(timeout)
+        # guarded transactions that found the key changed by someone else (each one was re-read and decided again)
+        self.lost_transactions = 0
         self._ca_cert = ca_cert
         self._client_cert = client_cert
         self._client_key = client_key
@@ -206,7 +418,8 @@ class EtcdTransport:
         try:
             return client.post(client.get_url(path), json=payload)
         except Exception as exc:  # pylint: disable=broad-except
-            raise KubePkiError("etcd at %s failed on %s: %s" % (self.endpoint, path, _short(exc)), etcd_endpoint=self.endpoint) from None
+            raise KubePkiError("etcd_endpoints: etcd at %s failed on %s: %s" % (self.endpoint, path, _short(exc)),
+                               etcd_endpoint=self.endpoint) from None
 
     def close(self):
         if self._session is not None:
@@ -222,12 +435,11 @@ class EtcdTransport:
     # ------------------------------------------------------------------ keys
 
     def key_for(self, scope, cluster, user):
-        """``<prefix>/certs/<scope>/<cluster>/<user>``; each part non-empty and free of '/'."""
+        """``<prefix>/certs/<scope>/<cluster>/<user>``; each part must pass key_segment_problem."""
         for name, value in (("scope", scope), ("cluster", cluster), ("user", user)):
-            if not isinstance(value, str) or not value:
-                raise KubePkiError("%s must be a non-empty string to build the etcd key, got %r" % (name, value))
-            if "/" in value:
-                raise KubePkiError("%s %r must not contain '/' (it is one segment of the etcd key)" % (name, value))
+            problem = key_segment_problem(value, name)
+            if problem:
+                raise KubePkiError(problem)
         return "%s/certs/%s/%s/%s" % (self.prefix, scope, cluster, user)
 
     def get(self, key):
@@ -240,64 +452,118 @@ class EtcdTransport:
     def put_if_changed(self, key, value, check_mode=False):
         """Put ``value`` unless it is already there, byte for byte. Returns ``changed``.
 
-        The put is a transaction guarded by the mod revision read just before (or by the key's absence);
-        when another writer got in between, nothing is written and KubePkiError says so.
+        The put is a transaction guarded by the mod revision read just before (or by the key's absence). When
+        another writer got in between and left exactly our value, nothing more is done (``False``); any other
+        value makes KubePkiError say so, with nothing written.
         """
-        data = value.encode("utf-8") if isinstance(value, str) else value
-        current, revision = self.get(key)
-        if current == data:
-            return False
-        if check_mode:
-            return True
-        if current is None:
-            compare = {"key": _b64(key), "result": "EQUAL", "target": "CREATE", "create_revision": "0"}
-        else:
-            compare = {"key": _b64(key), "result": "EQUAL", "target": "MOD", "mod_revision": str(revision)}
-        reply = self._post("/kv/txn", {
-            "compare": [compare],
-            "success": [{"request_put": {"key": _b64(key), "value": _b64(data)}}],
-            "failure": [],
-        })
-        if not reply.get("succeeded"):
-            raise KubePkiError("etcd key %s was changed by another writer while this run updated it; nothing was written, run again" % key)
-        return True
+        return self.settle([(key, value)], decide_plain, check_mode=check_mode)[0] in WRITES
 
-    def put_many(self, items, check_mode=False):
-        """Put each ``(key, value)`` of ``items`` unless it is already there; ``[changed]`` in order.
+    def put_many(self, items, check_mode=False, decide=decide_plain):
+        """Put each ``(key, value)`` of ``items`` as ``decide`` says; ``[changed]`` in order (see settle)."""
+        return [action in WRITES for action in self.settle(items, decide, check_mode=check_mode)]
 
-        The batch form of put_if_changed: one range read per key prefix (the part before the last '/'), then one
-        transaction per TXN_CHUNK changed keys, each guarded by the revisions that read saw. When another writer got
-        in between, that transaction writes nothing and KubePkiError names its keys; earlier chunks stay written.
+    def settle(self, items, decide, check_mode=False):
+        """Bring each ``(key, value)`` of ``items`` (value None: delete the key) to what ``decide`` says; ``[action]``.
+
+        ``decide(before, data, lost)`` gets the stored bytes (None when absent), ours (None for a delete) and whether
+        a transaction of ours on this key already lost a race; it returns one of CREATED, UPDATED, DELETED (write),
+        UNCHANGED, KEPT_NEWER, KEPT_EQUAL (leave it) or CONFLICT (KubePkiError). One range read per key prefix (the
+        part before the last '/'), then one transaction per TXN_CHUNK writes, each guarded by the revisions that read
+        saw. A transaction that loses writes nothing and returns the keys' current values; those keys are decided
+        again, at most MAX_ATTEMPTS times. Transactions are all or nothing, a batch of more than TXN_CHUNK writes is
+        not: when a later one fails the earlier ones stay written (each record is complete on its own, and a
+        re-run finishes the rest).
         """
-        current = {}
-        for prefix in sorted({key.rsplit("/", 1)[0] + "/" for key, _value in items}):
-            current.update(self.range_with_revisions(prefix))
-        changed, writes = [], []
+        wanted = []
         for key, value in items:
-            data = value.encode("utf-8") if isinstance(value, str) else value
-            before, revision = current.get(key, (None, 0))
-            changed.append(before != data)
-            if before != data:
-                writes.append((key, data, revision if before is not None else None))
-        if check_mode:
-            return changed
-        for start in range(0, len(writes), TXN_CHUNK):
-            chunk = writes[start:start + TXN_CHUNK]
-            compares = []
-            for key, _data, revision in chunk:
-                if revision is None:
-                    compares.append({"key": _b64(key), "result": "EQUAL", "target": "CREATE", "create_revision": "0"})
+            wanted.append((key, value.encode("utf-8") if isinstance(value, str) else value))
+        keys = [key for key, _data in wanted]
+        if len(set(keys)) != len(keys):
+            raise KubePkiError("the same etcd key is given twice in one batch: %s" % sorted({k for k in keys if keys.count(k) > 1})[0])
+        current = self._read(keys)
+        actions = [None] * len(wanted)
+        pending, lost, written = list(range(len(wanted))), set(), []
+        for attempt in range(MAX_ATTEMPTS):
+            writes = []
+            for index in pending:
+                key, data = wanted[index]
+                before, revision = current.get(key, (None, 0))
+                action = decide(before, data, index in lost)
+                if action == CONFLICT:
+                    raise KubePkiError(
+                        "etcd key %s was changed by another writer while this run wrote it; %s, run again" % (key, _written_note(written)),
+                        written_keys=written)
+                if action in WRITES:
+                    writes.append((index, action, revision if before is not None else None))
                 else:
-                    compares.append({"key": _b64(key), "result": "EQUAL", "target": "MOD", "mod_revision": str(revision)})
-            reply = self._post("/kv/txn", {
-                "compare": compares,
-                "success": [{"request_put": {"key": _b64(key), "value": _b64(data)}} for key, data, _revision in chunk],
-                "failure": [],
-            })
-            if not reply.get("succeeded"):
-                raise KubePkiError("etcd keys %s ... %s (%d keys) were changed by another writer while this run updated them; "
-                                   "none of them was written, run again" % (chunk[0][0], chunk[-1][0], len(chunk)))
-        return changed
+                    actions[index] = action
+            if check_mode:
+                for index, action, _revision in writes:
+                    actions[index] = action
+                return actions
+            pending = []
+            for start in range(0, len(writes), TXN_CHUNK):
+                chunk = writes[start:start + TXN_CHUNK]
+                try:
+                    succeeded, seen = self._guarded_txn([(wanted[index][0], wanted[index][1], revision) for index, _a, revision in chunk])
+                except KubePkiError as error:
+                    raise KubePkiError("%s; %s" % (error.msg, _written_note(written)), written_keys=written, **error.details) from None
+                if succeeded:
+                    for index, action, _revision in chunk:
+                        actions[index] = action
+                        written.append(wanted[index][0])
+                else:
+                    self.lost_transactions += 1
+                    current.update(seen)
+                    for index, _action, _revision in chunk:
+                        lost.add(index)
+                        pending.append(index)
+            if not pending:
+                return actions
+            # another writer is busy with these keys: give it a moment before reading what it left
+            time.sleep(random.uniform(0.005, 0.02) * (attempt + 1))
+        first = wanted[pending[0]][0]
+        raise KubePkiError("etcd keys %s (%d keys) kept being changed by other writers; %d guarded transactions lost in a row, %s, run again" % (
+            first, len(pending), MAX_ATTEMPTS, _written_note(written)), written_keys=written)
+
+    def _guarded_txn(self, writes):
+        """One transaction of ``[(key, data or None, mod revision or None for absent)]``: ``(succeeded, {key: (value,
+        revision)})``, the dict holding the keys' current values (read in the same transaction) when it failed."""
+        compares, success, failure = [], [], []
+        for key, data, revision in writes:
+            if revision is None:
+                compares.append({"key": _b64(key), "result": "EQUAL", "target": "CREATE", "create_revision": "0"})
+            else:
+                compares.append({"key": _b64(key), "result": "EQUAL", "target": "MOD", "mod_revision": str(revision)})
+            if data is None:
+                success.append({"request_delete_range": {"key": _b64(key)}})
+            else:
+                success.append({"request_put": {"key": _b64(key), "value": _b64(data)}})
+            failure.append({"request_range": {"key": _b64(key)}})
+        reply = self._post("/kv/txn", {"compare": compares, "success": success, "failure": failure})
+        if reply.get("succeeded"):
+            return True, {}
+        seen = {}
+        for (key, _data, _revision), response in zip(writes, reply.get("responses") or []):
+            kvs = (response.get("response_range") or {}).get("kvs") or []
+            seen[key] = (_unb64(kvs[0].get("value")), int(kvs[0].get("mod_revision", 0))) if kvs else (None, 0)
+        for key, _data, _revision in writes:
+            seen.setdefault(key, (None, 0))
+        return False, seen
+
+    def _read(self, keys):
+        """``{key: (value, revision)}`` of ``keys``: one read per key prefix (the part before the last '/'), a range
+        read when the batch has several keys there."""
+        groups = {}
+        for key in keys:
+            groups.setdefault(key.rsplit("/", 1)[0] + "/", []).append(key)
+        current = {}
+        for prefix in sorted(groups):
+            if len(groups[prefix]) == 1:
+                current[groups[prefix][0]] = self.get(groups[prefix][0])
+            else:
+                current.update(self.range_with_revisions(prefix))
+        return current
 
     def range_with_revisions(self, prefix):
         """``{key: (value bytes, mod_revision)}`` of every key starting with ``prefix``."""
@@ -306,20 +572,9 @@ class EtcdTransport:
                 for item in reply.get("kvs") or []}
 
     def delete_if_present(self, key, check_mode=False):
-        """Delete ``key`` when it exists (guarded by its mod revision). Returns ``changed``."""
-        current, revision = self.get(key)
-        if current is None:
-            return False
-        if check_mode:
-            return True
-        reply = self._post("/kv/txn", {
-            "compare": [{"key": _b64(key), "result": "EQUAL", "target": "MOD", "mod_revision": str(revision)}],
-            "success": [{"request_delete_range": {"key": _b64(key)}}],
-            "failure": [],
-        })
-        if not reply.get("succeeded"):
-            raise KubePkiError("etcd key %s was changed by another writer while this run deleted it; nothing was deleted, run again" % key)
-        return True
+        """Delete ``key`` when it exists (guarded by its mod revision). Returns ``changed``; a key another run deleted
+        first is ``False``, one another writer changed meanwhile is KubePkiError (nothing deleted)."""
+        return self.settle([(key, None)], decide_delete, check_mode=check_mode)[0] in WRITES
 
     def list_prefix(self, prefix):
         """``[(key str, value bytes)]`` of every key starting with ``prefix``, sorted by key."""
@@ -343,21 +598,28 @@ class EtcdTransport:
         return record
 
     def put_record(self, record, check_mode=False):
-        """``(changed, key)`` after putting ``record`` under its key (compare-before-put)."""
-        key = self.key_for(record.get("scope"), record.get("cluster"), record.get("user"))
-        value = json.dumps(record, sort_keys=True, separators=(",", ":"))
-        return self.put_if_changed(key, value, check_mode=check_mode), key
+        """``(changed, key)`` after putting ``record`` under its key (see put_records)."""
+        (changed, key, _action), = self.put_records([record], check_mode=check_mode)
+        return changed, key
 
     def put_records(self, records, check_mode=False):
-        """``[(changed, key)]`` after putting every record (put_many: one read per prefix, few transactions)."""
-        items = [(self.key_for(r.get("scope"), r.get("cluster"), r.get("user")), json.dumps(r, sort_keys=True, separators=(",", ":")))
-                 for r in records]
-        return list(zip(self.put_many(items, check_mode=check_mode), [key for key, _value in items]))
+        """``[(changed, key, action)]`` after putting every record (settle with decide_record: one read per prefix,
+        few transactions, a lost race re-read and decided again, never an older certificate over a newer one)."""
+        items = [(self.key_for(r.get("scope"), r.get("cluster"), r.get("user")), record_value(r)) for r in records]
+        actions = self.settle(items, decide_record, check_mode=check_mode)
+        return [(action in WRITES, key, action) for (key, _value), action in zip(items, actions)]
 
     def delete_record(self, scope, cluster, user, check_mode=False):
         """``(changed, key)`` after removing the record of (scope, cluster, user)."""
         key = self.key_for(scope, cluster, user)
         return self.delete_if_present(key, check_mode=check_mode), key
+
+    def delete_records(self, names, check_mode=False):
+        """``[(changed, key, action)]`` after removing the record of each ``(scope, cluster, user)`` of ``names``,
+        in transactions of TXN_CHUNK keys (action ``deleted`` or ``unchanged``)."""
+        keys = [self.key_for(scope, cluster, user) for scope, cluster, user in names]
+        actions = self.settle([(key, None) for key in keys], decide_delete, check_mode=check_mode)
+        return [(action in WRITES, key, action) for key, action in zip(keys, actions)]
 
     def list_records(self, scope=None, cluster=None):
         """``[(key, record)]`` under ``<prefix>/certs/[<scope>/[<cluster>/]]``; values that are not JSON are skipped."""
@@ -375,6 +637,13 @@ class EtcdTransport:
             if isinstance(record, dict):
                 found.append((key, record))
         return found
+
+
+def _written_note(written):
+    if not written:
+        return "nothing was written"
+    return "%d other key(s) of this batch were written before (%s%s)" % (
+        len(written), ", ".join(written[:3]), ", ..." if len(written) > 3 else "")
 
 
 def _short(exc):

@@ -13,7 +13,7 @@ import copy
 from ansible_collections.kubepki.certs.plugins.module_utils import _crypto
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
 from ansible_collections.kubepki.certs.plugins.module_utils._etcd import (
-    ETCD_ARG_SPEC, endpoints_from_params, transport_from_params,
+    ETCD_ARG_SPEC, endpoints_problem, key_segment_problem, transport_from_params,
 )
 
 PASSED_THROUGH = ("csr_name", "csr_uid", "signer_name")
@@ -40,15 +40,31 @@ def _text(entry, field, where):
     return value
 
 
+def _segment(entry, field, where, params):
+    """``entry[field]``, else the option of the same name (None when neither is set); refused when it cannot be
+    one segment of the etcd key, naming the entry's field or the option it came from."""
+    value = _text(entry, field, where)
+    name = "%s.%s" % (where, field)
+    if value is None and field in params:
+        value, name = params[field], field
+    if value not in (None, ""):
+        problem = key_segment_problem(value, name)
+        if problem:
+            raise KubePkiError(problem)
+    return value or None
+
+
 def normalise(entry, index, params):
     """The canonical certificate record of one input entry (facts recomputed from the PEM)."""
     where = "certificates[%d]" % index
     if not isinstance(entry, dict):
         raise KubePkiError("%s must be a dict, got %s" % (where, type(entry).__name__))
-    scope = _text(entry, "scope", where) or params["scope"]
-    cluster = _text(entry, "cluster", where) or params["cluster"]
-    user = _text(entry, "user", where)
+    scope = _segment(entry, "scope", where, params)
+    cluster = _segment(entry, "cluster", where, params)
+    user = _segment(entry, "user", where, {})
     pem = _text(entry, "certificate", where)
+    if not scope:
+        raise KubePkiError("%s has no scope and the scope option is empty" % where)
     if not cluster:
         raise KubePkiError("%s has no cluster and the cluster option is not set" % where)
     if params["state"] == "absent" and pem is None:
@@ -67,6 +83,9 @@ def normalise(entry, index, params):
         user = facts["common_name"]
     if not user:
         raise KubePkiError("%s has no user and its certificate has no CN" % where)
+    problem = key_segment_problem(user, "%s.user (the certificate CN)" % where)
+    if problem:
+        raise KubePkiError(problem)
     if user != facts["common_name"]:
         raise KubePkiError("%s.user is %r but the certificate CN is %r" % (where, user, facts["common_name"]))
     given_orgs = entry.get("organizations")
@@ -91,14 +110,29 @@ def summary(record):
     return {k: v for k, v in sorted(record.items()) if k != "certificate"}
 
 
+def check_options(params):
+    """KubePkiError for the first bad etcd option or scope/cluster option; nothing is connected to."""
+    problem = endpoints_problem(params, required=True)
+    for field in ("scope", "cluster"):
+        if problem is None and params.get(field) not in (None, ""):
+            problem = key_segment_problem(params[field], field)
+    if problem:
+        raise KubePkiError(problem)
+
+
 def run(module):
-    """cert_to_etcd's work for ``module``: its result dict. A failure carries the records handled so far."""
+    """cert_to_etcd's work for ``module``: its result dict. A failure carries the records handled so far.
+
+    Every option and every entry is checked before etcd is contacted. Each record's ``action`` says what was done:
+    ``created``, ``updated``, ``unchanged`` (etcd already holds exactly this record), ``kept_newer`` (etcd holds a
+    newer certificate for the key, left in place), ``kept_equal`` (etcd holds another certificate just as new),
+    ``deleted``.
+    """
     params = module.params
     results, before, after = [], {}, {}
     transport = None
     try:
-        if not endpoints_from_params(params):
-            raise KubePkiError("etcd_endpoints: no etcd endpoint given (set etcd_endpoints or KUBEPKI_ETCD_ENDPOINTS)")
+        check_options(params)
         records = [normalise(entry, index, params) for index, entry in enumerate(params["certificates"])]
         transport = transport_from_params(params)
         seen = {}
@@ -115,10 +149,11 @@ def run(module):
             # one read and a transaction per chunk for the whole batch
             outcomes = transport.put_records(records, check_mode=module.check_mode)
         else:
-            outcomes = [transport.delete_record(r["scope"], r["cluster"], r["user"], check_mode=module.check_mode) for r in records]
-        for record, (changed, key) in zip(records, outcomes):
+            outcomes = transport.delete_records([(r["scope"], r["cluster"], r["user"]) for r in records], check_mode=module.check_mode)
+        for record, (changed, key, action) in zip(records, outcomes):
             after[key] = summary(record) if params["state"] == "present" else None
-            item = {"key": key, "scope": record["scope"], "cluster": record["cluster"], "user": record["user"], "changed": changed}
+            item = {"key": key, "scope": record["scope"], "cluster": record["cluster"], "user": record["user"], "changed": changed,
+                    "action": action}
             if params["state"] == "present":
                 item.update(serial=record["serial"], not_after=record["not_after"])
             results.append(item)

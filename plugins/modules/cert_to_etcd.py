@@ -14,12 +14,21 @@ description:
     where M(kubepki.certs.kubeconfig_render) loads it from into the credential store.
   - The value is canonical JSON (sorted keys, no spaces), so a record that carries the same certificate is byte-equal to
     what etcd holds and the task reports C(changed=false).
-  - Each write is an etcd transaction that compares the key's current revision first; a concurrent writer makes the task
-    fail instead of being overwritten.
+  - Each write is an etcd transaction that compares the key's current revision first, so a concurrent writer is never
+    overwritten blindly. When another run changed the key in between, the key is read again and decided again (up to
+    five times): a value equal to ours leaves the record unchanged, so two identical runs at the same time both succeed.
+  - An older certificate never replaces a newer one. When etcd already holds, for the same key, a certificate that is
+    newer (later C(not_before), then later C(not_after)) the record is left as it is and reported with
+    C(action=kept_newer); another certificate exactly as new is left too (C(action=kept_equal)).
+  - The etcd options, O(scope), O(cluster) and every entry are checked before etcd is contacted. Scope, cluster and
+    user names must not contain C(/) nor be C(.) or C(..).
   - The facts of each record (C(common_name), C(organizations), C(serial), C(not_before), C(not_after),
     C(public_key_sha256)) are computed from the PEM certificate. Values the caller passes for C(serial), C(not_after)
     or C(public_key_sha256) must agree with the PEM, otherwise the task fails before anything is written.
   - All records of a task use one etcd connection. Nothing is written when any entry is invalid.
+  - Records are written in transactions of 64 keys. Each transaction is all or nothing; when a later one fails, the
+    records of the earlier ones stay written (each record is complete on its own) and the failure lists them in
+    C(written_keys). Running the task again finishes the rest.
 author:
   - kubepki.certs contributors (@kubepki)
 options:
@@ -105,6 +114,7 @@ records:
       cluster: prod-1
       user: alice
       changed: true
+      action: created
       serial: 4f2a9c0e1d
       not_after: "2026-01-02T03:04:05Z"
   contains:
@@ -133,6 +143,16 @@ records:
       type: bool
       returned: always
       sample: true
+    action:
+      description:
+        - What was (or, in check mode, would be) done with the record.
+        - V(created), V(updated) or V(deleted) when C(changed=true).
+        - V(unchanged) when etcd already held exactly this record (or, with O(state=absent), no record).
+        - V(kept_newer) when etcd holds a newer certificate for the key and it was left in place.
+        - V(kept_equal) when etcd holds another certificate exactly as new as this one and it was left in place.
+      type: str
+      returned: always
+      sample: created
     serial:
       description: Serial number (hex) computed from the certificate.
       type: str

@@ -1,6 +1,8 @@
 """EtcdTransport against a real etcd (plain and TLS with client certificates); etcd is never mocked."""
 
 import json
+import re
+import threading
 import uuid
 
 import pytest
@@ -23,6 +25,11 @@ def transport(kp_etcd, prefix):
 
 def record(user="alice", cluster="c1", scope="default", serial="1a"):
     return {"scope": scope, "cluster": cluster, "user": user, "serial": serial, "certificate": "PEM"}
+
+
+def dated(user="alice", serial="1a", not_before="2025-01-01T00:00:00Z", not_after="2026-01-01T00:00:00Z", cluster="c1"):
+    """A record with validity times (the form cert_to_etcd writes; the PEM is a stand-in, the transport never parses it)."""
+    return dict(record(user=user, cluster=cluster, serial=serial), certificate="PEM-" + serial, not_before=not_before, not_after=not_after)
 
 
 def test_put_is_compare_before_put(transport, prefix):
@@ -170,16 +177,17 @@ def test_batch_put_writes_only_what_changed_in_few_transactions(transport, prefi
     posts = []
     real_post = transport._post
     monkeypatch.setattr(transport, "_post", lambda path, payload: posts.append(path) or real_post(path, payload))
-    assert [changed for changed, _key in transport.put_records(batch, check_mode=True)] == [i != 1 for i in range(150)] + [True]
+    assert [changed for changed, _key, _action in transport.put_records(batch, check_mode=True)] == [i != 1 for i in range(150)] + [True]
     assert transport.get_record("default", "c1", "u2") is None
     posts.clear()
     outcome = transport.put_records(batch)
-    assert [changed for changed, _key in outcome] == [i != 1 for i in range(150)] + [True]
+    assert [changed for changed, _key, _action in outcome] == [i != 1 for i in range(150)] + [True]
+    assert [action for _changed, _key, action in outcome][:3] == ["created", "unchanged", "created"]
     # one range read per cluster prefix, then 150 puts in ceil(150 / TXN_CHUNK) transactions
     assert posts.count("/kv/range") == 2
     assert posts.count("/kv/txn") == -(-150 // _etcd.TXN_CHUNK)
     assert transport.get_record("default", "c1", "u149")["user"] == "u149"
-    assert all(changed is False for changed, _key in transport.put_records(batch))
+    assert all(changed is False for changed, _key, _action in transport.put_records(batch))
 
 
 def test_batch_put_refuses_to_overwrite_a_concurrent_writer(transport, kp_etcd, prefix, monkeypatch):
@@ -198,3 +206,253 @@ def test_batch_put_refuses_to_overwrite_a_concurrent_writer(transport, kp_etcd, 
     other.close()
     assert transport.get_record("default", "c1", "w1")["serial"] == "from-the-other-writer"
     assert transport.get_record("default", "c1", "w2") is None
+
+
+# ---------------------------------------------------------------- concurrent identical runs, older over newer
+
+
+def test_identical_concurrent_runs_both_succeed(kp_etcd):
+    """Two writers put the same batch at the same moment, again and again: both always succeed, each key is reported
+    changed by exactly one of them, and the lost-transaction counter shows the race really happened."""
+    rounds, lost = 12, 0
+    for round_number in range(rounds):
+        prefix = "/race-%d-%s" % (round_number, uuid.uuid4().hex[:6])
+        batch = [dated(user="u%d" % i, cluster="c%d" % (i % 3)) for i in range(12)]
+        writers = [_etcd.EtcdTransport([kp_etcd.url], prefix=prefix) for _ in range(2)]
+        for writer in writers:
+            writer.get_record("default", "c0", "warm-up")  # connected before the start line
+        start, outcomes, errors = threading.Barrier(2), [None, None], []
+
+        def work(index):
+            start.wait()
+            try:
+                outcomes[index] = writers[index].put_records(batch)
+            except Exception as exc:  # pylint: disable=broad-exception-caught
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(index,)) for index in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not errors, errors
+        for first, second in zip(*outcomes):
+            assert first[1] == second[1]
+            assert sorted([first[2], second[2]]) == ["created", "unchanged"], (first, second)
+        lost += sum(writer.lost_transactions for writer in writers)
+        stored = dict(writers[0].list_records())
+        assert len(stored) == len(batch)
+        for writer in writers:
+            writer.close()
+    assert lost > 0, "the two writers never raced: the test proved nothing"
+
+
+def interleave(monkeypatch, transport, kp_etcd, prefix, value_of_the_other):
+    """Between ``transport``'s read and its transaction another writer (a second real client) stores
+    ``value_of_the_other`` under each key read, once."""
+    other = _etcd.EtcdTransport([kp_etcd.url], prefix=prefix)
+    real_get = transport.get
+    done = set()
+
+    def read_then_someone_writes(key):
+        seen = real_get(key)
+        if key not in done:
+            done.add(key)
+            other.put_if_changed(key, value_of_the_other)
+        return seen
+
+    monkeypatch.setattr(transport, "get", read_then_someone_writes)
+    return other
+
+
+def test_lost_race_to_an_identical_value_is_unchanged(transport, kp_etcd, prefix, monkeypatch):
+    mine = dated(user="fay")
+    other = interleave(monkeypatch, transport, kp_etcd, prefix, _etcd.record_value(mine))
+    assert transport.put_records([mine]) == [(False, prefix + "/certs/default/c1/fay", "unchanged")]
+    assert transport.lost_transactions == 1
+    other.close()
+
+
+def test_lost_race_to_a_newer_certificate_keeps_it(transport, kp_etcd, prefix, monkeypatch):
+    newer = dated(user="gus", serial="2b", not_before="2025-06-01T00:00:00Z", not_after="2026-06-01T00:00:00Z")
+    other = interleave(monkeypatch, transport, kp_etcd, prefix, _etcd.record_value(newer))
+    assert transport.put_records([dated(user="gus")])[0][2] == "kept_newer"
+    assert transport.lost_transactions == 1
+    assert transport.get_record("default", "c1", "gus")["serial"] == "2b"
+    other.close()
+
+
+def test_lost_race_to_an_older_certificate_writes_ours(transport, kp_etcd, prefix, monkeypatch):
+    older = dated(user="hal", serial="0a", not_before="2024-06-01T00:00:00Z", not_after="2025-06-01T00:00:00Z")
+    other = interleave(monkeypatch, transport, kp_etcd, prefix, _etcd.record_value(older))
+    assert transport.put_records([dated(user="hal")])[0][2] == "updated"  # over the older record the other writer left
+    assert transport.lost_transactions == 1
+    assert transport.get_record("default", "c1", "hal")["serial"] == "1a"
+    other.close()
+
+
+def test_older_certificate_never_overwrites_a_newer_one(transport):
+    current = dated(user="ida", serial="2b", not_before="2025-06-01T00:00:00Z", not_after="2026-06-01T00:00:00Z")
+    assert transport.put_records([current])[0][2] == "created"
+    older = dated(user="ida", serial="1a", not_before="2025-01-01T00:00:00Z", not_after="2027-01-01T00:00:00Z")
+    assert transport.put_records([older], check_mode=True) == [(False, transport.key_for("default", "c1", "ida"), "kept_newer")]
+    assert transport.put_records([older])[0][:1] == (False,)
+    assert transport.get_record("default", "c1", "ida")["serial"] == "2b"
+    # same not_before: the later not_after is newer
+    longer = dated(user="ida", serial="3c", not_before="2025-06-01T00:00:00Z", not_after="2026-07-01T00:00:00Z")
+    assert transport.put_records([longer])[0][2] == "updated"
+    shorter = dated(user="ida", serial="4d", not_before="2025-06-01T00:00:00Z", not_after="2026-06-15T00:00:00Z")
+    assert transport.put_records([shorter])[0][2] == "kept_newer"
+    # another certificate exactly as new: the stored one stays
+    twin = dated(user="ida", serial="5e", not_before="2025-06-01T00:00:00Z", not_after="2026-07-01T00:00:00Z")
+    assert transport.put_records([twin])[0][2] == "kept_equal"
+    # the same certificate with other metadata is refreshed
+    assert transport.put_records([dict(longer, csr_name="renamed")])[0][2] == "updated"
+    assert transport.get_record("default", "c1", "ida")["serial"] == "3c"
+
+
+def test_validity_is_compared_as_times_not_text(transport):
+    """10:00+02:00 is 08:00Z: earlier than 09:00Z although it sorts later as text."""
+    transport.put_records([dated(user="jo", serial="aa", not_before="2025-01-01T10:00:00+02:00")])
+    assert transport.put_records([dated(user="jo", serial="bb", not_before="2025-01-01T09:00:00Z")])[0][2] == "updated"
+    assert transport.get_record("default", "c1", "jo")["serial"] == "bb"
+
+
+def test_deleting_what_a_concurrent_run_deleted_is_unchanged(transport, kp_etcd, prefix, monkeypatch):
+    transport.put_records([dated(user="kim")])
+    other = _etcd.EtcdTransport([kp_etcd.url], prefix=prefix)
+    real_get = transport.get
+
+    def read_then_someone_deletes(key):
+        seen = real_get(key)
+        other.delete_if_present(key)
+        return seen
+
+    monkeypatch.setattr(transport, "get", read_then_someone_deletes)
+    assert transport.delete_records([("default", "c1", "kim")]) == [(False, prefix + "/certs/default/c1/kim", "unchanged")]
+    assert transport.lost_transactions == 1
+    other.close()
+
+
+def test_a_failure_mid_batch_names_what_was_written(transport, kp_etcd, prefix, monkeypatch):
+    """Batches go in transactions of TXN_CHUNK keys: when a later one cannot be written (here a concurrent writer
+    leaves a value that is no dated record), the keys already written are named and stay written."""
+    size = _etcd.TXN_CHUNK + 3
+    batch = [dated(user="m%03d" % i) for i in range(size)]
+    other = _etcd.EtcdTransport([kp_etcd.url], prefix=prefix)
+    real_range = transport.range_with_revisions
+    victim = transport.key_for("default", "c1", "m%03d" % (size - 1))
+
+    def read_then_someone_writes(key_prefix):
+        seen = real_range(key_prefix)
+        other.put_if_changed(victim, "not a record")
+        return seen
+
+    monkeypatch.setattr(transport, "range_with_revisions", read_then_someone_writes)
+    with pytest.raises(KubePkiError) as caught:
+        transport.put_records(batch)
+    assert "etcd key %s was changed by another writer" % victim in caught.value.msg
+    assert "%d other key(s) of this batch were written before" % _etcd.TXN_CHUNK in caught.value.msg
+    assert len(caught.value.details["written_keys"]) == _etcd.TXN_CHUNK
+    stored = {key for key, _r in transport.list_records()}
+    assert stored == set(caught.value.details["written_keys"])
+    other.close()
+
+
+# ---------------------------------------------------------------- static checks
+
+
+@pytest.fixture(scope="module")
+def pem_files(tmp_path_factory):
+    from kubesandbox import pki  # pylint: disable=import-outside-toplevel
+    folder = tmp_path_factory.mktemp("etcd-pem")
+    ca = pki.make_ca("etcd-static-ca")
+    (folder / "ca.crt").write_bytes(pki.cert_pem(ca.cert))
+    (folder / "key.pem").write_text("-----BEGIN PRIVATE KEY-----\nMA==\n-----END PRIVATE KEY-----\n")
+    (folder / "notpem.txt").write_text("hello")
+    return folder
+
+
+def test_endpoints_problem_accepts_good_options(pem_files, monkeypatch):
+    monkeypatch.delenv("KUBEPKI_ETCD_ENDPOINTS", raising=False)
+    assert _etcd.endpoints_problem({"etcd_endpoints": None}) is None
+    assert _etcd.endpoints_problem({"etcd_endpoints": ["http://127.0.0.1:2379", "http://[::1]", "http://etcd/"]}) is None
+    assert _etcd.endpoints_problem({
+        "etcd_endpoints": ["https://etcd.example:2379"], "etcd_prefix": "/a/b/", "etcd_ca_cert": str(pem_files / "ca.crt"),
+        "etcd_client_cert": str(pem_files / "ca.crt"), "etcd_client_key": str(pem_files / "key.pem"), "etcd_timeout": 2}) is None
+    assert _etcd.endpoints_problem({"etcd_endpoints": ["http://127.0.0.1:2379"], "etcd_prefix": "/"}) is None
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"etcd_endpoints": ["127.0.0.1:2379"]}, "etcd_endpoints: '127.0.0.1:2379' is not an http:// or https:// URL"),
+    ({"etcd_endpoints": ["ftp://h:1"]}, "etcd_endpoints: 'ftp://h:1' is not an http"),
+    ({"etcd_endpoints": ["http://:2379"]}, "etcd_endpoints: 'http://:2379' is not an http:// or https:// URL with a host"),
+    ({"etcd_endpoints": ["http://h:99999"]}, "etcd_endpoints: 'http://h:99999' has an invalid port"),
+    ({"etcd_endpoints": ["http://h:0"]}, "etcd_endpoints: 'http://h:0' has an invalid port"),
+    ({"etcd_endpoints": ["http://h:x"]}, "etcd_endpoints: 'http://h:x' has an invalid port"),
+    ({"etcd_endpoints": ["http://u:p@h:1"]}, "must be scheme://host:port only"),
+    ({"etcd_endpoints": ["http://h:1/v3"]}, "must be scheme://host:port only"),
+    ({"etcd_endpoints": ["http://h:1#x"]}, "must be scheme://host:port only"),
+    ({"etcd_endpoints": [""]}, "etcd_endpoints: '' is not a URL"),
+    ({"etcd_prefix": "kubepki"}, "etcd_prefix must start with '/'"),
+    ({"etcd_prefix": "/a//b"}, "etcd_prefix '/a//b' has an empty segment"),
+    ({"etcd_prefix": "/a/../b"}, "etcd_prefix '/a/../b' must not contain a '..' segment"),
+    ({"etcd_prefix": "/a/."}, "etcd_prefix '/a/.' must not contain a '.' segment"),
+    ({"etcd_prefix": " /a"}, "etcd_prefix must start with '/'"),
+    ({"etcd_client_cert": "CA"}, "etcd_client_cert and etcd_client_key must be given together"),
+    ({"etcd_client_key": "KEY"}, "etcd_client_cert and etcd_client_key must be given together"),
+    ({"etcd_username": "root"}, "etcd_username and etcd_password must be given together"),
+    ({"etcd_ca_cert": "/nonexistent/ca.crt"}, "etcd_ca_cert: /nonexistent/ca.crt is not a readable file"),
+    ({"etcd_ca_cert": "DIR"}, "etcd_ca_cert: .* is not a readable file"),
+    ({"etcd_ca_cert": "NOTPEM"}, "etcd_ca_cert: .*notpem.txt holds no PEM certificate"),
+    ({"etcd_client_cert": "CA", "etcd_client_key": "CA"}, "etcd_client_key: .*ca.crt holds no PEM private key"),
+    ({"etcd_client_cert": "KEY", "etcd_client_key": "KEY"}, "etcd_client_cert: .*key.pem holds no PEM certificate"),
+    ({"etcd_endpoints": ["https://h:1", "http://h:2"], "etcd_ca_cert": "CA"},
+     r"etcd_endpoints: 'http://h:2' is plain http but etcd_ca_cert is given"),
+    ({"etcd_client_cert": "CA", "etcd_client_key": "KEY"}, "is plain http but etcd_client_cert is given"),
+    ({"etcd_timeout": 0}, "etcd_timeout must be positive"),
+    ({"etcd_timeout": -1.5}, "etcd_timeout must be positive"),
+    ({"etcd_timeout": "soon"}, "etcd_timeout must be a number of seconds"),
+    ({"etcd_endpoints": {"a": 1}}, "etcd_endpoints must be a list of URLs"),
+])
+def test_endpoints_problem_names_the_option(pem_files, params, message):
+    files = {"CA": str(pem_files / "ca.crt"), "KEY": str(pem_files / "key.pem"), "NOTPEM": str(pem_files / "notpem.txt"),
+             "DIR": str(pem_files)}
+    given = {"etcd_endpoints": ["http://127.0.0.1:2379"], "etcd_prefix": "/kubepki", "etcd_timeout": 5.0}
+    given.update({key: files.get(value, value) if isinstance(value, str) else value for key, value in params.items()})
+    problem = _etcd.endpoints_problem(given)
+    assert problem is not None and re.search(message, problem), problem
+    # the transport refuses the same options with the same message
+    if isinstance(given["etcd_endpoints"], list):
+        with pytest.raises(KubePkiError) as caught:
+            _etcd.EtcdTransport(given["etcd_endpoints"], prefix=given["etcd_prefix"], ca_cert=given.get("etcd_ca_cert"),
+                                client_cert=given.get("etcd_client_cert"), client_key=given.get("etcd_client_key"),
+                                username=given.get("etcd_username"), password=given.get("etcd_password"),
+                                timeout=given["etcd_timeout"])
+        assert caught.value.msg == problem
+
+
+def test_endpoints_problem_missing_and_from_environment(monkeypatch):
+    monkeypatch.delenv("KUBEPKI_ETCD_ENDPOINTS", raising=False)
+    assert _etcd.endpoints_problem({}, required=True).startswith("etcd_endpoints: no etcd endpoint given")
+    monkeypatch.setenv("KUBEPKI_ETCD_ENDPOINTS", "http://ok:1,nonsense")
+    assert _etcd.endpoints_problem({"etcd_endpoints": None}) == (
+        "etcd_endpoints (from KUBEPKI_ETCD_ENDPOINTS): 'nonsense' is not an http:// or https:// URL with a host")
+
+
+@pytest.mark.parametrize("value, message", [
+    ("a/b", "cluster 'a/b' must not contain '/'"),
+    (".", "cluster '.' is not a usable name"),
+    ("..", "cluster '..' is not a usable name"),
+    ("", "cluster must be a non-empty string"),
+    (None, "cluster must be a non-empty string"),
+    ("a\nb", "cluster 'a\\nb' must not contain control characters"),
+])
+def test_key_segment_problem(value, message):
+    problem = _etcd.key_segment_problem(value, "cluster")
+    assert problem is not None and message in problem, problem
+
+
+def test_key_segment_problem_accepts_ordinary_names():
+    for value in ("alice", "system:node:n1", "Jane Doe", "a.b", "...", "prod-1", "ünïcode"):
+        assert _etcd.key_segment_problem(value, "user") is None
