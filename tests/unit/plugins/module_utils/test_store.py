@@ -351,9 +351,9 @@ def test_default_location(tmp_path, monkeypatch):
 @pytest.mark.parametrize("uri, message", [
     ("postgres://db/kubepki", "store_uri 'postgres://db/kubepki' has an unsupported scheme"),
     ("sqlite:relative.db", "is not a valid embedded store URI"),
-    ("https://user:pw@host/x", r"store_uri 'https://\*\*\*@host/x' has an unsupported scheme"),
+    ("https://user:pw@host/x", r"store_uri 'https://user:\*\*\*@host/x' has an unsupported scheme"),
     ("   ", "store_uri: an empty value"),
-    ("mongodb://kubepki:s3cretpass@bad:port:x/db", r"store_uri mongodb://\*\*\*@bad:port:x/db is not a usable MongoDB URI"),
+    ("mongodb://kubepki:s3cretpass@bad:port:x/db", r"store_uri mongodb://kubepki:\*\*\*@bad:port:x/db is not a usable MongoDB URI"),
 ])
 def test_bad_uris(uri, message):
     with pytest.raises(KubePkiError, match=message) as caught:
@@ -393,6 +393,6 @@ def test_unreachable_mongodb_names_the_host_not_the_password(monkeypatch):
 
 
 def test_redact_uri():
-    assert _store.redact_uri("mongodb://u:p@h1:1,h2:2/db?replicaSet=rs") == "mongodb://***@h1:1,h2:2/db?replicaSet=rs"
+    assert _store.redact_uri("mongodb://u:p@h1:1,h2:2/db?replicaSet=rs") == "mongodb://u:***@h1:1,h2:2/db?replicaSet=rs"
     assert _store.redact_uri("mongodb://h1/db") == "mongodb://h1/db"
     assert _store.redact_uri("/plain/path") == "/plain/path"
