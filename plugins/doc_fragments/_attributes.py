@@ -31,12 +31,83 @@ attributes:
       - This action does not modify state.
 """
 
+    # The action_group attribute of a module: one fragment per combination of groups, since fragments do not merge
+    # membership lists. A module takes the fragment naming every group of meta/runtime.yml it is in:
+    #   k8s   - every cluster access option (kubeconfig, context, host, api_key, ...)
+    #   etcd  - every etcd option (etcd_endpoints, etcd_prefix, etcd_ca_cert, ...)
+    #   store - every credential store option (store_uri, store_passphrase)
+    # tests/unit/test_collection_interfaces.py checks the documented membership against meta/runtime.yml.
+
     ACTIONGROUP_K8S = r"""
 options: {}
 attributes:
   action_group:
-    description: Use C(group/kubepki.certs.k8s) in C(module_defaults) to set defaults for this module.
+    description:
+      - Use C(group/kubepki.certs.k8s) in C(module_defaults) to set the cluster access options of this module.
     support: full
     membership:
       - kubepki.certs.k8s
+"""
+
+    ACTIONGROUP_ETCD = r"""
+options: {}
+attributes:
+  action_group:
+    description:
+      - Use C(group/kubepki.certs.etcd) in C(module_defaults) to set the etcd options of this module.
+    support: full
+    membership:
+      - kubepki.certs.etcd
+"""
+
+    ACTIONGROUP_STORE = r"""
+options: {}
+attributes:
+  action_group:
+    description:
+      - Use C(group/kubepki.certs.store) in C(module_defaults) to set the credential store options of this module.
+    support: full
+    membership:
+      - kubepki.certs.store
+"""
+
+    ACTIONGROUP_K8S_STORE = r"""
+options: {}
+attributes:
+  action_group:
+    description:
+      - Use C(group/kubepki.certs.k8s) in C(module_defaults) to set the cluster access options of this module.
+      - Use C(group/kubepki.certs.store) in C(module_defaults) to set the credential store options of this module.
+    support: full
+    membership:
+      - kubepki.certs.k8s
+      - kubepki.certs.store
+"""
+
+    ACTIONGROUP_ETCD_STORE = r"""
+options: {}
+attributes:
+  action_group:
+    description:
+      - Use C(group/kubepki.certs.etcd) in C(module_defaults) to set the etcd options of this module.
+      - Use C(group/kubepki.certs.store) in C(module_defaults) to set the credential store options of this module.
+    support: full
+    membership:
+      - kubepki.certs.etcd
+      - kubepki.certs.store
+"""
+
+    ACTIONGROUP_K8S_ETCD_STORE = r"""
+options: {}
+attributes:
+  action_group:
+    description:
+      - Use C(group/kubepki.certs.k8s) in C(module_defaults) to set the cluster access options of this module.
+      - Use C(group/kubepki.certs.etcd) in C(module_defaults) to set the etcd options of this module.
+      - Use C(group/kubepki.certs.store) in C(module_defaults) to set the credential store options of this module.
+    support: full
+    membership:
+      - kubepki.certs.k8s
+      - kubepki.certs.etcd
+      - kubepki.certs.store
 """
