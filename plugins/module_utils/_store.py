@@ -731,6 +731,8 @@ class SqliteStore(CredentialStore):
             try:
                 self._db = sqlite3.connect(self.path, timeout=SQLITE_BUSY_SECONDS, isolation_level=None)
                 self._db.execute("PRAGMA busy_timeout = %d" % int(SQLITE_BUSY_SECONDS * 1000))
+                # a replaced or deleted key is overwritten with zeros in the file, not left in a free page
+                self._db.execute("PRAGMA secure_delete = ON")
                 mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()
                 if not mode or str(mode[0]).lower() != "wal":
                     raise sqlite3.OperationalError("database is locked (journal mode %r)" % (mode,))
@@ -807,6 +809,12 @@ class SqliteStore(CredentialStore):
                             raise _Changed()
                     if protection is not None:
                         self._run("INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)", (PROTECTION_NAME, canonical_json(protection)))
+                # the old ciphertext (or plaintext) lives on in the WAL until it is checkpointed: best effort, as
+                # another connection reading at this moment keeps the WAL from being truncated
+                try:
+                    self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                except sqlite3.DatabaseError:
+                    pass
                 return
             except _Changed:
                 rows, changes = self._rekey_plan(new_passphrase)

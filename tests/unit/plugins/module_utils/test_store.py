@@ -27,11 +27,13 @@ class Backend:
         self.kind = kind
         self.tmp_path = tmp_path
         self.opened = []
+        self.factory = None
         if kind == "embedded":
             self.uri = str(tmp_path / "state" / "store.db")
         elif kind == "mongomock":
             self.uri = "mongodb://kubepki:secretpw@mongo.invalid:27017/kubepki_test"
             self.client = mongomock.MongoClient(self.uri)
+            self.factory = lambda uri, **kwargs: self.client
         else:
             base = REAL_MONGO.rstrip("/")
             database = "kubepki_test_%s" % uuid.uuid4().hex[:8]
@@ -41,11 +43,7 @@ class Backend:
             self.database = database
 
     def open(self, passphrase=""):
-        factory = None
-        if self.kind == "mongomock":
-            def factory(uri, **kwargs):  # pylint: disable=unused-argument
-                return self.client
-        store = _store.open_store(self.uri, passphrase, mongo_client_factory=factory)
+        store = _store.open_store(self.uri, passphrase, mongo_client_factory=self.factory)
         self.opened.append(store)
         return store
 
@@ -65,6 +63,37 @@ class Backend:
             import pymongo  # pylint: disable=import-outside-toplevel
             database = pymongo.MongoClient(self.uri)[self.database]
         return repr(list(database["keys"].find())) + repr(list(database["certificates"].find()))
+
+    def _database(self):
+        if self.kind == "mongomock":
+            return self.client["kubepki_test"]
+        import pymongo  # pylint: disable=import-outside-toplevel
+        return pymongo.MongoClient(self.uri)[self.database]
+
+    def drop_protection(self):
+        """Remove the key_protection record, as in a store written before the record existed."""
+        if self.kind == "embedded":
+            with sqlite3.connect(self.uri) as db:
+                db.execute("DELETE FROM meta")
+        else:
+            self._database()["meta"].delete_many({})
+
+    def insert_raw_key(self, row):
+        """Store a key row as it is, past every check (as an older version of the collection could have)."""
+        if self.kind == "embedded":
+            with sqlite3.connect(self.uri) as db:
+                db.execute("INSERT INTO keys (%s) VALUES (%s)" % (", ".join(row), ", ".join("?" * len(row))),
+                           [int(v) if isinstance(v, bool) else v for v in row.values()])
+        else:
+            self._database()["keys"].insert_one(dict(row))
+
+    def key_count(self):
+        if self.kind == "embedded":
+            if not os.path.exists(self.uri):
+                return 0
+            with sqlite3.connect(self.uri) as db:
+                return db.execute("SELECT COUNT(*) FROM keys").fetchone()[0]
+        return self._database()["keys"].count_documents({})
 
     def cleanup(self):
         for store in self.opened:
@@ -396,3 +425,437 @@ def test_redact_uri():
     assert _store.redact_uri("mongodb://u:p@h1:1,h2:2/db?replicaSet=rs") == "mongodb://u:***@h1:1,h2:2/db?replicaSet=rs"
     assert _store.redact_uri("mongodb://h1/db") == "mongodb://h1/db"
     assert _store.redact_uri("/plain/path") == "/plain/path"
+
+
+# ---------------------------------------------------------------- passphrase checked before any key write
+
+def raw_key_row(user, passphrase=None, scope="default", cluster=""):
+    key = _crypto.generate_private_key()
+    return {"scope": scope, "user": user, "cluster": cluster, "key_type": "ec-p256",
+            "private_key_pem": _crypto.private_key_to_pem(key, passphrase), "public_key_sha256": _crypto.public_key_sha256(key),
+            "created": "2025-01-01T00:00:00Z", "encrypted": bool(passphrase)}
+
+
+def test_wrong_passphrase_is_refused_before_any_key_is_written(backend):
+    alice = backend.open(passphrase="right one").ensure_key("default", "alice")[0]
+    wrong = backend.open(passphrase="wrong one")
+    with pytest.raises(KubePkiError, match="store_passphrase does not decrypt the keys of credential store .*nothing was written"):
+        wrong.ensure_key("default", "bob")
+    with pytest.raises(KubePkiError, match="store_passphrase does not decrypt"):
+        wrong.ensure_keys([("default", "bob", "", "ec-p256"), ("default", "carol", "", "ec-p256")])
+    with pytest.raises(KubePkiError, match="store_passphrase does not decrypt"):
+        wrong.replace_key("default", "alice", expected_sha256=alice["public_key_sha256"])
+    assert backend.key_count() == 1
+    assert backend.open(passphrase="right one").get_key("default", "alice") == alice
+
+
+def test_missing_passphrase_on_an_encrypted_store_is_refused(backend):
+    backend.open(passphrase="right one").ensure_key("default", "alice")
+    with pytest.raises(KubePkiError, match="keeps its private keys encrypted, but no store_passphrase .* plaintext beside "
+                                           "encrypted ones.*kubepki.certs.store_rekey; nothing was written"):
+        backend.open().ensure_key("default", "bob")
+    with pytest.raises(KubePkiError, match="keeps its private keys encrypted"):
+        backend.open().ensure_keys([("default", "bob", "", "ec-p256")])
+    assert backend.key_count() == 1
+
+
+def test_passphrase_on_a_plaintext_store_is_refused(backend):
+    plain = backend.open().ensure_key("default", "alice")[0]
+    with pytest.raises(KubePkiError, match="store_passphrase is set, but credential store .* keeps its private keys unencrypted.*"
+                                           "encrypted beside plaintext ones.*kubepki.certs.store_rekey"):
+        backend.open(passphrase="new").ensure_key("default", "bob")
+    with pytest.raises(KubePkiError, match="keeps its private keys unencrypted"):
+        backend.open(passphrase="new").replace_key("default", "alice", expected_sha256=plain["public_key_sha256"])
+    assert backend.key_count() == 1
+    assert backend.open().get_key("default", "alice") == plain
+    # reading keeps working with a passphrase given: only writes are checked
+    assert backend.open(passphrase="new").get_key("default", "alice") == plain
+
+
+def test_first_write_fixes_the_mode_of_an_empty_store(backend):
+    """Two runs open the empty store and both pass the check; the first to write a key fixes the mode, and the
+    other one (another passphrase) is refused when it writes and writes nothing."""
+    first, second = backend.open(passphrase="first"), backend.open(passphrase="second")
+    first.check_passphrase()
+    second.check_passphrase()
+    first.ensure_key("default", "alice")
+    with pytest.raises(KubePkiError, match="store_passphrase does not decrypt"):
+        second.ensure_key("default", "bob")
+    assert backend.key_count() == 1
+    # the mode stays when the store is emptied again
+    assert first.delete_key("default", "alice") is True
+    with pytest.raises(KubePkiError, match="keeps its private keys encrypted"):
+        backend.open().ensure_key("default", "bob")
+    assert backend.open(passphrase="first").ensure_key("default", "bob")[1] is True
+
+
+def test_check_decrypts_one_small_verifier_not_the_keys(backend, monkeypatch):
+    """The check costs one decryption of the verifier (an EC P-256 key) however many keys, of whatever type, the
+    store holds. Counted by wrapping the real load_private_key, which still does the work."""
+    store = backend.open(passphrase="pw")
+    store.ensure_keys([("default", "user-%d" % index, "", "rsa-2048" if index % 2 else "ec-p256") for index in range(4)])
+    calls = []
+    real = _crypto.load_private_key
+
+    def counting(pem, passphrase=None, what="private key"):
+        calls.append(pem)
+        return real(pem, passphrase, what)
+
+    monkeypatch.setattr(_crypto, "load_private_key", counting)
+    backend.open(passphrase="pw").check_passphrase()
+    assert len(calls) == 1
+    assert _crypto.key_type_of(real(calls[0], "pw")) == "ec-p256"
+    assert all(real(calls[0], "pw").private_numbers() != real(k["private_key_pem"]).private_numbers()
+               for k in (store.get_key("default", "user-%d" % index) for index in range(4)) if k["key_type"] == "ec-p256")
+
+
+def test_store_written_before_the_record_is_judged_by_its_keys(backend):
+    backend.open(passphrase="old one").ensure_key("default", "alice")
+    backend.drop_protection()
+    with pytest.raises(KubePkiError, match="store_passphrase does not decrypt"):
+        backend.open(passphrase="other").ensure_key("default", "bob")
+    with pytest.raises(KubePkiError, match="keeps its private keys encrypted"):
+        backend.open().ensure_key("default", "bob")
+    assert backend.key_count() == 1
+    assert backend.open(passphrase="old one").ensure_key("default", "bob")[1] is True
+    # that write stored the record: an emptied store keeps the mode
+    backend.open().delete_key("default", "alice")
+    backend.open().delete_key("default", "bob")
+    with pytest.raises(KubePkiError, match="store_passphrase does not decrypt"):
+        backend.open(passphrase="other").ensure_key("default", "carol")
+
+
+def test_mixed_store_is_refused_until_rekeyed(backend):
+    backend.open()
+    backend.insert_raw_key(raw_key_row("alice"))
+    backend.insert_raw_key(raw_key_row("bob", passphrase="pw"))
+    for passphrase in ("", "pw"):
+        with pytest.raises(KubePkiError, match="already holds both plaintext and encrypted private keys.*store_rekey"):
+            backend.open(passphrase=passphrase).ensure_key("default", "carol")
+    assert backend.key_count() == 2
+    result = backend.open(passphrase="pw").rekey("pw")
+    assert result == {"keys": 2, "keys_changed": 1, "changed": True, "encrypted": True}
+    store = backend.open(passphrase="pw")
+    assert store.ensure_key("default", "carol")[1] is True
+    assert all(store.get_key("default", user)["encrypted"] for user in ("alice", "bob", "carol"))
+
+
+# ---------------------------------------------------------------- rekey
+
+def test_rekey_plaintext_to_encrypted_and_back(backend):
+    store = backend.open()
+    before = {user: store.ensure_key("default", user)[0] for user in ("alice", "bob")}
+    record = cert_record(before["alice"]["private_key_pem"])
+    store.put_cert(record)
+
+    predicted = backend.open().rekey("s3cret pass", check=True)
+    assert predicted == {"keys": 2, "keys_changed": 2, "changed": True, "encrypted": False} | {"encrypted": True}
+    assert backend.open().get_key("default", "alice") == before["alice"]
+    assert backend.open().ensure_key("default", "carol")[1] is True  # check mode changed nothing: still plaintext
+
+    result = backend.open().rekey("s3cret pass")
+    assert result == {"keys": 3, "keys_changed": 3, "changed": True, "encrypted": True}
+    assert "PRIVATE" not in repr(result)
+    encrypted = backend.open(passphrase="s3cret pass")
+    for user, old in before.items():
+        now = encrypted.get_key("default", user)
+        assert now["encrypted"] is True and now["private_key_pem"] == old["private_key_pem"]
+        assert now["public_key_sha256"] == old["public_key_sha256"] and now["created"] == old["created"]
+    raw = backend.raw_dump()
+    for old in before.values():
+        body = "".join(old["private_key_pem"].splitlines()[1:-1])
+        # the 32 bytes of the private scalar (the PKCS#8 text of a P-256 key opens with a fixed 48-character header,
+        # and ends with the public key, which the certificate also holds)
+        assert body[48:88] not in raw, "the plaintext key is still on disk"
+    assert encrypted.get_cert("default", "c1", "alice") == record
+    with pytest.raises(KubePkiError, match="keeps its private keys encrypted"):
+        backend.open().ensure_key("default", "dave")
+    assert backend.open(passphrase="s3cret pass").rekey("s3cret pass") == {"keys": 3, "keys_changed": 0, "changed": False, "encrypted": True}
+
+    back = backend.open(passphrase="s3cret pass").rekey(None)
+    assert back == {"keys": 3, "keys_changed": 3, "changed": True, "encrypted": False}
+    assert backend.open().get_key("default", "bob") == before["bob"]
+    assert backend.open().ensure_key("default", "dave")[1] is True
+    assert backend.open().rekey("") == {"keys": 4, "keys_changed": 0, "changed": False, "encrypted": False}
+
+
+def test_rekey_with_a_wrong_or_missing_passphrase_writes_nothing(backend):
+    store = backend.open(passphrase="old")
+    keys = [store.ensure_key("default", user)[0] for user in ("alice", "bob")]
+    dump = backend.raw_dump()
+    with pytest.raises(KubePkiError, match="store_passphrase does not decrypt .*nothing was rekeyed"):
+        backend.open(passphrase="wrong").rekey("new")
+    with pytest.raises(KubePkiError, match="give their current passphrase as store_passphrase|give its current passphrase"):
+        backend.open().rekey("new")
+    with pytest.raises(KubePkiError, match="give its current passphrase|give their current passphrase"):
+        backend.open().rekey(None)
+    assert backend.raw_dump() == dump
+    assert [backend.open(passphrase="old").get_key("default", k["user"]) for k in keys] == keys
+
+
+def test_rekey_to_another_passphrase(backend):
+    keys = [backend.open(passphrase="old").ensure_key("default", user)[0] for user in ("alice", "bob")]
+    assert backend.open(passphrase="old").rekey("new")["keys_changed"] == 2
+    assert [backend.open(passphrase="new").get_key("default", k["user"]) for k in keys] == keys
+    with pytest.raises(KubePkiError, match="store_passphrase does not decrypt"):
+        backend.open(passphrase="old").ensure_key("default", "carol")
+    with pytest.raises(KubePkiError, match="wrong passphrase"):
+        backend.open(passphrase="old").get_key("default", "alice")
+    assert backend.open(passphrase="new").ensure_key("default", "carol")[1] is True
+
+
+def test_embedded_rekey_is_one_transaction(tmp_path):
+    """A failure while the keys are rewritten leaves every key as it was. Simulated: the second key UPDATE raises
+    as a full disk would (a real disk error cannot be provoked here)."""
+    path = str(tmp_path / "store.db")
+    keys = [_store.open_store(path, "old").ensure_key("default", user)[0] for user in ("alice", "bob", "carol")]
+    store = _store.open_store(path, "old")
+    real = store._run  # pylint: disable=protected-access
+    updates = []
+
+    def failing(sql, args=()):
+        if sql.startswith("UPDATE keys SET private_key_pem"):
+            updates.append(args)
+            if len(updates) == 2:
+                raise KubePkiError("embedded store: disk I/O error")
+        return real(sql, args)
+
+    store._run = failing  # pylint: disable=protected-access
+    with pytest.raises(KubePkiError, match="disk I/O error"):
+        store.rekey("new")
+    assert [_store.open_store(path, "old").get_key("default", k["user"]) for k in keys] == keys
+    with pytest.raises(KubePkiError, match="wrong passphrase"):
+        _store.open_store(path, "new").ensure_key("default", "dave")
+    assert _store.open_store(path, "old").rekey("new")["keys_changed"] == 3
+
+
+def test_mongodb_rekey_interrupted_is_finished_by_running_it_again():
+    """MongoDB has no transaction here: a rekey that stops after some keys leaves each key readable with the old or
+    the new passphrase, and the same rekey run again finishes it. The stop is simulated (the second key write
+    raises, as a lost connection would), against mongomock (no MongoDB server runs on these machines)."""
+    client = mongomock.MongoClient()
+    uri = "mongodb://mongo.invalid/kubepki_rekey"
+
+    def open_(passphrase):
+        return _store.open_store(uri, passphrase, mongo_client_factory=lambda *a, **k: client)
+
+    keys = [open_("old").ensure_key("default", user)[0] for user in ("alice", "bob", "carol")]
+    store = open_("old")
+    real = store._keys.update_one  # pylint: disable=protected-access
+    writes = []
+
+    def failing(*args, **kwargs):
+        writes.append(args)
+        if len(writes) == 2:
+            raise RuntimeError("connection closed")
+        return real(*args, **kwargs)
+
+    store._keys.update_one = failing  # pylint: disable=protected-access
+    with pytest.raises(KubePkiError, match="connection closed"):
+        store.rekey("new")
+    opened = []
+    for key in keys:
+        for passphrase in ("old", "new"):
+            try:
+                opened.append((passphrase, open_(passphrase).get_key("default", key["user"]) == key))
+                break
+            except KubePkiError:
+                continue
+    assert opened == [("new", True), ("old", True), ("old", True)]
+    assert open_("old").rekey("new") == {"keys": 3, "keys_changed": 2, "changed": True, "encrypted": True}
+    assert [open_("new").get_key("default", k["user"]) for k in keys] == keys
+
+
+# ---------------------------------------------------------------- rotation compares before it replaces
+
+def test_replace_key_compares_before_it_replaces(backend):
+    store = backend.open()
+    first = store.ensure_key("default", "alice")[0]
+    second = store.replace_key("default", "alice", key_type="ec-p384", expected_sha256=first["public_key_sha256"])
+    assert second["public_key_sha256"] != first["public_key_sha256"] and second["key_type"] == "ec-p384"
+    with pytest.raises(_store.KeyConflict, match="was not rotated: it is no longer the key this run read .*another run replaced it with %s"
+                       % second["public_key_sha256"]) as caught:
+        backend.open().replace_key("default", "alice", expected_sha256=first["public_key_sha256"])
+    assert isinstance(caught.value, KubePkiError)
+    assert caught.value.current == second
+    assert caught.value.details == {} and "PRIVATE" not in caught.value.msg
+    assert backend.open().get_key("default", "alice") == second
+    # a key removed meanwhile is not created again
+    store.delete_key("default", "alice")
+    with pytest.raises(_store.KeyConflict, match="another run removed it") as caught:
+        store.replace_key("default", "alice", expected_sha256=second["public_key_sha256"])
+    assert caught.value.current is None
+    assert backend.key_count() == 0
+    with pytest.raises(KubePkiError, match="expected_sha256 must be the public key SHA-256"):
+        store.replace_key("default", "alice", expected_sha256="")
+
+
+def _rotate(open_store, sha, barrier):
+    store = open_store()
+    backend_opened = getattr(open_store, "__self__", None)
+    if backend_opened is not None:
+        backend_opened.opened.remove(store)  # closed here, in the thread that opened it
+    barrier.wait(30)
+    try:
+        return "rotated", store.replace_key("default", "alice", expected_sha256=sha)["public_key_sha256"]
+    except _store.KeyConflict as conflict:
+        return "conflict", conflict.current["public_key_sha256"]
+    finally:
+        store.close()
+
+
+def test_concurrent_rotations_end_with_one_new_key(backend):
+    """Real threads, each with its own store connection, rotate the key they all read at the same moment."""
+    import concurrent.futures  # pylint: disable=import-outside-toplevel
+    import threading  # pylint: disable=import-outside-toplevel
+    for round_ in range(3):
+        sha = backend.open().ensure_key("default", "alice")[0]["public_key_sha256"] if round_ == 0 else \
+            backend.open().get_key("default", "alice")["public_key_sha256"]
+        barrier = threading.Barrier(4)
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            outcomes = list(pool.map(lambda _i: _rotate(backend.open, sha, barrier), range(4)))
+        assert sorted(kind for kind, _sha in outcomes) == ["conflict"] * 3 + ["rotated"]
+        stored = backend.open().get_key("default", "alice")["public_key_sha256"]
+        assert {new for _kind, new in outcomes} == {stored} and stored != sha
+
+
+def _rotate_in_process(path, sha, barrier, queue):
+    queue.put(_rotate(lambda: _store.open_store(path, "pw"), sha, barrier))
+
+
+def test_embedded_concurrent_rotations_in_processes(tmp_path):
+    path = str(tmp_path / "store.db")
+    sha = _store.open_store(path, "pw").ensure_key("default", "alice")[0]["public_key_sha256"]
+    context = multiprocessing.get_context("fork")
+    barrier, queue = context.Barrier(4), context.Queue()
+    workers = [context.Process(target=_rotate_in_process, args=(path, sha, barrier, queue)) for _index in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+        assert worker.exitcode == 0
+    outcomes = [queue.get(timeout=5) for _worker in workers]
+    assert sorted(kind for kind, _sha in outcomes) == ["conflict"] * 3 + ["rotated"]
+    assert {new for _kind, new in outcomes} == {_store.open_store(path, "pw").get_key("default", "alice")["public_key_sha256"]}
+
+
+# ---------------------------------------------------------------- an older certificate never replaces a newer one
+
+def aged(record, not_before, not_after, **extra):
+    """``record`` with another validity: the store orders records by these fields (their certificate is not parsed)."""
+    return dict(record, not_before=not_before, not_after=not_after, **extra)
+
+
+def test_older_certificate_never_overwrites_a_newer_one(backend):
+    store = backend.open()
+    key = store.ensure_key("default", "alice")[0]
+    base = cert_record(key["private_key_pem"])
+    newer = aged(base, "2030-01-01T00:00:00Z", "2031-01-01T00:00:00Z", csr_name="kubepki-alice-2")
+    older = aged(base, "2029-01-01T00:00:00Z", "2032-01-01T00:00:00Z", csr_name="kubepki-alice-1")
+    assert store.put_cert(newer) is True
+    assert store.put_cert(older) is False
+    assert backend.open().get_cert("default", "c1", "alice") == newer
+    assert store.put_cert(dict(newer)) is False
+    # same not_before: not_after decides
+    shorter = aged(newer, newer["not_before"], "2030-06-01T00:00:00Z", csr_name="kubepki-alice-3")
+    longer = aged(newer, newer["not_before"], "2031-06-01T00:00:00Z", csr_name="kubepki-alice-4")
+    assert store.put_cert(shorter) is False
+    assert store.put_cert(longer) is True
+    # times, not strings: 2030-01-01T01:00:00+02:00 is 2029-12-31T23:00Z, older although its text sorts after
+    offset = aged(base, "2030-01-01T01:00:00+02:00", "2040-01-01T00:00:00Z", csr_name="kubepki-alice-5")
+    assert store.put_cert(offset) is False
+    later_offset = aged(base, "2030-01-01T03:00:00+02:00", "2031-01-01T00:00:00Z", csr_name="kubepki-alice-6")
+    assert store.put_cert(later_offset) is True
+    assert backend.open().get_cert("default", "c1", "alice") == later_offset
+
+
+def test_batch_skips_older_records_and_writes_the_rest(backend):
+    store = backend.open()
+    key = store.ensure_key("default", "alice")[0]
+    base = cert_record(key["private_key_pem"])
+    stored = [aged(base, "2030-01-01T00:00:00Z", "2031-01-01T00:00:00Z", cluster=name) for name in ("c1", "c2")]
+    assert store.put_certs(stored) == 2
+    batch = [aged(base, "2029-01-01T00:00:00Z", "2030-01-01T00:00:00Z", cluster="c1"),
+             stored[1],
+             aged(base, "2030-02-01T00:00:00Z", "2031-02-01T00:00:00Z", cluster="c3")]
+    assert store.put_certs(batch) == 1
+    reader = backend.open()
+    assert [reader.get_cert("default", name, "alice") for name in ("c1", "c2", "c3")] == stored + [batch[2]]
+
+
+def test_certificate_with_a_bad_timestamp_is_refused_and_nothing_written(backend):
+    store = backend.open()
+    key = store.ensure_key("default", "alice")[0]
+    good = cert_record(key["private_key_pem"])
+    with pytest.raises(KubePkiError, match=r"the certificate record of user 'alice' \(scope 'default', cluster 'c2'\): "
+                                           r"not_after 'tomorrow' is not an RFC 3339 timestamp"):
+        store.put_certs([good, dict(good, cluster="c2", not_after="tomorrow")])
+    assert store.get_cert("default", "c1", "alice") is None
+
+
+def test_concurrent_writers_keep_the_newest_certificate(backend):
+    """Real threads write records of different ages for one identity at once; the newest one is what stays."""
+    import concurrent.futures  # pylint: disable=import-outside-toplevel
+    import random  # pylint: disable=import-outside-toplevel
+    import threading  # pylint: disable=import-outside-toplevel
+    key = backend.open().ensure_key("default", "alice")[0]
+    base = cert_record(key["private_key_pem"])
+    records = [aged(base, "2030-01-%02dT00:00:00Z" % day, "2031-01-01T00:00:00Z", csr_name="kubepki-alice-%d" % day) for day in range(1, 9)]
+    for _round in range(3):
+        random.shuffle(records)
+        barrier = threading.Barrier(len(records))
+
+        def write(record):
+            store = _store.open_store(backend.uri, "", mongo_client_factory=getattr(backend, "factory", None))
+            try:
+                barrier.wait(30)
+                return store.put_cert(record)
+            finally:
+                store.close()
+
+        with concurrent.futures.ThreadPoolExecutor(len(records)) as pool:
+            list(pool.map(write, records))
+        assert backend.open().get_cert("default", "c1", "alice")["not_before"] == "2030-01-08T00:00:00Z"
+
+
+# ---------------------------------------------------------------- store_uri secrets
+
+@pytest.mark.parametrize("uri, secrets", [
+    ("mongodb://kubepki:s3cret%40pw%2F@db1:27017,db2/kubepki?replicaSet=rs", ["s3cret%40pw%2F", "s3cret@pw/"]),
+    ("mongodb+srv://kubepki:plainpw@cluster.example.com/kubepki", ["plainpw"]),
+    ("mongodb://x509user@db1/?authMechanism=MONGODB-X509&tlsCertificateKeyFilePassword=keyfilepw", ["keyfilepw"]),
+    ("mongodb://db1/?authMechanism=MONGODB-AWS&authMechanismProperties=AWS_SESSION_TOKEN:tok%2Ben", ["tok+en"]),
+    ("mongodb://db1/kubepki", []),
+    ("sqlite:///var/lib/kubepki/store.db", []),
+    ("/var/lib/kube:pki@x/store.db", []),
+])
+def test_uri_secrets(uri, secrets):
+    assert _store.uri_secrets(uri) == secrets
+    redacted = _store.redact_uri(uri)
+    assert not any(secret in redacted for secret in secrets)
+
+
+def test_redacted_uri_keeps_the_user():
+    assert _store.redact_uri("mongodb://kubepki:s3cret@db1,db2/x") == "mongodb://kubepki:***@db1,db2/x"
+    assert _store.redact_uri("mongodb://kubepki@db1/x") == "mongodb://kubepki@db1/x"
+
+
+def test_store_messages_never_hold_the_uri_password():
+    """Errors from the MongoDB driver (here: mongomock, and a factory that fails the way pymongo does on a bad URI)
+    and the store's own messages name the store with the password masked."""
+    uri = "mongodb://kubepki:Hunter%2F22pw@mongo.invalid/kubepki_test"
+    client = mongomock.MongoClient()
+
+    def refusing(given, **kwargs):
+        raise ValueError("cannot parse %s (password Hunter/22pw)" % given)
+
+    with pytest.raises(KubePkiError) as caught:
+        _store.open_store(uri, "", mongo_client_factory=refusing)
+    messages = [caught.value.msg]
+    _store.open_store(uri, "pw", mongo_client_factory=lambda *a, **k: client).ensure_key("default", "alice")
+    for passphrase in ("", "wrong"):
+        with pytest.raises(KubePkiError) as caught:
+            _store.open_store(uri, passphrase, mongo_client_factory=lambda *a, **k: client).ensure_key("default", "bob")
+        messages.append(caught.value.msg)
+    assert all("mongodb://kubepki:***@mongo.invalid/kubepki_test" in message for message in messages), messages
+    assert not any("Hunter" in message or "22pw" in message for message in messages), messages
