@@ -16,6 +16,9 @@ export PYTHONPATH := $(CURDIR)/tests/sandbox:$(CURDIR)/$(COLLECTIONS)
 STATE ?= $(CURDIR)/out/sandbox
 CLUSTERS ?= 2
 PYTEST_WORKERS ?= 2
+# Real kube-apiserver/kube-controller-manager binaries for tests/functional/real (kubesandbox.controlplane):
+# ../shared/k8s beside the checkout when it exists, unless KUBEPKI_K8S_ASSETS is already set.
+KUBEPKI_K8S_ASSETS ?= $(wildcard $(abspath $(CURDIR)/../shared/k8s))
 
 .PHONY: help venv test pytest sanity lint changelog-lint build demo bench sandbox-up sandbox-down clean
 
@@ -43,7 +46,9 @@ test: venv
 	$(MAKE) --no-print-directory lint
 
 pytest: venv
-	$(PY) -m pytest tests/unit tests/functional -n $(PYTEST_WORKERS) --dist loadfile -p no:cacheprovider
+	@if [ -n "$(KUBEPKI_K8S_ASSETS)" ]; then echo "pytest: real-cluster tests use KUBEPKI_K8S_ASSETS=$(KUBEPKI_K8S_ASSETS)"; \
+	else echo "pytest: KUBEPKI_K8S_ASSETS not set, real-cluster tests will be skipped"; fi
+	KUBEPKI_K8S_ASSETS="$(KUBEPKI_K8S_ASSETS)" $(PY) -m pytest tests/unit tests/functional -n $(PYTEST_WORKERS) --dist loadfile -p no:cacheprovider
 
 sanity: venv
 	VENV_BIN=$(CURDIR)/$(BIN) tools/sanity.sh
