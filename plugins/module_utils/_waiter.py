@@ -348,5 +348,6 @@ def _close(response):
 
 
 def wait_for(client, names, timeout, label_selector=None, **kwargs):
-    """{name: last object} once every CSR in ``names`` is issued or one ended (Denied/Failed/deleted)."""
+    """{name: last object} once every CSR in ``names`` is issued or one ended (Denied/Failed/deleted); ``kwargs`` as Waiter's
+    (``stop_on_failure=False``: once every CSR ended)."""
     return Waiter(client, names, label_selector=label_selector, **kwargs).run(timeout)
