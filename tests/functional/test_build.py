@@ -9,6 +9,7 @@ import base64
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import tarfile
@@ -125,3 +126,26 @@ def test_built_tarball_has_no_out_dir_and_no_private_key(tmp_path):
             if found:
                 keys[member.name] = found
         assert keys == {}, keys
+
+
+def test_role_default_writes_kubeconfigs_outside_the_collection(sandbox, run_playbook, tmp_path):
+    """The collection's onboard_users playbook with the role's default output dir: the kubeconfigs go to
+    ~/.kubepki/kubeconfigs of the user running it (0700 directories, 0600 files), nothing under playbooks/."""
+    home = tmp_path / "home"
+    home.mkdir()
+    user = "outside-%d" % os.getpid()
+    hosts = {name: {"user_access_kubeconfig": sandbox.cluster(name).kubeconfig, "user_access_ca_cert": sandbox.cluster(name).ca_cert,
+                    "user_access_server": sandbox.cluster(name).server} for name in sandbox.names}
+    extra = {"onboard_hosts": "all", "onboard_users": [{"name": user, "groups": ["dev"]}],
+             "user_access_store_uri": str(tmp_path / "store.db"), "user_access_etcd_endpoints": [sandbox.etcd_url]}
+    before = sorted(os.walk(os.path.join(REPO, "playbooks")))
+    result = run_playbook("- ansible.builtin.import_playbook: %s\n" % os.path.join(REPO, "playbooks", "onboard_users.yml"),
+                          extra_vars=extra, hosts=hosts, env={"HOME": str(home)})
+    assert result.rc == 0, result
+    assert sorted(os.walk(os.path.join(REPO, "playbooks"))) == before
+    written = home / ".kubepki" / "kubeconfigs" / ("%s.kubeconfig" % user)
+    assert written.is_file()
+    assert stat.S_IMODE(os.stat(written).st_mode) == 0o600
+    for directory in (home / ".kubepki", home / ".kubepki" / "kubeconfigs"):
+        assert stat.S_IMODE(os.stat(directory).st_mode) == 0o700, directory
+    assert _private_keys_in(written.read_text())
