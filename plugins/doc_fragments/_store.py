@@ -21,12 +21,17 @@ options:
         mode C(0600) (its directory C(0700) when this module creates it).
       - When not set, the environment variable E(KUBEPKI_STORE_URI) is used, then the embedded store
         C(~/.kubepki/store.db) on the host that runs the module.
+      - A password in the URI is kept out of the task's output and of error messages (shown as C(user:***@host)).
     type: str
     version_added: 0.1.0
   store_passphrase:
     description:
       - Passphrase protecting private keys at rest (encrypted PKCS#8).
-      - New keys are stored encrypted when it is set; reading an encrypted key fails without it.
+      - A store keeps all its keys one way. The first key written to an empty store fixes it; afterwards a key is
+        written only when the passphrase fits the store, checked before anything is written. A wrong passphrase, none
+        for an encrypted store, or one for a store whose keys are not encrypted fails the task naming this option.
+        Use M(kubepki.certs.store_rekey) to encrypt, decrypt or change the passphrase of a whole store.
+      - Reading an encrypted key fails without it.
       - When not set, the environment variable E(KUBEPKI_STORE_PASSPHRASE) is used.
     type: str
     version_added: 0.1.0

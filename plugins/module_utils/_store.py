@@ -1070,4 +1070,3 @@ class MongoStore(CredentialStore):
         if self._client is not None:
             self._client.close()
             self._client = None
-
