@@ -160,8 +160,8 @@ def condition_types(obj):
 def test_csr_approve_refuses_system_masters_on_a_real_cluster(run_playbook, real_clusters):
     info = real_clusters.cluster(real_clusters.names[0])
     # the real apiserver already refuses system:masters for the client signer, so ask another signer for it
-    refused = kubectl_run(info.kubeconfig, "create", "-f", "-", stdin=csr_manifest("real-masters-%s" % uuid.uuid4().hex[:6],
-                                                                                    csr_pem("mallory", ["system:masters"])))
+    masters = csr_manifest("real-masters-%s" % uuid.uuid4().hex[:6], csr_pem("mallory", ["system:masters"]))
+    refused = kubectl_run(info.kubeconfig, "create", "-f", "-", stdin=masters)
     assert refused.returncode != 0 and "Forbidden" in refused.stderr and "system:masters" in refused.stderr, refused
     name = "real-masters-%s" % uuid.uuid4().hex[:6]
     signer = "example.com/kubepki-test"
