@@ -244,7 +244,7 @@ def build(keys, stored, in_etcd, now, warn_seconds, users=(), clusters=(), etcd_
 
 def summary(rows):
     """``{state: count}`` over every state (zeros included) plus ``total``."""
-    counts = dict.fromkeys(STATES, 0)
+    counts = {state: 0 for state in STATES}
     for row in rows:
         counts[row["state"]] += 1
     counts["total"] = len(rows)
