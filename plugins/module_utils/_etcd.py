@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import os
 import random
 import time
@@ -95,11 +96,13 @@ def transport_from_params(params):
     endpoints = endpoints_from_params(params)
     if not endpoints:
         return None
+    # only an unset option takes its default: an empty prefix or a zero timeout is refused, not replaced
+    prefix, timeout = params.get("etcd_prefix"), params.get("etcd_timeout")
     return EtcdTransport(
-        endpoints, prefix=params.get("etcd_prefix") or DEFAULT_PREFIX,
+        endpoints, prefix=DEFAULT_PREFIX if prefix is None else prefix,
         ca_cert=params.get("etcd_ca_cert"), client_cert=params.get("etcd_client_cert"),
         client_key=params.get("etcd_client_key"), username=params.get("etcd_username"),
-        password=params.get("etcd_password"), timeout=params.get("etcd_timeout") or 5.0)
+        password=params.get("etcd_password"), timeout=5.0 if timeout is None else timeout)
 
 
 def _b64(data):
@@ -241,7 +244,7 @@ def options_problem(endpoints, prefix=DEFAULT_PREFIX, ca_cert=None, client_cert=
         seconds = float(timeout)
     except (TypeError, ValueError):
         return "etcd_timeout must be a number of seconds, got %r" % (timeout,)
-    if not seconds > 0 or seconds == float("inf"):
+    if not math.isfinite(seconds) or seconds <= 0:
         return "etcd_timeout must be positive, got %r" % (timeout,)
     return None
 

@@ -220,7 +220,7 @@ def test_identical_concurrent_runs_both_succeed(kp_etcd):
             break  # enough: they raced
         prefix = "/race-%d-%s" % (round_number, uuid.uuid4().hex[:6])
         batch = [dated(user="u%d" % i, cluster="c%d" % (i % 3)) for i in range(12)]
-        writers = [_etcd.EtcdTransport([kp_etcd.url], prefix=prefix) for _ in range(2)]
+        writers = [_etcd.EtcdTransport([kp_etcd.url], prefix=prefix) for _writer in range(2)]
         for writer in writers:
             writer.get_record("default", "c0", "warm-up")  # connected before the start line
         start, outcomes, errors = threading.Barrier(2), [None, None], []

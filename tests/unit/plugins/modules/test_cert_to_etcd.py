@@ -249,10 +249,10 @@ def test_identical_runs_in_two_processes_at_once_both_succeed(run_module, base, 
             break
         args = dict(base, etcd_prefix="%s-%d" % (base["etcd_prefix"], round_number), certificates=batch)
         start, results = context.Barrier(2), context.Queue()
-        workers = [context.Process(target=_publish_in_a_process, args=(run_module, args, start, results, lost)) for _ in range(2)]
+        workers = [context.Process(target=_publish_in_a_process, args=(run_module, args, start, results, lost)) for _worker in range(2)]
         for worker in workers:
             worker.start()
-        outcomes = [results.get(timeout=60) for _ in workers]
+        outcomes = [results.get(timeout=60) for _worker in workers]
         for worker in workers:
             worker.join(timeout=60)
             assert worker.exitcode == 0
