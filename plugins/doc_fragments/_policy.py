@@ -37,8 +37,10 @@ options:
         elements: str
       allowed_system_groups:
         description:
-          - C(system:*) groups allowed, by exact name; C(system:masters) only if listed here. C(system:nodes) is implied for
-            the kubelet signers.
+          - C(system:*) and cluster-admin groups allowed, by exact name. Without an entry here C(system:masters) and
+            C(kubeadm:cluster-admins) (bound to C(cluster-admin) by kubeadm 1.29 and later) are never approved, nor any
+            other C(system:*) group. C(system:nodes) is implied for the kubelet signers.
+          - Listing a group here is the explicit opt-in to hand out that group's rights.
         type: list
         elements: str
         default: []

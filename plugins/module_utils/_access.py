@@ -7,18 +7,22 @@
 """The whole job in one process: the steps of csr_create, csr_approve, csr_wait, cert_to_etcd and
 kubeconfig_render, run for many clusters side by side, then one kubeconfig per user.
 
-Each step is the same code its own module runs, given the parameters that module would get. Keys are
-ensured once, before the clusters fan out, so parallel clusters only read the store. A cluster whose step
-fails stops there; the others finish, and the task fails naming every cluster at fault.
+Each step is the same code its own module runs, given the parameters that module would get. Every input is
+checked first, for every user and cluster, before anything is written. Keys are then ensured once, before the
+clusters fan out, so parallel clusters only read the store. The steps run in batch mode: a user whose CSR
+cannot be created, approved or issued is set aside with the reason and the others go on; a cluster that cannot
+be reached is set aside likewise. Every user that can be finished is finished and rendered, then the task fails
+naming each (cluster, user) left over.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import os
 from concurrent.futures import ThreadPoolExecutor
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _csr, _crypto, _etcd, _kube, _store
+from ansible_collections.kubepki.certs.plugins.module_utils import _csr, _crypto, _etcd, _kube, _policy, _store
 from ansible_collections.kubepki.certs.plugins.module_utils import _step_approve, _step_create, _step_publish
 from ansible_collections.kubepki.certs.plugins.module_utils import _step_render, _step_wait
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
@@ -62,6 +66,7 @@ def argument_spec():
         "verify": {"type": "bool", "default": False},
         "parallel": {"type": "int", "default": 4},
     }
+    spec.update(copy.deepcopy(_kube.AUTH_ARG_SPEC))
     spec.update(copy.deepcopy(_store.STORE_ARG_SPEC))
     spec.update(copy.deepcopy(ETCD_ARG_SPEC))
     return spec
@@ -92,9 +97,11 @@ class Step:
     result for each of them (hundreds of keys against thousands of strings, seconds of work). Access.run
     checks the finished result for them once instead, and hands to Ansible only those that occur in it."""
 
-    def __init__(self, module, spec, params, warnings, secrets, seen_csrs=None):
+    def __init__(self, module, spec, params, warnings, secrets, seen_csrs=None, failures=None):
         self.params = with_defaults(spec, params)
         self.seen_csrs = seen_csrs  # CSR objects the cluster's earlier steps got from the API, by name
+        # batch mode: a step appends {"user", "csr_name", "msg"} here for a user it cannot finish and goes on
+        self.failures = failures
         self.check_mode = module.check_mode
         self._diff = module._diff
         self.no_log_values = secrets
@@ -119,14 +126,22 @@ class Access:
         self.module = module
         self.params = module.params
         self.secrets = set()
+        self.ca_pems = {}
 
     def validate(self):
+        """Every check that needs no cluster, before anything is written: users, groups under the policy,
+        clusters, their CA and auth settings, etcd options, dest_dir. KubePkiError names the parameter."""
         params = self.params
         _step_render.check_clusters(params["clusters"])
         if params["dest_dir"]:
             missing = [cluster["name"] for cluster in params["clusters"] if not cluster["server"]]
             if missing:
                 raise KubePkiError("clusters: %s need server to be written into the kubeconfigs (dest_dir is set)" % ", ".join(missing))
+            _step_render.check_dest_dir(params["dest_dir"])
+        for cluster in params["clusters"]:
+            if cluster["server"]:
+                _step_render.check_server(cluster)
+            self.ca_pems[cluster["name"]] = _step_render.read_ca(cluster)
         if params["rotate_key"] and params["key_scope"] == "shared" and len(params["clusters"]) > 1:
             raise KubePkiError("rotate_key with key_scope=shared and %d clusters would replace the shared key once per cluster; "
                                "rotate with one cluster per task, or use key_scope=per_cluster" % len(params["clusters"]))
@@ -135,6 +150,30 @@ class Access:
         # every user and cluster option through the create step's own checks, before anything is touched
         for cluster in params["clusters"]:
             _step_create.validate(with_defaults(_step_create.argument_spec(), self.create_params(cluster)))
+        # groups the approval step would refuse anyway are refused now, not after keys and CSRs exist
+        policy = _policy.normalize(self.approve_params(params["clusters"][0], [])["policy"])
+        for index, user in enumerate(params["users"]):
+            for group in user["groups"]:
+                why = _policy.group_refusal(group, policy, params["signer_name"])
+                if why:
+                    raise KubePkiError("users[%d] (%s).groups: the approval policy would refuse it: %s" % (index, user["name"], why))
+        problem = _etcd.endpoints_problem(params)
+        if problem:
+            raise KubePkiError(problem)
+        # the API clients: a kubeconfig that cannot be read, a missing context or a bad host is bad input
+        for cluster in params["clusters"]:
+            try:
+                _kube.get_client(self.step(_step_create.argument_spec(), self.create_params(cluster), []))
+            except KubePkiError as error:
+                raise KubePkiError("clusters[%s].auth: %s" % (cluster["name"], error.msg), **error.details) from None
+
+    def cluster_auth(self, cluster):
+        """The cluster's auth options, each defaulting to the task's own (``module_defaults`` for the k8s group)."""
+        auth = {}
+        for name in _kube.AUTH_ARG_SPEC:
+            value = cluster["auth"].get(name)
+            auth[name] = self.params[name] if value is None else value
+        return auth
 
     # ------------------------------------------------------------ the parameters of each step
 
@@ -142,7 +181,7 @@ class Access:
         params = self.params
         given = _common(params, ("users", "scope", "signer_name", "key_type", "key_scope", "expiration_seconds",
                                  "renew_before", "rotate_key", "force") + STORE_KEYS + ETCD_KEYS)
-        given.update(cluster["auth"], cluster=cluster["name"], state="present")
+        given.update(self.cluster_auth(cluster), cluster=cluster["name"], state="present")
         return given
 
     def approve_params(self, cluster, csrs):
@@ -152,14 +191,13 @@ class Access:
         if policy.get("allowed_groups") is None:
             # by default a request may carry the groups listed for the users of this task, and no others
             policy["allowed_groups"] = sorted({group for user in params["users"] for group in user["groups"]})
-        given.update(cluster["auth"], cluster=cluster["name"], csrs=csrs, action="approve", policy=policy)
+        given.update(self.cluster_auth(cluster), cluster=cluster["name"], csrs=csrs, action="approve", policy=policy)
         return given
 
     def wait_params(self, cluster, csrs):
         params = self.params
         given = _common(params, ("scope", "timeout") + STORE_KEYS + ETCD_KEYS)
-        ca_pem = _step_render.read_ca(cluster)
-        given.update(cluster["auth"], cluster=cluster["name"], csrs=csrs, cluster_ca=ca_pem)
+        given.update(self.cluster_auth(cluster), cluster=cluster["name"], csrs=csrs, cluster_ca=self.ca_pems[cluster["name"]])
         return given
 
     def publish_params(self, cluster, certificates):
@@ -175,8 +213,8 @@ class Access:
         given.update(users=[{"name": u["name"], "groups": u["groups"]} for u in params["users"]], clusters=clusters)
         return given
 
-    def step(self, spec, params, warnings, seen_csrs=None):
-        return Step(self.module, spec, params, warnings, self.secrets, seen_csrs)
+    def step(self, spec, params, warnings, seen_csrs=None, failures=None):
+        return Step(self.module, spec, params, warnings, self.secrets, seen_csrs, failures)
 
     # ------------------------------------------------------------ the work
 
@@ -192,48 +230,68 @@ class Access:
             store.close()
 
     def prime(self):
-        """The lazy imports and the API clients, made before the clusters' threads start: a thread that imports
-        a package while another one is importing it can find it half initialised."""
+        """The lazy imports, made before the clusters' threads start: a thread that imports a package while
+        another one is importing it can find it half initialised. (The API clients were made by validate().)"""
         if endpoints_from_params(self.params):
             _etcd.import_etcd3gw()
         if (_store.store_params(self.params)[0] or "").startswith("mongodb"):
             _store.import_pymongo()
-        for cluster in self.params["clusters"]:
-            try:
-                _kube.get_client(self.step(_step_create.argument_spec(), self.create_params(cluster), []))
-            except KubePkiError:
-                pass  # the cluster's first step reports it, for that cluster only
 
     def cluster(self, cluster):
-        """The create, approve, wait and publish steps for one cluster: ``(result, warnings, error or None)``."""
-        warnings = []
+        """The create, approve, wait and publish steps for one cluster: ``(result, warnings, failures)``.
+
+        ``failures`` lists what could not be finished: ``{"cluster", "user", "csr_name", "step", "msg"}``, with
+        user None when the whole cluster stopped at that step."""
+        warnings, failures = [], []
         result = {"name": cluster["name"], "changed": False, "csrs": [], "approvals": [], "certificates": [], "etcd_records": []}
         seen = {}
+        step_name = "create"
+
+        def step(spec, params, seen_csrs=None):
+            marked = len(failures)
+            one = self.step(spec, params, warnings, seen_csrs, failures)
+            return one, marked
+
+        def tag(since, name):
+            for failure in failures[since:]:
+                failure.setdefault("step", name)
+                failure.setdefault("cluster", cluster["name"])
+
         try:
-            created = _step_create.run(self.step(_step_create.argument_spec(), self.create_params(cluster), warnings, seen))
+            one, since = step(_step_create.argument_spec(), self.create_params(cluster), seen)
+            created = _step_create.run(one)
+            tag(since, "create")
             result["csrs"] = created["csrs"]
             result["changed"] = created["changed"]
-            fresh = [c for c in created["csrs"] if c["action"] != "known" and c["csr_name"]]
+            fresh = [c for c in created["csrs"] if c["action"] not in ("known", "failed") and c["csr_name"]]
             if self.module.check_mode:
                 # nothing was created: only requests that already exist can be decided on and looked at
                 fresh = [c for c in fresh if c["action"] == "adopted"]
             undecided = [c for c in fresh if c["state"] not in ("approved", "issued")]
             if undecided:
-                approved = _step_approve.run(self.step(_step_approve.argument_spec(), self.approve_params(cluster, undecided),
-                                                       warnings, seen))
+                step_name = "approve"
+                one, since = step(_step_approve.argument_spec(), self.approve_params(cluster, undecided), seen)
+                approved = _step_approve.run(one)
+                tag(since, "approve")
                 result["approvals"] = approved["csrs"]
                 result["changed"] = result["changed"] or approved["changed"]
+                refused = {f["csr_name"] for f in failures[since:]}
+                fresh = [c for c in fresh if c["csr_name"] not in refused]
             if fresh:
-                waited = _step_wait.run(self.step(_step_wait.argument_spec(), self.wait_params(cluster, fresh), warnings))
+                step_name = "wait"
+                one, since = step(_step_wait.argument_spec(), self.wait_params(cluster, fresh))
+                waited = _step_wait.run(one)
+                tag(since, "wait")
                 result["wait_stats"] = waited["wait_stats"]
                 if waited["certificates"]:
+                    step_name = "publish"
                     result["changed"] = self.carry(cluster, waited["certificates"], result) or result["changed"]
                 # the PEM stays in etcd and the store; the result says what was issued
                 result["certificates"] = [{k: v for k, v in c.items() if k != "certificate"} for c in waited["certificates"]]
         except KubePkiError as error:
-            error.details.setdefault("cluster", cluster["name"])
-            return result, warnings, error
-        return result, warnings, None
+            failures.append({"cluster": cluster["name"], "user": error.details.get("user"), "csr_name": error.details.get("csr_name"),
+                             "step": step_name, "msg": error.msg})
+        return result, warnings, failures
 
     def carry(self, cluster, certificates, result):
         """Issued certificates to etcd, or straight into the store when no etcd is configured."""
@@ -269,30 +327,38 @@ class Access:
         with ThreadPoolExecutor(max_workers=max(1, min(params["parallel"], len(clusters)))) as pool:
             futures = [pool.submit(self.cluster, cluster) for cluster in clusters]
             outcomes = [future.result() for future in futures]
-        results, errors = [], []
-        for result, warnings, error in outcomes:
+        results, failures = [], []
+        for result, warnings, failed in outcomes:
             for message in warnings:
                 self.module.warn("cluster %s: %s" % (result["name"], message))
             results.append(result)
-            if error is not None:
-                errors.append(error)
+            failures.extend(failed)
         output = {"changed": any(r["changed"] for r in results), "clusters": results}
-        if errors:
-            first = errors[0]
-            message = " | ".join("cluster %s: %s" % (e.details["cluster"], e.msg) for e in errors)
-            raise KubePkiError(message, **dict(first.details, clusters=results))
         keys_pending = any(c["key_created"] for r in results for c in r["csrs"])
         if params["dest_dir"] and not (self.module.check_mode and keys_pending):
-            warnings = []
-            rendered = _step_render.run(self.step(_step_render.argument_spec(), self.render_params(), warnings))
-            for message in warnings:
-                self.module.warn(message)
-            output["users"] = rendered["users"]
-            output["store"] = rendered["store"]
-            output["changed"] = output["changed"] or rendered["changed"]
-            if "diff" in rendered:
-                output["diff"] = rendered["diff"]
+            self.render(output, failures)
+        if failures:
+            output["failures"] = failures
+            raise KubePkiError(failure_message(failures, len(params["users"]), len(clusters)), **output)
         return output
+
+    def render(self, output, failures):
+        """One kubeconfig per user, with a context for every cluster where that user has a usable certificate;
+        a (user, cluster) without one is added to ``failures`` unless it is there already."""
+        warnings, rendering = [], []
+        rendered = _step_render.run(self.step(_step_render.argument_spec(), self.render_params(), warnings, failures=rendering))
+        for message in warnings:
+            self.module.warn(message)
+        stopped = {f["cluster"] for f in failures if f["user"] is None}
+        known = {(f["cluster"], f["user"]) for f in failures}
+        for failure in rendering:
+            if failure.get("cluster") not in stopped and (failure.get("cluster"), failure.get("user")) not in known:
+                failures.append(dict(failure, step="render"))
+        output["users"] = rendered["users"]
+        output["store"] = rendered["store"]
+        output["changed"] = output["changed"] or rendered["changed"]
+        if "diff" in rendered:
+            output["diff"] = rendered["diff"]
 
     def guard(self, output):
         """Give Ansible the secrets that occur in ``output`` or in the parameters it echoes back (an inline
@@ -303,6 +369,21 @@ class Access:
         for secret in self.secrets:
             if secret and secret in text:
                 self.module.no_log_values.add(secret)
+
+
+def failure_message(failures, users, clusters):
+    """One line naming every (cluster, user) that could not be finished, and the step and reason."""
+    lines = []
+    for failure in failures:
+        who = "cluster %s" % failure["cluster"] if failure.get("cluster") else "all clusters"
+        if failure.get("user"):
+            who += ", user %s" % failure["user"]
+        lines.append("%s (%s): %s" % (who, failure.get("step", "?"), failure["msg"]))
+    stopped = sorted({f["cluster"] for f in failures if f.get("user") is None and f.get("cluster")})
+    left = sorted({(f.get("cluster"), f["user"]) for f in failures if f.get("user")})
+    head = "%d of %d clusters stopped, %d (cluster, user) pairs of %d users x %d clusters not finished; the rest were finished: " % (
+        len(stopped), clusters, len(left), users, clusters)
+    return head + " | ".join(lines)
 
 
 def run(module):

@@ -141,7 +141,7 @@ def csr_name(user, public_key_sha256, common_name, organizations, signer, usages
              dns_names=(), ip_addresses=(), renews_serial=""):
     """The deterministic CSR name: ``kubepki-<user slug>-<20 hex>``; a renewal (``renews_serial``) gets a new one."""
     parts = [
-        public_key_sha256, common_name, "\x1f".join(organizations), signer, "\x1f".join(sorted(usages)),
+        public_key_sha256, common_name, "\x1f".join(sorted(organizations)), signer, "\x1f".join(sorted(usages)),
         "" if expiration_seconds is None else str(int(expiration_seconds)),
         "\x1f".join(sorted(dns_names)), "\x1f".join(sorted(ip_addresses)), renews_serial or "",
     ]
@@ -377,6 +377,7 @@ def decide(client, name, decision, reason, message, obj=None, dry_run=False, att
 
 # ---------------------------------------------------------------- input checks shared by the modules
 
+MAX_DURATION = 100 * 365 * 86400  # longer than any certificate lives; keeps datetime arithmetic in range
 _DURATION = re.compile(r"^\s*(?:(\d+)w)?\s*(?:(\d+)d)?\s*(?:(\d+)h)?\s*(?:(\d+)m)?\s*(?:(\d+)s?)?\s*$")
 
 
@@ -396,7 +397,24 @@ def parse_duration(value, what="renew_before"):
         seconds = (((weeks * 7 + days) * 24 + hours) * 60 + minutes) * 60 + secs
     if seconds < 0:
         raise KubePkiError("%s: %r is negative" % (what, value))
+    if seconds > MAX_DURATION:
+        raise KubePkiError("%s: %r is longer than %d days, more than any certificate lives" % (what, value, MAX_DURATION // 86400))
     return seconds
+
+
+def same_groups(first, second):
+    """Whether two group (O) lists name the same groups. Order carries no meaning: the signer puts every
+    organization into one RDN, a DER SET, which sorts them, so a certificate never keeps the requested order."""
+    return sorted(set(first or [])) == sorted(set(second or []))
+
+
+def segment_problem(name):
+    """Why ``name`` cannot be one segment of an etcd key or a file name (user, cluster or scope), or None."""
+    if "/" in name or "\\" in name:
+        return "must not contain '/' or '\\' (it becomes one segment of etcd keys and file names)"
+    if name in (".", ".."):
+        return "must not be '.' or '..'"
+    return None
 
 
 def name_problem(name):
@@ -410,7 +428,7 @@ def name_problem(name):
         return "must not contain control characters (found %r)" % "".join(bad)
     if len(name) > 64:
         return "is longer than 64 characters (the X.509 limit for a common name)"
-    return None
+    return segment_problem(name)
 
 
 def group_problem(group):

@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+import os
+
 
 class KubePkiError(Exception):
     """A failure to report to the user.
@@ -31,8 +33,32 @@ def fail_from(module, error):
     module.fail_json(msg=error.msg, **error.details)
 
 
+def mask_inputs(module):
+    """Give Ansible the secrets hidden inside options it cannot mark no_log as a whole: the credentials of an
+    inline kubeconfig (also in ``clusters[].auth``) and the password of a store URI. Done first, so that they
+    are masked in the echoed invocation even when a check fails before any client is built."""
+    from ansible_collections.kubepki.certs.plugins.module_utils import _kube, _store  # pylint: disable=import-outside-toplevel
+
+    def walk(value):
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if key == "kubeconfig" and isinstance(item, dict):
+                    module.no_log_values.update(_kube.kubeconfig_secrets(item))
+                elif key == "store_uri" and isinstance(item, str):
+                    module.no_log_values.update(_store.uri_secrets(item))
+                else:
+                    walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    walk(module.params)
+    module.no_log_values.update(_store.uri_secrets(os.environ.get("KUBEPKI_STORE_URI") or ""))
+
+
 def run_module(module, work):
     """A module's last step: ``module.exit_json(**work(module))``, or fail_json for a KubePkiError."""
+    mask_inputs(module)
     try:
         result = work(module)
     except KubePkiError as error:

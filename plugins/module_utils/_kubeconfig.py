@@ -41,8 +41,8 @@ def render(entries, current_context=None):
     """The kubeconfig mapping for ``entries`` (one per cluster), in their order.
 
     Each entry: ``cluster`` (name), ``server``, ``ca_pem`` (or None), ``user`` (CN), ``certificate_pem``,
-    ``private_key_pem``, optional ``namespace`` and ``context``. ``current_context`` defaults to the first
-    context.
+    ``private_key_pem`` (or ``private_key_path``: a key the user holds, referred to as ``client-key`` and
+    never read), optional ``namespace`` and ``context``. ``current_context`` defaults to the first context.
     """
     if not entries:
         raise KubePkiError("clusters: give at least one cluster to render a kubeconfig for")
@@ -57,10 +57,12 @@ def render(entries, current_context=None):
         if entry.get("ca_pem"):
             cluster["certificate-authority-data"] = b64(entry["ca_pem"])
         clusters.append({"name": entry["cluster"], "cluster": cluster})
-        users.append({"name": user_name, "user": {
-            "client-certificate-data": b64(entry["certificate_pem"]),
-            "client-key-data": b64(entry["private_key_pem"]),
-        }})
+        user = {"client-certificate-data": b64(entry["certificate_pem"])}
+        if entry.get("private_key_path"):
+            user["client-key"] = entry["private_key_path"]
+        else:
+            user["client-key-data"] = b64(entry["private_key_pem"])
+        users.append({"name": user_name, "user": user})
         context = {"cluster": entry["cluster"], "user": user_name}
         if entry.get("namespace"):
             context["namespace"] = entry["namespace"]
@@ -185,15 +187,16 @@ def validate(config, entries=None):
             raise KubePkiError("the rendered kubeconfig does not load (context %r): %s" % (name, exc.msg)) from None
         if settings is None:
             raise KubePkiError("the rendered kubeconfig context %r uses fields only the kubernetes library reads" % name)
-        if not (settings.get("cert_data") and settings.get("key_data")):
+        if not (settings.get("cert_data") and (settings.get("key_data") or settings.get("key_file"))):
             raise KubePkiError("the rendered kubeconfig context %r carries no client certificate and key" % name)
         want = expected.get(name)
         if want is None:
             continue
+        key = ("client-key", settings.get("key_file"), want["private_key_path"]) if want.get("private_key_path") else (
+            "client-key-data", settings.get("key_data"), want["private_key_pem"])
         for field, got, wanted in (("server", settings["server"], want["server"]),
                                    ("certificate-authority-data", settings.get("ca_data"), want.get("ca_pem") or None),
-                                   ("client-certificate-data", settings["cert_data"], want["certificate_pem"]),
-                                   ("client-key-data", settings["key_data"], want["private_key_pem"])):
+                                   ("client-certificate-data", settings["cert_data"], want["certificate_pem"]), key):
             if got != wanted:
                 raise KubePkiError("the rendered kubeconfig context %r gives back another %s than was rendered" % (name, field))
     return True

@@ -83,14 +83,21 @@ def normalize(policy):
     return result
 
 
-def _group_allowed(group, policy, signer):
-    if group.startswith("system:"):
+# Groups that are cluster-admin on common clusters: system:masters everywhere (and past every authorizer),
+# kubeadm:cluster-admins on kubeadm clusters since 1.29 (bound to cluster-admin by kubeadm).
+PRIVILEGED_GROUPS = ("system:masters", "kubeadm:cluster-admins")
+
+
+def group_refusal(group, policy, signer=None):
+    """Why ``policy`` (normalized) refuses a request carrying ``group``, or None. Used before anything is
+    written as well as on the CSR itself."""
+    if group.startswith("system:") or group in PRIVILEGED_GROUPS:
         if group in policy["allowed_system_groups"]:
             return None
         if group == "system:nodes" and signer in KUBELET_SIGNERS:
             return None
-        if group == "system:masters":
-            return "group system:masters is never approved unless listed in policy.allowed_system_groups"
+        if group in PRIVILEGED_GROUPS:
+            return "group %s is cluster-admin and never approved unless listed in policy.allowed_system_groups" % group
         return "system group %s is not allowed (list it in policy.allowed_system_groups to allow it)" % group
     allowed = policy["allowed_groups"]
     if allowed is not None and not any(fnmatch.fnmatchcase(group, pattern) for pattern in allowed):
@@ -140,7 +147,7 @@ def _kubelet_checks(facts, spec, policy, signer, add):
 def evaluate(obj, policy, expected=None):
     """The violations of CSR ``obj`` against ``policy`` (normalized or raw) and ``expected``.
 
-    ``expected`` may hold ``common_name``, ``groups`` (exact O list) and ``public_key_sha256`` (the stored key's
+    ``expected`` may hold ``common_name``, ``groups`` (the O values, compared as a set) and ``public_key_sha256`` (the stored key's
     fingerprint; None means "no stored key", a violation while ``key_must_match_store`` holds).
     """
     policy = normalize(policy) if set(policy or {}) != set(DEFAULTS) else policy
@@ -180,10 +187,10 @@ def evaluate(obj, policy, expected=None):
 
     groups = facts.get("organizations") or []
     for group in groups:
-        why = _group_allowed(group, policy, signer)
+        why = group_refusal(group, policy, signer)
         if why:
             add("allowed_groups", why)
-    if expected.get("groups") is not None and list(groups) != list(expected["groups"]):
+    if expected.get("groups") is not None and not _csr.same_groups(groups, expected["groups"]):
         add("groups", "organizations %s are not the expected %s" % (groups, list(expected["groups"])))
 
     limit = policy["max_expiration_seconds"]

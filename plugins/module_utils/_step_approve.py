@@ -102,57 +102,77 @@ def run(module):
     chosen = select(client, params, getattr(module, "seen_csrs", None))
     store = None
     results, pending = [], []
+    failures = getattr(module, "failures", None)
+
+    def consider(name, info, entry):
+        nonlocal store
+        if info["skip"] == "known":
+            entry.update(state_before="issued", state="issued", decision="unchanged")
+            return
+        obj = info.get("obj") or _csr.get(client, name)
+        if obj is None:
+            if info["strict"]:
+                raise KubePkiError("CertificateSigningRequest %s does not exist in %s" % (name, client.host), csr_name=name)
+            return
+        state = _csr.csr_state(obj)
+        entry.update(state_before=state, state=state)
+        if state in ("approved", "issued"):
+            if not approve:
+                raise KubePkiError("CertificateSigningRequest %s is already approved; it cannot be denied" % name, csr_name=name)
+            entry["decision"] = "unchanged"
+            return
+        if state == "denied":
+            if approve and info["strict"]:
+                raise KubePkiError("CertificateSigningRequest %s was denied; a denial cannot be taken back" % name, csr_name=name)
+            entry["decision"] = "unchanged" if not approve else "skipped"
+            return
+        if state == "failed":
+            return
+        if approve:
+            expected = dict(info["expected"])
+            facts = None
+            try:
+                facts = _crypto.csr_facts(_csr.request_pem(obj), what="spec.request of CSR %s" % name)
+            except KubePkiError:
+                pass
+            user = expected.get("common_name") or (facts or {}).get("common_name")
+            entry["user"] = user
+            if policy["key_must_match_store"] and user:
+                if store is None:
+                    store = _store.open_store_from_params(params, create=not module.check_mode)
+                key_cluster = params["cluster"] if params["key_scope"] == "per_cluster" else ""
+                scope = ((obj.get("metadata") or {}).get("annotations") or {}).get(_csr.ANN_SCOPE) or params["scope"]
+                key = store.get_key(scope, user, key_cluster)
+                expected["public_key_sha256"] = key["public_key_sha256"] if key else None
+            entry["violations"] = _policy.evaluate(obj, policy, expected)
+        pending.append((entry, obj))
+
     try:
         for name, info in chosen.items():
             entry = {"name": name, "user": info["expected"].get("common_name"), "decision": "skipped", "state_before": None,
                      "state": None, "violations": []}
             results.append(entry)
-            if info["skip"] == "known":
-                entry.update(state_before="issued", state="issued", decision="unchanged")
-                continue
-            obj = info.get("obj") or _csr.get(client, name)
-            if obj is None:
-                if info["strict"]:
-                    raise KubePkiError("CertificateSigningRequest %s does not exist in %s" % (name, client.host), csr_name=name)
-                continue
-            state = _csr.csr_state(obj)
-            entry.update(state_before=state, state=state)
-            if state in ("approved", "issued"):
-                if not approve:
-                    raise KubePkiError("CertificateSigningRequest %s is already approved; it cannot be denied" % name, csr_name=name)
-                entry["decision"] = "unchanged"
-                continue
-            if state == "denied":
-                if approve and info["strict"]:
-                    raise KubePkiError("CertificateSigningRequest %s was denied; a denial cannot be taken back" % name, csr_name=name)
-                entry["decision"] = "unchanged" if not approve else "skipped"
-                continue
-            if state == "failed":
-                continue
-            if approve:
-                expected = dict(info["expected"])
-                facts = None
-                try:
-                    facts = _crypto.csr_facts(_csr.request_pem(obj), what="spec.request of CSR %s" % name)
-                except KubePkiError:
-                    pass
-                user = expected.get("common_name") or (facts or {}).get("common_name")
-                entry["user"] = user
-                if policy["key_must_match_store"] and user:
-                    if store is None:
-                        store = _store.open_store_from_params(params, create=not module.check_mode)
-                    key_cluster = params["cluster"] if params["key_scope"] == "per_cluster" else ""
-                    scope = ((obj.get("metadata") or {}).get("annotations") or {}).get(_csr.ANN_SCOPE) or params["scope"]
-                    key = store.get_key(scope, user, key_cluster)
-                    expected["public_key_sha256"] = key["public_key_sha256"] if key else None
-                entry["violations"] = _policy.evaluate(obj, policy, expected)
-            pending.append((entry, obj))
+            try:
+                consider(name, info, entry)
+            except KubePkiError as error:
+                if failures is None:
+                    raise
+                # batch mode: this CSR is reported, the others are decided on
+                entry["decision"] = "failed"
+                failures.append({"user": entry["user"], "csr_name": name, "msg": error.msg})
     finally:
         if store is not None:
             store.close()
 
     refused = [(e, o) for e, o in pending if e["violations"]]
-    if approve and refused and not params["deny_on_violation"]:
+    if approve and refused and not params["deny_on_violation"] and failures is not None:
+        # batch mode: refused requests are left undecided and reported; the others are approved
+        for entry, _obj in refused:
+            entry["decision"] = "refused"
+            failures.append({"user": entry["user"], "csr_name": entry["name"],
+                             "msg": "the approval policy refuses CSR %s: %s" % (entry["name"], "; ".join(v["reason"] for v in entry["violations"]))})
+        pending = [(e, o) for e, o in pending if not e["violations"]]
+    elif approve and refused and not params["deny_on_violation"]:
         lines = ["%s: %s" % (e["name"], "; ".join(v["reason"] for v in e["violations"])) for e, _o in refused]
         raise KubePkiError("the approval policy refuses %d CSR%s: %s" % (len(refused), "s" if len(refused) > 1 else "", " | ".join(lines)),
                            csrs=results)
@@ -170,7 +190,14 @@ def run(module):
             if not message:
                 reasons = "; ".join(v["reason"] for v in entry["violations"])
                 message = "Denied by kubepki.certs: %s" % reasons if reasons else "Denied by kubepki.certs"
-        did, _updated = _csr.decide(client, entry["name"], decision, reason, message, obj=obj, dry_run=module.check_mode)
+        try:
+            did, _updated = _csr.decide(client, entry["name"], decision, reason, message, obj=obj, dry_run=module.check_mode)
+        except KubePkiError as error:
+            if failures is None:
+                raise
+            entry["decision"] = "failed"
+            failures.append({"user": entry["user"], "csr_name": entry["name"], "msg": error.msg})
+            return False
         entry["decision"] = decision.lower() if did else "unchanged"
         entry["state"] = decision.lower() if did else entry["state"]
         return did

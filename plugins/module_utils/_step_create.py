@@ -102,7 +102,7 @@ def validate(params):
             facts = _crypto.csr_facts(user["csr"], what="%s.csr" % where)
             if facts["common_name"] != user["name"]:
                 raise KubePkiError("%s.csr has common name %r, not the user name %r" % (where, facts["common_name"], user["name"]))
-            if user["groups"] and facts["organizations"] != user["groups"]:
+            if user["groups"] and not _csr.same_groups(facts["organizations"], user["groups"]):
                 raise KubePkiError("%s.csr has organizations %s, not the given groups %s" % (where, facts["organizations"], user["groups"]))
             sans_differ = (sorted(facts["dns_names"]) != sorted(user["dns_names"])
                            or sorted(facts["ip_addresses"]) != sorted(user["ip_addresses"]))
@@ -220,7 +220,7 @@ class Creator:
     def record_matches(self, record, plan, public_key_sha256):
         return (record.get("public_key_sha256") == public_key_sha256
                 and record.get("common_name", record.get("user")) == plan["user"]
-                and list(record.get("organizations") or []) == plan["groups"]
+                and _csr.same_groups(record.get("organizations"), plan["groups"])
                 and record.get("signer_name") == self.params["signer_name"])
 
     def due(self, record):
@@ -378,6 +378,21 @@ def _diff_view(obj):
             "expirationSeconds": spec.get("expirationSeconds"), "labels": meta.get("labels"), "state": _csr.csr_state(obj)}
 
 
+def _set_aside(work, failures, user_of):
+    """``work`` for one user, where a KubePkiError becomes an entry in ``failures`` and a result with action
+    ``failed`` instead of stopping the batch. ``work`` returns a tuple whose first item is the user's result."""
+    def guarded(item):
+        try:
+            return work(item)
+        except KubePkiError as error:
+            user = user_of(item)
+            failures.append({"user": user, "csr_name": error.details.get("csr_name"), "msg": error.msg})
+            result = {"name": user, "csr_name": error.details.get("csr_name"), "uid": None, "state": "absent", "action": "failed",
+                      "key_created": False, "public_key_sha256": None, "renews_serial": "", "deleted": [], "error": error.msg}
+            return (result, False, None) if isinstance(item, dict) else (result, False, [], [], [])
+    return guarded
+
+
 def run(module):
     """csr_create's work for ``module`` (anything with params, check_mode, _diff and warn): its result dict."""
     plans, renew_before = validate(module.params)
@@ -388,10 +403,16 @@ def run(module):
     try:
         creator.open(plans)
         results, changed = [], False
+        failures = getattr(module, "failures", None)
         if module.params["state"] == "present":
-            decided = [creator.ensure(plan) for plan in plans]
+            ensure, send = creator.ensure, creator.send
+            if failures is not None:
+                # batch mode: a user that fails is reported with the reason, the others go on
+                ensure = _set_aside(creator.ensure, failures, lambda plan: plan["user"])
+                send = _set_aside(creator.send, failures, lambda job: job[0]["name"])
+            decided = [ensure(plan) for plan in plans]
             # the API requests of different users do not depend on each other: a few are in flight at once
-            sent = iter(_kube.in_flight(creator.send, [job for job in decided if job[2] is not None]))
+            sent = iter(_kube.in_flight(send, [job for job in decided if job[2] is not None]))
             for job in decided:
                 one, one_changed = job[:2]
                 if job[2] is not None:

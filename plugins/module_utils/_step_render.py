@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import os
 import tempfile
+from urllib.parse import urlsplit
 
 from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _kubeconfig
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
@@ -37,6 +38,8 @@ def argument_spec():
         users=dict(type="list", elements="dict", options=dict(
             name=dict(type="str", required=True),
             groups=dict(type="list", elements="str"),
+            clusters=dict(type="list", elements="str"),
+            client_key_path=dict(type="str", no_log=False),
         )),
         dest_dir=dict(type="path"),
         clusters=dict(type="list", elements="dict", required=True, options=copy.deepcopy(CLUSTER_SPEC),
@@ -73,10 +76,43 @@ def read_ca(cluster):
     return "".join(blocks)
 
 
+def url_problem(url):
+    """Why ``url`` is not an API server URL (http(s)://host[:port][/path]), or None."""
+    if not isinstance(url, str) or any(ch.isspace() or ord(ch) < 32 for ch in url):
+        return "is not an http(s):// URL (it is empty or holds whitespace)"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        return "is not an http(s):// URL: %s" % exc
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        return "is not an http(s):// URL with a host"
+    if port == 0:
+        return "has port 0"
+    if parts.query or parts.fragment or parts.username or parts.password:
+        return "must not carry a query, a fragment or credentials"
+    return None
+
+
 def check_server(cluster):
-    server = cluster["server"]
-    if not server.startswith(("https://", "http://")) or len(server.split("://", 1)[1].strip("/")) == 0:
-        raise KubePkiError("clusters[%s].server %r is not an http(s):// URL" % (cluster["name"], server))
+    problem = url_problem(cluster["server"])
+    if problem:
+        raise KubePkiError("clusters[%s].server %r %s" % (cluster["name"], cluster["server"], problem))
+
+
+def check_dest_dir(dest_dir):
+    """dest_dir must be a writable directory, or creatable: its nearest existing parent a writable directory."""
+    path = os.path.abspath(dest_dir)
+    probe = path
+    while not os.path.exists(probe):
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    if not os.path.isdir(probe):
+        raise KubePkiError("dest_dir %s cannot be %s: %s is not a directory" % (dest_dir, "used" if probe == path else "created", probe))
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise KubePkiError("dest_dir %s cannot be %s: %s is not writable" % (dest_dir, "written" if probe == path else "created", probe))
 
 
 def usable(record, key, user, cluster, ca_pem):
@@ -86,7 +122,7 @@ def usable(record, key, user, cluster, ca_pem):
         facts = _crypto.certificate_facts(record.get("certificate"), what=where)
     except KubePkiError as exc:
         return None, exc.msg
-    if facts["public_key_sha256"] != key["public_key_sha256"]:
+    if key["public_key_sha256"] is not None and facts["public_key_sha256"] != key["public_key_sha256"]:
         return facts, "%s (serial %s) does not match the stored private key of user %r (public key %s..., certificate %s...)" % (
             where, facts["serial"], user, key["public_key_sha256"][:16], facts["public_key_sha256"][:16])
     now = _crypto.utc_now()
@@ -201,6 +237,19 @@ def validate_params(params):
             raise KubePkiError("dest_dir %s exists and is not a directory" % params["dest_dir"])
         if params["expected_groups"] is not None:
             raise KubePkiError("expected_groups applies to user; with users, give each user's groups instead")
+        known = {cluster["name"] for cluster in params["clusters"]}
+        for entry in params["users"]:
+            unknown = sorted(set(entry["clusters"] or []) - known)
+            if unknown:
+                raise KubePkiError("users[%s].clusters: %s not in clusters" % (entry["name"], ", ".join(unknown)))
+            if entry["clusters"] == []:
+                raise KubePkiError("users[%s].clusters is empty: leave it out for every cluster" % entry["name"])
+            path = entry["client_key_path"]
+            if path is not None and not os.path.isabs(path):
+                raise KubePkiError("users[%s].client_key_path %r must be an absolute path (clients resolve relative ones "
+                                   "against the kubeconfig's own directory)" % (entry["name"], path))
+            if path is not None and params["verify"]:
+                raise KubePkiError("users[%s].client_key_path: verify=true needs the key, which this module does not hold" % entry["name"])
     check_clusters(params["clusters"])
     if params["dest"]:
         directory = os.path.dirname(os.path.abspath(params["dest"]))
@@ -222,29 +271,51 @@ def check_groups(module, identity, facts, expected):
             identity["server"], identity["context"], identity.get("username") or facts["common_name"], seen, expected))
 
 
-def render_user(module, store, transport, user, dest, expected_groups, ca_pems, store_later, etcd_records=None):
+def user_key(store, scope, user, cluster, key_scope, key_path):
+    """The key record to render ``user`` with for ``cluster``: the stored one, or, for a key the user holds
+    (``key_path``), a record that carries only the public key SHA-256 of the certificate to be checked."""
+    if key_path:
+        return {"private_key_pem": None, "public_key_sha256": None, "path": key_path}
+    key_cluster = cluster if key_scope == "per_cluster" else ""
+    key = store.get_key(scope, user, key_cluster)
+    if key is None:
+        raise KubePkiError("no private key for user %r (scope %r%s) in the credential store %s: run csr_create first%s" % (
+            user, scope, ", cluster %r" % cluster if key_cluster else "", store.location,
+            "" if key_cluster else " (or set key_scope=per_cluster if the keys are per cluster)"))
+    return key
+
+
+def render_user(module, store, transport, user, dest, expected_groups, ca_pems, store_later, etcd_records=None, entry=None):
     """Render, check, write (or return) and optionally verify the kubeconfig of one user.
 
-    Certificates loaded from etcd are appended to ``store_later``, for the caller to save in one batch."""
+    Certificates loaded from etcd are appended to ``store_later``, for the caller to save in one batch. In batch
+    mode (``module.failures`` is a list) a cluster without a usable certificate for the user is left out of the
+    kubeconfig and reported there; with no cluster left the user gets no kubeconfig and None is returned."""
     params = module.params
     scope = params["scope"]
+    entry = entry or {}
+    failures = getattr(module, "failures", None)
     result = {}
     entries, used, loads = [], [], []
     for cluster in params["clusters"]:
         name = cluster["name"]
-        key_cluster = name if params["key_scope"] == "per_cluster" else ""
-        key = store.get_key(scope, user, key_cluster)
-        if key is None:
-            raise KubePkiError("no private key for user %r (scope %r%s) in the credential store %s: run csr_create first%s" % (
-                user, scope, ", cluster %r" % name if key_cluster else "", store.location,
-                "" if key_cluster else " (or set key_scope=per_cluster if the keys are per cluster)"))
-        module.no_log_values.add(key["private_key_pem"])
-        stored = store.get_cert(scope, name, user)
-        if etcd_records is not None:
-            from_etcd = etcd_records.get((name, user))
-        else:
-            from_etcd = transport.get_record(scope, name, user) if transport is not None else None
-        record, facts, source = choose(stored, from_etcd, key, user, name, ca_pems[name], transport is not None)
+        if entry.get("clusters") is not None and name not in entry["clusters"]:
+            continue
+        try:
+            key = user_key(store, scope, user, name, params["key_scope"], entry.get("client_key_path"))
+            if key["private_key_pem"]:
+                module.no_log_values.add(key["private_key_pem"])
+            stored = store.get_cert(scope, name, user)
+            if etcd_records is not None:
+                from_etcd = etcd_records.get((name, user))
+            else:
+                from_etcd = transport.get_record(scope, name, user) if transport is not None else None
+            record, facts, source = choose(stored, from_etcd, key, user, name, ca_pems[name], transport is not None)
+        except KubePkiError as error:
+            if failures is None:
+                raise
+            failures.append({"user": user, "cluster": name, "msg": error.msg})
+            continue
         loaded = False
         if source == "etcd":
             fresh = store_record(record, facts, scope, name, user)
@@ -253,7 +324,7 @@ def render_user(module, store, transport, user, dest, expected_groups, ca_pems, 
             record = fresh
         entries.append({
             "cluster": name, "server": cluster["server"], "ca_pem": ca_pems[name], "user": user,
-            "certificate_pem": record["certificate"], "private_key_pem": key["private_key_pem"],
+            "certificate_pem": record["certificate"], "private_key_pem": key["private_key_pem"], "private_key_path": key.get("path"),
             "namespace": cluster.get("namespace"), "context": cluster.get("context"),
         })
         used.append({
@@ -263,6 +334,8 @@ def render_user(module, store, transport, user, dest, expected_groups, ca_pems, 
             "_facts": facts,
         })
 
+    if not entries and failures is not None:
+        return None
     config = _kubeconfig.render(entries, params["current_context"])
     # The raw key PEM is always masked; the base64 key data only when the kubeconfig is not returned, since
     # Ansible would otherwise mask it inside RV(kubeconfig) too and make the returned kubeconfig useless.
@@ -347,7 +420,9 @@ def run(module):
             for entry in params["users"]:
                 dest = os.path.join(params["dest_dir"], "%s.kubeconfig" % entry["name"]) if params["dest_dir"] else None
                 expected = entry["groups"] if params["verify"] and entry["groups"] is not None else None
-                one = render_user(module, store, transport, entry["name"], dest, expected, ca_pems, loaded, etcd_records)
+                one = render_user(module, store, transport, entry["name"], dest, expected, ca_pems, loaded, etcd_records, entry)
+                if one is None:
+                    continue
                 one["user"] = entry["name"]
                 results.append(one)
             result = {"changed": any(item["changed"] for item in results), "users": results}

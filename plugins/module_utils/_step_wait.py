@@ -14,7 +14,7 @@ import time
 
 from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _csr
 from ansible_collections.kubepki.certs.plugins.module_utils import _etcd, _kube, _store, _waiter
-from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
+from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError, WaitTimeout
 
 CLAMP_TOLERANCE = 360
 
@@ -97,7 +97,7 @@ def record_for(obj, params, ca_pem, user_hint=None):
     request = _crypto.csr_facts(_csr.request_pem(obj), what="spec.request of CSR %s" % name)
     if facts["public_key_sha256"] != request["public_key_sha256"]:
         raise KubePkiError("%s does not carry the request's public key" % what, csr_name=name)
-    if facts["common_name"] != request["common_name"] or facts["organizations"] != request["organizations"]:
+    if facts["common_name"] != request["common_name"] or not _csr.same_groups(facts["organizations"], request["organizations"]):
         raise KubePkiError("%s has CN %r O %s, but the request asked for CN %r O %s" % (
             what, facts["common_name"], facts["organizations"], request["common_name"], request["organizations"]), csr_name=name)
     if ca_pem:
@@ -157,10 +157,20 @@ def run(module):
     started = time.monotonic()
     # CSRs from csr_create carry our label: list and watch only those (a single name uses a field selector)
     ours = not params["names"]
+    failures = getattr(module, "failures", None)
+    batch = failures is not None  # batch mode: one user's failure is reported and the others are waited for
+
+    def fail(error):
+        if not batch:
+            raise error
+        failures.append({"user": users.get(error.details.get("csr_name")), "csr_name": error.details.get("csr_name"), "msg": error.msg})
+
+    users = dict(wanted)
     waiter = _waiter.Waiter(client, [name for name, _user in wanted],
-                            label_selector="%s=%s" % (_csr.MANAGED_BY, _csr.MANAGED_BY_VALUE) if ours else None)
+                            label_selector="%s=%s" % (_csr.MANAGED_BY, _csr.MANAGED_BY_VALUE) if ours else None,
+                            stop_on_failure=not batch)
     waiter.prime()
-    resolved = {}
+    resolved, missing = {}, set()
     store = etcd = None
     try:
         for name, user in wanted:
@@ -176,43 +186,54 @@ def run(module):
                     resolved[name] = record
                     waiter.drop(name)
                     continue
-            raise KubePkiError("CertificateSigningRequest %s does not exist in cluster %s (%s)" % (name, params["cluster"], client.host),
-                               csr_name=name)
+            missing.add(name)
+            waiter.drop(name)
+            fail(KubePkiError("CertificateSigningRequest %s does not exist in cluster %s (%s)" % (name, params["cluster"], client.host),
+                              csr_name=name))
     finally:
         for thing in (store, etcd):
             if thing is not None:
                 thing.close()
+    timed_out = None
     if module.check_mode:
         objects = waiter.objects
     else:
-        objects = waiter.run(params["timeout"], listed=True)
-    # fail at once on Denied / Failed / deleted
-    for name, _user in wanted:
-        if name in resolved:
-            continue
-        obj = objects.get(name)
-        state = _waiter.state_of(obj)
-        if state in ("denied", "failed"):
-            condition = _csr.conditions(obj)["Denied" if state == "denied" else "Failed"]
-            raise KubePkiError("CertificateSigningRequest %s was %s: %s: %s" % (
-                name, state, condition.get("reason") or "(no reason)", condition.get("message") or "(no message)"),
-                csr_name=name, state=state, reason=condition.get("reason"), condition_message=condition.get("message"))
-        if state == _waiter.DELETED:
-            raise KubePkiError("CertificateSigningRequest %s was deleted before it was issued" % name, csr_name=name)
+        try:
+            objects = waiter.run(params["timeout"], listed=True)
+        except WaitTimeout as error:
+            if not batch:
+                raise
+            objects, timed_out = error.objects, error
     certificates, states = [], []
     for name, user in wanted:
         if name in resolved:
             certificates.append(resolved[name])
             states.append({"name": name, "state": "issued"})
             continue
+        if name in missing:
+            continue
         obj = objects.get(name)
         state = _waiter.state_of(obj)
         states.append({"name": name, "state": state})
-        if state == "issued":
-            record = record_for(obj, params, ca_pem, user)
-            if record["lifetime_clamped"]:
-                module.warn("CSR %s asked for %ss but was granted %ss: the signer ignored or clamped expirationSeconds" % (
-                    name, record["requested_expiration_seconds"], record["granted_lifetime_seconds"]))
-            certificates.append(record)
+        try:
+            if state in ("denied", "failed"):
+                # fail at once on Denied / Failed / deleted
+                condition = _csr.conditions(obj)["Denied" if state == "denied" else "Failed"]
+                raise KubePkiError("CertificateSigningRequest %s was %s: %s: %s" % (
+                    name, state, condition.get("reason") or "(no reason)", condition.get("message") or "(no message)"),
+                    csr_name=name, state=state, reason=condition.get("reason"), condition_message=condition.get("message"))
+            if state == _waiter.DELETED:
+                raise KubePkiError("CertificateSigningRequest %s was deleted before it was issued" % name, csr_name=name)
+            if state == "issued":
+                record = record_for(obj, params, ca_pem, user)
+                if record["lifetime_clamped"]:
+                    module.warn("CSR %s asked for %ss but was granted %ss: the signer ignored or clamped expirationSeconds" % (
+                        name, record["requested_expiration_seconds"], record["granted_lifetime_seconds"]))
+                certificates.append(record)
+            elif timed_out is not None:
+                raise KubePkiError("CertificateSigningRequest %s was not issued within %ss (last state: %s)" % (
+                    name, params["timeout"], state or "never seen"), csr_name=name)
+        except KubePkiError as error:
+            fail(error)
     stats = dict(waiter.stats, seconds=round(time.monotonic() - started, 3))
     return {"changed": False, "certificates": certificates, "csrs": states, "wait_stats": stats}

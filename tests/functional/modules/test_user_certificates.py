@@ -118,10 +118,14 @@ def test_an_unreachable_cluster_fails_by_name_and_the_others_finish(run_playbook
     out = run_playbook(PLAY, extra_vars=job)  # a refused connection is retried for _kube.CONNECT_BUDGET seconds
     assert out.rc != 0
     [(_task, _host, msg)] = out.failures()
-    assert msg.startswith("cluster gone: ") and sandbox.names[0] not in msg, msg
-    # the good cluster finished its part; nothing was rendered because one cluster has no certificates
+    assert "cluster gone (create): " in msg and "cluster %s" % sandbox.names[0] not in msg, msg
+    [failure] = out.result("access")["failures"]
+    assert (failure["cluster"], failure["user"], failure["step"]) == ("gone", None, "create"), failure
+    # the good cluster finished its part, and every user got a kubeconfig for it
     assert len(our_csrs(sandbox, sandbox.names[0], job["scope"])) == 2
-    assert not os.path.exists(job["out"])
+    for user in USERS:
+        config = kubectl_json(os.path.join(job["out"], "%s.kubeconfig" % user["name"]), "config", "view", "-o", "json")
+        assert [c["name"] for c in config["clusters"]] == [sandbox.names[0]]
     assert "t0ken-not-shown" not in out.stdout
 
 
@@ -179,3 +183,117 @@ def test_a_cluster_a_round_trip_away(run_playbook, fresh_sandbox, tmp_path):
         assert review["status"]["userInfo"]["username"] == user["name"]
     again = run_playbook(PLAY, extra_vars=job)
     assert again.rc == 0 and not again.result("access")["changed"], again
+
+
+def test_group_order_is_not_significant(run_playbook, sandbox, job):
+    """The signer puts every group into one RDN, a DER SET, so the certificate lists them sorted: a user given
+    as [ops, dev] gets O=[dev, ops] and must still be finished (it used to fail the whole batch at the wait)."""
+    users = [{"name": "uc-unsorted", "groups": ["ops", "dev"]}, {"name": "uc-plain", "groups": ["dev"]}]
+    job = dict(job, users=users)
+    first = run_playbook(PLAY, extra_vars=job)
+    assert first.rc == 0, first
+    for cluster in sandbox.names:
+        path = os.path.join(job["out"], "uc-unsorted.kubeconfig")
+        review = kubectl_json(path, "--context", "uc-unsorted@%s" % cluster, "auth", "whoami")
+        assert sorted(review["status"]["userInfo"]["groups"]) == ["dev", "ops", "system:authenticated"]
+    again = run_playbook(PLAY, extra_vars=dict(job, users=[dict(users[0], groups=["dev", "ops"]), users[1]]))
+    assert again.rc == 0 and not again.result("access")["changed"], "the same groups in another order are the same request"
+
+
+def test_one_user_that_fails_does_not_stop_the_others(run_playbook, sandbox, job):
+    """Every approval of one user's CSR is refused by the API (403 injected on its /approval path, in both
+    clusters): the others are approved, issued, published and rendered; the task then fails naming that user."""
+    users = [{"name": "uc-ok-1", "groups": ["dev"]}, {"name": "uc-blocked", "groups": ["dev"]}, {"name": "uc-ok-2", "groups": ["dev"]}]
+    job = dict(job, users=users)
+    for cluster in sandbox.names:
+        sandbox.inject_faults(cluster, 403, 100, path="kubepki-uc-blocked-")
+    try:
+        out = run_playbook(PLAY, extra_vars=job)
+    finally:
+        for cluster in sandbox.names:
+            sandbox.clear_faults(cluster)
+    assert out.rc != 0
+    [(_task, _host, msg)] = out.failures()
+    result = out.result("access")
+    assert sorted((f["cluster"], f["user"], f["step"]) for f in result["failures"]) == [
+        (cluster, "uc-blocked", "approve") for cluster in sorted(sandbox.names)], result["failures"]
+    assert "user uc-blocked" in msg and "uc-ok" not in msg, msg
+    for name in ("uc-ok-1", "uc-ok-2"):
+        for cluster in sandbox.names:
+            path = os.path.join(job["out"], "%s.kubeconfig" % name)
+            review = kubectl_json(path, "--context", "%s@%s" % (name, cluster), "auth", "whoami")
+            assert review["status"]["userInfo"]["username"] == name
+    assert not os.path.exists(os.path.join(job["out"], "uc-blocked.kubeconfig"))
+    assert sorted(k.rsplit("/", 1)[1] for k in etcd_keys(sandbox, job["prefix"])) == sorted(["uc-ok-1", "uc-ok-2"] * 2)
+    # once the API lets it through, a re-run finishes the blocked user and leaves the others alone
+    again = run_playbook(PLAY, extra_vars=job)
+    assert again.rc == 0, again
+    assert os.path.exists(os.path.join(job["out"], "uc-blocked.kubeconfig"))
+    for cluster in again.result("access")["clusters"]:
+        assert sorted(c["name"] for c in cluster["csrs"] if c["action"] != "known") == ["uc-blocked"]
+
+
+BAD_INPUT = """
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: bad
+      kubepki.certs.user_certificates:
+        users: "{{ item.users | default(users) }}"
+        clusters: "{{ item.clusters | default(clusters) }}"
+        scope: "{{ item.scope | default(scope) }}"
+        store_uri: "{{ store }}"
+        etcd_endpoints: "{{ item.etcd | default(etcd) }}"
+        etcd_prefix: "{{ prefix }}"
+        dest_dir: "{{ item.out | default(out) }}"
+        renew_before: "{{ item.renew_before | default('1h') }}"
+        policy: "{{ item.policy | default({}) }}"
+        timeout: 30
+      loop: "{{ cases }}"
+      loop_control:
+        label: "{{ item.expect }}"
+      ignore_errors: true
+      register: bad
+"""
+
+
+def test_the_bad_input_suite_leaves_nothing_behind(run_playbook, sandbox, job, tmp_path):
+    """Each case is refused before anything is written, with a message naming the option at fault: no key,
+    no store file, no CSR in any cluster, no etcd record, no kubeconfig directory."""
+    good = clusters_of(sandbox)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory\n")
+
+    def cluster(**change):
+        return [dict(good[0], **change), good[1]]
+
+    cases = [
+        {"users": [{"name": "a/b"}], "expect": "users[0].name 'a/b' must not contain '/'"},
+        {"users": [{"name": ".."}], "expect": "users[0].name '..' must not be '.' or '..'"},
+        {"clusters": cluster(name="eu/west"), "expect": "cluster 'eu/west' must not contain '/'"},
+        {"scope": "team/a", "expect": "scope 'team/a' must not contain '/'"},
+        {"users": [{"name": "uc-x", "groups": ["system:monitoring"]}],
+         "expect": "users[0] (uc-x).groups: the approval policy would refuse it: system group system:monitoring is not allowed"},
+        {"users": [{"name": "uc-x", "groups": ["kubeadm:cluster-admins"]}],
+         "expect": "users[0] (uc-x).groups: the approval policy would refuse it: group kubeadm:cluster-admins is cluster-admin"},
+        {"users": [{"name": "uc-x", "groups": ["qa"]}], "policy": {"allowed_groups": ["dev*"]},
+         "expect": "group qa is not in policy.allowed_groups"},
+        {"clusters": cluster(auth={"kubeconfig": str(tmp_path / "missing.kubeconfig")}), "expect": "clusters[%s].auth: " % good[0]["name"]},
+        {"clusters": cluster(ca_cert=str(tmp_path / "missing-ca.crt")), "expect": "clusters[%s].ca_cert: cannot read" % good[0]["name"]},
+        {"clusters": cluster(server="https://"), "expect": "clusters[%s].server 'https://' is not" % good[0]["name"]},
+        {"clusters": cluster(server="https://127.0.0.1:99999"), "expect": "clusters[%s].server 'https://127.0.0.1:99999' is not" % good[0]["name"]},
+        {"etcd": ["not an endpoint"], "expect": "etcd_endpoints"},
+        {"out": str(blocker / "kubeconfigs"), "expect": "dest_dir %s cannot be created" % (blocker / "kubeconfigs")},
+        {"renew_before": "99999999999d", "expect": "renew_before: '99999999999d' is longer than"},
+    ]
+    out = run_playbook(BAD_INPUT, extra_vars=dict(job, cases=cases))
+    results = out.result("bad")["results"]
+    assert len(results) == len(cases)
+    for case, result in zip(cases, results):
+        assert result.get("failed"), (case["expect"], result)
+        assert case["expect"] in result["msg"], (case["expect"], result["msg"])
+    assert not os.path.exists(job["store"]), "no key may be written for refused input"
+    assert not os.path.exists(job["out"])
+    for name in sandbox.names:
+        assert our_csrs(sandbox, name, job["scope"]) == []
+    assert etcd_keys(sandbox, job["prefix"]) == []
