@@ -9,6 +9,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
 
 from kubesandbox import pki  # noqa: E402  pylint: disable=wrong-import-position
 
+from ansible_collections.kubepki.certs.plugins.module_utils import _etcd  # noqa: E402  pylint: disable=wrong-import-position
+
 
 def records(count=3):
     ca = pki.make_ca("functional-cte-ca")
@@ -68,3 +70,69 @@ def test_forged_facts_are_refused(run_playbook, etcd_url):
     outcome = run_playbook(PLAY, extra_vars={"certs": forged, "etcd_url": etcd_url, "prefix": "/kubepki-forged"})
     result = outcome.result("publish")
     assert result["failed"] and "certificates[0].serial is 'deadbeef' but the certificate says" in result["msg"]
+
+
+TWO_HOSTS = """
+- hosts: all
+  gather_facts: false
+  tasks:
+    - name: publish
+      kubepki.certs.cert_to_etcd:
+        certificates: "{{ certs }}"
+        cluster: c1
+        etcd_endpoints: ["{{ etcd_url }}"]
+        etcd_prefix: "{{ prefix }}-{{ item }}"
+        etcd_timeout: 5
+      loop: "{{ range(rounds) | list }}"
+"""
+
+
+def test_two_hosts_publish_the_same_records_at_once(run_playbook, etcd_url):
+    """Two inventory hosts (two Ansible worker processes) run the same task at the same time, over fresh prefixes:
+    both succeed every time and each record is created by exactly one of them."""
+    rounds = 4
+    extra = {"certs": records(8), "etcd_url": etcd_url, "prefix": "/twin-%s" % uuid.uuid4().hex[:8], "rounds": rounds}
+    outcome = run_playbook(TWO_HOSTS, extra_vars=extra, hosts={"first": {}, "second": {}})
+    assert outcome.rc == 0, outcome
+    per_host = [outcome.result("publish", host)["results"] for host in ("first", "second")]
+    for first, second in zip(*per_host):
+        assert not first.get("failed") and not second.get("failed"), (first.get("msg"), second.get("msg"))
+        for mine, theirs in zip(first["records"], second["records"]):
+            assert mine["key"] == theirs["key"]
+            assert sorted([mine["action"], theirs["action"]]) == ["created", "unchanged"], (mine, theirs)
+
+
+OLDER_THEN_NEWER = """
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: publish
+      kubepki.certs.cert_to_etcd:
+        certificates: "{{ certs }}"
+        cluster: c1
+        etcd_endpoints: ["{{ etcd_url }}"]
+        etcd_prefix: "{{ prefix }}"
+"""
+
+
+def test_an_older_certificate_is_kept_out(run_playbook, etcd_url):
+    ca = pki.make_ca("functional-cte-age-ca")
+    short = pki.cert_pem(pki.issue(ca, "zoe", ["team-a"], client=True, days=10).cert).decode()
+    # issued in the same second or later and valid for longer: newer either way
+    long = pki.cert_pem(pki.issue(ca, "zoe", ["team-a"], client=True, days=20).cert).decode()
+    extra = {"etcd_url": etcd_url, "prefix": "/age-%s" % uuid.uuid4().hex[:8]}
+    newer = run_playbook(OLDER_THEN_NEWER, extra_vars=dict(extra, certs=[{"certificate": long}]))
+    assert newer.rc == 0 and newer.result("publish")["records"][0]["action"] == "created", newer
+    older = run_playbook(OLDER_THEN_NEWER, extra_vars=dict(extra, certs=[{"certificate": short}]))
+    assert older.rc == 0 and older.changed == 0, older
+    assert older.result("publish")["records"][0]["action"] == "kept_newer"
+
+
+def test_bad_prefix_is_refused_before_etcd_is_touched(run_playbook, etcd_url):
+    extra = {"certs": records(1), "etcd_url": etcd_url, "prefix": "/kubepki/../other"}
+    outcome = run_playbook(PLAY, extra_vars=extra)
+    result = outcome.result("publish")
+    assert result["failed"] and result["msg"] == "etcd_prefix '/kubepki/../other' must not contain a '..' segment"
+    assert result["records"] == []
+    with _etcd.EtcdTransport([etcd_url], prefix="/") as transport:
+        assert transport.list_prefix("/kubepki/../other") == []
