@@ -518,8 +518,11 @@ class EtcdTransport:
                 else:
                     self.lost_transactions += 1
                     current.update(seen)
-                    for index, _action, _revision in chunk:
-                        lost.add(index)
+                    for index, _action, revision in chunk:
+                        # only keys another writer really touched count as lost; the others were held back with them
+                        now_value, now_revision = seen[wanted[index][0]]
+                        if (now_value is not None) if revision is None else (now_revision != revision):
+                            lost.add(index)
                         pending.append(index)
             if not pending:
                 return actions

@@ -458,3 +458,26 @@ def test_key_segment_problem(value, message):
 def test_key_segment_problem_accepts_ordinary_names():
     for value in ("alice", "system:node:n1", "Jane Doe", "a.b", "...", "prod-1", "ünïcode"):
         assert _etcd.key_segment_problem(value, "user") is None
+
+
+def test_keys_held_back_by_a_lost_transaction_are_not_conflicts(transport, kp_etcd, prefix, monkeypatch):
+    """One key of a transaction is changed by another writer, the other is not: the transaction loses as a whole, the
+    untouched key is simply written on the next attempt (not refused as a conflict, although its old value is no
+    dated record), and the touched one is decided again (an older certificate there: ours replaces it)."""
+    transport.put_if_changed(transport.key_for("default", "c1", "nat"), "legacy value")
+    other = _etcd.EtcdTransport([kp_etcd.url], prefix=prefix)
+    real_range = transport.range_with_revisions
+    touched = transport.key_for("default", "c1", "ned")
+
+    def read_then_someone_writes(key_prefix):
+        seen = real_range(key_prefix)
+        other.put_if_changed(touched, _etcd.record_value(dated(user="ned", serial="00", not_before="2020-01-01T00:00:00Z")))
+        return seen
+
+    monkeypatch.setattr(transport, "range_with_revisions", read_then_someone_writes)
+    outcome = transport.put_records([dated(user="nat"), dated(user="ned")])
+    assert [action for _changed, _key, action in outcome] == ["updated", "updated"]
+    assert transport.lost_transactions == 1
+    assert transport.get_record("default", "c1", "nat")["serial"] == "1a"
+    assert transport.get_record("default", "c1", "ned")["serial"] == "1a"
+    other.close()
