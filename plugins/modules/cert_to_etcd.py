@@ -16,7 +16,7 @@ description:
     what etcd holds and the task reports C(changed=false).
   - Each write is an etcd transaction that compares the key's current revision first, so a concurrent writer is never
     overwritten blindly. When another run changed the key in between, the key is read again and decided again (up to
-    five times): a value equal to ours leaves the record unchanged, so two identical runs at the same time both succeed.
+    five times); a value equal to ours leaves the record unchanged, so two identical runs at the same time both succeed.
   - An older certificate never replaces a newer one. When etcd already holds, for the same key, a certificate that is
     newer (later C(not_before), then later C(not_after)) the record is left as it is and reported with
     C(action=kept_newer); another certificate exactly as new is left too (C(action=kept_equal)).
