@@ -273,7 +273,14 @@ class Creator:
                 if self.check:
                     result.update(key_created=True, state="absent", action="created", renews_serial=renews)
                     return result, True, None
-                key_record = self.store.replace_key(params["scope"], plan["user"], self.key_cluster, params["key_type"])
+                try:
+                    key_record = self.store.replace_key(params["scope"], plan["user"], self.key_cluster, params["key_type"],
+                                                        expected_sha256=public_sha)
+                except _store.KeyConflict as conflict:
+                    # another run rotated this key first: take its key (and so its CSR) instead of rotating again
+                    if conflict.current is None:
+                        raise KubePkiError("the key of %s was deleted while it was being rotated" % plan["user"], user=plan["user"]) from None
+                    key_record = conflict.current
                 public_sha = key_record["public_key_sha256"]
                 result.update(key_created=True, public_key_sha256=public_sha)
                 changed = True

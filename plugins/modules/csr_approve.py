@@ -13,7 +13,7 @@ description:
   - Approves (or denies) CSRs through the C(/approval) subresource, appending an C(Approved) (or C(Denied)) condition
     with O(reason) and O(condition_message). A conflicting update (HTTP 409) is retried on the refetched object.
   - Before approving, each pending CSR is checked against O(policy) - expected common name and groups, groups allowed
-    (never C(system:masters) nor any C(system:*) group unless listed in O(policy.allowed_system_groups)), signers and
+    (never C(system:masters), C(kubeadm:cluster-admins) nor any C(system:*) group unless listed in O(policy.allowed_system_groups)), signers and
     usages allowed per signer, maximum C(expirationSeconds), the public key must be the key the store holds for the user,
     and for C(kubernetes.io/kubelet-serving) the node identity and subjectAltName checks of kubelet-csr-approver.
   - When a CSR violates the policy, nothing is approved and the task fails listing every reason; with
@@ -163,7 +163,7 @@ csrs:
       description: Policy violations found, each with C(rule) and C(reason).
       type: list
       elements: dict
-      sample: [{"rule": "allowed_groups", "reason": "group system:masters is never approved unless listed in policy.allowed_system_groups"}]
+      sample: [{"rule": "allowed_groups", "reason": "group system:masters is cluster-admin and never approved unless listed in policy.allowed_system_groups"}]
 """
 
 from ansible.module_utils.basic import AnsibleModule

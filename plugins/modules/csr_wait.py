@@ -179,10 +179,14 @@ csrs:
   elements: dict
   sample: [{"name": "kubepki-alice-5d0c3b0e5c7f1a2b3c4d", "state": "issued"}]
 wait_stats:
-  description: How the wait went (list calls, watches, resumes, relists, events, polls, seconds).
+  description:
+    - How the wait went - list calls, watches, resumes, relists, events, seconds; C(polls), lists made because the server
+      refuses to watch; C(watch_failures), watches that failed with 429/5xx or could not connect; C(fallback_lists), lists
+      made because watches kept failing; C(list_failures), lists that failed the same transient ways and were tried again.
   returned: always
   type: dict
-  sample: {"lists": 1, "watches": 1, "resumes": 0, "relists": 0, "events": 3, "polls": 0, "seconds": 0.4}
+  sample: {"lists": 1, "watches": 1, "resumes": 0, "relists": 0, "events": 3, "polls": 0, "watch_failures": 0,
+           "fallback_lists": 0, "list_failures": 0, "seconds": 0.4}
 """
 
 from ansible.module_utils.basic import AnsibleModule

@@ -52,9 +52,25 @@ options:
         required: true
       groups:
         description:
-          - The groups the user must have in every cluster (checked with O(verify=true)).
+          - The groups the user must have in every cluster (checked with O(verify=true)), compared as a set.
         type: list
         elements: str
+      clusters:
+        description:
+          - Names from O(clusters) to give this user a context for; every cluster when not set.
+        type: list
+        elements: str
+        version_added: 0.3.0
+      client_key_path:
+        description:
+          - For a user who holds their own private key (a CSR brought to M(kubepki.certs.csr_create) as
+            O(kubepki.certs.csr_create#module:users[].csr)) - the absolute path of that key on the user's machine. The
+            kubeconfig then refers to it as C(client-key) instead of embedding key data; the key is never read, and the
+            store needs no key for this user. The certificate is still taken from the store or etcd and checked, except
+            against a stored key.
+          - Not with O(verify=true), which needs the key.
+        type: str
+        version_added: 0.3.0
   dest_dir:
     description:
       - With O(users), the directory the C(<name>.kubeconfig) files are written to (mode C(0600)); it is created with

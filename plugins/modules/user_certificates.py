@@ -19,8 +19,18 @@ description:
     Use the single modules when the steps must be split, for example to approve in another play.
   - Keys are created first, once per user (or per user and cluster with O(key_scope=per_cluster)); then up to O(parallel)
     clusters are worked on side by side, each with one list and one watch for the whole batch.
-  - A cluster whose step fails stops at that step; the other clusters finish, nothing is rendered, and the task fails naming
-    every cluster at fault, returning what was done in RV(clusters).
+  - Every input is checked before anything is written, for every user and cluster - names (no C(/), C(.) or C(..): they
+    become etcd key segments and file names), groups the approval policy would refuse, CA and kubeconfig files, server URLs,
+    etcd endpoints, O(dest_dir), durations. Bad input fails naming the option and leaves the store, the clusters and etcd
+    as they were.
+  - A user or cluster that fails at run time does not stop the others. A user whose CSR cannot be created, approved or
+    issued in a cluster, or a cluster that cannot be reached, is set aside with the reason; every other user is finished and
+    rendered (with a context for each cluster where the user has a valid certificate), then the task fails naming each
+    (cluster, user) left over in RV(failures), and returns what was done in RV(clusters).
+  - Groups are a set. The signer writes all of them into one relative distinguished name, a DER SET, which sorts them, so
+    the certificate never keeps the order given; V([ops, dev]) and V([dev, ops]) are the same request.
+  - The cluster auth options at the top level (O(kubeconfig), O(context), O(host), ...) are defaults for every
+    O(clusters[].auth); with them the module takes C(module_defaults) for the C(group/kubepki.certs.k8s) action group.
   - Without etcd (no O(etcd_endpoints) and no E(KUBEPKI_ETCD_ENDPOINTS)) the issued certificates are written straight into the
     credential store.
   - A re-run while the certificates are valid and outside O(renew_before) of expiry changes nothing and creates no CSR, even
@@ -217,6 +227,7 @@ options:
     default: 4
     version_added: 0.2.0
 extends_documentation_fragment:
+  - kubepki.certs._kube_auth
   - kubepki.certs._policy
   - kubepki.certs._store
   - kubepki.certs._etcd
@@ -235,7 +246,8 @@ attributes:
         etcd diffs.
 notes:
   - The O(policy) defaults to allowing only the groups listed in O(users) (O(policy.allowed_groups) not set), and never
-    C(system:masters) or other C(system:*) groups unless O(policy.allowed_system_groups) lists them.
+    C(system:masters), C(kubeadm:cluster-admins) or other C(system:*) groups unless O(policy.allowed_system_groups) lists
+    them.
   - Kubeconfigs carry private keys; they are written 0600 and never returned by this module.
   - Within a cluster, CSRs are created and approved one after the other while the API server answers quickly (under
     10 ms a request, as on a local cluster); when the first requests take longer, the rest go out four at a time.
@@ -306,8 +318,37 @@ clusters:
       returned: when the run waited in this cluster
       type: dict
       sample: {"seconds": 0.21, "lists": 1, "watches": 1}
+failures:
+  description:
+    - What could not be finished, one entry per (cluster, user); RV(failures[].user) is V(null) when the whole cluster
+      stopped at that step. The task fails when this list is not empty, after finishing everything else.
+  returned: on failure at run time
+  type: list
+  elements: dict
+  contains:
+    cluster:
+      description: The cluster at fault.
+      type: str
+      sample: prod-eu
+    user:
+      description: The user, or V(null) for the whole cluster.
+      type: str
+      sample: alice
+    csr_name:
+      description: The CSR concerned, when there is one.
+      type: str
+      sample: kubepki-alice-3f9c2a61d0b4
+    step:
+      description: Where it stopped - V(create), V(approve), V(wait), V(publish) or V(render).
+      type: str
+      sample: approve
+    msg:
+      description: Why.
+      type: str
+      sample: "the approval policy refuses CSR kubepki-alice-3f9c2a61d0b4: group qa is not in policy.allowed_groups"
+  sample: [{"cluster": "prod-eu", "user": "alice", "step": "approve", "msg": "..."}]
 users:
-  description: The RV(kubepki.certs.kubeconfig_render#module:users) entries, one per user (no key material).
+  description: The RV(kubepki.certs.kubeconfig_render#module:users) entries, one per rendered user (no key material).
   returned: when O(dest_dir) is set and the kubeconfigs could be rendered
   type: list
   elements: dict

@@ -297,3 +297,38 @@ def test_the_bad_input_suite_leaves_nothing_behind(run_playbook, sandbox, job, t
     for name in sandbox.names:
         assert our_csrs(sandbox, name, job["scope"]) == []
     assert etcd_keys(sandbox, job["prefix"]) == []
+
+
+SECRETS_PLAY = """
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: secrets
+      kubepki.certs.user_certificates:
+        users: "{{ users }}"
+        clusters: "{{ clusters }}"
+        store_uri: "{{ store }}"
+        timeout: 10
+"""
+
+
+def test_secrets_stay_hidden_at_vvv_even_when_input_is_refused(run_playbook, sandbox, tmp_path):
+    """A MongoDB password in store_uri and the token of an inline kubeconfig appear nowhere in what
+    ansible-playbook -vvv prints (the echoed invocation included), whether the run stops at validation or at
+    the store. No MongoDB server runs here: the URI points at a closed port, which is the point."""
+    token = "inline-t0ken-%s" % uuid.uuid4().hex[:8]
+    password = "S3cret-%s" % uuid.uuid4().hex[:8]
+    info = sandbox.cluster(sandbox.names[0])
+    inline = {"apiVersion": "v1", "kind": "Config", "current-context": "c",
+              "clusters": [{"name": "c", "cluster": {"server": info.server, "insecure-skip-tls-verify": True}}],
+              "users": [{"name": "u", "user": {"token": token}}],
+              "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}]}
+    clusters = [{"name": sandbox.names[0], "auth": {"kubeconfig": inline}}]
+    env = {"ANSIBLE_STDOUT_CALLBACK": "default", "ANSIBLE_VERBOSITY": "3"}
+    mongo = "mongodb://kpuser:%s@127.0.0.1:9/kubepki?serverSelectionTimeoutMS=300&connectTimeoutMS=300" % password
+    for users, store in (([{"name": "bad/name"}], str(tmp_path / "store.db")),  # refused by validation
+                         ([{"name": "uc-fine"}], mongo)):                       # fails at the store
+        out = run_playbook(SECRETS_PLAY, extra_vars={"users": users, "clusters": clusters, "store": store}, env=env)
+        text = out.stdout + out.stderr
+        assert out.rc != 0 and ("must not contain '/'" in text or "kpuser" in text), text[-2000:]
+        assert token not in text and password not in text

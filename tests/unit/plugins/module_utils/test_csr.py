@@ -177,3 +177,24 @@ def test_decide_is_idempotent_and_refuses_the_opposite():
     assert _csr.decide(client, "n", "Approved", "R", "M", obj=approved) == (False, approved)
     with pytest.raises(KubePkiError, match="already Approved"):
         _csr.decide(client, "n", "Denied", "R", "M", obj=approved)
+
+
+def test_group_order_does_not_change_the_request():
+    first = _csr.csr_name("alice", "ab" * 32, "alice", ["ops", "dev"], _csr.SIGNER_CLIENT, ["client auth"])
+    second = _csr.csr_name("alice", "ab" * 32, "alice", ["dev", "ops"], _csr.SIGNER_CLIENT, ["client auth"])
+    assert first == second
+    assert _csr.same_groups(["ops", "dev"], ["dev", "ops"])
+    assert not _csr.same_groups(["ops"], ["dev", "ops"])
+
+
+@pytest.mark.parametrize("name, fragment", [
+    ("a/b", "must not contain '/'"), ("a\\b", "must not contain '/'"), ("..", "must not be '.' or '..'"), (".", "must not be"),
+])
+def test_names_that_cannot_be_key_segments_or_file_names(name, fragment):
+    assert fragment in _csr.name_problem(name)
+
+
+def test_durations_beyond_any_certificate_are_refused():
+    with pytest.raises(KubePkiError, match="renew_before: '99999999999d' is longer than 36500 days"):
+        _csr.parse_duration("99999999999d")
+    assert _csr.parse_duration("36500d") == 36500 * 86400

@@ -127,3 +127,26 @@ def test_malformed_policy_is_named(policy, fragment):
 def test_broken_request_is_a_violation():
     obj = {"metadata": {"name": "n"}, "spec": {"request": "bm90IGEgY3Ny", "signerName": _csr.SIGNER_CLIENT, "usages": ["client auth"]}}
     assert rules(_policy.evaluate(obj, {})) == ["request"]
+
+
+@pytest.mark.parametrize("group", ["system:masters", "kubeadm:cluster-admins"])
+def test_cluster_admin_groups_are_refused_unless_opted_in(key, group):
+    refused = _policy.evaluate(make(key, groups=[group]), {}, {"common_name": "alice"})
+    assert [v["rule"] for v in refused] == ["allowed_groups"]
+    assert "%s is cluster-admin" % group in refused[0]["reason"]
+    assert _policy.evaluate(make(key, groups=[group]), {"allowed_system_groups": [group]}, {"common_name": "alice"}) == []
+
+
+def test_expected_groups_are_a_set(key):
+    """The signer sorts the O values (one DER SET); the request's order must not make it a mismatch."""
+    obj = make(key, groups=["ops", "dev"])
+    assert _policy.evaluate(obj, {}, {"common_name": "alice", "groups": ["dev", "ops"]}) == []
+    assert rules(_policy.evaluate(obj, {}, {"common_name": "alice", "groups": ["dev"]})) == ["groups"]
+
+
+def test_group_refusal_is_what_evaluate_refuses(key):
+    policy = _policy.normalize({"allowed_groups": ["dev*"]})
+    assert _policy.group_refusal("developers", policy) is None
+    assert "not in policy.allowed_groups" in _policy.group_refusal("qa", policy)
+    assert "system:monitoring is not allowed" in _policy.group_refusal("system:monitoring", policy)
+    assert _policy.group_refusal("system:nodes", policy, _csr.SIGNER_KUBELET_CLIENT) is None

@@ -206,3 +206,33 @@ def test_system_groups_are_warned_about(run_module, cluster, base, monkeypatch):
     failed, _result = run_module(csr_create, dict(base, users=[{"name": "svc", "groups": ["system:monitoring"]}]))
     assert not failed
     assert any("users[0] (svc) asks for the system group system:monitoring" in w for w in warned), warned
+
+
+def test_a_rotation_that_lost_the_race_takes_the_winners_key(run_module, cluster, base, monkeypatch):
+    """Two runs rotate the same key: the second to replace finds the key changed since it read it, does not
+    rotate again, and requests its certificate with the winner's key. The other run is played here by a
+    second store connection that rotates just before this run's replace (a real store, a forced interleaving)."""
+    failed, result = run_module(csr_create, dict(base, users=users("erin"), expiration_seconds=3600))
+    assert not failed
+    name = result["csrs"][0]["csr_name"]
+    cluster.issue(cluster.objects[name])
+    from ansible_collections.kubepki.certs.plugins.modules import csr_wait
+    failed, waited = run_module(csr_wait, {"host": base["host"], "cluster": "c1", "names": [name]})
+    with _store.open_store(base["store_uri"]) as store:
+        store.put_cert({k: waited["certificates"][0][k] for k in _store.CERT_FIELDS})
+    winner = {}
+    real_replace = _store.SqliteStore.replace_key
+
+    def other_run_first(self, *args, **kwargs):
+        if not winner:
+            winner["started"] = True
+            with _store.open_store(base["store_uri"]) as other:
+                winner.update(real_replace(other, "default", "erin", ""))
+        return real_replace(self, *args, **kwargs)
+
+    monkeypatch.setattr(_store.SqliteStore, "replace_key", other_run_first)
+    failed, rotated = run_module(csr_create, dict(base, users=users("erin"), expiration_seconds=3600, renew_before="2h", rotate_key=True))
+    assert not failed, rotated
+    assert rotated["csrs"][0]["public_key_sha256"] == winner["public_key_sha256"]
+    with _store.open_store(base["store_uri"]) as store:
+        assert store.get_key("default", "erin")["public_key_sha256"] == winner["public_key_sha256"]

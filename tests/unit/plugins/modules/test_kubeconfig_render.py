@@ -10,7 +10,7 @@ import uuid
 import pytest
 import yaml
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _etcd, _store
+from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _etcd, _step_render, _store
 from ansible_collections.kubepki.certs.plugins.modules import kubeconfig_render
 
 from kubesandbox import pki
@@ -274,3 +274,53 @@ def test_verify_unreachable_cluster(run_module, world):
     failed, result = run_module(kubeconfig_render, world.args(
         verify=True, clusters=[{"name": "c1", "server": "https://127.0.0.1:9", "ca_cert": str(world.tmp_path / "c1-ca.crt")}]))
     assert failed and "verify: cannot reach https://127.0.0.1:9 (context 'alice@c1')" in result["msg"]
+
+
+@pytest.mark.parametrize("server", ["https://", "https://:6443", "ftp://host", "https://host:99999", "https://ho st", "https://u:p@host",
+                                    "https://host/?x=1", ""])
+def test_server_urls_that_are_not_api_servers(server):
+    assert _step_render.url_problem(server), server
+
+
+@pytest.mark.parametrize("server", ["https://127.0.0.1:6443", "https://[::1]:6443", "http://localhost", "https://k8s.example.com/prefix"])
+def test_server_urls_that_are(server):
+    assert _step_render.url_problem(server) is None
+
+
+def users_args(world, **extra):
+    args = world.args(**extra)
+    args.pop("user")
+    return args
+
+
+def test_a_key_the_user_holds_is_referred_to_not_embedded(run_module, world):
+    """Bring your own CSR: the store holds no key for bob; his kubeconfig names his own key file, which is never
+    read, and the certificate from the store is still checked (CA, validity, CN)."""
+    own_key = _crypto.private_key_to_pem(_crypto.generate_private_key())
+    world.to_store(world.cert(user="bob", key_pem=own_key))
+    dest_dir = world.tmp_path / "out"
+    args = users_args(world, users=[{"name": "bob", "client_key_path": "/home/bob/.kube/bob.key"}], dest_dir=str(dest_dir))
+    failed, result = run_module(kubeconfig_render, args)
+    assert not failed, result
+    config = yaml.safe_load((dest_dir / "bob.kubeconfig").read_text())
+    [user] = config["users"]
+    assert user["user"]["client-key"] == "/home/bob/.kube/bob.key" and "client-key-data" not in user["user"]
+    assert own_key not in json.dumps(result)
+    failed, again = run_module(kubeconfig_render, args)
+    assert not failed and not again["changed"]
+    failed, result = run_module(kubeconfig_render, dict(args, users=[{"name": "bob", "client_key_path": "bob.key"}]))
+    assert failed and "users[bob].client_key_path 'bob.key' must be an absolute path" in result["msg"]
+    failed, result = run_module(kubeconfig_render, dict(args, users=[{"name": "bob"}]))
+    assert failed and "no private key for user 'bob'" in result["msg"]
+
+
+def test_users_clusters_limits_the_contexts(run_module, world):
+    world.to_store(world.cert())
+    clusters = world.args()["clusters"] + [{"name": "c2", "server": "https://127.0.0.1:6444", "ca_cert": str(world.tmp_path / "c2-ca.crt")}]
+    dest_dir = world.tmp_path / "out"
+    failed, result = run_module(kubeconfig_render, users_args(world, users=[{"name": "alice", "clusters": ["c1"]}], clusters=clusters,
+                                                              dest_dir=str(dest_dir)))
+    assert not failed, result
+    assert [c["name"] for c in yaml.safe_load((dest_dir / "alice.kubeconfig").read_text())["clusters"]] == ["c1"]
+    failed, result = run_module(kubeconfig_render, users_args(world, users=[{"name": "alice", "clusters": ["c9"]}], clusters=clusters))
+    assert failed and "users[alice].clusters: c9 not in clusters" in result["msg"]
