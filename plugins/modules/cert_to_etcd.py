@@ -65,6 +65,7 @@ extends_documentation_fragment:
   - kubepki.certs._etcd
   - kubepki.certs._requirements.ETCD
   - kubepki.certs._attributes
+  - kubepki.certs._attributes.ACTIONGROUP_ETCD
 attributes:
   check_mode:
     support: full

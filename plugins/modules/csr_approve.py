@@ -95,7 +95,7 @@ extends_documentation_fragment:
   - kubepki.certs._store
   - kubepki.certs._requirements
   - kubepki.certs._attributes
-  - kubepki.certs._attributes.ACTIONGROUP_K8S
+  - kubepki.certs._attributes.ACTIONGROUP_K8S_STORE
 attributes:
   check_mode:
     support: full

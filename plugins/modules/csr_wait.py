@@ -64,7 +64,7 @@ extends_documentation_fragment:
   - kubepki.certs._requirements
   - kubepki.certs._attributes
   - kubepki.certs._attributes.INFO_MODULE
-  - kubepki.certs._attributes.ACTIONGROUP_K8S
+  - kubepki.certs._attributes.ACTIONGROUP_K8S_ETCD_STORE
 notes:
   - In check mode nothing is waited for; CSRs that are already issued are returned.
 """

@@ -158,6 +158,7 @@ extends_documentation_fragment:
   - kubepki.certs._etcd
   - kubepki.certs._requirements
   - kubepki.certs._attributes
+  - kubepki.certs._attributes.ACTIONGROUP_ETCD_STORE
 attributes:
   check_mode:
     support: full

@@ -19,7 +19,7 @@ description:
     Use the single modules when the steps must be split, for example to approve in another play.
   - Keys are created first, once per user (or per user and cluster with O(key_scope=per_cluster)); then up to O(parallel)
     clusters are worked on side by side, each with one list and one watch for the whole batch.
-  - Every input is checked before anything is written, for every user and cluster - names (no C(/), C(.) or C(..): they
+  - Every input is checked before anything is written, for every user and cluster - names (no C(/), C(.) or C(..), since they
     become etcd key segments and file names), groups the approval policy would refuse, CA and kubeconfig files, server URLs,
     etcd endpoints, O(dest_dir), durations. Bad input fails naming the option and leaves the store, the clusters and etcd
     as they were.
@@ -233,6 +233,7 @@ extends_documentation_fragment:
   - kubepki.certs._etcd
   - kubepki.certs._requirements
   - kubepki.certs._attributes
+  - kubepki.certs._attributes.ACTIONGROUP_K8S_ETCD_STORE
 attributes:
   check_mode:
     support: full
