@@ -115,3 +115,28 @@ def test_renewal_issues_under_a_new_name(run_playbook, flow):
         path = flow["out"] / ("%s.kubeconfig" % user["name"])
         review = kubectl_json(path, "--context", "%s@cluster-1" % user["name"], "auth", "whoami")
         assert review["status"]["userInfo"]["username"] == user["name"]
+
+
+def test_a_cluster_that_fails_is_the_host_that_fails(run_playbook, flow, tmp_path):
+    """One inventory host whose cluster cannot be reached: that host fails with the reason, the other host's
+    users are finished and rendered, and the run_once task is not reported against the first host of the play."""
+    dead = tmp_path / "dead.kubeconfig"
+    info = flow["box"].cluster(flow["box"].names[0])
+    config = kubectl_json(info.kubeconfig, "config", "view", "--raw")
+    for cluster in config["clusters"]:
+        cluster["cluster"]["server"] = "https://127.0.0.1:9"
+    dead.write_text(json.dumps(config))
+    # the dead cluster is listed first, so the run_once task runs on it; the good one second
+    hosts = {"aaa-dead": {"user_access_kubeconfig": str(dead), "user_access_ca_cert": info.ca_cert, "user_access_server": "https://127.0.0.1:9"}}
+    good = flow["box"].names[1]
+    hosts[good] = flow["hosts"][good]
+    out_dir = tmp_path / "out"
+    result = run_playbook("- ansible.builtin.import_playbook: %s\n" % PLAYBOOK, hosts=hosts,
+                          extra_vars=dict(flow["extra"], user_access_output_dir=str(out_dir), user_access_verify=False))
+    assert result.rc != 0
+    failed = result.failures()
+    assert [host for _task, host, _msg in failed] == ["aaa-dead"], failed
+    assert failed[0][2].startswith("cluster aaa-dead: every user (create): "), failed
+    for user in USERS:
+        config = kubectl_json(out_dir / ("%s.kubeconfig" % user["name"]), "config", "view")
+        assert [c["name"] for c in config["contexts"]] == ["%s@%s" % (user["name"], good)]
