@@ -7,8 +7,9 @@
 """The certificate inventory: every key and certificate record of the store and of etcd, one row per
 (scope, user, cluster), with its state, and three ways to print it (JSON, a table, Prometheus text).
 
-Nothing here decrypts a private key: the store is read through the columns / fields that sit beside the
-key (``key_type``, ``public_key_sha256``, ``created``, ``encrypted``), never ``private_key_pem``.
+Nothing here decrypts a private key: the store is read through its listings (``list_keys``, whose rows hold
+``key_type``, ``public_key_sha256``, ``created`` and ``encrypted`` but never ``private_key_pem``, and
+``list_certs``), so no passphrase is needed.
 """
 
 from __future__ import annotations
@@ -19,63 +20,31 @@ import math
 import os
 import tempfile
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _store
+from ansible_collections.kubepki.certs.plugins.module_utils import _crypto
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
 
 STATES = ("valid", "expiring", "expired", "not_yet_valid", "missing_certificate", "missing_key", "key_mismatch", "invalid")
 FORMATS = ("json", "table", "prometheus")
 DEFAULT_WARN_WITHIN = "720h"
 
-# the key fields read from the store: everything of a key row except the private key itself
-_KEY_FIELDS = ("scope", "user", "cluster", "key_type", "public_key_sha256", "created", "encrypted")
+# stands for a store record that is not a JSON object (list_certs hands out its identity, not its text)
+DAMAGED = object()
 
 
 # ---------------------------------------------------------------------- reading the store
 
 def store_keys(store, scope=None):
-    """``[key row]`` of every key in ``store`` (of ``scope`` when given), without the private key.
-
-    The store's public API has no listing (``get_key`` decrypts and needs the identity), so this reads the
-    two backends directly, asking each for the non-secret fields only.
-    """
-    # pylint: disable=protected-access
-    if isinstance(store, _store.SqliteStore):
-        sql = "SELECT %s FROM keys" % ", ".join(_KEY_FIELDS)
-        args = ()
-        if scope is not None:
-            sql, args = sql + " WHERE scope = ?", (scope,)
-        rows = [dict(zip(_KEY_FIELDS, row)) for row in store._run(sql, args).fetchall()]
-    elif isinstance(store, _store.MongoStore):
-        query = {} if scope is None else {"scope": scope}
-        projection = dict.fromkeys(_KEY_FIELDS, 1)
-        projection["_id"] = 0
-        rows = store._guard(lambda: [dict(doc) for doc in store._keys.find(query, projection)])
-    else:
-        raise KubePkiError("store_uri: the inventory cannot list the keys of a %s store" % (store.kind,))
-    keys = []
-    for row in rows:
-        row.pop("private_key_pem", None)  # never asked for; dropped should a backend hand it out anyway
-        if not all(isinstance(row.get(field), str) for field in ("scope", "user", "cluster", "public_key_sha256")):
-            continue  # not a key row (a record the store keeps about itself)
-        row["encrypted"] = bool(row.get("encrypted"))
-        keys.append(row)
-    return keys
+    """``[key row]`` of every key in ``store`` (of ``scope`` when given), without the private key (store.list_keys)."""
+    return store.list_keys(scope)
 
 
 def store_certs(store, scope=None):
-    """``{(scope, cluster, user): record text}`` of every certificate record in ``store`` (of ``scope``)."""
-    # pylint: disable=protected-access
-    if isinstance(store, _store.SqliteStore):
-        sql = "SELECT scope, cluster, user, record FROM certificates"
-        args = ()
-        if scope is not None:
-            sql, args = sql + " WHERE scope = ?", (scope,)
-        return {(row[0], row[1], row[2]): row[3] for row in store._run(sql, args).fetchall()}
-    if isinstance(store, _store.MongoStore):
-        query = {} if scope is None else {"scope": scope}
-        documents = store._guard(lambda: list(store._certs.find(query, {"_id": 0, "scope": 1, "cluster": 1, "user": 1, "record": 1})))
-        return {(d.get("scope"), d.get("cluster"), d.get("user")): d.get("record") for d in documents}
-    raise KubePkiError("store_uri: the inventory cannot list the certificates of a %s store" % (store.kind,))
+    """``{(scope, cluster, user): record}`` of every certificate record in ``store`` (of ``scope``); a record the
+    store cannot read as JSON maps to DAMAGED, so that it is reported ``invalid`` instead of failing the report."""
+    damaged = []
+    found = {(r.get("scope"), r.get("cluster"), r.get("user")): r for r in store.list_certs(scope, damaged=damaged)}
+    found.update(dict.fromkeys(damaged, DAMAGED))
+    return found
 
 
 def etcd_certs(transport, scope=None):
@@ -93,11 +62,13 @@ def etcd_certs(transport, scope=None):
 # ---------------------------------------------------------------------- rows
 
 def _read_record(text, where):
-    """``(record, facts, problem)`` of one record's text: facts from the certificate itself."""
-    try:
-        record = json.loads(text) if isinstance(text, str) else None
-    except ValueError:
-        record = None
+    """``(record, facts, problem)`` of one record (its text, or a dict already read): facts from the certificate itself."""
+    record = text if isinstance(text, dict) else None
+    if isinstance(text, str):
+        try:
+            record = json.loads(text)
+        except ValueError:
+            record = None
     if not isinstance(record, dict):
         return None, None, "%s is not a JSON certificate record" % where
     try:
@@ -214,7 +185,7 @@ def _state(row, key, facts, now, warn_seconds, notes):
 def build(keys, stored, in_etcd, now, warn_seconds, users=(), clusters=(), etcd_used=False):
     """The inventory rows, sorted by (scope, user, cluster).
 
-    ``keys``: key rows (store_keys); ``stored``: store_certs; ``in_etcd``: etcd_certs; ``now``: epoch seconds.
+    ``keys``: key rows (store_keys); ``stored``: store_certs (records or DAMAGED); ``in_etcd``: etcd_certs; ``now``: epoch seconds.
     Every certificate record gets a row, with the key that applies: the per-cluster key of its cluster,
     else the user's shared key. A key that no certificate uses gets a ``missing_certificate`` row (a shared
     key under cluster ``''``); with ``clusters``, every listed cluster in which a user with a key has no

@@ -30,6 +30,9 @@ passphrase of every key at once.
 
 Certificates never go back in time: ``put_cert``/``put_certs`` skip a record when the stored record of the same
 identity is newer (``not_before``, then ``not_after``, compared as times).
+
+Listings (``list_keys``, ``list_certs``) read everything of a scope, or of the whole store, for reports such as
+the inventory: key rows come without ``private_key_pem`` and nothing is decrypted, so they need no passphrase.
 """
 
 from __future__ import annotations
@@ -256,6 +259,9 @@ class _Changed(Exception):
 
 PROTECTION_NAME = "key_protection"
 REKEY_ROUNDS = 5
+
+# the fields of a key row that list_keys hands out: everything but the private key
+KEY_LISTING_FIELDS = ("scope", "user", "cluster", "key_type", "public_key_sha256", "created", "encrypted")
 
 
 def _times(record, what):
@@ -606,6 +612,51 @@ class CredentialStore:
         self._check_identity(scope, user, cluster)
         return self._delete_cert(scope, cluster, user)
 
+    # ------------------------------------------------------------------ listings
+
+    @staticmethod
+    def _check_scope(scope):
+        if scope is not None and (not isinstance(scope, str) or not scope):
+            raise KubePkiError("scope must be a non-empty string (or None for every scope) to list the credential store, got %r" % (scope,))
+
+    def list_keys(self, scope=None):
+        """Every stored key (of ``scope`` when given, else of every scope), sorted by (scope, user, cluster), as a dict
+        of KEY_LISTING_FIELDS: ``scope, user, cluster, key_type, public_key_sha256, created, encrypted`` (a bool).
+
+        ``private_key_pem`` is never read from the backend and nothing is decrypted, so no passphrase is needed (and
+        none is checked). A document that is not a key row (a MongoDB document without a string identity or
+        fingerprint) is left out. A missing embedded store opened with ``create=False`` lists nothing."""
+        self._check_scope(scope)
+        keys = []
+        for row in self._list_key_facts(scope):
+            row = {field: row.get(field) for field in KEY_LISTING_FIELDS}
+            if not all(isinstance(row[field], str) for field in ("scope", "user", "cluster", "public_key_sha256")):
+                continue
+            row["encrypted"] = bool(row["encrypted"])
+            keys.append(row)
+        return sorted(keys, key=lambda k: (k["scope"], k["user"], k["cluster"]))
+
+    def list_certs(self, scope=None, damaged=None):
+        """Every stored certificate record (of ``scope`` when given), as get_cert returns it, sorted by (scope, cluster,
+        user). A stored record that is not a JSON object is refused like get_cert refuses it (KubePkiError naming its
+        user and cluster), unless ``damaged`` is a list: its ``(scope, cluster, user)`` is then appended there and the
+        record left out, so a report can name it and go on. A missing embedded store lists nothing."""
+        self._check_scope(scope)
+        records = []
+        for item_scope, cluster, user, text in sorted(self._list_cert_texts(scope), key=lambda item: tuple(str(v) for v in item[:3])):
+            try:
+                record = json.loads(text) if isinstance(text, str) else None
+            except ValueError:
+                record = None
+            if isinstance(record, dict):
+                records.append(record)
+            elif damaged is not None:
+                damaged.append((item_scope, cluster, user))
+            else:
+                raise KubePkiError("credential store %s holds a damaged certificate record for user %r, cluster %r (scope %r)" % (
+                    self.location, user, cluster, item_scope))
+        return records
+
     def close(self):
         """Release the connection; the store is unusable afterwards."""
 
@@ -621,6 +672,14 @@ class CredentialStore:
         raise NotImplementedError
 
     def _list_key_rows(self):
+        raise NotImplementedError
+
+    def _list_key_facts(self, scope):
+        """The stored key rows of ``scope`` (None: all) with the KEY_LISTING_FIELDS only, never the private key."""
+        raise NotImplementedError
+
+    def _list_cert_texts(self, scope):
+        """``[(scope, cluster, user, record text)]`` of the stored certificate records of ``scope`` (None: all)."""
         raise NotImplementedError
 
     def _key_modes(self):
@@ -762,6 +821,18 @@ class SqliteStore(CredentialStore):
     def _list_key_rows(self):
         cursor = self._run("SELECT %s FROM keys ORDER BY scope, user, cluster" % ", ".join(_KEY_COLUMNS))
         return [dict(zip(_KEY_COLUMNS, row)) for row in cursor.fetchall()]
+
+    def _list_key_facts(self, scope):
+        sql, args = "SELECT %s FROM keys" % ", ".join(KEY_LISTING_FIELDS), ()
+        if scope is not None:
+            sql, args = sql + " WHERE scope = ?", (scope,)
+        return [dict(zip(KEY_LISTING_FIELDS, row)) for row in self._run(sql, args).fetchall()]
+
+    def _list_cert_texts(self, scope):
+        sql, args = "SELECT scope, cluster, user, record FROM certificates", ()
+        if scope is not None:
+            sql, args = sql + " WHERE scope = ?", (scope,)
+        return [tuple(row) for row in self._run(sql, args).fetchall()]
 
     def _key_modes(self):
         return {bool(row[0]) for row in self._run("SELECT DISTINCT encrypted FROM keys").fetchall()}
@@ -974,6 +1045,18 @@ class MongoStore(CredentialStore):
         def listing():
             return [self._strip(doc) for doc in self._keys.find({}).sort([("scope", 1), ("user", 1), ("cluster", 1)])]
         return self._guard(listing)
+
+    def _list_key_facts(self, scope):
+        query = {} if scope is None else {"scope": scope}
+        projection = dict.fromkeys(KEY_LISTING_FIELDS, 1)
+        projection["_id"] = 0
+        return self._guard(lambda: [dict(doc) for doc in self._keys.find(query, projection)])
+
+    def _list_cert_texts(self, scope):
+        query = {} if scope is None else {"scope": scope}
+        projection = {"_id": 0, "scope": 1, "cluster": 1, "user": 1, "record": 1}
+        return self._guard(lambda: [(doc.get("scope"), doc.get("cluster"), doc.get("user"), doc.get("record"))
+                                    for doc in self._certs.find(query, projection)])
 
     def _key_modes(self):
         return {mode for mode in (True, False) if self._guard(self._keys.find_one, {"encrypted": mode}) is not None}

@@ -87,6 +87,14 @@ class Backend:
         else:
             self._database()["keys"].insert_one(dict(row))
 
+    def insert_raw_cert(self, scope, cluster, user, text):
+        """Store a certificate record's text as it is, past every check (a damaged record)."""
+        if self.kind == "embedded":
+            with sqlite3.connect(self.uri) as db:
+                db.execute("INSERT INTO certificates (scope, cluster, user, record) VALUES (?, ?, ?, ?)", (scope, cluster, user, text))
+        else:
+            self._database()["certificates"].insert_one({"scope": scope, "cluster": cluster, "user": user, "record": text})
+
     def key_count(self):
         if self.kind == "embedded":
             if not os.path.exists(self.uri):
@@ -859,3 +867,96 @@ def test_store_messages_never_hold_the_uri_password():
         messages.append(caught.value.msg)
     assert all("mongodb://kubepki:***@mongo.invalid/kubepki_test" in message for message in messages), messages
     assert not any("Hunter" in message or "22pw" in message for message in messages), messages
+
+
+# ---------------------------------------------------------------- listings: list_keys, list_certs
+
+LISTED_FIELDS = {"scope", "user", "cluster", "key_type", "public_key_sha256", "created", "encrypted"}
+
+
+def key_body(record):
+    """A piece of a key's PEM body long enough to be found in a dump only when the key is in it."""
+    return "".join(record["private_key_pem"].splitlines()[1:-1])[:48]
+
+
+def test_list_keys_hands_out_every_key_without_its_material(backend):
+    store = backend.open()
+    made = [store.ensure_key(scope, user, cluster)[0] for scope, user, cluster in (
+        ("default", "bob", "c1"), ("default", "alice", ""), ("prod", "alice", "c2"), ("default", "alice", "c1"))]
+    listed = backend.open().list_keys()
+    assert [(k["scope"], k["user"], k["cluster"]) for k in listed] == [
+        ("default", "alice", ""), ("default", "alice", "c1"), ("default", "bob", "c1"), ("prod", "alice", "c2")]
+    by_identity = {(k["scope"], k["user"], k["cluster"]): k for k in listed}
+    for record in made:
+        row = by_identity[(record["scope"], record["user"], record["cluster"])]
+        assert set(row) == LISTED_FIELDS
+        assert row == {field: record[field] for field in LISTED_FIELDS}
+        assert row["encrypted"] is False
+    dump = repr(listed)
+    assert "PRIVATE KEY" not in dump and not any(key_body(record) in dump for record in made)
+    assert [(k["user"], k["cluster"]) for k in store.list_keys(scope="prod")] == [("alice", "c2")]
+    assert store.list_keys(scope="staging") == []
+
+
+def test_list_keys_of_an_encrypted_store_needs_no_passphrase(backend):
+    """Nothing is decrypted: the listing works without the passphrase, and with a wrong one, where get_key fails."""
+    alice = backend.open(passphrase="right one").ensure_key("default", "alice")[0]
+    for passphrase in ("", "wrong one"):
+        reader = backend.open(passphrase=passphrase)
+        with pytest.raises(KubePkiError, match="store_passphrase"):
+            reader.get_key("default", "alice")
+        [row] = reader.list_keys()
+        assert row["encrypted"] is True and row["public_key_sha256"] == alice["public_key_sha256"]
+        assert "private_key_pem" not in row and "ENCRYPTED" not in repr(row)
+
+
+def test_list_certs_returns_what_get_cert_returns(backend):
+    store = backend.open()
+    key = store.ensure_key("default", "alice")[0]
+    identities = [("default", "c2", "bob"), ("default", "c1", "carol"), ("prod", "c1", "alice"), ("default", "c1", "alice")]
+    records = [cert_record(key["private_key_pem"], scope=scope, cluster=cluster, user=user) for scope, cluster, user in identities]
+    assert store.put_certs(records) == 4
+    reader = backend.open()
+    listed = reader.list_certs()
+    assert [(r["scope"], r["cluster"], r["user"]) for r in listed] == sorted(identities)
+    for record in listed:
+        assert record == reader.get_cert(record["scope"], record["cluster"], record["user"])
+    assert reader.list_certs(scope="prod") == [reader.get_cert("prod", "c1", "alice")]
+    assert reader.list_certs(scope="staging") == []
+    # a record that is not JSON is refused by name, or set aside when the caller collects them
+    backend.insert_raw_cert("default", "c9", "mallory", "{not json")
+    with pytest.raises(KubePkiError, match="holds a damaged certificate record for user 'mallory', cluster 'c9'"):
+        reader.list_certs()
+    damaged = []
+    assert reader.list_certs(damaged=damaged) == listed
+    assert damaged == [("default", "c9", "mallory")]
+    assert reader.list_certs(scope="prod", damaged=damaged) == [reader.get_cert("prod", "c1", "alice")] and len(damaged) == 1
+
+
+@pytest.mark.parametrize("scope", ["", 7, ["default"]])
+def test_listings_refuse_a_bad_scope(backend, scope):
+    store = backend.open()
+    for listing in (store.list_keys, store.list_certs):
+        with pytest.raises(KubePkiError, match="scope must be a non-empty string"):
+            listing(scope)
+
+
+def test_mongodb_listing_leaves_out_documents_that_are_not_keys():
+    client = mongomock.MongoClient()
+    store = _store.open_store("mongodb://mongo.invalid/listing", mongo_client_factory=lambda uri, **kwargs: client)
+    alice = store.ensure_key("default", "alice")[0]
+    client["listing"]["keys"].insert_one({"note": "not a key", "private_key_pem": "-----BEGIN PRIVATE KEY-----"})
+    assert [(k["user"], k["public_key_sha256"]) for k in store.list_keys()] == [("alice", alice["public_key_sha256"])]
+
+
+def test_embedded_listings_of_an_empty_or_missing_store(tmp_path):
+    missing = tmp_path / "absent" / "store.db"
+    with _store.open_store(str(missing), create=False) as store:
+        assert store.list_keys() == [] and store.list_certs() == [] and store.list_certs(scope="default") == []
+    assert not missing.parent.exists()  # listing a missing store does not create it
+    empty = tmp_path / "empty.db"
+    empty.write_bytes(b"")
+    with _store.open_store(str(empty)) as store:
+        assert store.list_keys() == [] and store.list_certs() == []
+    with _store.open_store(str(tmp_path / "fresh" / "store.db")) as store:
+        assert store.list_keys(scope="default") == [] and store.list_certs() == []

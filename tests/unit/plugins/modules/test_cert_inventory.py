@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import re
+import sqlite3
 import stat
 import time
 import uuid
@@ -290,6 +291,23 @@ def test_a_damaged_store_record_leaves_the_etcd_one(run_module, world):
     [row] = result["inventory"]
     assert (row["state"], row["sources_differ"], row["serial"]) == ("valid", True, good["serial"])
     assert "cannot be parsed" in row["store"]["problem"]
+
+
+def test_a_store_record_that_is_not_json_is_reported_not_fatal(run_module, world):
+    """A record damaged past JSON (written into the file by hand here) is an ``invalid`` row; the others are reported."""
+    alice = world.key("alice")
+    good = world.cert("alice", "c1", alice["private_key_pem"])
+    world.to_store(good)
+    with sqlite3.connect(world.uri) as db:
+        db.execute("INSERT INTO certificates (scope, cluster, user, record) VALUES ('default', 'c2', 'alice', '{broken')")
+    failed, result = run_module(cert_inventory, world.args())
+    assert not failed, result
+    rows = by_identity(result)
+    assert rows[("default", "alice", "c1")]["state"] == "valid" and rows[("default", "alice", "c1")]["serial"] == good["serial"]
+    broken = rows[("default", "alice", "c2")]
+    assert (broken["state"], broken["found_in"], broken["serial"]) == ("invalid", "store", None)
+    assert "the store record of user 'alice', cluster 'c2' (scope 'default') is not a JSON certificate record" in broken["store"]["problem"]
+    assert result["summary"]["invalid"] == 1 and result["summary"]["total"] == 2
 
 
 def test_filters(run_module, world):
