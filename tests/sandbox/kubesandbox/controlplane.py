@@ -8,6 +8,9 @@ The Kubernetes binaries come as ``.xz`` files with a ``SHA256SUMS`` list in a di
     plane.server, plane.kubeconfig, plane.ca_cert          # the same names as a sandbox ClusterInfo
     plane.stop()
 
+    kubelet = Kubelet(tmpdir + "/node-a", assets_dir(), ["--config", ..., "--hostname-override", "node-a"]).start()
+    kubelet.stop()                                          # kubelet, then its fakecri, by PID
+
 A cluster directory has the sandbox's layout (``admin.kubeconfig``, ``ca.crt``, ``server``), so a test can
 take a real cluster where it takes a sandbox cluster. Every process is stopped by its PID; a watchdog stops
 them when the process that started them is gone.
@@ -30,6 +33,7 @@ from . import etcd as etcdlib, launcher, pki
 
 ASSETS_ENV = "KUBEPKI_K8S_ASSETS"
 REQUIRED = ("kube-apiserver", "kube-controller-manager")
+KUBELET_REQUIRED = ("kubelet", "fakecri")
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 CACHE = os.path.join(REPO, ".cache", "k8s")
 CONTROLLERS = ("csrapproving", "csrsigning", "csrcleaner", "bootstrapsigner", "tokencleaner",
@@ -83,6 +87,40 @@ def missing_assets(directory):
     if absent:
         return "%s=%s lacks %s" % (ASSETS_ENV, directory, ", ".join(name + ".xz" for name in absent))
     return None
+
+
+def missing_kubelet(directory):
+    """Why ``directory`` cannot run a kubelet (a sentence), or None when it can."""
+    reason = missing_assets(directory)
+    if reason:
+        return reason
+    absent = [name for name in KUBELET_REQUIRED if not os.path.isfile(os.path.join(directory, name + ".xz"))]
+    if absent:
+        return "%s=%s lacks %s" % (ASSETS_ENV, directory, ", ".join(name + ".xz" for name in absent))
+    return None
+
+
+def _flag_groups(args):
+    """``args`` (after the executable) as [(flag name, [tokens])]: a flag with the values that follow it."""
+    groups = []
+    for token in args:
+        if token.startswith("--") or not groups:
+            groups.append((token[2:].split("=", 1)[0] if token.startswith("--") else None, [token]))
+        else:
+            groups[-1][1].append(token)
+    return groups
+
+
+def override_flags(defaults, extra):
+    """``defaults`` then ``extra``, without the defaults whose flag name ``extra`` gives again.
+
+    kube-apiserver and kube-controller-manager read most repeated flags as "the last one wins" but some (e.g.
+    ``--authorization-mode``, ``--controllers``) as lists that grow, so a flag taken from elsewhere (a role's
+    manifest) must replace the default instead of following it.
+    """
+    given = {name for name, _tokens in _flag_groups(extra) if name}
+    kept = [token for name, tokens in _flag_groups(defaults) if name not in given for token in tokens]
+    return kept + list(extra)
 
 
 def _read_sums(path):
@@ -153,11 +191,15 @@ class ControlPlane:  # pylint: disable=too-many-instance-attributes
     ``apiserver_flags`` / ``controller_manager_flags``: extra arguments, after the defaults. ``feature_gates``:
     {gate: bool} for both. ``signing_cert`` / ``signing_key``: the CA the controller-manager signs with
     (default: the cluster CA; another CA is added to the apiserver's client CAs). A
-    ``--cluster-signing-*`` flag among ``controller_manager_flags`` replaces the default signing flags.
+    ``--cluster-signing-*`` flag among ``controller_manager_flags`` replaces the default signing flags, and any
+    other flag there or in ``apiserver_flags`` replaces the default flag of the same name (``override_flags``).
+    ``cluster_ca``: (certificate path, key path) of an existing CA to use as the cluster CA (serving, admin and
+    controller-manager certificates are issued by it) instead of a new one.
     """
 
     def __init__(self, directory, assets, name=None, etcd_url=None, etcd_prefix="/registry", apiserver_flags=(),
-                 controller_manager_flags=(), feature_gates=None, signing_cert=None, signing_key=None, owner_pid=None):
+                 controller_manager_flags=(), feature_gates=None, signing_cert=None, signing_key=None, owner_pid=None,
+                 cluster_ca=None):
         self.dir = os.path.abspath(directory)
         self.name = name or os.path.basename(self.dir)
         self.assets = assets
@@ -169,6 +211,7 @@ class ControlPlane:  # pylint: disable=too-many-instance-attributes
         if bool(signing_cert) != bool(signing_key):
             raise ValueError("signing_cert and signing_key go together")
         self.signing_cert, self.signing_key = signing_cert, signing_key
+        self.cluster_ca = tuple(cluster_ca) if cluster_ca else None
         self.owner_pid = os.getpid() if owner_pid is None else owner_pid
         self.server = None
         self.kubeconfig = os.path.join(self.dir, "admin.kubeconfig")
@@ -190,7 +233,11 @@ class ControlPlane:  # pylint: disable=too-many-instance-attributes
 
     # --- files --------------------------------------------------------------------------------------
     def _write_pki(self):
-        ca = pki.make_ca("%s-ca" % self.name)
+        if self.cluster_ca:
+            with open(self.cluster_ca[0], "rb") as cert_file, open(self.cluster_ca[1], "rb") as key_file:
+                ca = pki.KeyPair(pki.load_cert(cert_file.read()), pki.load_key(key_file.read()))
+        else:
+            ca = pki.make_ca("%s-ca" % self.name)
         serving = pki.issue(ca, "kube-apiserver", server=True,
                             hosts=["127.0.0.1", "localhost", "kubernetes", "kubernetes.default.svc", "10.96.0.1"])
         admin = pki.issue(ca, "kubernetes-admin", organizations=["system:masters"], client=True)
@@ -248,8 +295,8 @@ class ControlPlane:  # pylint: disable=too-many-instance-attributes
         return ["--feature-gates", ",".join("%s=%s" % (gate, str(bool(on)).lower()) for gate, on in sorted(self.feature_gates.items()))]
 
     def _apiserver_args(self, exe, port):
-        return [
-            exe, "--etcd-servers", self.etcd_url, "--etcd-prefix", self.etcd_prefix,
+        return [exe] + override_flags([
+            "--etcd-servers", self.etcd_url, "--etcd-prefix", self.etcd_prefix,
             "--secure-port", str(port), "--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1",
             "--tls-cert-file", self.path("apiserver.crt"), "--tls-private-key-file", self.path("apiserver.key"),
             "--client-ca-file", self.path("client-ca.crt"), "--cert-dir", self.path("apiserver-certs"),
@@ -257,7 +304,7 @@ class ControlPlane:  # pylint: disable=too-many-instance-attributes
             "--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
             "--service-account-key-file", self.path("sa.pub"), "--service-account-signing-key-file", self.path("sa.key"),
             "--service-cluster-ip-range", "10.96.0.0/12", "--endpoint-reconciler-type", "none", "--profiling=false",
-        ] + self._gates() + self.apiserver_flags
+        ] + self._gates(), self.apiserver_flags)
 
     def _controller_manager_args(self, exe, port):
         signing = []
@@ -265,12 +312,12 @@ class ControlPlane:  # pylint: disable=too-many-instance-attributes
                    and not flag.startswith("--cluster-signing-duration=") for flag in self.controller_manager_flags):
             signing = ["--cluster-signing-cert-file", self.signing_cert or self.ca_cert,
                        "--cluster-signing-key-file", self.signing_key or self.ca_key]
-        return [
-            exe, "--kubeconfig", self.path("controller-manager.kubeconfig"), "--use-service-account-credentials=true",
+        return [exe] + override_flags([
+            "--kubeconfig", self.path("controller-manager.kubeconfig"), "--use-service-account-credentials=true",
             "--root-ca-file", self.ca_cert, "--service-account-private-key-file", self.path("sa.key"),
             "--controllers", ",".join(CONTROLLERS), "--leader-elect=false", "--profiling=false",
             "--bind-address", "127.0.0.1", "--secure-port", str(port), "--cert-dir", self.path("controller-manager-certs"),
-        ] + signing + self._gates() + self.controller_manager_flags
+        ] + signing + self._gates(), self.controller_manager_flags)
 
     def start(self, timeout=90.0):
         """Bring the cluster up; returns self once the controller-manager is healthy. Stops what it started on failure."""
@@ -348,6 +395,102 @@ class ControlPlane:  # pylint: disable=too-many-instance-attributes
         self._stop_watchdog()
         if os.path.exists(self.path("server")):
             os.unlink(self.path("server"))
+
+
+class Kubelet:
+    """A real kubelet on a fake container runtime (``fakecri``, no pod ever runs), both from ``assets``.
+
+    ``args`` are the kubelet's arguments; ``--container-runtime-endpoint`` / the KubeletConfiguration's
+    ``containerRuntimeEndpoint`` must be ``self.cri_endpoint`` (``unix://<directory>/cri.sock``). Logs go to
+    ``<directory>/kubelet.log`` and ``fakecri.log``. Runs as root; both processes are stopped by their PID, and a
+    watchdog stops them when the process that started them is gone.
+    """
+
+    def __init__(self, directory, assets, args=(), owner_pid=None):
+        self.dir = os.path.abspath(directory)
+        self.assets = assets
+        self.args = list(args)
+        self.owner_pid = os.getpid() if owner_pid is None else owner_pid
+        self.socket = os.path.join(self.dir, "cri.sock")
+        self.cri_endpoint = "unix://" + self.socket
+        self._procs = {}
+        self._watchdog = None
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    @property
+    def pid(self):
+        proc = self._procs.get("kubelet")
+        return proc.pid if proc else None
+
+    def running(self):
+        proc = self._procs.get("kubelet")
+        return proc is not None and proc.poll() is None
+
+    def _spawn(self, label, args):
+        log = open(self.path(label + ".log"), "ab")  # pylint: disable=consider-using-with
+        try:
+            proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,  # pylint: disable=consider-using-with
+                                    start_new_session=True, cwd=self.dir)
+        finally:
+            log.close()
+        self._procs[label] = proc
+        return proc
+
+    def log_tail(self, label="kubelet", size=3000):
+        try:
+            with open(self.path(label + ".log"), encoding="utf-8", errors="replace") as handle:
+                return handle.read()[-size:]
+        except OSError:
+            return ""
+
+    def start(self, timeout=30.0):
+        """Start fakecri, wait for its socket, then start the kubelet; returns self. Stops both on failure."""
+        reason = missing_kubelet(self.assets)
+        if reason:
+            raise RuntimeError(reason)
+        exes = binaries(self.assets)
+        os.makedirs(self.dir, exist_ok=True)
+        if len(self.socket) > 100:
+            raise RuntimeError("%s is too long for a unix socket path" % self.socket)
+        try:
+            cri = self._spawn("fakecri", [exes["fakecri"], self.cri_endpoint])
+            deadline = time.monotonic() + timeout
+            while not os.path.exists(self.socket):
+                if cri.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("fakecri did not serve %s (exit %s):\n%s" % (self.socket, cri.poll(), self.log_tail("fakecri")))
+                time.sleep(0.05)
+            self._spawn("kubelet", [exes["kubelet"]] + self.args)
+            self._watch()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _watch(self):
+        if not self.owner_pid:
+            return
+        watched = ["%d:%s" % (proc.pid, label) for label, proc in reversed(list(self._procs.items()))]
+        self._watchdog = subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(self.owner_pid)] + watched,  # pylint: disable=consider-using-with
+                                          start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.DEVNULL)
+
+    def stop(self):
+        """Stop the kubelet, then fakecri, by PID; then the watchdog."""
+        for label in reversed(list(self._procs)):
+            proc = self._procs.pop(label)
+            if proc.poll() is None:
+                etcdlib.stop_pid(proc.pid)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+        if self._watchdog is not None:
+            if self._watchdog.poll() is None:
+                etcdlib.stop_pid(self._watchdog.pid)
+            self._watchdog.wait(timeout=10)
+            self._watchdog = None
 
 
 class RealClusters:

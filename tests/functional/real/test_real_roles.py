@@ -1,0 +1,261 @@
+"""The roles against a REAL control plane: the flags and files controller_manager_signing and apiserver_auth write
+start a real kube-controller-manager and kube-apiserver v1.36, and a real kubelet bootstraps with the files
+kubelet_bootstrap writes.
+
+One module-scoped cluster on purpose (one worker with ``--dist loadfile``, one control plane): the two control
+plane roles run first, on node paths inside a temporary directory (``*_root: /``, so every path a flag names is
+the file the process reads), and the cluster is started from what they wrote:
+
+- controller_manager_signing generates the signing CA and sets the signing files, ``--cluster-signing-duration``
+  and ``--controllers``; the cluster uses that CA as its CA (as kubeadm does) and the controller-manager runs with
+  those flags, not the harness's;
+- apiserver_auth installs a client CA bundle (the cluster CA and a second "users" CA) and a static token file, and
+  sets ``--client-ca-file``, ``--token-auth-file``, ``--enable-bootstrap-token-auth`` and ``--authorization-mode``.
+
+Nothing is mocked: ansible-playbook runs the roles and csr_approve, /usr/bin/kubectl talks to the apiserver.
+"""
+
+import base64
+import datetime
+import ipaddress
+import json
+import os
+import secrets
+import shlex
+import shutil
+import stat
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+
+import pytest
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from kubesandbox import controlplane, pki
+from kubesandbox.testing import KUBECTL, kubectl, kubectl_json
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+FIXTURES = os.path.join(REPO, "tests", "functional", "roles", "fixtures", "kubeadm", "etc", "kubernetes", "manifests")
+KCM_ROLE_FLAGS = ("cluster-signing-cert-file", "cluster-signing-key-file", "cluster-signing-duration", "controllers")
+API_ROLE_FLAGS = ("client-ca-file", "token-auth-file", "enable-bootstrap-token-auth", "authorization-mode")
+DURATION = datetime.timedelta(hours=720)
+NODE = "node-a"
+OPS = {"user": "real-ops", "uid": "1001", "groups": ["ops", "dev"]}
+
+
+# --- running ansible-playbook from a module-scoped fixture (the run_playbook fixture is per test) -------------
+
+
+def run_play(workdir, playbook, extra_vars=None):
+    """(returncode, parsed ansible.posix.json output, stderr) of one ansible-playbook run on localhost."""
+    os.makedirs(workdir, exist_ok=True)
+    tag = uuid.uuid4().hex[:8]
+    book = os.path.join(workdir, "play-%s.yml" % tag)
+    with open(book, "w", encoding="utf-8") as handle:
+        handle.write(textwrap.dedent(playbook))
+    inventory = os.path.join(workdir, "inventory-%s.json" % tag)
+    with open(inventory, "w", encoding="utf-8") as handle:
+        json.dump({"all": {"hosts": {"localhost": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}}, handle)
+    cmd = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", inventory, book]
+    if extra_vars:
+        evars = os.path.join(workdir, "vars-%s.json" % tag)
+        fd = os.open(evars, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(extra_vars, handle)
+        cmd += ["-e", "@" + evars]
+    collections = os.path.join(REPO, ".cache", "collections")
+    site = next(path for path in sys.path if path.endswith("site-packages"))
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.pathsep.join([collections, site]), ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
+               ANSIBLE_CALLBACK_RESULT_FORMAT="json", ANSIBLE_HOME=os.path.join(workdir, "ansible-home"),
+               ANSIBLE_LOCAL_TEMP=os.path.join(workdir, "ansible-local"), ANSIBLE_REMOTE_TEMP=os.path.join(workdir, "ansible-remote"),
+               ANSIBLE_NOCOLOR="1", ANSIBLE_RETRY_FILES_ENABLED="0", ANSIBLE_PIPELINING="1", ANSIBLE_PYTHON_INTERPRETER=sys.executable,
+               PYTHONPATH=collections)
+    env.pop("KUBECONFIG", None)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, check=False)
+    try:
+        data = json.loads(proc.stdout)
+    except ValueError:
+        data = {}
+    return proc.returncode, data, proc.stdout[-4000:] + proc.stderr[-4000:]
+
+
+def failures(data):
+    return [(task["task"]["name"], result.get("msg")) for play in data.get("plays", []) for task in play.get("tasks", [])
+            for result in task["hosts"].values() if result.get("failed")]
+
+
+def apply_role(workdir, role, variables):
+    play = "- hosts: localhost\n  gather_facts: false\n  roles:\n    - role: kubepki.certs.%s\n" % role
+    rc, data, tail = run_play(workdir, play, variables)
+    assert rc == 0, "%s failed: %s\n%s" % (role, failures(data), tail)
+    return data
+
+
+APPROVE = """
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Approve
+      kubepki.certs.csr_approve:
+        kubeconfig: "{{ kc }}"
+        names: "{{ csr_names }}"
+        policy: "{{ csr_policy }}"
+"""
+
+
+def approve(workdir, kubeconfig, names, policy):
+    rc, data, tail = run_play(workdir, APPROVE, {"kc": kubeconfig, "csr_names": list(names), "csr_policy": policy})
+    assert rc == 0, "csr_approve failed: %s\n%s" % (failures(data), tail)
+    return data
+
+
+# --- reading what a role wrote -----------------------------------------------------------------------------
+
+
+def manifest_flags(path, names):
+    """[``--name=value``] of the flags ``names`` in a static pod manifest, in the order written there."""
+    with open(path, encoding="utf-8") as handle:
+        command = yaml.safe_load(handle)["spec"]["containers"][0]["command"]
+    return [arg for arg in command if arg.startswith("--") and arg[2:].split("=", 1)[0] in names]
+
+
+def as_dict(flags):
+    return dict(flag[2:].split("=", 1) for flag in flags)
+
+
+def env_file_args(path, variable):
+    """The arguments of ``variable`` in an environment file, split as a shell would."""
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            if line.startswith(variable + "="):
+                return shlex.split(line[len(variable) + 1:])
+    raise AssertionError("%s not in %s" % (variable, path))
+
+
+def running_args(plane, label):
+    """The command line of the running ``label`` process of ``plane`` (its PID file, then /proc)."""
+    with open(plane.path(label + ".pid"), encoding="ascii") as handle:
+        pid = int(handle.read())
+    with open("/proc/%d/cmdline" % pid, "rb") as handle:
+        return handle.read().decode().split("\0")[:-1]
+
+
+def load_cert(path):
+    with open(path, "rb") as handle:
+        return x509.load_pem_x509_certificate(handle.read())
+
+
+def cn(cert):
+    return cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+
+
+def wait_until(what, probe, timeout=60, step=0.2):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
+        time.sleep(step)
+
+
+# --- the cluster, started from what the two control plane roles wrote -----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def world(real_assets, tmp_path_factory):
+    base = str(tmp_path_factory.mktemp("real-roles"))
+    cp = os.path.join(base, "cp")
+    os.makedirs(os.path.join(cp, "manifests"))
+    for name in ("kube-controller-manager.yaml", "kube-apiserver.yaml"):
+        shutil.copy(os.path.join(FIXTURES, name), os.path.join(cp, "manifests", name))
+    paths = {"kcm": os.path.join(cp, "manifests", "kube-controller-manager.yaml"),
+             "apiserver": os.path.join(cp, "manifests", "kube-apiserver.yaml"),
+             "ca_cert": os.path.join(cp, "pki", "ca.crt"), "ca_key": os.path.join(cp, "pki", "ca.key"),
+             "client_ca": os.path.join(cp, "pki", "clients-ca.crt"), "tokens": os.path.join(cp, "pki", "known-tokens.csv")}
+
+    apply_role(os.path.join(base, "ansible"), "controller_manager_signing", {
+        "controller_manager_signing_root": "/",
+        "controller_manager_signing_manifest": paths["kcm"],
+        "controller_manager_signing_ca_source": "generate",
+        "controller_manager_signing_ca_key_type": "ECC",
+        "controller_manager_signing_ca_common_name": "kubepki-real-roles-ca",
+        "controller_manager_signing_ca_cert_path": paths["ca_cert"],
+        "controller_manager_signing_ca_key_path": paths["ca_key"],
+        "controller_manager_signing_files": {"cert_file": paths["ca_cert"], "key_file": paths["ca_key"]},
+        "controller_manager_signing_duration": "720h",
+    })
+    with open(paths["ca_cert"], encoding="ascii") as handle:
+        ca_pem = handle.read()
+
+    users_ca = pki.make_ca("kubepki-real-roles-users-ca")
+    token = secrets.token_hex(20)
+    apply_role(os.path.join(base, "ansible"), "apiserver_auth", {
+        "apiserver_auth_root": "/",
+        "apiserver_auth_manifest": paths["apiserver"],
+        "apiserver_auth_client_ca_file": paths["client_ca"],
+        "apiserver_auth_client_ca_content": ca_pem.strip() + "\n" + pki.cert_pem(users_ca.cert).decode(),
+        "apiserver_auth_token_auth_file": paths["tokens"],
+        "apiserver_auth_tokens": [dict(OPS, token=token)],
+    })
+
+    kcm_flags = manifest_flags(paths["kcm"], KCM_ROLE_FLAGS)
+    api_flags = manifest_flags(paths["apiserver"], API_ROLE_FLAGS)
+    plane = controlplane.ControlPlane(os.path.join(base, "cluster"), real_assets, name="roles",
+                                      cluster_ca=(paths["ca_cert"], paths["ca_key"]),
+                                      apiserver_flags=api_flags, controller_manager_flags=kcm_flags)
+    plane.start()
+    try:
+        yield {"base": base, "plane": plane, "paths": paths, "ca_pem": ca_pem, "users_ca": users_ca, "token": token,
+               "kcm_flags": kcm_flags, "api_flags": api_flags}
+    finally:
+        plane.stop()
+
+
+def client_csr_manifest(name, common_name, organizations):
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, org) for org in organizations]
+                        + [x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    request = x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, hashes.SHA256())
+    return key, json.dumps({
+        "apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest", "metadata": {"name": name},
+        "spec": {"request": base64.b64encode(request.public_bytes(serialization.Encoding.PEM)).decode(),
+                 "signerName": "kubernetes.io/kube-apiserver-client", "usages": ["digital signature", "client auth"]}})
+
+
+def test_controller_manager_signs_with_the_ca_and_flags_the_role_wrote(world):
+    paths, plane = world["paths"], world["plane"]
+    assert as_dict(world["kcm_flags"]) == {
+        "cluster-signing-cert-file": paths["ca_cert"], "cluster-signing-key-file": paths["ca_key"],
+        "cluster-signing-duration": "720h", "controllers": "*,bootstrapsigner,tokencleaner,csrapproving,csrsigning,csrcleaner"}
+    assert stat.S_IMODE(os.stat(paths["ca_key"]).st_mode) == 0o600
+    ca = load_cert(paths["ca_cert"])
+    assert cn(ca) == "kubepki-real-roles-ca" and ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    # the running controller-manager has the role's flags, each once, and no other signing or controllers flag
+    args = running_args(plane, "kube-controller-manager")
+    for flag in world["kcm_flags"]:
+        assert args.count(flag) == 1, (flag, args)
+    assert [a for a in args if a.startswith(("--cluster-signing", "--controllers"))] == world["kcm_flags"]
+
+    name = "real-roles-signing-%s" % uuid.uuid4().hex[:8]
+    key, manifest = client_csr_manifest(name, "real-signed", ["dev"])
+    kubectl(plane.kubeconfig, "create", "-f", "-", stdin=manifest)
+    approve(os.path.join(world["base"], "ansible"), plane.kubeconfig, [name],
+            {"key_must_match_store": False, "allowed_signers": ["kubernetes.io/kube-apiserver-client"]})
+    obj = wait_until("the certificate of %s" % name,
+                     lambda: (lambda o: o if (o.get("status") or {}).get("certificate") else None)(kubectl_json(plane.kubeconfig, "get", "csr", name)),
+                     timeout=30)
+    assert [c["type"] for c in obj["status"]["conditions"]] == ["Approved"]
+    issued = x509.load_pem_x509_certificate(base64.b64decode(obj["status"]["certificate"]))
+    issued.verify_directly_issued_by(ca)  # raises unless the role's CA signed it
+    assert issued.issuer == ca.subject and cn(issued) == "real-signed"
+    assert issued.public_key().public_numbers() == key.public_key().public_numbers()
+    # no expirationSeconds asked: the lifetime is --cluster-signing-duration (720h, not the built-in 8760h)
+    remaining = issued.not_valid_after_utc - datetime.datetime.now(datetime.timezone.utc)
+    assert abs(remaining - DURATION) < datetime.timedelta(minutes=10), remaining
