@@ -1,0 +1,183 @@
+#!/usr/bin/python
+# Copyright (c) kubepki.certs contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: cluster_trust_bundle
+short_description: Publish CA certificates as a Kubernetes ClusterTrustBundle
+version_added: 0.2.0
+description:
+  - Ensures a cluster-scoped C(ClusterTrustBundle) (API group C(certificates.k8s.io)) holds exactly the given CA
+    certificates, or that it is absent. Pods can then mount the bundle through a C(clusterTrustBundle) projected volume,
+    for example to trust the CA that signs the collection's client certificates.
+  - The API version is found by discovery; with O(api_version=auto) the newest of C(v1) (Kubernetes 1.37 and later),
+    C(v1beta1) (1.33 to 1.36) and C(v1alpha1) (1.27 to 1.32) that the server serves for ClusterTrustBundles.
+    Before 1.37 the API is off by default; a server that serves none is reported with the flags to turn it on.
+  - The certificates are compared as a set (order, PEM line breaks, headers, text between blocks and duplicates do not
+    count), so a re-run with the same CA is C(changed=false). The bundle written is the certificates re-encoded as plain
+    PEM, in the order given, each once.
+  - Everything given is checked before any request is sent, with the rules the API server applies - only PEM
+    C(CERTIFICATE) blocks of CA certificates, at least one, no private key, at most 1 MiB, and the naming rule for a
+    signer's bundle.
+author:
+  - kubepki.certs contributors (@kubepki)
+options:
+  name:
+    description:
+      - The object name.
+      - With O(signer_name), it must be the signer name with C(/) written as C(:), then C(:) and a suffix that is a DNS
+        subdomain, for example V(example.com:my-signer:v1) for signer V(example.com/my-signer).
+      - Without O(signer_name), it must be a DNS subdomain and have no C(:).
+    type: str
+    required: true
+  signer_name:
+    description:
+      - The signer the bundle belongs to (C(spec.signerName)), for example V(example.com/my-signer). Pods can then select all
+        bundles of a signer. Cannot be changed on an existing bundle.
+      - Writing a bundle with a signer name needs the permission C(attest) on resource C(signers), resource name the signer
+        name, in API group C(certificates.k8s.io) (members of C(system:masters) have it).
+    type: str
+  ca_file:
+    description:
+      - Path of a PEM file on the managed host holding the CA certificate(s) to publish, concatenated.
+      - Named C(ca_file) because O(ca_cert) is the CA the API server's own certificate is checked with.
+      - One of O(ca_file) and O(ca_data) is required with O(state=present).
+    type: path
+  ca_data:
+    description:
+      - The CA certificate(s) to publish as PEM text, concatenated.
+    type: str
+  state:
+    description:
+      - V(present) creates or updates the bundle; V(absent) deletes it.
+      - With V(absent), a server that serves no ClusterTrustBundle API is a warning, not a failure (there is nothing to delete).
+    type: str
+    choices: [present, absent]
+    default: present
+  api_version:
+    description:
+      - The version of C(certificates.k8s.io) to use. V(auto) picks the newest the server serves ClusterTrustBundles in.
+      - A version given explicitly is still checked by discovery, so that a server not serving it is a clear failure.
+    type: str
+    choices: [auto, v1, v1beta1, v1alpha1]
+    default: auto
+extends_documentation_fragment:
+  - kubepki.certs._kube_auth
+  - kubepki.certs._requirements
+  - kubepki.certs._attributes
+  - kubepki.certs._attributes.ACTIONGROUP_K8S
+attributes:
+  check_mode:
+    support: full
+    details:
+      - Creates, updates and deletes are sent as server-side dry runs, so the server's validation and the attest check of
+        O(signer_name) still answer; nothing is stored.
+  diff_mode:
+    support: full
+    details:
+      - The diff shows the name, signer name and trust bundle PEM before and after (all public data).
+notes:
+  - A ClusterTrustBundle can be read by every authenticated user of the cluster; only publish CA certificates.
+  - A new bundle gets the label C(app.kubernetes.io/managed-by=kubepki.certs); the labels of an existing bundle are kept.
+seealso:
+  - name: ClusterTrustBundles
+    description: The Kubernetes documentation of ClusterTrustBundles and their projection into pods.
+    link: https://kubernetes.io/docs/reference/access-authn-authz/certificate-signing-requests/#cluster-trust-bundles
+"""
+
+EXAMPLES = r"""
+- name: Publish the CA the controller-manager signs client certificates with
+  kubepki.certs.cluster_trust_bundle:
+    name: example.com:kubepki:signing-ca
+    signer_name: example.com/kubepki
+    ca_file: /etc/kubernetes/pki/ca.crt
+
+- name: Publish an old and a new CA side by side during a rotation
+  kubepki.certs.cluster_trust_bundle:
+    name: kubepki-client-ca
+    ca_data: "{{ old_ca_pem ~ new_ca_pem }}"
+
+- name: Remove the bundle
+  kubepki.certs.cluster_trust_bundle:
+    name: kubepki-client-ca
+    state: absent
+"""
+
+RETURN = r"""
+name:
+  description: The object name.
+  returned: always
+  type: str
+  sample: example.com:kubepki:signing-ca
+signer_name:
+  description: The signer name of the bundle, null without one.
+  returned: always
+  type: str
+  sample: example.com/kubepki
+api_version:
+  description: The C(apiVersion) used; null when the server serves no ClusterTrustBundle API (only with O(state=absent)).
+  returned: always
+  type: str
+  sample: certificates.k8s.io/v1beta1
+certificates:
+  description: The certificates of the bundle as published (empty with O(state=absent)).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    subject:
+      description: The subject, RFC 4514.
+      type: str
+      sample: CN=kubernetes
+    serial:
+      description: The serial number, hex.
+      type: str
+      sample: 5f3a
+    sha256_fingerprint:
+      description: SHA-256 of the DER certificate, hex.
+      type: str
+      sample: 9c1e0f6b2d4a8e7f...
+    not_after:
+      description: The end of the validity, RFC 3339.
+      type: str
+      sample: "2036-01-02T03:04:05Z"
+bundle:
+  description: The object as the server returned it (the dry-run answer in check mode); null with O(state=absent).
+  returned: always
+  type: dict
+  sample: {"apiVersion": "certificates.k8s.io/v1beta1", "kind": "ClusterTrustBundle", "metadata": {"name": "kubepki-client-ca"},
+           "spec": {"trustBundle": "-----BEGIN CERTIFICATE-----..."}}
+"""
+
+import copy
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.kubepki.certs.plugins.module_utils import _deps, _kube, _trust_bundle
+from ansible_collections.kubepki.certs.plugins.module_utils._errors import run_module
+
+
+def argument_spec():
+    spec = {
+        "name": {"type": "str", "required": True},
+        "signer_name": {"type": "str"},
+        "ca_file": {"type": "path"},
+        "ca_data": {"type": "str"},
+        "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
+        "api_version": {"type": "str", "choices": ["auto"] + list(_trust_bundle.VERSIONS), "default": "auto"},
+    }
+    spec.update(copy.deepcopy(_kube.AUTH_ARG_SPEC))
+    return spec
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True, mutually_exclusive=[("ca_file", "ca_data")])
+    _deps.require(module, "kubernetes", "cryptography")
+    run_module(module, _trust_bundle.run)
+
+
+if __name__ == "__main__":
+    main()

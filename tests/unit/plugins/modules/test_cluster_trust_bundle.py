@@ -1,0 +1,350 @@
+"""Unit tests for cluster_trust_bundle.
+
+Three kinds of counterpart:
+- input checks: run against an API stand-in that records requests, to show that nothing is sent for bad input;
+- the write flows (idempotence, update, check mode, diff, conflicts, version choice): an in-memory ClusterTrustBundle API
+  below. It is a mock, used because no real server of v1 (Kubernetes 1.37) or v1alpha1 only (1.27-1.32) can run here,
+  and because a 409 or 403 at a chosen moment cannot be provoked on a real server; the flows against a real
+  kube-apiserver 1.36 are in tests/functional/real/test_real_trust_bundle.py;
+- the "not served" failure: the sandbox, a server that serves certificates.k8s.io/v1 without ClusterTrustBundles.
+"""
+
+import datetime
+import json
+import os
+import sys
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from kubesandbox import pki
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from ansible_collections.kubepki.certs.plugins.module_utils import _kube  # noqa: E402
+from ansible_collections.kubepki.certs.plugins.modules import cluster_trust_bundle  # noqa: E402
+
+GROUP = "/apis/certificates.k8s.io"
+
+
+def _status(code, message, reason):
+    return code, {}, json.dumps({"kind": "Status", "status": "Failure", "message": message, "reason": reason, "code": code}).encode()
+
+
+class FakeTrustBundles:
+    """certificates.k8s.io discovery and the clustertrustbundles collection (create, get, update, delete, dryRun=All)."""
+
+    def __init__(self, versions=("v1beta1",), listed=None, deny_attest=False):
+        self.versions = list(versions)  # versions serving clustertrustbundles
+        self.listed = list(listed if listed is not None else ["v1"] + self.versions)  # versions in the APIGroup
+        self.deny_attest = deny_attest
+        self.objects = {}
+        self.requests = []
+        self.conflicts = 0  # the next PUTs answered 409 after someone else changed the object
+        self.rv = 100
+
+    def send(self, method, path, query, body, _timeout, _stream):
+        query = dict(query or {})
+        self.requests.append((method, path, query))
+        if path == GROUP:
+            entries = [{"groupVersion": "certificates.k8s.io/%s" % v, "version": v} for v in self.listed]
+            return 200, {}, json.dumps({"kind": "APIGroup", "name": "certificates.k8s.io", "versions": entries}).encode()
+        for version in self.listed:
+            if path == "%s/%s" % (GROUP, version):
+                resources = [{"name": "certificatesigningrequests"}] if version == "v1" else [{"name": "podcertificaterequests"}]
+                if version in self.versions:
+                    resources.append({"name": "clustertrustbundles"})
+                return 200, {}, json.dumps({"kind": "APIResourceList", "resources": resources}).encode()
+        for version in self.versions:
+            base = "%s/%s/clustertrustbundles" % (GROUP, version)
+            if path == base and method == "POST":
+                return self._write(body, query, None)
+            if path.startswith(base + "/"):
+                from urllib.parse import unquote  # pylint: disable=import-outside-toplevel
+                return self._item(method, unquote(path[len(base) + 1:]), body, query)
+        return _status(404, "the server could not find the requested resource", "NotFound")
+
+    def _item(self, method, name, body, query):
+        obj = self.objects.get(name)
+        if obj is None:
+            return _status(404, 'clustertrustbundles.certificates.k8s.io "%s" not found' % name, "NotFound")
+        if method == "GET":
+            return 200, {}, json.dumps(obj).encode()
+        if method == "DELETE":
+            if query.get("dryRun") != "All":
+                del self.objects[name]
+            return 200, {}, b'{"kind":"Status","status":"Success"}'
+        if method == "PUT":
+            if self.conflicts:
+                self.conflicts -= 1
+                self.change_behind_our_back(name)
+                return _status(409, "the object has been modified; please apply your changes to the latest version", "Conflict")
+            if body["metadata"].get("resourceVersion") != obj["metadata"]["resourceVersion"]:
+                return _status(409, "the object has been modified", "Conflict")
+            return self._write(body, query, obj)
+        return _status(405, "method not allowed", "MethodNotAllowed")
+
+    def _write(self, body, query, old):
+        name = body["metadata"]["name"]
+        if old is None and name in self.objects:
+            return _status(409, 'clustertrustbundles.certificates.k8s.io "%s" already exists' % name, "AlreadyExists")
+        if body["spec"].get("signerName") and self.deny_attest:
+            return _status(403, 'clustertrustbundles.certificates.k8s.io "%s" is forbidden: user not permitted to attest for signerName "%s"'
+                           % (name, body["spec"]["signerName"]), "Forbidden")
+        obj = json.loads(json.dumps(body))
+        self.rv += 1
+        obj["metadata"]["resourceVersion"] = str(self.rv)
+        obj["metadata"].setdefault("uid", "uid-%s" % name)
+        obj["metadata"]["managedFields"] = [{"manager": "kubepki.certs"}]
+        if query.get("dryRun") != "All":
+            self.objects[name] = obj
+        return (200 if old else 201), {}, json.dumps(obj).encode()
+
+    def change_behind_our_back(self, name):
+        self.rv += 1
+        self.objects[name]["metadata"]["resourceVersion"] = str(self.rv)
+        self.objects[name]["metadata"].setdefault("labels", {})["touched-by"] = "someone-else"
+
+    def writes(self):
+        return [r for r in self.requests if r[0] in ("POST", "PUT", "DELETE")]
+
+
+def install(monkeypatch, api):
+    _kube._CLIENTS.clear()
+
+    def client_for(auth, deadline=_kube.DEFAULT_DEADLINE):
+        client = _kube.KubeClient(None, deadline=deadline)
+        client.host = auth.get("host") or "https://fake.invalid"
+        client._send = api.send
+        return client
+
+    monkeypatch.setattr(_kube, "client_for", client_for)
+    return api
+
+
+@pytest.fixture
+def api(monkeypatch):
+    return install(monkeypatch, FakeTrustBundles())
+
+
+@pytest.fixture(scope="module")
+def cas():
+    return [pki.make_ca("ctb-test-ca-%d" % i) for i in range(3)]
+
+
+def pem(pair):
+    return pki.cert_pem(pair.cert).decode()
+
+
+def der_set(text):
+    return {c.public_bytes(serialization.Encoding.DER) for c in x509.load_pem_x509_certificates(text.encode())}
+
+
+BASE = {"host": "https://fake.invalid", "api_key": "t0ken"}
+
+
+def args(**kwargs):
+    return dict(BASE, **kwargs)
+
+
+# ------------------------------------------------------------------ input checked before any request
+
+def test_private_key_is_refused_and_never_echoed(run_module, api, cas):
+    key = pki.key_pem(cas[0].key).decode()
+    failed, result = run_module(cluster_trust_bundle, args(name="kubepki-ca", ca_data=pem(cas[0]) + key))
+    assert failed and "ca_data holds a private key" in result["msg"]
+    body = "".join(key.strip().splitlines()[1:-1])
+    assert body[:40] not in json.dumps(result)
+    assert api.requests == []
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("leaf", "is not a CA certificate"),
+    ("csr", "only CERTIFICATE blocks"),
+    ("empty", "ca_data is empty"),
+    ("text", "holds no PEM block"),
+    ("garbage", "does not parse as an X.509 certificate"),
+])
+def test_bad_pem_is_refused_before_any_request(run_module, api, cas, case, expected):
+    leaf = pki.issue(cas[0], "not-a-ca", client=True)
+    data = {
+        "leaf": pem(cas[0]) + pki.cert_pem(leaf.cert).decode(),
+        "csr": "-----BEGIN CERTIFICATE REQUEST-----\nMIIB\n-----END CERTIFICATE REQUEST-----\n",
+        "empty": " \n",
+        "text": "just a note, no certificate",
+        "garbage": "-----BEGIN CERTIFICATE-----\nTUlJQmdhcmJhZ2U=\n-----END CERTIFICATE-----\n",
+    }[case]
+    failed, result = run_module(cluster_trust_bundle, args(name="kubepki-ca", ca_data=data))
+    assert failed and expected in result["msg"], result["msg"]
+    assert api.requests == []
+
+
+@pytest.mark.parametrize("name, signer, expected", [
+    ("example.com:kubepki:ca", None, "without signer_name must not have ':'"),
+    ("kubepki-ca", "example.com/kubepki", "must be named example.com:kubepki:<suffix>"),
+    ("example.com:kubepki:", "example.com/kubepki", "the part after example.com:kubepki: must not be empty"),
+    ("example.com:kubepki:Upper", "example.com/kubepki", "the part after example.com:kubepki:"),
+    ("kubepki:ca", "kubepki", "exactly one '/'"),
+    ("localhost:kubepki:ca", "localhost/kubepki", "at least two dot-separated parts"),
+    ("Kubepki-CA", None, "must consist of lower case letters"),
+])
+def test_names_and_signers_checked_before_any_request(run_module, api, cas, name, signer, expected):
+    failed, result = run_module(cluster_trust_bundle, args(name=name, signer_name=signer, ca_data=pem(cas[0])))
+    assert failed and expected in result["msg"], result["msg"]
+    assert ("signer_name" in result["msg"]) or ("name" in result["msg"])
+    assert api.requests == []
+
+
+def test_ca_file_errors_name_the_option(run_module, api, tmp_path, cas):
+    failed, result = run_module(cluster_trust_bundle, args(name="kubepki-ca", ca_file=str(tmp_path / "missing.crt")))
+    assert failed and result["msg"].startswith("ca_file: cannot read")
+    failed, result = run_module(cluster_trust_bundle, args(name="kubepki-ca"))
+    assert failed and "needs ca_file or ca_data" in result["msg"]
+    both = tmp_path / "ca.crt"
+    both.write_text(pem(cas[0]))
+    failed, result = run_module(cluster_trust_bundle, args(name="kubepki-ca", ca_file=str(both), ca_data=pem(cas[0])))
+    assert failed and "mutually exclusive" in result["msg"]
+    assert api.requests == []
+
+
+# ------------------------------------------------------------------ write flows
+
+def test_create_rerun_and_update(run_module, api, cas, tmp_path):
+    path = tmp_path / "ca.crt"
+    path.write_text(pem(cas[0]))
+    failed, first = run_module(cluster_trust_bundle, args(name="kubepki-ca", ca_file=str(path)))
+    assert not failed and first["changed"], first
+    stored = api.objects["kubepki-ca"]
+    assert der_set(stored["spec"]["trustBundle"]) == der_set(pem(cas[0]))
+    assert stored["metadata"]["labels"] == {"app.kubernetes.io/managed-by": "kubepki.certs"} and "signerName" not in stored["spec"]
+    assert first["api_version"] == "certificates.k8s.io/v1beta1"
+    expected_fp = cas[0].cert.fingerprint(hashes.SHA256()).hex()
+    assert [c["sha256_fingerprint"] for c in first["certificates"]] == [expected_fp]
+    assert "managedFields" not in first["bundle"]["metadata"]
+
+    failed, again = run_module(cluster_trust_bundle, args(name="kubepki-ca", ca_file=str(path)))
+    assert not failed and not again["changed"]
+    assert api.objects["kubepki-ca"]["metadata"]["resourceVersion"] == stored["metadata"]["resourceVersion"]
+
+    # the same set, otherwise written: other order, duplicate, a note between blocks, CRLF line ends
+    noisy = "issued by ops\r\n" + (pem(cas[1]) + "\n" + pem(cas[0]) + pem(cas[1])).replace("\n", "\r\n")
+    failed, _ = run_module(cluster_trust_bundle, args(name="kubepki-ca", ca_data=pem(cas[0]) + pem(cas[1])))
+    assert not failed
+    failed, same = run_module(cluster_trust_bundle, args(name="kubepki-ca", ca_data=noisy))
+    assert not failed and not same["changed"], same
+
+    failed, rotated = run_module(cluster_trust_bundle, args(name="kubepki-ca", ca_data=pem(cas[2])))
+    assert not failed and rotated["changed"]
+    assert der_set(api.objects["kubepki-ca"]["spec"]["trustBundle"]) == der_set(pem(cas[2]))
+
+
+def test_duplicates_are_written_once(run_module, api, cas):
+    failed, result = run_module(cluster_trust_bundle, args(name="kubepki-ca", ca_data=pem(cas[0]) + pem(cas[1]) + pem(cas[0])))
+    assert not failed
+    written = api.objects["kubepki-ca"]["spec"]["trustBundle"]
+    assert written.count("BEGIN CERTIFICATE") == 2 and len(result["certificates"]) == 2
+
+
+def test_check_mode_uses_server_dry_run_and_stores_nothing(run_module, api, cas):
+    failed, result = run_module(cluster_trust_bundle, args(name="kubepki-ca", ca_data=pem(cas[0]), _ansible_check_mode=True))
+    assert not failed and result["changed"] and api.objects == {}
+    assert [w[2].get("dryRun") for w in api.writes()] == ["All"]
+    run_module(cluster_trust_bundle, args(name="kubepki-ca", ca_data=pem(cas[0])))
+    before = json.dumps(api.objects)
+    failed, result = run_module(cluster_trust_bundle, args(name="kubepki-ca", ca_data=pem(cas[1]), _ansible_check_mode=True))
+    assert not failed and result["changed"] and json.dumps(api.objects) == before
+    failed, result = run_module(cluster_trust_bundle, args(name="kubepki-ca", state="absent", _ansible_check_mode=True))
+    assert not failed and result["changed"] and "kubepki-ca" in api.objects
+    assert [w[2].get("dryRun") for w in api.writes()] == ["All", None, "All", "All"]
+
+
+def test_diff_shows_the_bundle_before_and_after(run_module, api, cas):
+    run_module(cluster_trust_bundle, args(name="example.com:kubepki:ca", signer_name="example.com/kubepki", ca_data=pem(cas[0])))
+    failed, result = run_module(cluster_trust_bundle, args(name="example.com:kubepki:ca", signer_name="example.com/kubepki",
+                                                           ca_data=pem(cas[1]), _ansible_diff=True))
+    assert not failed and result["changed"]
+    before, after = result["diff"]["before"], result["diff"]["after"]
+    assert der_set(before["trustBundle"]) == der_set(pem(cas[0])) and der_set(after["trustBundle"]) == der_set(pem(cas[1]))
+    assert before["signerName"] == after["signerName"] == "example.com/kubepki"
+
+
+def test_conflict_is_read_again_and_retried(run_module, api, cas):
+    run_module(cluster_trust_bundle, args(name="kubepki-ca", ca_data=pem(cas[0])))
+    api.conflicts = 2
+    failed, result = run_module(cluster_trust_bundle, args(name="kubepki-ca", ca_data=pem(cas[1])))
+    assert not failed and result["changed"], result
+    stored = api.objects["kubepki-ca"]
+    assert der_set(stored["spec"]["trustBundle"]) == der_set(pem(cas[1]))
+    assert stored["metadata"]["labels"]["touched-by"] == "someone-else"  # the other writer's change is kept
+
+
+def test_attest_refusal_says_which_permission(run_module, monkeypatch, cas):
+    install(monkeypatch, FakeTrustBundles(deny_attest=True))
+    failed, result = run_module(cluster_trust_bundle, args(name="example.com:kubepki:ca", signer_name="example.com/kubepki", ca_data=pem(cas[0])))
+    assert failed and result["status"] == 403
+    assert "verb attest on resource signers, resourceName example.com/kubepki" in result["msg"]
+
+
+def test_absent_deletes_then_is_unchanged(run_module, api, cas):
+    run_module(cluster_trust_bundle, args(name="kubepki-ca", ca_data=pem(cas[0])))
+    failed, result = run_module(cluster_trust_bundle, args(name="kubepki-ca", state="absent"))
+    assert not failed and result["changed"] and api.objects == {}
+    failed, result = run_module(cluster_trust_bundle, args(name="kubepki-ca", state="absent"))
+    assert not failed and not result["changed"]
+
+
+# ------------------------------------------------------------------ API version
+
+@pytest.mark.parametrize("served, listed, expected", [
+    (("v1", "v1beta1"), None, "v1"),
+    (("v1beta1", "v1alpha1"), None, "v1beta1"),
+    (("v1alpha1",), None, "v1alpha1"),
+])
+def test_auto_picks_the_newest_served(run_module, monkeypatch, cas, served, listed, expected):
+    api = install(monkeypatch, FakeTrustBundles(versions=served, listed=listed))
+    failed, result = run_module(cluster_trust_bundle, args(name="kubepki-ca", ca_data=pem(cas[0])))
+    assert not failed and result["api_version"] == "certificates.k8s.io/" + expected
+    assert [w[1] for w in api.writes()] == ["/apis/certificates.k8s.io/%s/clustertrustbundles" % expected]
+    assert api.objects["kubepki-ca"]["apiVersion"] == "certificates.k8s.io/" + expected
+
+
+def test_a_version_served_without_the_resource_does_not_count(run_module, monkeypatch, cas):
+    """v1beta1 listed for PodCertificateRequests only (runtime-config for CTBs missing): not served."""
+    api = install(monkeypatch, FakeTrustBundles(versions=(), listed=["v1", "v1beta1"]))
+    failed, result = run_module(cluster_trust_bundle, args(name="kubepki-ca", ca_data=pem(cas[0])))
+    assert failed and "ClusterTrustBundle feature gate" in result["msg"] and "--runtime-config" in result["msg"]
+    assert api.writes() == []
+
+
+def test_explicit_version_not_served_is_a_failure(run_module, api, cas):
+    failed, result = run_module(cluster_trust_bundle, args(name="kubepki-ca", ca_data=pem(cas[0]), api_version="v1"))
+    assert failed and "certificates.k8s.io/v1:" in result["msg"] and api.writes() == []
+    failed, result = run_module(cluster_trust_bundle, args(name="kubepki-ca", ca_data=pem(cas[0]), api_version="v1beta1"))
+    assert not failed and result["api_version"] == "certificates.k8s.io/v1beta1"
+
+
+# ------------------------------------------------------------------ a server without the API: the sandbox
+
+def test_sandbox_serving_no_trust_bundles_gets_the_enable_hint(run_module, sandbox, cas):
+    _kube._CLIENTS.clear()
+    cluster = sandbox.cluster(sandbox.names[0])
+    failed, result = run_module(cluster_trust_bundle, {"kubeconfig": cluster.kubeconfig, "name": "kubepki-ca", "ca_data": pem(cas[0])})
+    assert failed, result
+    assert "does not serve ClusterTrustBundles" in result["msg"] and cluster.server in result["msg"]
+    assert "--feature-gates ClusterTrustBundle=true" in result["msg"]
+    assert "certificates.k8s.io/v1beta1/clustertrustbundles=true" in result["msg"]
+    failed, result = run_module(cluster_trust_bundle, {"kubeconfig": cluster.kubeconfig, "name": "kubepki-ca", "state": "absent"})
+    assert not failed and not result["changed"] and result["api_version"] is None
+
+
+def test_expired_ca_still_counts_as_a_ca(run_module, api):
+    """Validity is the consumer's business, as for the API server: an expired CA is published (rotation overlap)."""
+    from cryptography.hazmat.primitives.asymmetric import ec  # pylint: disable=import-outside-toplevel
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, "old-ca")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key()).serial_number(7)
+            .not_valid_before(now - datetime.timedelta(days=20)).not_valid_after(now - datetime.timedelta(days=10))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True).sign(key, hashes.SHA256()))
+    failed, result = run_module(cluster_trust_bundle, args(name="kubepki-ca", ca_data=cert.public_bytes(serialization.Encoding.PEM).decode()))
+    assert not failed and result["certificates"][0]["serial"] == "7"
