@@ -259,3 +259,65 @@ def test_controller_manager_signs_with_the_ca_and_flags_the_role_wrote(world):
     # no expirationSeconds asked: the lifetime is --cluster-signing-duration (720h, not the built-in 8760h)
     remaining = issued.not_valid_after_utc - datetime.datetime.now(datetime.timezone.utc)
     assert abs(remaining - DURATION) < datetime.timedelta(minutes=10), remaining
+
+
+def no_user_kubeconfig(world, path):
+    """A kubeconfig with the cluster and no credentials: the test adds them on the kubectl command line."""
+    config = {"apiVersion": "v1", "kind": "Config", "current-context": "c",
+              "clusters": [{"name": "roles", "cluster": {"server": world["plane"].server, "certificate-authority": world["paths"]["ca_cert"]}}],
+              "users": [{"name": "nobody", "user": {}}], "contexts": [{"name": "c", "context": {"cluster": "roles", "user": "nobody"}}]}
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(config, handle)
+    return str(path)
+
+
+def whoami(kubeconfig, *credentials):
+    """((username, groups) or None, stderr) of ``kubectl auth whoami`` with the given credential flags."""
+    proc = subprocess.run([KUBECTL, "--kubeconfig", kubeconfig] + list(credentials) + ["auth", "whoami", "-o", "json"],
+                          capture_output=True, text=True, timeout=60, check=False)
+    if proc.returncode != 0:
+        return None, proc.stderr
+    info = json.loads(proc.stdout)["status"]["userInfo"]
+    return (info["username"], info.get("groups")), proc.stderr
+
+
+def user_cert_files(directory, ca, common_name, organizations):
+    issued = pki.issue(ca, common_name, organizations=organizations, client=True)
+    cert, key = os.path.join(directory, common_name + ".crt"), os.path.join(directory, common_name + ".key")
+    pki.write_file(cert, pki.cert_pem(issued.cert))
+    pki.write_file(key, pki.key_pem(issued.key), secret=True)
+    return ["--client-certificate", cert, "--client-key", key]
+
+
+def test_apiserver_authenticates_with_the_token_file_and_client_ca_the_role_wrote(world, tmp_path):
+    paths, plane = world["paths"], world["plane"]
+    assert as_dict(world["api_flags"]) == {"authorization-mode": "Node,RBAC", "client-ca-file": paths["client_ca"],
+                                           "enable-bootstrap-token-auth": "true", "token-auth-file": paths["tokens"]}
+    assert stat.S_IMODE(os.stat(paths["tokens"]).st_mode) == 0o600
+    args = running_args(plane, "kube-apiserver")
+    for flag in world["api_flags"]:
+        assert args.count(flag) == 1, (flag, args)
+    assert not [a for a in args if a.split("=", 1)[0] in ("--authorization-mode", "--client-ca-file", "--token-auth-file",
+                                                          "--enable-bootstrap-token-auth") and a not in world["api_flags"]], args
+    kubeconfig = no_user_kubeconfig(world, tmp_path / "anonymous.kubeconfig")
+
+    # the static token: user and groups exactly as the role's row gave them
+    assert whoami(kubeconfig, "--token", world["token"])[0] == (OPS["user"], OPS["groups"] + ["system:authenticated"])
+    refused, stderr = whoami(kubeconfig, "--token", secrets.token_hex(20))
+    assert refused is None and "Unauthorized" in stderr, stderr
+
+    # a client certificate from the second CA of the role's bundle is accepted, one from an unknown CA is not
+    as_carol = user_cert_files(str(tmp_path), world["users_ca"], "real-carol", ["auditors"])
+    assert whoami(kubeconfig, *as_carol)[0] == ("real-carol", ["auditors", "system:authenticated"])
+    stranger = user_cert_files(str(tmp_path), pki.make_ca("not-in-the-bundle"), "real-mallory", ["auditors"])
+    refused, stderr = whoami(kubeconfig, *stranger)
+    assert refused is None and "Unauthorized" in stderr, stderr
+
+    # --enable-bootstrap-token-auth: a bootstrap token Secret authenticates as system:bootstrap:<id>
+    token_id, token_secret = secrets.token_hex(3), secrets.token_hex(8)
+    kubectl(plane.kubeconfig, "-n", "kube-system", "create", "secret", "generic", "bootstrap-token-" + token_id,
+            "--type", "bootstrap.kubernetes.io/token", "--from-literal", "token-id=" + token_id,
+            "--from-literal", "token-secret=" + token_secret, "--from-literal", "usage-bootstrap-authentication=true")
+    found = wait_until("the bootstrap token to authenticate",
+                       lambda: whoami(kubeconfig, "--token", "%s.%s" % (token_id, token_secret))[0], timeout=30, step=0.5)
+    assert found == ("system:bootstrap:" + token_id, ["system:bootstrappers", "system:authenticated"])
