@@ -305,7 +305,11 @@ def run(module):
     """Ensure the bundle named ``name`` is present with exactly the given certificates, or absent."""
     params = module.params
     name, signer_name, state, wanted = params["name"], params.get("signer_name") or None, params["state"], params["api_version"]
-    check_name(name, signer_name)
+    if state == "absent" and not signer_name:
+        # deleting needs no signer_name: a signer's bundle is found by its name alone
+        check_name(name.rsplit(":", 1)[-1] if ":" in name else name)
+    else:
+        check_name(name, signer_name)
     ders = pem = None
     if state == "present":
         if not params.get("ca_file") and not params.get("ca_data"):
