@@ -228,8 +228,8 @@ def test_create_rerun_and_update(run_module, api, cas, tmp_path):
 
     # the same set, otherwise written: other order, duplicate, a note between blocks, CRLF line ends
     noisy = "issued by ops\r\n" + (pem(cas[1]) + "\n" + pem(cas[0]) + pem(cas[1])).replace("\n", "\r\n")
-    failed, _ = run_module(cluster_trust_bundle, args(name="kubepki-ca", ca_data=pem(cas[0]) + pem(cas[1])))
-    assert not failed
+    failed, seeded = run_module(cluster_trust_bundle, args(name="kubepki-ca", ca_data=pem(cas[0]) + pem(cas[1])))
+    assert not failed and seeded["changed"]
     failed, same = run_module(cluster_trust_bundle, args(name="kubepki-ca", ca_data=noisy))
     assert not failed and not same["changed"], same
 
@@ -348,3 +348,11 @@ def test_expired_ca_still_counts_as_a_ca(run_module, api):
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True).sign(key, hashes.SHA256()))
     failed, result = run_module(cluster_trust_bundle, args(name="kubepki-ca", ca_data=cert.public_bytes(serialization.Encoding.PEM).decode()))
     assert not failed and result["certificates"][0]["serial"] == "7"
+
+
+def test_absent_finds_a_signer_bundle_by_name_alone(run_module, api, cas):
+    run_module(cluster_trust_bundle, args(name="example.com:kubepki:ca", signer_name="example.com/kubepki", ca_data=pem(cas[0])))
+    failed, result = run_module(cluster_trust_bundle, args(name="example.com:kubepki:ca", state="absent"))
+    assert not failed and result["changed"] and api.objects == {}
+    failed, result = run_module(cluster_trust_bundle, args(name="example.com:kubepki:Bad", state="absent"))
+    assert failed and "name" in result["msg"]
