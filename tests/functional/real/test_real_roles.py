@@ -129,11 +129,12 @@ def as_dict(flags):
 
 
 def env_file_args(path, variable):
-    """The arguments of ``variable`` in an environment file, split as a shell would."""
+    """The arguments of ``variable`` in an environment file, as systemd's ``$VARIABLE`` in ExecStart gives them
+    (the value unquoted, then split at whitespace)."""
     with open(path, encoding="utf-8") as handle:
         for line in handle:
             if line.startswith(variable + "="):
-                return shlex.split(line[len(variable) + 1:])
+                return " ".join(shlex.split(line[len(variable) + 1:])).split()
     raise AssertionError("%s not in %s" % (variable, path))
 
 
@@ -321,3 +322,112 @@ def test_apiserver_authenticates_with_the_token_file_and_client_ca_the_role_wrot
     found = wait_until("the bootstrap token to authenticate",
                        lambda: whoami(kubeconfig, "--token", "%s.%s" % (token_id, token_secret))[0], timeout=30, step=0.5)
     assert found == ("system:bootstrap:" + token_id, ["system:bootstrappers", "system:authenticated"])
+
+
+def csrs_of(kubeconfig, signer, username):
+    return [item for item in kubectl_json(kubeconfig, "get", "csr")["items"]
+            if item["spec"]["signerName"] == signer and item["spec"].get("username") == username]
+
+
+def conditions(obj):
+    return {c["type"]: c for c in (obj.get("status") or {}).get("conditions") or []}
+
+
+def node_ready(kubeconfig):
+    found = subprocess.run([KUBECTL, "--kubeconfig", kubeconfig, "get", "node", NODE, "-o", "json"], capture_output=True, text=True,
+                           timeout=60, check=False)
+    if found.returncode != 0:
+        return None
+    node = json.loads(found.stdout)
+    return node if conditions(node).get("Ready", {}).get("status") == "True" else None
+
+
+def test_a_real_kubelet_bootstraps_with_the_files_the_role_wrote(world, real_assets, request):
+    reason = controlplane.missing_kubelet(real_assets)
+    if reason:
+        pytest.skip("%s: real kubelet test skipped" % reason)
+    if os.geteuid() != 0:
+        pytest.skip("a real kubelet needs root")
+    plane, ca = world["plane"], load_cert(world["paths"]["ca_cert"])
+    node_dir = os.path.join(world["base"], "n")  # short: the fakecri socket path must stay under 108 bytes
+    kubelet = controlplane.Kubelet(os.path.join(node_dir, "run"), real_assets)
+    request.addfinalizer(kubelet.stop)
+    files = {"env": os.path.join(node_dir, "etc", "default", "kubelet"), "config": os.path.join(node_dir, "var", "lib", "kubelet", "config.yaml"),
+             "bootstrap": os.path.join(node_dir, "etc", "kubernetes", "bootstrap-kubelet.conf"),
+             "kubeconfig": os.path.join(node_dir, "etc", "kubernetes", "kubelet.conf"), "pki": os.path.join(node_dir, "var", "lib", "kubelet", "pki")}
+    # a node with a kubelet package has these; the role creates only the bootstrap kubeconfig's directory
+    for path in (files["env"], files["config"]):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+    apply_role(os.path.join(world["base"], "ansible"), "kubelet_bootstrap", {
+        "kubelet_bootstrap_root": "/",
+        "kubelet_bootstrap_api_kubeconfig": plane.kubeconfig,
+        "kubelet_bootstrap_server": plane.server,
+        "kubelet_bootstrap_ca_cert_content": world["ca_pem"],
+        "kubelet_bootstrap_token_name": "real-roles",
+        "kubelet_bootstrap_token_ttl": 3600,
+        "kubelet_bootstrap_server_tls_bootstrap": True,
+        "kubelet_bootstrap_install_style": "systemd",
+        "kubelet_bootstrap_restart": False,
+        "kubelet_bootstrap_env_file": files["env"],
+        "kubelet_bootstrap_config_file": files["config"],
+        "kubelet_bootstrap_bootstrap_kubeconfig": files["bootstrap"],
+        "kubelet_bootstrap_kubeconfig": files["kubeconfig"],
+        "kubelet_bootstrap_cert_dir": files["pki"],
+        # no --node-ip: a kubelet refuses a loopback node IP and then reports no address (and asks no serving certificate)
+        "kubelet_bootstrap_extra_flags": {"hostname-override": NODE, "root-dir": os.path.join(node_dir, "var", "lib", "kubelet", "root")},
+        # what a kubelet needs to run here (README of the assets): no swap or cgroup checks, loopback only, no ports
+        "kubelet_bootstrap_config_settings": {
+            "failSwapOn": False, "failCgroupV1": False, "cgroupDriver": "cgroupfs", "address": "127.0.0.1", "port": 0,
+            "readOnlyPort": 0, "healthzPort": 0, "authentication": {"x509": {"clientCAFile": world["paths"]["ca_cert"]}},
+            "authorization": {"mode": "AlwaysAllow"}, "containerRuntimeEndpoint": kubelet.cri_endpoint},
+    })
+    assert stat.S_IMODE(os.stat(files["bootstrap"]).st_mode) == 0o600
+    with open(files["bootstrap"], encoding="utf-8") as handle:
+        token_id = yaml.safe_load(handle)["users"][0]["user"]["token"].split(".")[0]
+    with open(files["config"], encoding="utf-8") as handle:
+        config = yaml.safe_load(handle)
+    assert config["rotateCertificates"] is True and config["serverTLSBootstrap"] is True
+    flags = env_file_args(files["env"], "KUBELET_EXTRA_ARGS")
+    assert {"--bootstrap-kubeconfig=" + files["bootstrap"], "--kubeconfig=" + files["kubeconfig"], "--cert-dir=" + files["pki"]} <= set(flags)
+
+    # the kubelet runs with the role's KubeletConfiguration and the flags of its environment file, nothing else
+    kubelet.args = ["--config", files["config"]] + flags
+    kubelet.start()
+
+    def alive(check):
+        def probe():
+            assert kubelet.running(), "the kubelet exited:\n%s" % kubelet.log_tail()
+            return check()
+        return probe
+
+    # 1. bootstrap: the client CSR made with the role's token is auto-approved and issued by the role's CA
+    client_pem = os.path.join(files["pki"], "kubelet-client-current.pem")
+    wait_until("kubelet-client-current.pem", alive(lambda: os.path.exists(client_pem)))
+    client = load_cert(client_pem)
+    client.verify_directly_issued_by(ca)
+    assert cn(client) == "system:node:" + NODE
+    [client_csr] = csrs_of(plane.kubeconfig, "kubernetes.io/kube-apiserver-client-kubelet", "system:bootstrap:" + token_id)
+    assert conditions(client_csr)["Approved"]["reason"] == "AutoApproved"
+    node = wait_until("node %s Ready" % NODE, alive(lambda: node_ready(plane.kubeconfig)))
+    # the address the kubelet found for itself: the node network the operator's policy allows
+    node_ips = [ipaddress.ip_address(a["address"]) for a in node["status"]["addresses"] if a["type"] == "InternalIP"]
+    assert node_ips, node["status"]
+
+    # 2. serving: the kubelet's own CSR waits for an approver; csr_approve's serving policy approves it
+    serving = wait_until("the kubelet-serving CSR", alive(lambda: csrs_of(plane.kubeconfig, "kubernetes.io/kubelet-serving", "system:node:" + NODE)))
+    assert len(serving) == 1 and not conditions(serving[0]), serving
+    server_pem = os.path.join(files["pki"], "kubelet-server-current.pem")
+    assert not os.path.exists(server_pem)
+    approve(os.path.join(world["base"], "ansible"), plane.kubeconfig, [serving[0]["metadata"]["name"]],
+            {"key_must_match_store": False, "allowed_dns_suffixes": ["nodes.kubepki.test"],
+             "allowed_ip_cidrs": [str(ipaddress.ip_network(ip)) for ip in node_ips]})
+    wait_until("kubelet-server-current.pem", alive(lambda: os.path.exists(server_pem)))
+    server = load_cert(server_pem)
+    server.verify_directly_issued_by(ca)
+    assert cn(server) == "system:node:" + NODE
+    assert list(server.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) == [ExtendedKeyUsageOID.SERVER_AUTH]
+    sans = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert sans.get_values_for_type(x509.DNSName) == [NODE]
+    assert sorted(sans.get_values_for_type(x509.IPAddress)) == sorted(node_ips)
+    approved = kubectl_json(plane.kubeconfig, "get", "csr", serving[0]["metadata"]["name"])
+    assert "Approved" in conditions(approved) and "Denied" not in conditions(approved)

@@ -476,8 +476,33 @@ class Kubelet:
                                           start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                           stderr=subprocess.DEVNULL)
 
+    def root_dir(self):
+        """The ``--root-dir`` of ``args`` (absolute), or None when none is given."""
+        for index, arg in enumerate(self.args):
+            if arg.startswith("--root-dir="):
+                return os.path.abspath(arg.split("=", 1)[1])
+            if arg == "--root-dir" and index + 1 < len(self.args):
+                return os.path.abspath(self.args[index + 1])
+        return None
+
+    def _unmount_root_dir(self):
+        """A kubelet bind-mounts its root directory onto itself (to make it a shared mount) and leaves the mount
+        behind when it stops; take off the mounts at or under the ``--root-dir`` it was given, deepest first."""
+        root = self.root_dir()
+        if not root or root == "/":
+            return
+        for _attempt in range(5):
+            with open("/proc/self/mountinfo", encoding="utf-8") as handle:
+                points = [line.split()[4].encode().decode("unicode_escape") for line in handle if len(line.split()) > 4]
+            ours = sorted({p for p in points if p == root or p.startswith(root + "/")}, key=len, reverse=True)
+            if not ours:
+                return
+            for point in ours:
+                subprocess.run(["umount", point], capture_output=True, check=False, timeout=30)
+
     def stop(self):
-        """Stop the kubelet, then fakecri, by PID; then the watchdog."""
+        """Stop the kubelet, then fakecri, by PID; then the watchdog; then unmount what the kubelet mounted."""
+        started = bool(self._procs)
         for label in reversed(list(self._procs)):
             proc = self._procs.pop(label)
             if proc.poll() is None:
@@ -486,6 +511,8 @@ class Kubelet:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 pass
+        if started:
+            self._unmount_root_dir()
         if self._watchdog is not None:
             if self._watchdog.poll() is None:
                 etcdlib.stop_pid(self._watchdog.pid)
