@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.kubepki.certs.plugins.module_utils import _csr, _crypto, _etcd, _kube, _policy, _store

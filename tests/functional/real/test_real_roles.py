@@ -249,9 +249,11 @@ def test_controller_manager_signs_with_the_ca_and_flags_the_role_wrote(world):
     kubectl(plane.kubeconfig, "create", "-f", "-", stdin=manifest)
     approve(os.path.join(world["base"], "ansible"), plane.kubeconfig, [name],
             {"key_must_match_store": False, "allowed_signers": ["kubernetes.io/kube-apiserver-client"]})
-    obj = wait_until("the certificate of %s" % name,
-                     lambda: (lambda o: o if (o.get("status") or {}).get("certificate") else None)(kubectl_json(plane.kubeconfig, "get", "csr", name)),
-                     timeout=30)
+    def issued_csr():
+        found = kubectl_json(plane.kubeconfig, "get", "csr", name)
+        return found if (found.get("status") or {}).get("certificate") else None
+
+    obj = wait_until("the certificate of %s" % name, issued_csr, timeout=30)
     assert [c["type"] for c in obj["status"]["conditions"]] == ["Approved"]
     issued = x509.load_pem_x509_certificate(base64.b64decode(obj["status"]["certificate"]))
     issued.verify_directly_issued_by(ca)  # raises unless the role's CA signed it
