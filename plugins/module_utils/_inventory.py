@@ -18,7 +18,6 @@ import calendar
 import json
 import math
 import os
-import tempfile
 
 from ansible_collections.kubepki.certs.plugins.module_utils import _crypto
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
@@ -325,26 +324,3 @@ def check_dest(path):
     if not os.path.isdir(parent):
         raise KubePkiError("dest: the directory %s does not exist" % parent)
     read_text(path)
-
-
-def write_atomically(path, text, mode=0o644):
-    """Write ``text`` to ``path`` through a temporary file in the same directory, then rename it over."""
-    path = os.path.abspath(path)
-    parent = os.path.dirname(path)
-    try:
-        fd, temp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), suffix=".tmp", dir=parent)
-    except OSError as exc:
-        raise KubePkiError("dest: cannot create a file in %s: %s" % (parent, exc.strerror or exc)) from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(text.encode("utf-8"))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temp, mode)
-        os.replace(temp, path)
-    except OSError as exc:
-        try:
-            os.unlink(temp)
-        except OSError:
-            pass
-        raise KubePkiError("dest: cannot write %s: %s" % (path, exc.strerror or exc)) from None

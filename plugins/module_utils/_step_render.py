@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import copy
 import os
-import tempfile
 from urllib.parse import urlsplit
 
 from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _kubeconfig
+from ansible_collections.kubepki.certs.plugins.module_utils._files import write_atomically
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
 from ansible_collections.kubepki.certs.plugins.module_utils._etcd import ETCD_ARG_SPEC, transport_from_params
 from ansible_collections.kubepki.certs.plugins.module_utils._store import (
@@ -188,27 +188,6 @@ def read_existing(dest):
             return handle.read()
     except (OSError, UnicodeDecodeError) as exc:
         raise KubePkiError("dest %s cannot be read: %s" % (dest, getattr(exc, "strerror", None) or exc)) from None
-
-
-def write_atomically(dest, text):
-    directory = os.path.dirname(os.path.abspath(dest)) or "."
-    try:
-        fd, temp = tempfile.mkstemp(dir=directory, prefix=".%s." % os.path.basename(dest), suffix=".tmp")
-    except OSError as exc:
-        raise KubePkiError("dest %s cannot be written: %s" % (dest, exc.strerror or exc)) from None
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, dest)
-    except OSError as exc:
-        try:
-            os.unlink(temp)
-        except OSError:
-            pass
-        raise KubePkiError("dest %s cannot be written: %s" % (dest, exc.strerror or exc)) from None
 
 
 def check_clusters(clusters):

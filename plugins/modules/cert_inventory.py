@@ -295,7 +295,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _csr, _deps, _inventory
+from ansible_collections.kubepki.certs.plugins.module_utils import _csr, _deps, _files, _inventory
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError, run_module
 from ansible_collections.kubepki.certs.plugins.module_utils._etcd import ETCD_ARG_SPEC, transport_from_params
 from ansible_collections.kubepki.certs.plugins.module_utils._store import STORE_ARG_SPEC, open_store_from_params
@@ -356,7 +356,7 @@ def run(module):
         result["dest"] = params["dest"]
         result["changed"] = before != result["report"]
         if result["changed"] and not module.check_mode:
-            _inventory.write_atomically(params["dest"], result["report"])
+            _files.write_atomically(params["dest"], result["report"], mode=0o644)  # a report, no secret in it
         if module._diff:  # pylint: disable=protected-access
             result["diff"] = {"before": before or "", "after": result["report"],
                               "before_header": params["dest"], "after_header": params["dest"]}
