@@ -5,7 +5,6 @@ the sandbox package is imported lazily inside the fixtures.
 """
 
 import os
-import subprocess
 import sys
 
 import pytest
@@ -15,34 +14,15 @@ if SANDBOX_PATH not in sys.path:
     sys.path.insert(0, SANDBOX_PATH)
 
 
-# Stops a process (argv[2]) once its owner (argv[1]) is gone, so an aborted run leaves no etcd behind.
-_WATCHDOG = """
-import os, sys, time
-owner, child = int(sys.argv[1]), int(sys.argv[2])
-def alive(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
-while alive(owner) and alive(child):
-    time.sleep(1)
-if alive(child):
-    with open("/proc/%d/cmdline" % child, "rb") as handle:
-        if b"etcd" in handle.read():
-            os.kill(child, 15)
-"""
-
-
 @pytest.fixture(scope="session")
 def etcd_server(tmp_path_factory):
     """A plain etcd (kubesandbox.etcd.EtcdServer) on loopback; ``.url`` is its client URL."""
+    from kubesandbox.controlplane import start_watchdog  # pylint: disable=import-outside-toplevel
     from kubesandbox.etcd import EtcdServer  # pylint: disable=import-outside-toplevel
     server = EtcdServer(str(tmp_path_factory.mktemp("etcd")))
     server.start()
-    watchdog = subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(server.pid)],  # pylint: disable=consider-using-with
-                                start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+    # stops etcd by its PID if this test process dies without its teardown
+    watchdog = start_watchdog(os.getpid(), [(server.pid, "etcd")])
     yield server
     server.stop()
     watchdog.wait(timeout=10)

@@ -184,7 +184,58 @@ def _https_ok(url, context, timeout=2):
         return False
 
 
-class ControlPlane:  # pylint: disable=too-many-instance-attributes
+def start_watchdog(owner_pid, watched):
+    """A detached process that stops ``watched`` ([(pid, marker)], newest first) by PID once ``owner_pid`` is gone."""
+    return subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(owner_pid)] + ["%d:%s" % item for item in watched],  # pylint: disable=consider-using-with
+                            start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+class _Processes:
+    """Processes started in ``self.dir``, each logging to ``<label>.log``, and one watchdog over all of them."""
+
+    def __init__(self, directory, owner_pid):
+        self.dir = os.path.abspath(directory)
+        self.owner_pid = os.getpid() if owner_pid is None else owner_pid
+        self._procs = {}
+        self._watchdog = None
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def _spawn(self, label, args):
+        log = open(self.path(label + ".log"), "ab")  # pylint: disable=consider-using-with
+        try:
+            proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,  # pylint: disable=consider-using-with
+                                    start_new_session=True, cwd=self.dir)
+        finally:
+            log.close()
+        self._procs[label] = proc
+        return proc
+
+    def log_tail(self, label, size=3000):
+        try:
+            with open(self.path(label + ".log"), encoding="utf-8", errors="replace") as handle:
+                return handle.read()[-size:]
+        except OSError:
+            return ""
+
+    def _start_watchdog(self, extra=()):
+        """A fresh watchdog for every process started so far (the previous one is stopped by PID)."""
+        if not self.owner_pid:
+            return
+        self._stop_watchdog()
+        watched = [(proc.pid, label) for label, proc in reversed(list(self._procs.items()))]
+        self._watchdog = start_watchdog(self.owner_pid, watched + list(extra))
+
+    def _stop_watchdog(self):
+        if self._watchdog is not None:
+            if self._watchdog.poll() is None:
+                etcdlib.stop_pid(self._watchdog.pid)
+            self._watchdog.wait(timeout=10)
+            self._watchdog = None
+
+
+class ControlPlane(_Processes):  # pylint: disable=too-many-instance-attributes
     """One real cluster in ``directory``.
 
     ``etcd_url``: an etcd to keep the cluster's objects in (under ``etcd_prefix``); by default one of its own.
@@ -200,7 +251,7 @@ class ControlPlane:  # pylint: disable=too-many-instance-attributes
     def __init__(self, directory, assets, name=None, etcd_url=None, etcd_prefix="/registry", apiserver_flags=(),
                  controller_manager_flags=(), feature_gates=None, signing_cert=None, signing_key=None, owner_pid=None,
                  cluster_ca=None):
-        self.dir = os.path.abspath(directory)
+        super().__init__(directory, owner_pid)
         self.name = name or os.path.basename(self.dir)
         self.assets = assets
         self.etcd_url = etcd_url
@@ -212,7 +263,6 @@ class ControlPlane:  # pylint: disable=too-many-instance-attributes
             raise ValueError("signing_cert and signing_key go together")
         self.signing_cert, self.signing_key = signing_cert, signing_key
         self.cluster_ca = tuple(cluster_ca) if cluster_ca else None
-        self.owner_pid = os.getpid() if owner_pid is None else owner_pid
         self.server = None
         self.kubeconfig = os.path.join(self.dir, "admin.kubeconfig")
         self.ca_cert = os.path.join(self.dir, "ca.crt")
@@ -222,14 +272,9 @@ class ControlPlane:  # pylint: disable=too-many-instance-attributes
         self.controller_manager_port = None
         self.startup_seconds = None
         self._etcd = None
-        self._procs = {}
-        self._watchdog = None
 
     def __repr__(self):
         return "<ControlPlane %s %s>" % (self.name, self.server)
-
-    def path(self, name):
-        return os.path.join(self.dir, name)
 
     # --- files --------------------------------------------------------------------------------------
     def _write_pki(self):
@@ -262,13 +307,7 @@ class ControlPlane:  # pylint: disable=too-many-instance-attributes
 
     # --- processes ----------------------------------------------------------------------------------
     def _spawn(self, label, args):
-        log = open(self.path(label + ".log"), "ab")  # pylint: disable=consider-using-with
-        try:
-            proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,  # pylint: disable=consider-using-with
-                                    start_new_session=True, cwd=self.dir)
-        finally:
-            log.close()
-        self._procs[label] = proc
+        proc = super()._spawn(label, args)
         pki.write_file(self.path(label + ".pid"), "%d\n" % proc.pid)
         return proc
 
@@ -281,13 +320,6 @@ class ControlPlane:  # pylint: disable=too-many-instance-attributes
                 return
             time.sleep(0.2)
         raise RuntimeError("%s of %s not ready within %ss (%s):\n%s" % (label, self.name, timeout, url, self.log_tail(label)))
-
-    def log_tail(self, label, size=3000):
-        try:
-            with open(self.path(label + ".log"), encoding="utf-8", errors="replace") as handle:
-                return handle.read()[-size:]
-        except OSError:
-            return ""
 
     def _gates(self):
         if not self.feature_gates:
@@ -358,24 +390,9 @@ class ControlPlane:  # pylint: disable=too-many-instance-attributes
         self.startup_seconds = time.monotonic() - began
         return self
 
-    def _start_watchdog(self):
-        """A fresh watchdog for every process started so far (the previous one is stopped by PID)."""
-        if not self.owner_pid:
-            return
-        self._stop_watchdog()
-        watched = ["%d:%s" % (proc.pid, label) for label, proc in reversed(list(self._procs.items()))]
-        if self._etcd is not None and self._etcd.pid:
-            watched.append("%d:etcd" % self._etcd.pid)
-        self._watchdog = subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(self.owner_pid)] + watched,  # pylint: disable=consider-using-with
-                                          start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                          stderr=subprocess.DEVNULL)
-
-    def _stop_watchdog(self):
-        if self._watchdog is not None:
-            if self._watchdog.poll() is None:
-                etcdlib.stop_pid(self._watchdog.pid)
-            self._watchdog.wait(timeout=10)
-            self._watchdog = None
+    def _start_watchdog(self, extra=()):
+        etcd = [(self._etcd.pid, "etcd")] if self._etcd is not None and self._etcd.pid else []
+        super()._start_watchdog(list(extra) + etcd)
 
     def stop(self):
         """Stop the controller-manager, the apiserver and the cluster's own etcd, by PID (newest first)."""
@@ -397,7 +414,7 @@ class ControlPlane:  # pylint: disable=too-many-instance-attributes
             os.unlink(self.path("server"))
 
 
-class Kubelet:
+class Kubelet(_Processes):
     """A real kubelet on a fake container runtime (``fakecri``, no pod ever runs), both from ``assets``.
 
     ``args`` are the kubelet's arguments; ``--container-runtime-endpoint`` / the KubeletConfiguration's
@@ -407,17 +424,11 @@ class Kubelet:
     """
 
     def __init__(self, directory, assets, args=(), owner_pid=None):
-        self.dir = os.path.abspath(directory)
+        super().__init__(directory, owner_pid)
         self.assets = assets
         self.args = list(args)
-        self.owner_pid = os.getpid() if owner_pid is None else owner_pid
         self.socket = os.path.join(self.dir, "cri.sock")
         self.cri_endpoint = "unix://" + self.socket
-        self._procs = {}
-        self._watchdog = None
-
-    def path(self, name):
-        return os.path.join(self.dir, name)
 
     @property
     def pid(self):
@@ -428,22 +439,8 @@ class Kubelet:
         proc = self._procs.get("kubelet")
         return proc is not None and proc.poll() is None
 
-    def _spawn(self, label, args):
-        log = open(self.path(label + ".log"), "ab")  # pylint: disable=consider-using-with
-        try:
-            proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,  # pylint: disable=consider-using-with
-                                    start_new_session=True, cwd=self.dir)
-        finally:
-            log.close()
-        self._procs[label] = proc
-        return proc
-
     def log_tail(self, label="kubelet", size=3000):
-        try:
-            with open(self.path(label + ".log"), encoding="utf-8", errors="replace") as handle:
-                return handle.read()[-size:]
-        except OSError:
-            return ""
+        return super().log_tail(label, size)
 
     def start(self, timeout=30.0):
         """Start fakecri, wait for its socket, then start the kubelet; returns self. Stops both on failure."""
@@ -462,19 +459,11 @@ class Kubelet:
                     raise RuntimeError("fakecri did not serve %s (exit %s):\n%s" % (self.socket, cri.poll(), self.log_tail("fakecri")))
                 time.sleep(0.05)
             self._spawn("kubelet", [exes["kubelet"]] + self.args)
-            self._watch()
+            self._start_watchdog()
         except BaseException:
             self.stop()
             raise
         return self
-
-    def _watch(self):
-        if not self.owner_pid:
-            return
-        watched = ["%d:%s" % (proc.pid, label) for label, proc in reversed(list(self._procs.items()))]
-        self._watchdog = subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(self.owner_pid)] + watched,  # pylint: disable=consider-using-with
-                                          start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                          stderr=subprocess.DEVNULL)
 
     def root_dir(self):
         """The ``--root-dir`` of ``args`` (absolute), or None when none is given."""
@@ -513,11 +502,7 @@ class Kubelet:
                 pass
         if started:
             self._unmount_root_dir()
-        if self._watchdog is not None:
-            if self._watchdog.poll() is None:
-                etcdlib.stop_pid(self._watchdog.pid)
-            self._watchdog.wait(timeout=10)
-            self._watchdog = None
+        self._stop_watchdog()
 
 
 class RealClusters:
