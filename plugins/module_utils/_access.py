@@ -18,7 +18,9 @@ naming each (cluster, user) left over.
 from __future__ import annotations
 
 import copy
+import datetime
 import json
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.kubepki.certs.plugins.module_utils import _csr, _crypto, _etcd, _kube, _policy, _store
@@ -31,6 +33,7 @@ USER_SPEC = {
     "name": {"type": "str", "required": True},
     "groups": {"type": "list", "elements": "str", "default": []},
     "expiration_seconds": {"type": "int"},
+    "force_renew": {"type": "bool", "default": False},
 }
 
 CLUSTER_SPEC = {
@@ -46,7 +49,8 @@ CLUSTER_SPEC = {
 
 def argument_spec():
     spec = {
-        "users": {"type": "list", "elements": "dict", "required": True, "options": copy.deepcopy(USER_SPEC)},
+        "users": {"type": "list", "elements": "dict", "options": copy.deepcopy(USER_SPEC)},
+        "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
         "clusters": {"type": "list", "elements": "dict", "required": True, "options": copy.deepcopy(CLUSTER_SPEC),
                      "mutually_exclusive": [("ca_cert", "ca_data")]},
         "scope": {"type": "str", "default": "default"},
@@ -126,6 +130,11 @@ class Access:
         self.params = module.params
         self.secrets = set()
         self.ca_pems = {}
+        # the users of the task; with users omitted (renew every known certificate) found in the store and etcd,
+        # and then per cluster (cluster_users) only those with a certificate there that is due
+        self.users = module.params["users"]
+        self.cluster_users = None
+        self.known = None
 
     def validate(self):
         """Every check that needs no cluster, before anything is written: users, groups under the policy,
@@ -147,15 +156,16 @@ class Access:
         if params["parallel"] < 1:
             raise KubePkiError("parallel must be at least 1, got %s" % params["parallel"])
         # every user and cluster option through the create step's own checks, before anything is touched
-        for cluster in params["clusters"]:
+        for cluster in self.active_clusters():
             _step_create.validate(with_defaults(_step_create.argument_spec(), self.create_params(cluster)))
         # groups the approval step would refuse anyway are refused now, not after keys and CSRs exist
         policy = _policy.normalize(self.approve_params(params["clusters"][0], [])["policy"])
-        for index, user in enumerate(params["users"]):
+        for index, user in enumerate(self.users):
             for group in user["groups"]:
                 why = _policy.group_refusal(group, policy, params["signer_name"])
                 if why:
-                    raise KubePkiError("users[%d] (%s).groups: the approval policy would refuse it: %s" % (index, user["name"], why))
+                    where = "users[%d] (%s)" % (index, user["name"]) if self.known is None else "known user %s" % user["name"]
+                    raise KubePkiError("%s.groups: the approval policy would refuse it: %s" % (where, why))
         problem = _etcd.endpoints_problem(params)
         if problem:
             raise KubePkiError(problem)
@@ -176,11 +186,21 @@ class Access:
 
     # ------------------------------------------------------------ the parameters of each step
 
-    def create_params(self, cluster):
+    def users_of(self, cluster):
+        """The users to work on in ``cluster``: all of them, or (renewing what is known) those due there."""
+        if self.cluster_users is None:
+            return self.users
+        return self.cluster_users.get(cluster["name"], [])
+
+    def active_clusters(self):
+        """The clusters with any user to work on."""
+        return [cluster for cluster in self.params["clusters"] if self.users_of(cluster)]
+
+    def create_params(self, cluster, state="present"):
         params = self.params
-        given = _common(params, ("users", "scope", "signer_name", "key_type", "key_scope", "expiration_seconds",
+        given = _common(params, ("scope", "signer_name", "key_type", "key_scope", "expiration_seconds",
                                  "renew_before", "rotate_key", "force") + STORE_KEYS + ETCD_KEYS)
-        given.update(self.cluster_auth(cluster), cluster=cluster["name"], state="present")
+        given.update(self.cluster_auth(cluster), cluster=cluster["name"], state=state, users=self.users_of(cluster))
         return given
 
     def approve_params(self, cluster, csrs):
@@ -189,7 +209,8 @@ class Access:
         policy = dict(params["policy"])
         if policy.get("allowed_groups") is None:
             # by default a request may carry the groups listed for the users of this task, and no others
-            policy["allowed_groups"] = sorted({group for user in params["users"] for group in user["groups"]})
+            listed = list(self.users) + [user for users in (self.cluster_users or {}).values() for user in users]
+            policy["allowed_groups"] = sorted({group for user in listed for group in user["groups"]})
         given.update(self.cluster_auth(cluster), cluster=cluster["name"], csrs=csrs, action="approve", policy=policy)
         return given
 
@@ -209,7 +230,13 @@ class Access:
         given = _common(params, ("scope", "key_scope", "dest_dir", "verify") + STORE_KEYS + ETCD_KEYS)
         clusters = [{k: cluster[k] for k in ("name", "server", "ca_cert", "ca_data", "namespace", "context")}
                     for cluster in params["clusters"]]
-        given.update(users=[{"name": u["name"], "groups": u["groups"]} for u in params["users"]], clusters=clusters)
+        users = []
+        for user in self.users:
+            entry = {"name": user["name"], "groups": user["groups"]}
+            if self.cluster_users is not None:
+                entry["clusters"] = [c["name"] for c in params["clusters"] if any(u["name"] == user["name"] for u in self.users_of(c))]
+            users.append(entry)
+        given.update(users=users, clusters=clusters)
         return given
 
     def step(self, spec, params, warnings, seen_csrs=None, failures=None):
@@ -220,11 +247,13 @@ class Access:
     def ensure_keys(self):
         """Every user's key, once per key scope, before the clusters run side by side."""
         params = self.params
-        key_clusters = [c["name"] for c in params["clusters"]] if params["key_scope"] == "per_cluster" else [""]
+        wanted = set()
+        for cluster in self.active_clusters():
+            key_cluster = cluster["name"] if params["key_scope"] == "per_cluster" else ""
+            wanted.update((params["scope"], user["name"], key_cluster, params["key_type"]) for user in self.users_of(cluster))
         store = _store.open_store_from_params(params)
         try:
-            store.ensure_keys([(params["scope"], user["name"], key_cluster, params["key_type"])
-                               for user in params["users"] for key_cluster in key_clusters])
+            store.ensure_keys(sorted(wanted))
         finally:
             store.close()
 
@@ -318,10 +347,17 @@ class Access:
 
     def _run(self):
         params = self.params
+        if params["state"] == "absent":
+            return Offboarding(self).run()
+        if self.users is None:
+            self.find_known()
         self.validate()
+        clusters = self.active_clusters()
+        if not clusters:
+            # renewing what is known, and nothing is due
+            return {"changed": False, "clusters": [], "known": self.known}
         if not self.module.check_mode:
             self.ensure_keys()
-        clusters = params["clusters"]
         self.prime()
         with ThreadPoolExecutor(max_workers=max(1, min(params["parallel"], len(clusters)))) as pool:
             futures = [pool.submit(self.cluster, cluster) for cluster in clusters]
@@ -333,13 +369,84 @@ class Access:
             results.append(result)
             failures.extend(failed)
         output = {"changed": any(r["changed"] for r in results), "clusters": results}
+        if self.known is not None:
+            output["known"] = self.known
         keys_pending = any(c["key_created"] for r in results for c in r["csrs"])
         if params["dest_dir"] and not (self.module.check_mode and keys_pending):
             self.render(output, failures)
         if failures:
             output["failures"] = failures
-            raise KubePkiError(failure_message(failures, len(params["users"]), len(clusters)), **output)
+            raise KubePkiError(failure_message(failures, len(self.users), len(clusters)), **output)
         return output
+
+    # ------------------------------------------------------------ renewing what is known
+
+    def find_known(self):
+        """users omitted: the users are those of the certificate records the store and etcd hold for the scope and
+        the given clusters (the newer of the two when both hold one), and in each cluster only those whose
+        certificate is due within renew_before. ``self.known`` lists every record considered and what became of it."""
+        params = self.params
+        if params["renew_before"] is None:
+            raise KubePkiError("users: required unless renew_before is set (without users, every certificate the store "
+                               "and etcd hold for scope and clusters that expires within renew_before is renewed)")
+        renew_before = _csr.parse_duration(params["renew_before"], "renew_before")
+        _step_render.check_clusters(params["clusters"])
+        problem = _csr.name_problem(params["scope"])
+        if problem:
+            raise KubePkiError("scope %r %s" % (params["scope"], problem))
+        problem = _etcd.endpoints_problem(params)
+        if problem:
+            raise KubePkiError(problem)
+        names = {cluster["name"] for cluster in params["clusters"]}
+        newest = {}
+
+        def offer(record, where):
+            if not isinstance(record, dict) or record.get("cluster") not in names or not record.get("user"):
+                return
+            if record.get("signer_name") not in (None, "", params["signer_name"]):
+                return  # another signer's certificate (a kubelet's, say): not this task's business
+            ident = (record["cluster"], record["user"])
+            if ident not in newest or _age(record) > _age(newest[ident][0]):
+                newest[ident] = (record, where)
+
+        store = _store.open_store_from_params(params, create=False)
+        try:
+            damaged = []
+            for record in store.list_certs(params["scope"], damaged=damaged):
+                offer(record, "store")
+            keys = {(row["user"], row["cluster"]) for row in store.list_keys(params["scope"])}
+        finally:
+            store.close()
+        for _scope, cluster, user in damaged:
+            if cluster in names:
+                self.module.warn("the credential store's certificate record of user %s in cluster %s is damaged; left out" % (user, cluster))
+        transport = _etcd.transport_from_params(params)
+        if transport is not None:
+            try:
+                for cluster in sorted(names):
+                    for _key, record in transport.list_records(params["scope"], cluster):
+                        offer(record, "etcd")
+            finally:
+                transport.close()
+        self.known, self.cluster_users, users = [], {}, {}
+        for (cluster, user), (record, where) in sorted(newest.items()):
+            entry = {"user": user, "cluster": cluster, "serial": record.get("serial"), "not_after": record.get("not_after"), "source": where}
+            key_cluster = cluster if params["key_scope"] == "per_cluster" else ""
+            if (user, key_cluster) not in keys:
+                entry.update(action="skipped", reason="no key in the store for it (a user who brings their own key renews with users listed)")
+            elif _csr.name_problem(user):
+                entry.update(action="skipped", reason="the user name %s" % _csr.name_problem(user))
+            elif not _step_create.is_due(record, renew_before):
+                entry["action"] = "not_due"
+            else:
+                entry["action"] = "renew"
+                groups = sorted(set(record.get("organizations") or []))
+                self.cluster_users.setdefault(cluster, []).append({"name": user, "groups": groups, "expiration_seconds": None,
+                                                                   "force_renew": False})
+                if user not in users or _age(record) > users[user][1]:
+                    users[user] = (groups, _age(record))
+            self.known.append(entry)
+        self.users = [{"name": name, "groups": users[name][0], "expiration_seconds": None, "force_renew": False} for name in sorted(users)]
 
     def render(self, output, failures):
         """One kubeconfig per user, with a context for every cluster where that user has a usable certificate;
@@ -370,6 +477,14 @@ class Access:
                 self.module.no_log_values.add(secret)
 
 
+def _age(record):
+    """What "newer" means for two certificate records: not_before, then not_after, as times (unreadable: oldest)."""
+    try:
+        return (_crypto.parse_rfc3339(record.get("not_before") or ""), _crypto.parse_rfc3339(record.get("not_after") or ""))
+    except (KubePkiError, AttributeError):
+        return (datetime.datetime.min.replace(tzinfo=datetime.timezone.utc),) * 2
+
+
 def failure_message(failures, users, clusters):
     """One line naming every (cluster, user) that could not be finished, and the step and reason."""
     lines = []
@@ -388,3 +503,231 @@ def failure_message(failures, users, clusters):
 def run(module):
     """user_certificates' work for ``module``: its result dict."""
     return Access(module).run()
+
+
+class Offboarding:
+    """``state=absent`` for the users of ``access`` (an Access): in every cluster, side by side, the users' CSRs,
+    then their certificate records in etcd and in the store, and with key_scope=per_cluster their key of that
+    cluster; then each user's kubeconfig in dest_dir and, with key_scope=shared, the user's key. A key is deleted
+    last and only when every cluster of its user was finished, so that a re-run can finish what a failed cluster
+    left. The certificates issued stay valid until their notAfter (Kubernetes cannot revoke client certificates):
+    the result and a warning name each one."""
+
+    def __init__(self, access):
+        self.access = access
+        self.module = access.module
+        self.params = access.params
+        self.check = access.module.check_mode
+
+    def validate(self):
+        access, params = self.access, self.params
+        if not access.users:
+            raise KubePkiError("users: state=absent needs the users to offboard (at least one)")
+        _step_render.check_clusters(params["clusters"])
+        if params["dest_dir"] and os.path.exists(params["dest_dir"]) and not os.path.isdir(params["dest_dir"]):
+            raise KubePkiError("dest_dir %s is not a directory" % params["dest_dir"])
+        for cluster in params["clusters"]:
+            _step_create.validate(with_defaults(_step_create.argument_spec(), access.create_params(cluster, state="absent")))
+        problem = _etcd.endpoints_problem(params)
+        if problem:
+            raise KubePkiError(problem)
+        for cluster in params["clusters"]:
+            try:
+                _kube.get_client(access.step(_step_create.argument_spec(), access.create_params(cluster, state="absent"), []))
+            except KubePkiError as error:
+                raise KubePkiError("clusters[%s].auth: %s" % (cluster["name"], error.msg), **error.details) from None
+
+    def key_cluster(self, cluster_name):
+        return cluster_name if self.params["key_scope"] == "per_cluster" else ""
+
+    def cluster(self, cluster):
+        """One cluster: ``(result, warnings, failures, still valid certificates [(user, entry)], diff before)``."""
+        access, params = self.access, self.params
+        warnings, failures, valid, before = [], [], [], []
+        names = [user["name"] for user in access.users]
+        result = {"name": cluster["name"], "changed": False, "csrs": [], "etcd_records": [], "store_records": [], "keys": []}
+        step_name = "create"
+        try:
+            one = access.step(_step_create.argument_spec(), access.create_params(cluster, state="absent"), warnings)
+            removed = _step_create.run(one)
+            result["csrs"] = removed["csrs"]
+            result["changed"] = removed["changed"]
+            for entry in removed["csrs"]:
+                before.extend({"cluster": cluster["name"], "user": entry["name"], "csr": name} for name in entry["deleted"])
+                for cert in entry.get("certificates", []):
+                    valid.append((entry["name"], dict(cert, cluster=cluster["name"], source="csr")))
+            step_name = "publish"
+            transport = _etcd.transport_from_params(params)
+            if transport is not None:
+                try:
+                    held = {key.rsplit("/", 1)[1]: (key, record) for key, record in transport.list_records(params["scope"], cluster["name"])}
+                finally:
+                    transport.close()
+                present = [name for name in names if name in held]
+                for name in present:
+                    valid.append((name, _facts(held[name][1], cluster["name"], "etcd")))
+                    before.append({"cluster": cluster["name"], "user": name, "etcd_record": held[name][0]})
+                if present:
+                    published = _step_publish.run(access.step(_step_publish.argument_spec(), dict(
+                        _common(params, ("scope",) + ETCD_KEYS), cluster=cluster["name"], state="absent",
+                        certificates=[{"user": name} for name in present]), warnings))
+                    result["etcd_records"] = published["records"]
+                    result["changed"] = result["changed"] or published["changed"]
+            step_name = "store"
+            store = _store.open_store_from_params(params, create=not self.check)
+            try:
+                damaged = []
+                held = {r["user"]: r for r in store.list_certs(params["scope"], damaged=damaged) if r.get("cluster") == cluster["name"]}
+                held.update({user: None for _scope, where, user in damaged if where == cluster["name"] and user not in held})
+                for name in names:
+                    if name not in held:
+                        continue
+                    if held[name] is not None:
+                        valid.append((name, _facts(held[name], cluster["name"], "store")))
+                    before.append({"cluster": cluster["name"], "user": name, "store_record": True})
+                    deleted = True if self.check else store.delete_cert(params["scope"], cluster["name"], name)
+                    result["store_records"].append({"user": name, "action": "deleted" if deleted else "unchanged"})
+                    result["changed"] = result["changed"] or deleted
+                if params["key_scope"] == "per_cluster":
+                    step_name = "key"
+                    keys = {row["user"] for row in store.list_keys(params["scope"]) if row["cluster"] == cluster["name"]}
+                    for name in names:
+                        if name in keys:
+                            before.append({"cluster": cluster["name"], "user": name, "key": True})
+                            deleted = True if self.check else store.delete_key(params["scope"], name, cluster["name"])
+                            result["keys"].append({"user": name, "cluster": cluster["name"], "action": "deleted" if deleted else "unchanged"})
+                            result["changed"] = result["changed"] or deleted
+            finally:
+                store.close()
+        except KubePkiError as error:
+            failures.append({"cluster": cluster["name"], "user": error.details.get("user"), "csr_name": error.details.get("csr_name"),
+                             "step": step_name, "msg": error.msg})
+        return result, warnings, failures, valid, before
+
+    def elsewhere(self):
+        """``{user: [cluster, ...]}``: the clusters outside this task where the store or etcd still hold a certificate
+        of each user (their shared key and kubeconfig are still needed there)."""
+        params = self.params
+        listed = {cluster["name"] for cluster in params["clusters"]}
+        names = {user["name"] for user in self.access.users}
+        found = {}
+        store = _store.open_store_from_params(params, create=False)
+        try:
+            for record in store.list_certs(params["scope"], damaged=[]):
+                if record.get("user") in names and record.get("cluster") not in listed:
+                    found.setdefault(record["user"], set()).add(record["cluster"])
+        finally:
+            store.close()
+        transport = _etcd.transport_from_params(params)
+        if transport is not None:
+            try:
+                for key, _record in transport.list_records(params["scope"]):
+                    cluster, user = key.rsplit("/", 2)[1:]
+                    if user in names and cluster not in listed:
+                        found.setdefault(user, set()).add(cluster)
+            finally:
+                transport.close()
+        return {user: sorted(clusters) for user, clusters in found.items()}
+
+    def run(self):
+        access, params = self.access, self.params
+        self.validate()
+        access.prime()
+        clusters = params["clusters"]
+        with ThreadPoolExecutor(max_workers=max(1, min(params["parallel"], len(clusters)))) as pool:
+            outcomes = [future.result() for future in [pool.submit(self.cluster, cluster) for cluster in clusters]]
+        results, failures, valid, before = [], [], [], []
+        for result, warnings, failed, still, seen in outcomes:
+            for message in warnings:
+                self.module.warn("cluster %s: %s" % (result["name"], message))
+            results.append(result)
+            failures.extend(failed)
+            valid.extend(still)
+            before.extend(seen)
+        output = {"changed": any(r["changed"] for r in results), "clusters": results, "offboarded": []}
+        blocked = {f["cluster"] for f in failures if f.get("user") is None}
+        elsewhere = self.elsewhere()
+        store = None
+        try:
+            for user in access.users:
+                name = user["name"]
+                entry = {"user": name, "finished": True, "key_deleted": False, "kubeconfig": None, "kubeconfig_deleted": False,
+                         "kept_for": elsewhere.get(name, []), "still_valid": _still_valid(valid, name)}
+                failed = sorted(blocked | {f["cluster"] for f in failures if f.get("user") == name})
+                entry["finished"] = not failed
+                if params["dest_dir"] and not entry["kept_for"]:
+                    path = os.path.join(params["dest_dir"], "%s.kubeconfig" % name)
+                    entry["kubeconfig"] = path
+                    if os.path.lexists(path):
+                        before.append({"user": name, "kubeconfig": path})
+                        if not self.check:
+                            os.unlink(path)
+                        entry["kubeconfig_deleted"] = True
+                        output["changed"] = True
+                if params["key_scope"] == "shared" and not failed and not entry["kept_for"]:
+                    if store is None:
+                        store = _store.open_store_from_params(params, create=not self.check)
+                    if _has_key(store, params["scope"], name):
+                        before.append({"user": name, "key": True})
+                        if not self.check:
+                            store.delete_key(params["scope"], name, "")
+                        entry["key_deleted"] = True
+                        output["changed"] = True
+                elif params["key_scope"] == "per_cluster":
+                    entry["key_deleted"] = any(k["user"] == name and k["action"] == "deleted" for r in results for k in r["keys"])
+                if entry["kept_for"]:
+                    self.module.warn("user %s still has certificates in clusters %s of scope %s: the %s kept; offboard those "
+                                     "clusters too to remove them" % (name, ", ".join(entry["kept_for"]), params["scope"],
+                                                                       "shared key and the kubeconfig are" if params["key_scope"] == "shared"
+                                                                       else "kubeconfig is"))
+                if failed:
+                    self.module.warn("user %s: the key%s kept because clusters %s could not be finished; run again to finish" % (
+                        name, " is" if params["key_scope"] == "shared" else "s of those clusters are", ", ".join(failed)))
+                if entry["still_valid"]:
+                    self.module.warn(
+                        "user %s: Kubernetes cannot revoke client certificates; %s stay%s valid until notAfter: %s. Remove the "
+                        "RBAC bindings of the user and of groups only this user needed to cut access sooner, and keep "
+                        "certificate lifetimes short (expiration_seconds) for that reason" % (
+                            name, "this certificate" if len(entry["still_valid"]) == 1 else "these certificates",
+                            "s" if len(entry["still_valid"]) == 1 else "",
+                            "; ".join("serial %s (cluster %s) until %s" % (c["serial"], c["cluster"], c["not_after"]) for c in entry["still_valid"])))
+                output["offboarded"].append(entry)
+        finally:
+            if store is not None:
+                store.close()
+        if self.module._diff:
+            output["diff"] = {"before": {"offboarding": before}, "after": {"offboarding": []}}
+        if failures:
+            output["failures"] = failures
+            raise KubePkiError(failure_message(failures, len(access.users), len(clusters)), **output)
+        return output
+
+
+def _has_key(store, scope, user):
+    return any(row["user"] == user and row["cluster"] == "" for row in store.list_keys(scope))
+
+
+def _facts(record, cluster, source):
+    return {"cluster": cluster, "serial": record.get("serial"), "not_before": record.get("not_before"),
+            "not_after": record.get("not_after"), "csr_name": record.get("csr_name"), "source": source}
+
+
+def _still_valid(found, user):
+    """The distinct certificates of ``user`` (by cluster and serial) that have not expired, oldest expiry first."""
+    now = _crypto.utc_now()
+    seen = {}
+    for name, cert in found:
+        if name != user or not cert.get("serial") or not cert.get("not_after"):
+            continue
+        try:
+            if _crypto.parse_rfc3339(cert["not_after"]) <= now:
+                continue
+        except KubePkiError:
+            continue
+        ident = (cert["cluster"], cert["serial"].lower())
+        if ident in seen:
+            seen[ident]["sources"] = sorted(set(seen[ident]["sources"]) | {cert["source"]})
+            continue
+        seen[ident] = {"cluster": cert["cluster"], "serial": cert["serial"], "not_before": cert.get("not_before"),
+                       "not_after": cert["not_after"], "csr_name": cert.get("csr_name"), "sources": [cert["source"]]}
+    return sorted(seen.values(), key=lambda c: (c["not_after"], c["cluster"], c["serial"]))

@@ -28,6 +28,7 @@ def argument_spec():
                 "dns_names": {"type": "list", "elements": "str", "default": []},
                 "ip_addresses": {"type": "list", "elements": "str", "default": []},
                 "csr": {"type": "str"},
+                "force_renew": {"type": "bool", "default": False},
             },
         },
         "cluster": {"type": "str", "required": True},
@@ -94,7 +95,7 @@ def validate(params):
             if not dns or " " in dns or any(ord(ch) < 33 for ch in dns):
                 raise KubePkiError("%s.dns_names: %r is not a DNS name" % (where, dns))
         plan = {"user": user["name"], "groups": list(user["groups"]), "dns_names": list(user["dns_names"]),
-                "ip_addresses": list(user["ip_addresses"]), "csr": user["csr"],
+                "ip_addresses": list(user["ip_addresses"]), "csr": user["csr"], "force_renew": bool(user.get("force_renew")),
                 "expiration_seconds": user["expiration_seconds"] if user["expiration_seconds"] is not None else params["expiration_seconds"]}
         if user["csr"] is not None:
             if "-----BEGIN CERTIFICATE REQUEST-----" not in user["csr"]:
@@ -135,6 +136,19 @@ def validate(params):
             raise KubePkiError("%s: signer %s needs at least one of dns_names or ip_addresses" % (where, signer))
         plans.append(plan)
     return plans, renew_before
+
+
+def is_due(record, renew_before):
+    """Whether the certificate ``record`` must be replaced: expired, not yet valid (beyond five minutes of clock
+    skew), or expiring within ``renew_before`` seconds (None: at expiry). A record without readable times is due."""
+    now = _crypto.utc_now()
+    try:
+        not_after = _crypto.parse_rfc3339(record["not_after"])
+        not_before = _crypto.parse_rfc3339(record.get("not_before") or record["not_after"])
+    except (KubePkiError, KeyError, TypeError, AttributeError):
+        return True
+    margin = datetime.timedelta(seconds=renew_before or 0)
+    return not (not_before <= now + datetime.timedelta(minutes=5) and now + margin < not_after)
 
 
 def _check_expiration(value, what):
@@ -225,14 +239,7 @@ class Creator:
 
     def due(self, record):
         """Whether ``record`` must be replaced: expired, not yet valid, or expiring within renew_before."""
-        now = _crypto.utc_now()
-        try:
-            not_after = _crypto.parse_rfc3339(record["not_after"])
-            not_before = _crypto.parse_rfc3339(record.get("not_before") or record["not_after"])
-        except KubePkiError:
-            return True
-        margin = datetime.timedelta(seconds=self.renew_before or 0)
-        return not (not_before <= now + datetime.timedelta(minutes=5) and now + margin < not_after)
+        return is_due(record, self.renew_before)
 
     # ------------------------------------------------------------ one user
 
@@ -263,7 +270,7 @@ class Creator:
         known = self.known_certificate(plan, public_sha) if public_sha else None
         renews = ""
         if known is not None:
-            if self.record_matches(known, plan, public_sha) and not self.due(known):
+            if self.record_matches(known, plan, public_sha) and not self.due(known) and not plan.get("force_renew"):
                 result.update(csr_name=known.get("csr_name"), uid=known.get("csr_uid"), state="issued", action="known")
                 return result, changed, None
             renews = known.get("serial") or ""
@@ -372,9 +379,28 @@ class Creator:
             self.before.append(_diff_view(item))
             if _csr.delete(self.client, name, dry_run=self.check) or self.check:
                 result["deleted"].append(name)
+                issued = still_valid(item)
+                if issued:
+                    result.setdefault("certificates", []).append(issued)
         if result["deleted"]:
             result["action"] = "deleted"
         return result, bool(result["deleted"])
+
+
+def still_valid(obj):
+    """``{"csr_name", "serial", "not_before", "not_after"}`` of the certificate a CSR object carries while it is
+    still valid, else None. Deleting the CSR does not end that certificate: Kubernetes cannot revoke it."""
+    try:
+        pem = _csr.certificate_pem(obj)
+        if not pem:
+            return None
+        facts = _crypto.certificate_facts(pem, what="the certificate of CSR %s" % (obj.get("metadata") or {}).get("name"))
+        if _crypto.parse_rfc3339(facts["not_after"]) <= _crypto.utc_now():
+            return None
+    except KubePkiError:
+        return None
+    return {"csr_name": (obj.get("metadata") or {}).get("name"), "serial": facts["serial"], "not_before": facts["not_before"],
+            "not_after": facts["not_after"]}
 
 
 def _diff_view(obj):

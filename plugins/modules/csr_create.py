@@ -62,6 +62,12 @@ options:
           - A PEM C(CERTIFICATE REQUEST) the user brings. No key is created or read for this user; the request is
             sent as given after checking that its CN is O(users[].name).
         type: str
+      force_renew:
+        description:
+          - Request a new certificate for this user now, even when the known one is valid and not within O(renew_before)
+            of expiry. Every run with it set renews again.
+        type: bool
+        default: false
   cluster:
     description:
       - Name of the cluster, for labels, annotations and certificate records.
@@ -236,6 +242,16 @@ csrs:
       type: list
       elements: str
       sample: []
+    certificates:
+      description:
+        - With O(state=absent), the certificates the deleted CSRs carried that are still valid (serial, validity and CSR
+          name). Deleting a CSR does not revoke its certificate; Kubernetes cannot revoke client certificates, so each
+          stays valid until its C(not_after).
+      returned: with O(state=absent), when a deleted CSR carried a certificate that is still valid
+      type: list
+      elements: dict
+      sample: [{"csr_name": "kubepki-alice-3f9c2a61d0b4", "serial": "5d1e0c", "not_before": "2026-12-01T10:00:00Z",
+                "not_after": "2026-12-02T10:00:00Z"}]
 """
 
 from ansible.module_utils.basic import AnsibleModule
