@@ -21,6 +21,8 @@ from kubesandbox import pki
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from csr_fake_api import install  # noqa: E402 pylint: disable=wrong-import-position
+
 from ansible_collections.kubepki.certs.plugins.module_utils import _kube  # noqa: E402
 from ansible_collections.kubepki.certs.plugins.modules import cluster_trust_bundle  # noqa: E402
 
@@ -107,19 +109,6 @@ class FakeTrustBundles:
 
     def writes(self):
         return [r for r in self.requests if r[0] in ("POST", "PUT", "DELETE")]
-
-
-def install(monkeypatch, api):
-    _kube._CLIENTS.clear()
-
-    def client_for(auth, deadline=_kube.DEFAULT_DEADLINE):
-        client = _kube.KubeClient(None, deadline=deadline)
-        client.host = auth.get("host") or "https://fake.invalid"
-        client._send = api.send
-        return client
-
-    monkeypatch.setattr(_kube, "client_for", client_for)
-    return api
 
 
 @pytest.fixture
