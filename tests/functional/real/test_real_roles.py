@@ -357,9 +357,7 @@ def test_a_real_kubelet_bootstraps_with_the_files_the_role_wrote(world, real_ass
     files = {"env": os.path.join(node_dir, "etc", "default", "kubelet"), "config": os.path.join(node_dir, "var", "lib", "kubelet", "config.yaml"),
              "bootstrap": os.path.join(node_dir, "etc", "kubernetes", "bootstrap-kubelet.conf"),
              "kubeconfig": os.path.join(node_dir, "etc", "kubernetes", "kubelet.conf"), "pki": os.path.join(node_dir, "var", "lib", "kubelet", "pki")}
-    # a node with a kubelet package has these; the role creates only the bootstrap kubeconfig's directory
-    for path in (files["env"], files["config"]):
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+    # a bare node: the role makes the directories of every file it writes
     apply_role(os.path.join(world["base"], "ansible"), "kubelet_bootstrap", {
         "kubelet_bootstrap_root": "/",
         "kubelet_bootstrap_api_kubeconfig": plane.kubeconfig,
