@@ -676,10 +676,9 @@ class Offboarding:
                 elif params["key_scope"] == "per_cluster":
                     entry["key_deleted"] = any(k["user"] == name and k["action"] == "deleted" for r in results for k in r["keys"])
                 if entry["kept_for"]:
+                    kept = "shared key and the kubeconfig are" if params["key_scope"] == "shared" else "kubeconfig is"
                     self.module.warn("user %s still has certificates in clusters %s of scope %s: the %s kept; offboard those "
-                                     "clusters too to remove them" % (name, ", ".join(entry["kept_for"]), params["scope"],
-                                                                       "shared key and the kubeconfig are" if params["key_scope"] == "shared"
-                                                                       else "kubeconfig is"))
+                                     "clusters too to remove them" % (name, ", ".join(entry["kept_for"]), params["scope"], kept))
                 if failed:
                     self.module.warn("user %s: the key%s kept because clusters %s could not be finished; run again to finish" % (
                         name, " is" if params["key_scope"] == "shared" else "s of those clusters are", ", ".join(failed)))

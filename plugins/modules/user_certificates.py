@@ -35,15 +35,32 @@ description:
     credential store.
   - A re-run while the certificates are valid and outside O(renew_before) of expiry changes nothing and creates no CSR, even
     after the controller-manager's cleaner removed the issued CSRs.
+  - Renewing everything known - with O(users) omitted and O(renew_before) set, the users are taken from the certificate records
+    the store and etcd hold for O(scope) and the given O(clusters) (the newer record when both hold one; name and groups from
+    the record; records of another O(signer_name) are left alone). Each certificate expiring within O(renew_before) is renewed
+    through the normal flow, in its own cluster only; the others are left as they are. A record whose user has no key in the
+    store (a user who brings their own key) is skipped. RV(known) says what became of each record.
+  - Offboarding - with O(state=absent), for every user and cluster the user's CSRs, the certificate records in etcd and in the
+    store, and (with O(key_scope=per_cluster)) the key of that cluster are deleted; then the user's kubeconfig in O(dest_dir)
+    and, with O(key_scope=shared), the user's key. Keys go last and only when every cluster of the user was finished - a
+    cluster that fails keeps the key, is named in RV(failures), and a re-run finishes the job. A user who still has
+    certificate records in clusters of O(scope) not listed in O(clusters) keeps the shared key and the kubeconfig (a warning
+    says so).
+  - B(Kubernetes cannot revoke client certificates.) A certificate issued to an offboarded user stays valid until its
+    notAfter; deleting the CSR, the records and the key does not end it. RV(offboarded[].still_valid) and a warning name
+    each one by cluster, serial and notAfter. Remove the RBAC bindings of the user (and of groups only that user needed) to
+    cut access sooner, and keep lifetimes short with O(expiration_seconds) (for example V(86400), one day, renewed daily
+    with O(renew_before)) so that an offboarded user's access ends soon on its own.
 author:
   - kubepki.certs contributors (@kubepki)
 options:
   users:
     description:
       - The users, each with a certificate CN (C(name)) and O values (C(groups)).
+      - Omitted, with O(state=present) and O(renew_before) set, every certificate the store and etcd know for O(scope) and
+        O(clusters) is renewed when due (see the description). Required with O(state=absent).
     type: list
     elements: dict
-    required: true
     version_added: 0.2.0
     suboptions:
       name:
@@ -61,6 +78,19 @@ options:
         description:
           - Requested lifetime for this user; overrides O(expiration_seconds).
         type: int
+      force_renew:
+        description:
+          - Renew this user's certificates now, even when they are valid and not within O(renew_before) of expiry. Every run
+            with it set renews again, so set it for one run.
+        type: bool
+        default: false
+  state:
+    description:
+      - V(present) - issue (or renew) the users' certificates; V(absent) - offboard the users (see the description).
+    type: str
+    choices: [present, absent]
+    default: present
+    version_added: 0.3.0
   clusters:
     description:
       - The clusters, each with a name (the key of its records in etcd and the store), how to reach its API, and what the
@@ -172,6 +202,8 @@ options:
   expiration_seconds:
     description:
       - Requested certificate lifetime (C(spec.expirationSeconds), at least 600); the signer's default when not set.
+      - Since Kubernetes cannot revoke client certificates, short lifetimes (hours to a day, renewed with O(renew_before))
+        limit how long an offboarded user keeps access.
     type: int
     version_added: 0.2.0
   renew_before:
@@ -212,6 +244,7 @@ options:
     description:
       - Directory for the kubeconfigs, C(<user>.kubeconfig) each (0600; the directory is created 0700). No kubeconfig is
         rendered when not set.
+      - With O(state=absent), the offboarded users' C(<user>.kubeconfig) files are deleted from it.
     type: path
     version_added: 0.2.0
   verify:
@@ -240,11 +273,14 @@ attributes:
     details:
       - Reports the keys and CSRs that would be created and the approvals, etcd records and kubeconfigs that would change;
         nothing is written and nothing is waited for. When a user has no key yet no kubeconfig can be predicted.
+      - With O(state=absent), reports what would be deleted and deletes nothing.
   diff_mode:
     support: partial
     details:
       - Only the kubeconfigs' diffs are returned (keys and certificate data redacted); see the single modules for CSR and
         etcd diffs.
+      - With O(state=absent), the diff lists what is (or would be) deleted - CSR names, etcd keys, store records, keys and
+        kubeconfig paths, never their content.
 notes:
   - The O(policy) defaults to allowing only the groups listed in O(users) (O(policy.allowed_groups) not set), and never
     C(system:masters), C(kubeadm:cluster-admins) or other C(system:*) groups unless O(policy.allowed_system_groups) lists
@@ -277,6 +313,57 @@ EXAMPLES = r"""
     renew_before: 720h
     dest_dir: /srv/kubeconfigs
   register: access
+
+- name: Short-lived certificates (one day), renewed when less than eight hours are left
+  kubepki.certs.user_certificates:
+    users:
+      - {name: alice, groups: [dev]}
+    clusters:
+      - name: prod-eu
+        server: https://prod-eu.example.com:6443
+        ca_cert: /etc/kubepki/prod-eu-ca.crt
+        auth: {kubeconfig: /etc/kubepki/prod-eu-admin.kubeconfig}
+    expiration_seconds: 86400
+    renew_before: 8h
+    dest_dir: /srv/kubeconfigs
+
+- name: Renew every known certificate of both clusters that expires within 30 days (no user list)
+  kubepki.certs.user_certificates:
+    clusters:
+      - {name: prod-eu, server: "https://prod-eu.example.com:6443", ca_cert: /etc/kubepki/prod-eu-ca.crt,
+         auth: {kubeconfig: /etc/kubepki/prod-eu-admin.kubeconfig}}
+      - {name: prod-us, server: "https://prod-us.example.com:6443", ca_cert: /etc/kubepki/prod-us-ca.crt,
+         auth: {kubeconfig: /etc/kubepki/prod-us-admin.kubeconfig}}
+    renew_before: 30d
+    etcd_endpoints: [https://etcd.example.com:2379]
+    etcd_ca_cert: /etc/kubepki/etcd-ca.crt
+    dest_dir: /srv/kubeconfigs
+
+- name: Renew bob now, whatever his certificates' expiry
+  kubepki.certs.user_certificates:
+    users:
+      - {name: bob, groups: [dev], force_renew: true}
+    clusters:
+      - {name: prod-eu, server: "https://prod-eu.example.com:6443", ca_cert: /etc/kubepki/prod-eu-ca.crt,
+         auth: {kubeconfig: /etc/kubepki/prod-eu-admin.kubeconfig}}
+    dest_dir: /srv/kubeconfigs
+
+- name: Offboard alice from both clusters
+  kubepki.certs.user_certificates:
+    state: absent
+    users:
+      - name: alice
+    clusters:
+      - {name: prod-eu, auth: {kubeconfig: /etc/kubepki/prod-eu-admin.kubeconfig}}
+      - {name: prod-us, auth: {kubeconfig: /etc/kubepki/prod-us-admin.kubeconfig}}
+    etcd_endpoints: [https://etcd.example.com:2379]
+    etcd_ca_cert: /etc/kubepki/etcd-ca.crt
+    dest_dir: /srv/kubeconfigs
+  register: gone
+
+- name: Show what stays valid until its notAfter
+  ansible.builtin.debug:
+    msg: "{{ gone.offboarded | map(attribute='still_valid') | list }}"
 """
 
 RETURN = r"""
@@ -314,6 +401,18 @@ clusters:
       type: list
       elements: dict
       sample: [{"key": "/kubepki/certs/default/prod-eu/alice", "changed": true}]
+    store_records:
+      description: With O(state=absent), the users' certificate records of this cluster in the store, each deleted or not.
+      returned: with O(state=absent)
+      type: list
+      elements: dict
+      sample: [{"user": "alice", "action": "deleted"}]
+    keys:
+      description: With O(state=absent) and O(key_scope=per_cluster), the users' keys of this cluster deleted.
+      returned: with O(state=absent)
+      type: list
+      elements: dict
+      sample: [{"user": "alice", "cluster": "prod-eu", "action": "deleted"}]
     wait_stats:
       description: How the wait went (RV(kubepki.certs.csr_wait#module:wait_stats)).
       returned: when the run waited in this cluster
@@ -340,7 +439,9 @@ failures:
       type: str
       sample: kubepki-alice-3f9c2a61d0b4
     step:
-      description: Where it stopped - V(create), V(approve), V(wait), V(publish) or V(render).
+      description:
+        - Where it stopped - V(create), V(approve), V(wait), V(publish) or V(render); with O(state=absent) V(create)
+          (deleting the CSRs), V(publish) (etcd), V(store) or V(key).
       type: str
       sample: approve
     msg:
@@ -354,6 +455,56 @@ users:
   type: list
   elements: dict
   sample: [{"user": "alice", "dest": "/srv/kubeconfigs/alice.kubeconfig", "changed": true}]
+known:
+  description:
+    - With O(users) omitted, every certificate record found for O(scope) and O(clusters), and what became of it -
+      C(action) V(renew) (due, renewed in this run), V(not_due) or V(skipped) (with C(reason)).
+  returned: when O(users) is omitted
+  type: list
+  elements: dict
+  sample: [{"user": "alice", "cluster": "prod-eu", "serial": "5d1e0c", "not_after": "2026-12-03T10:00:00Z", "source": "etcd",
+            "action": "renew"}]
+offboarded:
+  description: With O(state=absent), one entry per user.
+  returned: with O(state=absent)
+  type: list
+  elements: dict
+  contains:
+    user:
+      description: The user.
+      type: str
+      sample: alice
+    finished:
+      description: Whether every cluster of the user was finished (else the key is kept and RV(failures) says why).
+      type: bool
+      sample: true
+    key_deleted:
+      description: Whether the user's key (or, with O(key_scope=per_cluster), a key of the user) was (or would be) deleted.
+      type: bool
+      sample: true
+    kubeconfig:
+      description: The kubeconfig path looked at in O(dest_dir), or V(null).
+      type: str
+      sample: /srv/kubeconfigs/alice.kubeconfig
+    kubeconfig_deleted:
+      description: Whether that file was (or would be) deleted.
+      type: bool
+      sample: true
+    kept_for:
+      description: Clusters of O(scope), not listed in O(clusters), where the user still has certificates; the shared key and
+        the kubeconfig are kept for them.
+      type: list
+      elements: str
+      sample: []
+    still_valid:
+      description:
+        - The user's certificates found (in the deleted CSRs, etcd and the store) that have not expired. Kubernetes cannot
+          revoke them; each stays valid until C(not_after).
+      type: list
+      elements: dict
+      sample: [{"cluster": "prod-eu", "serial": "5d1e0c", "not_before": "2026-12-01T10:00:00Z", "not_after": "2026-12-02T10:00:00Z",
+                "csr_name": "kubepki-alice-3f9c2a61d0b4", "sources": ["csr", "etcd", "store"]}]
+  sample: [{"user": "alice", "finished": true, "key_deleted": true, "still_valid": []}]
 store:
   description: Where the credential store is (credentials removed).
   returned: when kubeconfigs were rendered
