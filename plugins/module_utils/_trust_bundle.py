@@ -318,10 +318,13 @@ def run(module):
     client = _kube.get_client(module)
     version = served_version(client, wanted)
     result = {"changed": False, "name": name, "signer_name": signer_name, "api_version": None, "certificates": [], "bundle": None}
+    result["served"] = version is not None
     if version is None:
         if state == "absent":
             module.warn("the API server serves no ClusterTrustBundle API, so there is no ClusterTrustBundle %s to delete" % name)
             return result
+        if params.get("if_served"):
+            return result  # asked to publish only where the server serves the API
         raise not_served_error(client, wanted)
     result["api_version"] = "%s/%s" % (GROUP, version)
     dry = {"dryRun": "All"} if module.check_mode else None

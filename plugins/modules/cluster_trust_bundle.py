@@ -64,6 +64,13 @@ options:
     type: str
     choices: [auto, v1, v1beta1, v1alpha1]
     default: auto
+  if_served:
+    description:
+      - With V(true), a server that serves no ClusterTrustBundle API (Kubernetes before 1.37 without the feature gate) is
+        left alone, RV(served) says so and the task is unchanged; with V(false) that is a failure naming the flags to set.
+      - For playbooks that run against clusters of several versions and publish wherever they can.
+    type: bool
+    default: false
 extends_documentation_fragment:
   - kubepki.certs._kube_auth
   - kubepki.certs._requirements
@@ -107,6 +114,11 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+served:
+  description: Whether the server serves a ClusterTrustBundle API.
+  returned: always
+  type: bool
+  sample: true
 name:
   description: The object name.
   returned: always
@@ -118,7 +130,7 @@ signer_name:
   type: str
   sample: example.com/kubepki
 api_version:
-  description: The C(apiVersion) used; null when the server serves no ClusterTrustBundle API (only with O(state=absent)).
+  description: The C(apiVersion) used; null when the server serves no ClusterTrustBundle API (with O(state=absent) or O(if_served)).
   returned: always
   type: str
   sample: certificates.k8s.io/v1beta1
@@ -168,6 +180,7 @@ def argument_spec():
         "ca_data": {"type": "str"},
         "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
         "api_version": {"type": "str", "choices": ["auto"] + list(_trust_bundle.VERSIONS), "default": "auto"},
+        "if_served": {"type": "bool", "default": False},
     }
     spec.update(copy.deepcopy(_kube.AUTH_ARG_SPEC))
     return spec

@@ -7,6 +7,8 @@ tests run in order on it: publish, re-run, rotate the CA, a signer's bundle, a u
 """
 
 import json
+import os
+import shutil
 import subprocess
 
 import pytest
@@ -166,3 +168,31 @@ def test_v1_asked_for_on_1_36_is_the_not_served_failure(run_playbook, ctb_cluste
     out = publish(run_playbook, ctb_cluster, name="kubepki-v1", ca_file=ctb_cluster.ca_cert, api_version="v1")
     assert out.get("failed") and "does not serve ClusterTrustBundles in certificates.k8s.io/v1:" in out["msg"], out
     assert "kubepki-v1" not in kubectl(ctb_cluster.kubeconfig, "get", "clustertrustbundles", "-o", "name")
+
+
+ROLE_PLAY = """
+- hosts: localhost
+  gather_facts: false
+  roles:
+    - role: kubepki.certs.controller_manager_signing
+"""
+
+
+def test_the_signing_role_publishes_its_ca(run_playbook, ctb_cluster, tmp_path):
+    """controller_manager_signing with controller_manager_signing_trust_bundle on a server that serves the API: the
+    bundle holds exactly the role's signing CA, and a second run is unchanged."""
+    root = tmp_path / "node"
+    shutil.copytree(os.path.join(os.path.dirname(os.path.dirname(__file__)), "roles", "fixtures", "kubeadm"), root, symlinks=True)
+    ca = pki.make_ca("role-signing-ca")
+    variables = {"controller_manager_signing_root": str(root), "controller_manager_signing_ca_source": "content",
+                 "controller_manager_signing_ca_cert_content": pki.cert_pem(ca.cert).decode(),
+                 "controller_manager_signing_ca_key_content": pki.key_pem(ca.key).decode(),
+                 "controller_manager_signing_trust_bundle": True,
+                 "controller_manager_signing_trust_bundle_name": "role-signing-ca",
+                 "controller_manager_signing_trust_bundle_kubeconfig": ctb_cluster.kubeconfig}
+    first = run_playbook(ROLE_PLAY, extra_vars=variables)
+    assert first.rc == 0, first
+    bundle = kubectl_json(ctb_cluster.kubeconfig, "get", "clustertrustbundles", "role-signing-ca")
+    assert ders_of(bundle["spec"]["trustBundle"]) == ders_of(pki.cert_pem(ca.cert).decode())
+    again = run_playbook(ROLE_PLAY, extra_vars=variables)
+    assert again.rc == 0 and again.changed == 0, again

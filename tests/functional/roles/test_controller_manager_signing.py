@@ -276,3 +276,18 @@ def test_generated_ca_is_shared_by_every_control_plane_host(node_tree, run_playb
     assert contents["cp-1"] == contents["cp-2"], "the second host got the CA generated on the first"
     again = assert_ok(run_playbook(play, hosts=hosts, env=env))
     assert again.changed == 0, repr(again)
+
+
+def test_trust_bundle_is_left_alone_where_the_server_serves_none(node_tree, run_role, sandbox):
+    """The sandbox, like Kubernetes 1.36 without the feature gate, serves no ClusterTrustBundle API: with
+    controller_manager_signing_trust_bundle the role still succeeds and publishes nothing (the publishing itself
+    is proven against a real kube-apiserver in tests/functional/real/test_real_trust_bundle.py)."""
+    root = node_tree("kubeadm")
+    cert_pem, key_pem = make_ca()
+    variables = {"controller_manager_signing_root": root, "controller_manager_signing_ca_source": "content",
+                 "controller_manager_signing_ca_cert_content": cert_pem, "controller_manager_signing_ca_key_content": key_pem,
+                 "controller_manager_signing_trust_bundle": True,
+                 "controller_manager_signing_trust_bundle_kubeconfig": sandbox.cluster(sandbox.names[0]).kubeconfig}
+    first = assert_ok(run_role(ROLE, variables))
+    [published] = [task["hosts"]["localhost"] for task in first.tasks() if "ClusterTrustBundle" in task["task"]["name"]]
+    assert published["served"] is False and not published["changed"], published

@@ -324,6 +324,9 @@ def test_sandbox_serving_no_trust_bundles_gets_the_enable_hint(run_module, sandb
     assert "certificates.k8s.io/v1beta1/clustertrustbundles=true" in result["msg"]
     failed, result = run_module(cluster_trust_bundle, {"kubeconfig": cluster.kubeconfig, "name": "kubepki-ca", "state": "absent"})
     assert not failed and not result["changed"] and result["api_version"] is None
+    failed, result = run_module(cluster_trust_bundle, {"kubeconfig": cluster.kubeconfig, "name": "kubepki-ca", "ca_data": pem(cas[0]),
+                                                       "if_served": True})
+    assert not failed and not result["changed"] and result["served"] is False, result
 
 
 def test_expired_ca_still_counts_as_a_ca(run_module, api):
