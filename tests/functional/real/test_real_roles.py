@@ -249,6 +249,7 @@ def test_controller_manager_signs_with_the_ca_and_flags_the_role_wrote(world):
     kubectl(plane.kubeconfig, "create", "-f", "-", stdin=manifest)
     approve(os.path.join(world["base"], "ansible"), plane.kubeconfig, [name],
             {"key_must_match_store": False, "allowed_signers": ["kubernetes.io/kube-apiserver-client"]})
+
     def issued_csr():
         found = kubectl_json(plane.kubeconfig, "get", "csr", name)
         return found if (found.get("status") or {}).get("certificate") else None
