@@ -6,6 +6,7 @@ mode first, then the real run, re-runs, the CSR cleaner, renewal.
 
 import json
 import os
+import sqlite3
 import stat
 import time
 
@@ -140,3 +141,59 @@ def test_a_cluster_that_fails_is_the_host_that_fails(run_playbook, flow, tmp_pat
     for user in USERS:
         config = kubectl_json(out_dir / ("%s.kubeconfig" % user["name"]), "config", "view")
         assert [c["name"] for c in config["contexts"]] == ["%s@%s" % (user["name"], good)]
+
+
+RENEW = os.path.join(REPO, "playbooks", "renew.yml")
+OFFBOARD = os.path.join(REPO, "playbooks", "offboard_users.yml")
+JOB_TASK = "Issue the users' certificates in every cluster and render their kubeconfigs"
+
+
+def job_result(result):
+    """The registered result of the role's run_once job task, whichever host it ran on."""
+    for task in result.tasks():
+        if task["task"]["name"].endswith(JOB_TASK):
+            return next(iter(task["hosts"].values()))
+    raise AssertionError("no job task among %s" % [task["task"]["name"] for task in result.tasks()])
+
+
+def test_the_renew_playbook_renews_what_is_known_without_a_user_list(run_playbook, flow):
+    extra = {k: v for k, v in flow["extra"].items() if k != "onboard_users"}
+    old = etcd_records(flow)
+    quiet = run_playbook("- ansible.builtin.import_playbook: %s\n" % RENEW, hosts=flow["hosts"], extra_vars=dict(extra, renew_before="1h"))
+    assert quiet.rc == 0, quiet
+    assert quiet.changed == 0, job_result(quiet)
+    assert etcd_records(flow) == old
+    renewed = run_playbook("- ansible.builtin.import_playbook: %s\n" % RENEW, hosts=flow["hosts"], extra_vars=dict(extra, renew_before="3650d"))
+    assert renewed.rc == 0, renewed
+    new = etcd_records(flow)
+    assert sorted(new) == sorted(old)
+    assert all(new[key]["serial"] != old[key]["serial"] for key in old)
+    assert sorted((e["user"], e["action"]) for e in job_result(renewed)["known"]) == sorted((u["name"], "renew") for u in USERS for _c in range(2))
+
+
+def test_the_offboard_playbook_removes_a_user(run_playbook, flow):
+    extra = {k: v for k, v in flow["extra"].items() if k != "onboard_users"}
+    extra["offboard_users"] = [{"name": "bob"}]
+    book = "- ansible.builtin.import_playbook: %s\n" % OFFBOARD
+    before = etcd_records(flow)
+    out = run_playbook(book, hosts=flow["hosts"], extra_vars=extra)
+    assert out.rc == 0, out
+    job = job_result(out)
+    after = etcd_records(flow)
+    assert sorted(after) == sorted(key for key in before if not key.endswith("/bob"))
+    for cluster in flow["box"].names:
+        assert [name for name in csr_names(flow, cluster) if name.startswith("kubepki-bob-")] == []
+    assert not (flow["out"] / "bob.kubeconfig").exists()
+    with sqlite3.connect(str(flow["store"])) as conn:
+        assert sorted(row[0] for row in conn.execute("SELECT user FROM keys")) == ["alice"]
+        assert sorted(row[0] for row in conn.execute("SELECT user FROM certificates")) == ["alice", "alice"]
+    warning = " ".join(job.get("warnings", []))
+    for key, record in before.items():
+        if key.endswith("/bob"):
+            assert record["serial"] in warning and record["not_after"] in warning, warning
+    # alice keeps working
+    review = kubectl_json(flow["out"] / "alice.kubeconfig", "--context", "alice@%s" % flow["box"].names[0], "auth", "whoami")
+    assert review["status"]["userInfo"]["username"] == "alice"
+    again = run_playbook(book, hosts=flow["hosts"], extra_vars=extra)
+    assert again.rc == 0, again
+    assert again.changed == 0, again
