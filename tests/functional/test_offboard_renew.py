@@ -29,6 +29,7 @@ PLAY = """
         dest_dir: "{{ out }}"
         expiration_seconds: "{{ lifetime | default(omit) }}"
         renew_before: "{{ renew_before | default(omit) }}"
+        key_scope: "{{ key_scope | default('shared') }}"
         timeout: 60
       register: access
 """
@@ -201,3 +202,18 @@ def test_bad_input_for_the_new_modes_is_refused_naming_the_option(run_playbook, 
     assert not os.path.exists(job["store"])
     for cluster in sandbox.names:
         assert our_csrs(sandbox, cluster, job["scope"]) == []
+
+
+def test_offboarding_with_per_cluster_keys(run_playbook, sandbox, job):
+    """key_scope=per_cluster: each cluster's key of the user goes with that cluster; the other user keeps theirs."""
+    job = dict(job, key_scope="per_cluster")
+    onboarded(run_playbook, job)
+    assert store_rows(job["store"], "keys") == ["ob-alice", "ob-alice", "ob-bob", "ob-bob"]
+    gone = dict(job, state="absent", users=[USERS[0]])
+    out = run_playbook(PLAY, extra_vars=gone)
+    assert out.rc == 0, out
+    assert store_rows(job["store"], "keys") == ["ob-bob", "ob-bob"]
+    assert sorted((k["cluster"], k["action"]) for c in out.result("access")["clusters"] for k in c["keys"]) == sorted(
+        (name, "deleted") for name in sandbox.names)
+    again = run_playbook(PLAY, extra_vars=gone)
+    assert again.rc == 0 and not again.result("access")["changed"], again
