@@ -411,9 +411,9 @@ def _diff_view(obj):
             "expirationSeconds": spec.get("expirationSeconds"), "labels": meta.get("labels"), "state": _csr.csr_state(obj)}
 
 
-def _set_aside(work, failures, user_of):
-    """``work`` for one user, where a KubePkiError becomes an entry in ``failures`` and a result with action
-    ``failed`` instead of stopping the batch. ``work`` returns a tuple whose first item is the user's result."""
+def _set_aside(work, failures, user_of, rest):
+    """``work`` for one user, where a KubePkiError becomes an entry in ``failures`` and ``(result, *rest)``, the
+    result with action ``failed``, instead of stopping the batch. ``work`` returns ``(the user's result, *rest)``."""
     def guarded(item):
         try:
             return work(item)
@@ -422,7 +422,7 @@ def _set_aside(work, failures, user_of):
             failures.append({"user": user, "csr_name": error.details.get("csr_name"), "msg": error.msg})
             result = {"name": user, "csr_name": error.details.get("csr_name"), "uid": None, "state": "absent", "action": "failed",
                       "key_created": False, "public_key_sha256": None, "renews_serial": "", "deleted": [], "error": error.msg}
-            return (result, False, None) if isinstance(item, dict) else (result, False, [], [], [])
+            return (result,) + rest
     return guarded
 
 
@@ -441,8 +441,8 @@ def run(module):
             ensure, send = creator.ensure, creator.send
             if failures is not None:
                 # batch mode: a user that fails is reported with the reason, the others go on
-                ensure = _set_aside(creator.ensure, failures, lambda plan: plan["user"])
-                send = _set_aside(creator.send, failures, lambda job: job[0]["name"])
+                ensure = _set_aside(creator.ensure, failures, lambda plan: plan["user"], (False, None))
+                send = _set_aside(creator.send, failures, lambda job: job[0]["name"], (False, [], [], []))
             decided = [ensure(plan) for plan in plans]
             # the API requests of different users do not depend on each other: a few are in flight at once
             sent = iter(_kube.in_flight(send, [job for job in decided if job[2] is not None]))
