@@ -227,6 +227,19 @@ class _Processes:
         watched = [(proc.pid, label) for label, proc in reversed(list(self._procs.items()))]
         self._watchdog = start_watchdog(self.owner_pid, watched + list(extra))
 
+    def _stop_processes(self):
+        """Stop every process started here by its PID, newest first; returns their labels."""
+        labels = list(reversed(list(self._procs)))
+        for label in labels:
+            proc = self._procs.pop(label)
+            if proc.poll() is None:
+                etcdlib.stop_pid(proc.pid)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+        return labels
+
     def _stop_watchdog(self):
         if self._watchdog is not None:
             if self._watchdog.poll() is None:
@@ -396,14 +409,7 @@ class ControlPlane(_Processes):  # pylint: disable=too-many-instance-attributes
 
     def stop(self):
         """Stop the controller-manager, the apiserver and the cluster's own etcd, by PID (newest first)."""
-        for label in reversed(list(self._procs)):
-            proc = self._procs.pop(label)
-            if proc.poll() is None:
-                etcdlib.stop_pid(proc.pid)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
+        for label in self._stop_processes():
             if os.path.exists(self.path(label + ".pid")):
                 os.unlink(self.path(label + ".pid"))
         if self._etcd is not None:
@@ -491,16 +497,7 @@ class Kubelet(_Processes):
 
     def stop(self):
         """Stop the kubelet, then fakecri, by PID; then the watchdog; then unmount what the kubelet mounted."""
-        started = bool(self._procs)
-        for label in reversed(list(self._procs)):
-            proc = self._procs.pop(label)
-            if proc.poll() is None:
-                etcdlib.stop_pid(proc.pid)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
-        if started:
+        if self._stop_processes():
             self._unmount_root_dir()
         self._stop_watchdog()
 
