@@ -100,6 +100,24 @@ def check_server(cluster):
         raise KubePkiError("clusters[%s].server %r %s" % (cluster["name"], cluster["server"], problem))
 
 
+def make_private_dirs(path):
+    """``path`` and every missing parent made 0700 (the kubeconfigs in it hold private keys); an existing
+    directory keeps its mode."""
+    path = os.path.abspath(path)
+    missing = []
+    while not os.path.isdir(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory, 0o700)
+            os.chmod(directory, 0o700)  # whatever the umask
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise KubePkiError("dest_dir %s cannot be created: %s" % (directory, exc.strerror or exc)) from None
+
+
 def check_dest_dir(dest_dir):
     """dest_dir must be a writable directory, or creatable: its nearest existing parent a writable directory."""
     path = os.path.abspath(dest_dir)
@@ -379,11 +397,8 @@ def run(module):
     transport = None
     try:
         transport = transport_from_params(params)
-        if params["dest_dir"] and not os.path.isdir(params["dest_dir"]) and not module.check_mode:
-            try:
-                os.makedirs(params["dest_dir"], mode=0o700)
-            except OSError as exc:
-                raise KubePkiError("dest_dir %s cannot be created: %s" % (params["dest_dir"], exc.strerror or exc)) from None
+        if params["dest_dir"] and not module.check_mode:
+            make_private_dirs(params["dest_dir"])
         loaded = []
         if params["user"]:
             result = render_user(module, store, transport, params["user"], params["dest"], params["expected_groups"], ca_pems, loaded)

@@ -242,7 +242,7 @@ options:
     version_added: 0.2.0
   dest_dir:
     description:
-      - Directory for the kubeconfigs, C(<user>.kubeconfig) each (0600; the directory is created 0700). No kubeconfig is
+      - Directory for the kubeconfigs, C(<user>.kubeconfig) each (0600; the directory and its missing parents are created 0700). No kubeconfig is
         rendered when not set.
       - With O(state=absent), the offboarded users' C(<user>.kubeconfig) files are deleted from it.
     type: path

@@ -324,3 +324,20 @@ def test_users_clusters_limits_the_contexts(run_module, world):
     assert [c["name"] for c in yaml.safe_load((dest_dir / "alice.kubeconfig").read_text())["clusters"]] == ["c1"]
     failed, result = run_module(kubeconfig_render, users_args(world, users=[{"name": "alice", "clusters": ["c9"]}], clusters=clusters))
     assert failed and "users[alice].clusters: c9 not in clusters" in result["msg"]
+
+
+def test_dest_dir_and_its_missing_parents_are_made_private(run_module, world):
+    """The kubeconfigs hold private keys: every directory the module makes for them is 0700, whatever the umask;
+    a directory that already existed keeps its mode."""
+    world.to_store(world.cert())
+    world.tmp_path.chmod(0o755)
+    dest_dir = world.tmp_path / "home" / ".kubepki" / "kubeconfigs"
+    old = os.umask(0o022)
+    try:
+        failed, result = run_module(kubeconfig_render, users_args(world, users=[{"name": "alice"}], dest_dir=str(dest_dir)))
+    finally:
+        os.umask(old)
+    assert not failed, result
+    for directory in (dest_dir, dest_dir.parent, dest_dir.parent.parent):
+        assert (os.stat(directory).st_mode & 0o777) == 0o700, directory
+    assert (os.stat(world.tmp_path).st_mode & 0o777) == 0o755
