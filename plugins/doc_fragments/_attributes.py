@@ -7,18 +7,6 @@
 from __future__ import annotations
 
 
-_GROUP_OPTIONS = {"k8s": "cluster access", "etcd": "etcd", "store": "credential store"}
-
-
-def _action_groups(*groups):
-    """The action_group attribute for a module in ``groups`` (names in meta/runtime.yml)."""
-    lines = ["options: {}", "attributes:", "  action_group:", "    description:"]
-    lines += ["      - Use C(group/kubepki.certs.%s) in C(module_defaults) to set the %s options of this module." % (g, _GROUP_OPTIONS[g])
-              for g in groups]
-    lines += ["    support: full", "    membership:"] + ["      - kubepki.certs.%s" % g for g in groups]
-    return "\n".join(lines) + "\n"
-
-
 class ModuleDocFragment:
 
     DOCUMENTATION = r"""
@@ -50,9 +38,76 @@ attributes:
     #   store - every credential store option (store_uri, store_passphrase)
     # tests/unit/test_collection_interfaces.py checks the documented membership against meta/runtime.yml.
 
-    ACTIONGROUP_K8S = _action_groups("k8s")
-    ACTIONGROUP_ETCD = _action_groups("etcd")
-    ACTIONGROUP_STORE = _action_groups("store")
-    ACTIONGROUP_K8S_STORE = _action_groups("k8s", "store")
-    ACTIONGROUP_ETCD_STORE = _action_groups("etcd", "store")
-    ACTIONGROUP_K8S_ETCD_STORE = _action_groups("k8s", "etcd", "store")
+    ACTIONGROUP_K8S = r"""
+options: {}
+attributes:
+  action_group:
+    description:
+      - Use C(group/kubepki.certs.k8s) in C(module_defaults) to set the cluster access options of this module.
+    support: full
+    membership:
+      - kubepki.certs.k8s
+"""
+
+    ACTIONGROUP_ETCD = r"""
+options: {}
+attributes:
+  action_group:
+    description:
+      - Use C(group/kubepki.certs.etcd) in C(module_defaults) to set the etcd options of this module.
+    support: full
+    membership:
+      - kubepki.certs.etcd
+"""
+
+    ACTIONGROUP_STORE = r"""
+options: {}
+attributes:
+  action_group:
+    description:
+      - Use C(group/kubepki.certs.store) in C(module_defaults) to set the credential store options of this module.
+    support: full
+    membership:
+      - kubepki.certs.store
+"""
+
+    ACTIONGROUP_K8S_STORE = r"""
+options: {}
+attributes:
+  action_group:
+    description:
+      - Use C(group/kubepki.certs.k8s) in C(module_defaults) to set the cluster access options of this module.
+      - Use C(group/kubepki.certs.store) in C(module_defaults) to set the credential store options of this module.
+    support: full
+    membership:
+      - kubepki.certs.k8s
+      - kubepki.certs.store
+"""
+
+    ACTIONGROUP_ETCD_STORE = r"""
+options: {}
+attributes:
+  action_group:
+    description:
+      - Use C(group/kubepki.certs.etcd) in C(module_defaults) to set the etcd options of this module.
+      - Use C(group/kubepki.certs.store) in C(module_defaults) to set the credential store options of this module.
+    support: full
+    membership:
+      - kubepki.certs.etcd
+      - kubepki.certs.store
+"""
+
+    ACTIONGROUP_K8S_ETCD_STORE = r"""
+options: {}
+attributes:
+  action_group:
+    description:
+      - Use C(group/kubepki.certs.k8s) in C(module_defaults) to set the cluster access options of this module.
+      - Use C(group/kubepki.certs.etcd) in C(module_defaults) to set the etcd options of this module.
+      - Use C(group/kubepki.certs.store) in C(module_defaults) to set the credential store options of this module.
+    support: full
+    membership:
+      - kubepki.certs.k8s
+      - kubepki.certs.etcd
+      - kubepki.certs.store
+"""
