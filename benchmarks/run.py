@@ -579,8 +579,8 @@ def run_variant(name, users_count, clusters_count, args, env, scratch, rerun=Tru
         return record
     work = tempfile.mkdtemp(prefix="%s-%dx%d-%s" % (name, users_count, clusters_count, label_suffix), dir=scratch)
     users = make_users(users_count)
-    log("%s %dx%d: starting %d %s cluster(s) in %s" % (name, users_count, clusters_count, clusters_count,
-                                                        "real" if real else "sandbox", work))
+    kind = "real" if real else "sandbox"
+    log("%s %dx%d: starting %d %s cluster(s) in %s" % (name, users_count, clusters_count, clusters_count, kind, work))
     if real:
         sandbox, clusters = start_real(os.path.join(work, "clusters"), clusters_count)
         record["cluster_startup_seconds"] = sandbox.startup_seconds
@@ -758,16 +758,16 @@ def real_targets(main, baseline=None, rerun_target=None):
         value is not None and value < 10, "%.0f%%" % (value or 0))
     if baseline and coll and coll.get("rerun"):
         beyond = 100.0 * (coll["rerun"]["wall"] - baseline) / coll["first"]["wall"]
+        shown = "%.1f%% ((%.2f - %.2f) / %.2f s)" % (beyond, coll["rerun"]["wall"], baseline, coll["first"]["wall"])
         row("collection re-run beyond an empty play, share of first run, at %d x %d" % (coll["users"], coll["clusters"]),
-            beyond, beyond < 10, "%.1f%% ((%.2f - %.2f) / %.2f s)" % (beyond, coll["rerun"]["wall"], baseline,
-                                                                    coll["first"]["wall"]))
+            beyond, beyond < 10, shown)
     target = rerun_target or {}
     rec = target.get("record")
     if rec and rec.get("first") and rec.get("rerun") and rec["status"] == "ok" and target.get("baseline") is not None:
         beyond = 100.0 * (rec["rerun"]["wall"] - target["baseline"]) / rec["first"]["wall"]
+        shown = "%.1f%% ((%.2f - %.2f) / %.2f s)" % (beyond, rec["rerun"]["wall"], target["baseline"], rec["first"]["wall"])
         row("**collection re-run beyond an empty play < 10%% of first run, at %d x %d**" % (rec["users"], rec["clusters"]),
-            beyond, beyond < 10, "%.1f%% ((%.2f - %.2f) / %.2f s)" % (beyond, rec["rerun"]["wall"], target["baseline"],
-                                                                    rec["first"]["wall"]))
+            beyond, beyond < 10, shown)
     elif target:
         rows.append("| collection re-run beyond an empty play < 10%% of first run, at %s | - | %s |" % (
             target.get("size", "?"), "not measured: %s" % (target.get("note") or (rec or {}).get("note") or "failed")))
