@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import copy
 import datetime
-import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.kubepki.certs.plugins.module_utils import _csr, _crypto, _etcd, _kube, _policy, _store
 from ansible_collections.kubepki.certs.plugins.module_utils import _step_approve, _step_create, _step_publish
 from ansible_collections.kubepki.certs.plugins.module_utils import _step_render, _step_wait
-from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
+from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError, secrets_in
 from ansible_collections.kubepki.certs.plugins.module_utils._etcd import ETCD_ARG_SPEC, endpoints_from_params
 
 USER_SPEC = {
@@ -469,12 +468,7 @@ class Access:
     def guard(self, output):
         """Give Ansible the secrets that occur in ``output`` or in the parameters it echoes back (an inline
         kubeconfig's credentials), so that they are masked there."""
-        if not self.secrets:
-            return
-        text = json.dumps([output, self.params], default=str)
-        for secret in self.secrets:
-            if secret and secret in text:
-                self.module.no_log_values.add(secret)
+        self.module.no_log_values.update(secrets_in([output, self.params], self.secrets))
 
 
 def _age(record):

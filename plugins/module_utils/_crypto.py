@@ -222,14 +222,22 @@ def split_pem_certificates(text):
     return blocks
 
 
+_PARSED = {}
+
+
 def load_certificate(pem, what="certificate"):
+    """The leaf (first) certificate of ``pem``, parsed once per process and PEM text (the objects are immutable)."""
+    if isinstance(pem, str) and pem in _PARSED:
+        return _PARSED[pem]
     blocks = split_pem_certificates(pem) if isinstance(pem, str) else []
     if not blocks:
         raise KubePkiError("%s is not a PEM CERTIFICATE" % what)
     try:
-        return x509.load_pem_x509_certificate(blocks[0].encode("ascii"))
+        cert = x509.load_pem_x509_certificate(blocks[0].encode("ascii"))
     except ValueError as exc:
         raise KubePkiError("%s cannot be parsed: %s" % (what, exc)) from exc
+    _PARSED[pem] = cert
+    return cert
 
 
 _FACTS_CACHE = {}
@@ -291,8 +299,8 @@ def verify_issued_by(cert_pem, ca_pem, what="certificate"):
         raise KubePkiError("the CA bundle given to check %s holds no PEM CERTIFICATE" % what)
     for block in cas:
         try:
-            ca = x509.load_pem_x509_certificate(block.encode("ascii"))
-        except ValueError:
+            ca = load_certificate(block)
+        except KubePkiError:
             continue
         if ca.subject != cert.issuer:
             continue

@@ -8,7 +8,12 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
+
+# key material (PEM lines, base64 data, hex) is made of these; such a secret can only occur inside a run of them
+_BASE64_RUN = re.compile(r"[A-Za-z0-9+/=]{16,}")
 
 
 class KubePkiError(Exception):
@@ -54,6 +59,29 @@ def mask_inputs(module):
 
     walk(module.params)
     module.no_log_values.update(_store.uri_secrets(os.environ.get("KUBEPKI_STORE_URI") or ""))
+
+
+def secrets_in(value, secrets):
+    """The members of ``secrets`` that occur in ``value`` (anything JSON can dump), as Ansible would find them.
+
+    Strings are compared in their JSON form, so a secret with line breaks (a PEM block) is found too. A secret made
+    only of base64 characters is looked for in the runs of such characters ``value`` holds, not in all of its text:
+    a result of megabytes holds far less of them, and a batch brings thousands of key lines to look for."""
+    secrets = [secret for secret in secrets if isinstance(secret, str) and secret]
+    if not secrets:
+        return set()
+    text = json.dumps(value, default=str)
+    runs = "\n".join(set(_BASE64_RUN.findall(text)))
+
+    def occurs(secret):
+        if _BASE64_RUN.fullmatch(secret):
+            return secret in runs
+        longest = max(secret.splitlines() or [secret], key=len)
+        if longest != secret and _BASE64_RUN.fullmatch(longest) and longest not in runs:
+            return False  # a PEM block none of whose longest line is there
+        return json.dumps(secret)[1:-1] in text
+
+    return {secret for secret in secrets if occurs(secret)}
 
 
 def run_module(module, work):

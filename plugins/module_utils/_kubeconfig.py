@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 
 from ansible_collections.kubepki.certs.plugins.module_utils import _kube, _kube_transport
 from ansible_collections.kubepki.certs.plugins.module_utils._crypto import b64
@@ -24,6 +25,7 @@ from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubeP
 
 try:
     import yaml
+    _RESOLVER = yaml.resolver.Resolver()
 except ImportError:  # pragma: no cover - JSON is valid YAML, kubectl reads it as well
     yaml = None
 
@@ -82,9 +84,58 @@ def render(entries, current_context=None):
     }
 
 
+# Scalars PyYAML writes plain (unquoted): no blank, no indicator at the start, no ": " or " #" inside; and only
+# when its resolver reads them back as strings, not as numbers, booleans, null or dates (checked in _plain()).
+_PLAIN = re.compile(r"[A-Za-z0-9_./+=~][A-Za-z0-9_./+=@~:-]*")
+_STR_TAG = "tag:yaml.org,2002:str"
+
+
+def _plain(value):
+    if not (isinstance(value, str) and _PLAIN.fullmatch(value)) or value.endswith(":") or value.startswith("..."):
+        return False
+    return _RESOLVER.resolve(yaml.ScalarNode, value, (True, False)) == _STR_TAG
+
+
+def _block(node, indent, out):
+    """``node`` (a mapping) as PyYAML's block style writes it (sequences not indented under their key); False
+    when some scalar is not of the plain kind, which PyYAML alone then writes."""
+    pad = " " * indent
+    first = True
+    for key, value in node.items():
+        if not _plain(key) or len(key) >= 128:
+            return False
+        lead = out.pop() if first and out and out[-1].endswith("- ") else pad
+        first = False
+        if isinstance(value, dict) and value:
+            out.append("%s%s:\n" % (lead, key))
+            if not _block(value, indent + 2, out):
+                return False
+        elif isinstance(value, list) and value:
+            out.append("%s%s:\n" % (lead, key))
+            for item in value:
+                if not (isinstance(item, dict) and item):
+                    return False
+                out.append(pad + "- ")
+                if not _block(item, indent + 2, out):
+                    return False
+        elif isinstance(value, (dict, list)):
+            out.append("%s%s: %s\n" % (lead, key, "{}" if isinstance(value, dict) else "[]"))
+        elif _plain(value):
+            out.append("%s%s: %s\n" % (lead, key, value))
+        else:
+            return False
+    return True
+
+
 def dump(config):
-    """The kubeconfig as YAML text (JSON when PyYAML is missing); stable for equal input."""
+    """The kubeconfig as YAML text (JSON when PyYAML is missing); stable for equal input.
+
+    A kubeconfig of plain scalars (names, URLs, base64 data: the usual case) is written here, as PyYAML would write
+    it: a batch renders thousands, and PyYAML's representer takes milliseconds for each."""
     if yaml is not None:
+        out = []
+        if isinstance(config, dict) and config and _block(config, 0, out):
+            return "".join(out)
         # libyaml's emitter when PyYAML has it: the pure-Python one dominated batch renders.
         dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
         return yaml.dump(config, Dumper=dumper, default_flow_style=False, sort_keys=False, width=1 << 16)

@@ -160,3 +160,36 @@ def test_redacted_hides_the_key(material):
 def test_load_rejects_non_mapping():
     with pytest.raises(KubePkiError, match="dest x is not a mapping"):
         _kubeconfig.load("- a\n- b\n", what="dest x")
+
+
+def pyyaml_text(config):
+    return yaml.dump(config, Dumper=yaml.CSafeDumper, default_flow_style=False, sort_keys=False, width=1 << 16)
+
+
+def test_dump_writes_what_pyyaml_writes(material):
+    """dump() writes the usual kubeconfig itself; the text must be PyYAML's, byte for byte, or every file
+    rendered before would count as changed."""
+    config = _kubeconfig.render(entries(material, names=("c1", "prod-eu.1", "2001", "yes")))
+    assert _kubeconfig.dump(config) == pyyaml_text(config)
+    assert _kubeconfig.dump(_kubeconfig.redacted(config)) == pyyaml_text(_kubeconfig.redacted(config))
+
+
+@pytest.mark.parametrize("name", ["1", "1e3", "0x1f", ".5", "yes", "Off", "null", "~", "=", "2001-12-14", "12:30", "+1",
+                                  "-x", "x:", "...x", "@x", "a b", "a: b", "a #b", "", "x" * 200, "ünï", "tab\there"])
+def test_dump_quotes_what_pyyaml_quotes(material, name):
+    config = _kubeconfig.render(entries(material, names=(name,)))
+    config["users"][0]["name"] = name
+    assert _kubeconfig.dump(config) == pyyaml_text(config)
+    assert yaml.safe_load(_kubeconfig.dump(config))["clusters"][0]["name"] == name
+
+
+def test_dump_agrees_with_pyyaml_on_random_names():
+    import random
+    import string
+    rng = random.Random(5)
+    alphabet = string.ascii_letters + string.digits + "_./+=@~:-#! '\"" + "0123456789.:-eE+_xobYNn~=" * 3
+    for _ in range(3000):
+        names = ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 10))) for _ in range(4)]
+        config = {"apiVersion": "v1", "clusters": [{"name": names[0], "cluster": {"server": names[1]}}],
+                  "preferences": {}, names[2]: names[3], "current-context": names[3]}
+        assert _kubeconfig.dump(config) == pyyaml_text(config), names
