@@ -67,6 +67,7 @@ def argument_spec():
         "dest_dir": {"type": "path"},
         "verify": {"type": "bool", "default": False},
         "parallel": {"type": "int", "default": 4},
+        "result_detail": {"type": "str", "choices": ["full", "changes"], "default": "full"},
     }
     spec.update(copy.deepcopy(_kube.AUTH_ARG_SPEC))
     spec.update(copy.deepcopy(_store.STORE_ARG_SPEC))
@@ -354,7 +355,10 @@ class Access:
         clusters = self.active_clusters()
         if not clusters:
             # renewing what is known, and nothing is due
-            return {"changed": False, "clusters": [], "known": self.known}
+            output = {"changed": False, "clusters": [], "known": self.known}
+            if params["result_detail"] == "changes":
+                only_changes(output)
+            return output
         if not self.module.check_mode:
             self.ensure_keys()
         self.prime()
@@ -373,6 +377,8 @@ class Access:
         keys_pending = any(c["key_created"] for r in results for c in r["csrs"])
         if params["dest_dir"] and not (self.module.check_mode and keys_pending):
             self.render(output, failures)
+        if params["result_detail"] == "changes":
+            only_changes(output)
         if failures:
             output["failures"] = failures
             raise KubePkiError(failure_message(failures, len(self.users), len(clusters)), **output)
@@ -477,6 +483,22 @@ def _age(record):
         return (_crypto.parse_rfc3339(record.get("not_before") or ""), _crypto.parse_rfc3339(record.get("not_after") or ""))
     except (KubePkiError, AttributeError):
         return (datetime.datetime.min.replace(tzinfo=datetime.timezone.utc),) * 2
+
+
+def only_changes(output):
+    """``output`` with the entries of users nothing was done for left out and counted (result_detail=changes)."""
+    for cluster in output["clusters"]:
+        kept = [entry for entry in cluster["csrs"] if entry["action"] != "known"]
+        cluster["unchanged"] = len(cluster["csrs"]) - len(kept)
+        cluster["csrs"] = kept
+    if "users" in output:
+        kept = [entry for entry in output["users"] if entry["changed"]]
+        output["unchanged_users"] = len(output["users"]) - len(kept)
+        output["users"] = kept
+    if output.get("known") is not None:
+        kept = [entry for entry in output["known"] if entry["action"] != "not_due"]
+        output["known_not_due"] = len(output["known"]) - len(kept)
+        output["known"] = kept
 
 
 def failure_message(failures, users, clusters):

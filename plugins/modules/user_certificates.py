@@ -259,6 +259,18 @@ options:
     type: int
     default: 4
     version_added: 0.2.0
+  result_detail:
+    description:
+      - V(full) - an entry for every user in RV(clusters[].csrs), RV(users) and RV(known).
+      - V(changes) - only the entries of users something was done for or failed for - CSRs created, adopted, replaced
+        or failed, kubeconfigs written, records renewed or skipped. The entries left out are counted in
+        RV(clusters[].unchanged), RV(unchanged_users) and RV(known_not_due). With thousands of users and nothing to do,
+        the result stays a few hundred bytes instead of megabytes, which Ansible would otherwise carry, register and
+        print. The C(kubepki.certs.user_access) role uses it.
+    type: str
+    choices: [full, changes]
+    default: full
+    version_added: 0.3.0
 extends_documentation_fragment:
   - kubepki.certs._kube_auth
   - kubepki.certs._policy
@@ -413,6 +425,11 @@ clusters:
       type: list
       elements: dict
       sample: [{"user": "alice", "cluster": "prod-eu", "action": "deleted"}]
+    unchanged:
+      description: With O(result_detail=changes), how many users of this cluster had a valid certificate already and were left out of RV(clusters[].csrs).
+      returned: with O(result_detail=changes)
+      type: int
+      sample: 998
     wait_stats:
       description: How the wait went (RV(kubepki.certs.csr_wait#module:wait_stats)).
       returned: when the run waited in this cluster
@@ -455,6 +472,16 @@ users:
   type: list
   elements: dict
   sample: [{"user": "alice", "dest": "/srv/kubeconfigs/alice.kubeconfig", "changed": true}]
+unchanged_users:
+  description: With O(result_detail=changes), how many kubeconfigs were already as rendered and were left out of RV(users).
+  returned: with O(result_detail=changes) and O(dest_dir)
+  type: int
+  sample: 998
+known_not_due:
+  description: With O(result_detail=changes) and O(users) omitted, how many records were not due and were left out of RV(known).
+  returned: with O(result_detail=changes) and O(users) omitted
+  type: int
+  sample: 3990
 known:
   description:
     - With O(users) omitted, every certificate record found for O(scope) and O(clusters), and what became of it -

@@ -30,6 +30,7 @@ PLAY = """
         expiration_seconds: "{{ lifetime | default(omit) }}"
         renew_before: "{{ renew_before | default(omit) }}"
         key_scope: "{{ key_scope | default('shared') }}"
+        result_detail: "{{ detail | default(omit) }}"
         timeout: 60
       register: access
 """
@@ -189,6 +190,37 @@ def test_force_renew_renews_only_that_user(run_playbook, sandbox, job):
     assert changed == ["ob-alice", "ob-alice"], (old, new)
     for cluster in out.result("access")["clusters"]:
         assert {c["name"]: c["action"] for c in cluster["csrs"]} == {"ob-alice": "created", "ob-bob": "known"}
+
+
+def test_result_detail_changes_lists_only_what_was_done(run_playbook, sandbox, job):
+    job = dict(job, detail="changes")
+    first = onboarded(run_playbook, job)
+    for cluster in first["clusters"]:
+        assert sorted((c["name"], c["action"]) for c in cluster["csrs"]) == [("ob-alice", "created"), ("ob-bob", "created")]
+        assert cluster["unchanged"] == 0
+    assert sorted(u["user"] for u in first["users"]) == ["ob-alice", "ob-bob"] and first["unchanged_users"] == 0
+
+    # nothing to do: no entry is listed, each is counted
+    again = onboarded(run_playbook, job)
+    assert not again["changed"]
+    assert [(c["name"], c["csrs"], c["unchanged"]) for c in again["clusters"]] == [(name, [], 2) for name in sandbox.names]
+    assert again["users"] == [] and again["unchanged_users"] == 2
+
+    # one user renewed: that user alone is listed, in every cluster and among the kubeconfigs
+    renewed = onboarded(run_playbook, dict(job, users=[dict(USERS[0], force_renew=True), USERS[1]]))
+    for cluster in renewed["clusters"]:
+        assert [(c["name"], c["action"]) for c in cluster["csrs"]] == [("ob-alice", "created")] and cluster["unchanged"] == 1
+    assert [u["user"] for u in renewed["users"]] == ["ob-alice"] and renewed["unchanged_users"] == 1
+
+    # renewing what is known, nothing due: the records are counted, not listed
+    known = dict(job, renew_before="5m")
+    known.pop("users")
+    quiet = onboarded(run_playbook, known)
+    assert not quiet["changed"] and quiet["known"] == [] and quiet["known_not_due"] == 4
+
+    # the default lists every user
+    full = onboarded(run_playbook, dict(job, detail="full"))
+    assert all(len(c["csrs"]) == 2 and "unchanged" not in c for c in full["clusters"]) and len(full["users"]) == 2
 
 
 def test_bad_input_for_the_new_modes_is_refused_naming_the_option(run_playbook, sandbox, job):
