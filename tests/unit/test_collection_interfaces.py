@@ -163,6 +163,12 @@ def _role_options(role):
     return {option for entry in specs.values() for option in (entry.get("options") or {})}
 
 
+def _role_registered(role):
+    """What the role's tasks register: results the docs may name for the user to read."""
+    with open(os.path.join(REPO, "roles", role, "tasks", "main.yml"), encoding="utf-8") as handle:
+        return {task["register"] for task in yaml.safe_load(handle) or [] if "register" in task}
+
+
 def _named_variables():
     """[(file, role, variable)] for every word of the form <role>_<name> in the docs."""
     pattern = re.compile(r"\b(%s)_[a-z0-9_]*[a-z0-9]\b" % "|".join(re.escape(role) for role in ROLES))
@@ -182,7 +188,7 @@ def test_docs_name_role_variables():
 
 
 def test_every_role_variable_in_the_docs_exists():
-    known = {role: _role_options(role) for role in ROLES if os.path.exists(os.path.join(REPO, "roles", role, "meta", "argument_specs.yml"))}
+    known = {role: _role_options(role) | _role_registered(role) for role in ROLES if os.path.exists(os.path.join(REPO, "roles", role, "meta", "argument_specs.yml"))}
     unknown = sorted({(path, name) for path, role, name in _named_variables() if role in known and name not in known[role]})
     assert unknown == [], "variables named in the docs that the role does not take (roles/<role>/meta/argument_specs.yml): %s" % unknown
 
