@@ -181,7 +181,11 @@ class Creator:
             self.store = _store.open_store_from_params(self.params, create=not self.check)
         if self.params["state"] == "present":
             self.etcd = _etcd.transport_from_params(self.params)
-        if self.params["state"] == "present" and len(plans) > 1:
+        # user_certificates runs this step for a batch in parts: the lists of its first part serve the others
+        listed = getattr(self.module, "listed", None)
+        if listed:
+            self.prefetched, self.etcd_records = listed["csrs"], listed["etcd"]
+        elif self.params["state"] == "present" and len(plans) > 1:
             # one list call for the whole batch instead of one GET per user
             items, _version = _csr.list_objects(self.client, label_selector=_csr.selector(scope=self.params["scope"], cluster=self.params["cluster"]))
             self.prefetched = {(item.get("metadata") or {}).get("name"): item for item in items}
@@ -190,6 +194,8 @@ class Creator:
                 self.etcd_records = {}
                 for key, record in self.etcd.list_records(self.params["scope"], self.params["cluster"]):
                     self.etcd_records[key.rsplit("/", 1)[1]] = record
+            if listed is not None:
+                listed.update(csrs=self.prefetched, etcd=self.etcd_records)
 
     def lookup(self, name):
         """The existing CSR named ``name`` (from the batch's list when there was one), or None."""
