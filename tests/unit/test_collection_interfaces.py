@@ -188,7 +188,8 @@ def test_docs_name_role_variables():
 
 
 def test_every_role_variable_in_the_docs_exists():
-    known = {role: _role_options(role) | _role_registered(role) for role in ROLES if os.path.exists(os.path.join(REPO, "roles", role, "meta", "argument_specs.yml"))}
+    known = {role: _role_options(role) | _role_registered(role)
+             for role in ROLES if os.path.exists(os.path.join(REPO, "roles", role, "meta", "argument_specs.yml"))}
     unknown = sorted({(path, name) for path, role, name in _named_variables() if role in known and name not in known[role]})
     assert unknown == [], "variables named in the docs that the role does not take (roles/<role>/meta/argument_specs.yml): %s" % unknown
 

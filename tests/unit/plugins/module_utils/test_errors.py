@@ -35,7 +35,7 @@ def test_base64_data_and_tokens_are_found_where_they_are_and_only_there():
 
 def test_nothing_secret_in_a_large_result_finds_nothing():
     secrets = []
-    for _ in range(50):
+    for _round in range(50):
         pem, lines, data = key_secrets()
         secrets += [pem, data] + lines
     digest = "93ba1a67a0d3e115844e3b17fb82ccafc1b03d99be779b08a8ce43244f6a0b2c"

@@ -188,8 +188,8 @@ def test_dump_agrees_with_pyyaml_on_random_names():
     import string
     rng = random.Random(5)
     alphabet = string.ascii_letters + string.digits + "_./+=@~:-#! '\"" + "0123456789.:-eE+_xobYNn~=" * 3
-    for _ in range(3000):
-        names = ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 10))) for _ in range(4)]
+    for _round in range(3000):
+        names = ["".join(rng.choice(alphabet) for _char in range(rng.randint(1, 10))) for _name in range(4)]
         config = {"apiVersion": "v1", "clusters": [{"name": names[0], "cluster": {"server": names[1]}}],
                   "preferences": {}, names[2]: names[3], "current-context": names[3]}
         assert _kubeconfig.dump(config) == pyyaml_text(config), names
