@@ -45,10 +45,17 @@ test: venv
 	$(MAKE) --no-print-directory sanity
 	$(MAKE) --no-print-directory lint
 
+# With KUBEPKI_K8S_ASSETS the functional tests that use clusters run a second time, against real clusters
+# (KUBEPKI_TEST_CLUSTERS=real; tests/conftest.py); tests/functional/real runs on real clusters in the first pass.
 pytest: venv
 	@if [ -n "$(KUBEPKI_K8S_ASSETS)" ]; then echo "pytest: real-cluster tests use KUBEPKI_K8S_ASSETS=$(KUBEPKI_K8S_ASSETS)"; \
-	else echo "pytest: KUBEPKI_K8S_ASSETS not set, real-cluster tests will be skipped"; fi
+	else echo "pytest: KUBEPKI_K8S_ASSETS not set, real-cluster tests and the real-cluster pass will be skipped"; fi
 	KUBEPKI_K8S_ASSETS="$(KUBEPKI_K8S_ASSETS)" $(PY) -m pytest tests/unit tests/functional -n $(PYTEST_WORKERS) --dist loadfile -p no:cacheprovider
+	@if [ -n "$(KUBEPKI_K8S_ASSETS)" ]; then \
+	  echo "pytest: the functional tests that use clusters, again on real clusters (KUBEPKI_TEST_CLUSTERS=real)"; \
+	  KUBEPKI_K8S_ASSETS="$(KUBEPKI_K8S_ASSETS)" KUBEPKI_TEST_CLUSTERS=real $(PY) -m pytest tests/functional \
+	    --ignore tests/functional/real --ignore tests/functional/sandbox -n $(PYTEST_WORKERS) --dist loadfile -p no:cacheprovider -rs; \
+	fi
 
 sanity: venv
 	VENV_BIN=$(CURDIR)/$(BIN) tools/sanity.sh

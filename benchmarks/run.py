@@ -752,15 +752,16 @@ def real_targets(main, baseline=None, rerun_target=None):
     value = ours / walls["floor"] if ours and "floor" in walls else None
     row("collection within 1.5x of the floor", value, value is not None and value <= 1.5,
         "%.2fx%s" % (value or 0, cpu_ratio("collection", "floor")))
-    value = (100.0 * coll["rerun"]["wall"] / coll["first"]["wall"]) if coll and coll.get("rerun") else None
-    row("collection re-run / first run at %d x %d (plain, empty-play cost included)" % (
-        coll["users"], coll["clusters"]) if coll else "collection re-run / first run", value,
-        value is not None and value < 10, "%.0f%%" % (value or 0))
-    if baseline and coll and coll.get("rerun"):
-        beyond = 100.0 * (coll["rerun"]["wall"] - baseline) / coll["first"]["wall"]
-        shown = "%.1f%% ((%.2f - %.2f) / %.2f s)" % (beyond, coll["rerun"]["wall"], baseline, coll["first"]["wall"])
-        row("collection re-run beyond an empty play, share of first run, at %d x %d" % (coll["users"], coll["clusters"]),
-            beyond, beyond < 10, shown)
+    reference = []
+    if coll and coll.get("rerun"):
+        # the re-run target is set at 1000 x 4; at the main size the re-run is shown for reference only
+        reference.append("At %d x %d (for reference, not a target): re-run %.2f s, "
+                         "%.0f%% of the first run" % (coll["users"], coll["clusters"], coll["rerun"]["wall"],
+                                                      100.0 * coll["rerun"]["wall"] / coll["first"]["wall"]))
+        if baseline:
+            reference[-1] += ", %.1f%% beyond an empty play" % (
+                100.0 * (coll["rerun"]["wall"] - baseline) / coll["first"]["wall"])
+        reference[-1] += "."
     target = rerun_target or {}
     rec = target.get("record")
     if rec and rec.get("first") and rec.get("rerun") and rec["status"] == "ok" and target.get("baseline") is not None:
@@ -774,6 +775,7 @@ def real_targets(main, baseline=None, rerun_target=None):
     else:
         rows.append("| collection re-run beyond an empty play < 10% of first run, at 1000 x 4 | - | not run "
                     "(`--rerun-target none`) |")
+    rows += [""] + reference if reference else []
     if baseline and ours:
         rows += ["", "ansible-playbook running a play with no tasks on the same %s hosts takes %.2f s (median of 3), "
                  "%.0f%% of the collection's first run at the main size, before any task runs." % (

@@ -131,11 +131,7 @@ def test_full_flow_both_clusters_check_mode_rerun_and_cleaner(run_playbook, sand
 
     # the controller-manager's cleaner removes issued CSRs; store/etcd keep the re-run unchanged
     for cluster in sandbox.names:
-        sandbox.set_options(cluster, approved_ttl=0)
-        try:
-            deleted = sandbox.run_cleaner(cluster)
-        finally:
-            sandbox.set_options(cluster, approved_ttl=3600)
+        deleted = sandbox.clean_issued(cluster)
         assert set(c["csr_name"] for c in first.result("create", cluster)["csrs"]) <= set(deleted)
     after = run_playbook(FLOW, extra_vars=dict(evars, etcd=[sandbox.etcd_url]), hosts=hosts)
     assert after.rc == 0, after

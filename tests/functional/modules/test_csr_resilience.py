@@ -41,6 +41,7 @@ def evars(tmp_path, sandbox):
             "users": [{"name": "r1-" + tag, "groups": ["dev"]}, {"name": "r2-" + tag, "groups": ["dev"]}]}
 
 
+@pytest.mark.sandbox_only("injected API faults")
 def test_429_500_503_are_retried(run_playbook, sandbox, evars):
     sandbox.inject_faults("cluster-1", 503, 2, path="certificatesigningrequests", verb="create")
     sandbox.inject_faults("cluster-1", 429, 2, retry_after=1, path="certificatesigningrequests", verb="get")
@@ -53,6 +54,7 @@ def test_429_500_503_are_retried(run_playbook, sandbox, evars):
     assert len(out.result("wait")["certificates"]) == 2
 
 
+@pytest.mark.sandbox_only("injected API faults")
 def test_persistent_503_fails_naming_the_object(run_playbook, sandbox, evars):
     sandbox.inject_faults("cluster-1", 503, 10000, path="certificatesigningrequests", verb="create")
     try:
@@ -76,6 +78,7 @@ def _drop_while(sandbox, stop):
     return dropped
 
 
+@pytest.mark.sandbox_only("dropped and expired watches, a slow signer")
 def test_dropped_watches_are_resumed_and_410_relists(run_playbook, sandbox, evars):
     sandbox.set_options("cluster-1", signing_delay="12s")
     sandbox.expire_next_watch("cluster-1")
@@ -175,6 +178,7 @@ def test_forbidden_user_gets_the_api_message_naming_the_object(run_playbook, san
     assert info.get("failed") and "list CertificateSigningRequests failed" in info["msg"] and "HTTP 403" in info["msg"]
 
 
+@pytest.mark.sandbox_only("the signing duration changed while it runs")
 def test_clamped_lifetime_is_reported(run_playbook, sandbox, evars):
     # the signer's --cluster-signing-duration (30m) is shorter than the 2h asked for
     sandbox.set_options("cluster-1", signing_duration="30m")

@@ -146,6 +146,7 @@ def test_bad_input_is_refused_before_anything_is_written(run_playbook, sandbox, 
     assert "rotate_key with key_scope=shared and 2 clusters" in out.failures()[0][2], out
 
 
+@pytest.mark.sandbox_only("injected API faults")
 def test_an_approval_on_a_changed_csr_is_retried(run_playbook, sandbox, job):
     """The approvals use the objects the create step got back; when one changed since (409 Conflict on its
     /approval PUT), the request is fetched again and approved."""
@@ -200,6 +201,7 @@ def test_group_order_is_not_significant(run_playbook, sandbox, job):
     assert again.rc == 0 and not again.result("access")["changed"], "the same groups in another order are the same request"
 
 
+@pytest.mark.sandbox_only("injected API faults")
 def test_one_user_that_fails_does_not_stop_the_others(run_playbook, sandbox, job):
     """Every approval of one user's CSR is refused by the API (403 injected on its /approval path, in both
     clusters): the others are approved, issued, published and rendered; the task then fails naming that user."""

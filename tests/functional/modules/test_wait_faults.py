@@ -11,6 +11,8 @@ import pytest
 from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _csr, _kube, _waiter
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError, WaitTimeout
 
+pytestmark = pytest.mark.sandbox_only("injected watch and list faults, a slow signer")
+
 CLUSTER = "cluster-1"
 SIGNER = "kubernetes.io/kube-apiserver-client"
 TIMEOUT = 60

@@ -504,12 +504,14 @@ class Kubelet(_Processes):
 
 class RealClusters:
     """Several ControlPlanes plus the etcd the collection writes its records to: the sandbox's test surface
-    (``names``, ``cluster(name)``, ``etcd_url``, ``etcd_prefix()``, ``stop()``)."""
+    (``names``, ``cluster(name)``, ``etcd_url``, ``etcd_prefix()``, ``user_kubeconfig()``, ``stop()``).
+    ``owned``: servers (an etcd for the records) that ``stop()`` stops too, after the clusters."""
 
     def __init__(self, planes, etcd_url):
         self.planes = {plane.name: plane for plane in planes}
         self.names = [plane.name for plane in planes]
         self.etcd_url = etcd_url
+        self.owned = []
 
     def cluster(self, name):
         return self.planes[name]
@@ -521,9 +523,21 @@ class RealClusters:
         client = Etcd3Client(host=host, port=int(port))
         return {meta["key"].decode(): value.decode() for value, meta in client.get_prefix(prefix)}
 
+    def user_kubeconfig(self, cluster, path, user, groups=()):
+        """A kubeconfig at ``path`` for a client certificate (CN=user, O=groups) from the cluster CA."""
+        return launcher.client_kubeconfig(self.cluster(cluster), path, user, groups)
+
+    def clean_issued(self, cluster):
+        """The issued CSRs deleted now, as the controller-manager's cleaner deletes them an hour after issue (it
+        cannot be told to hurry): the names deleted."""
+        from .testing import delete_issued  # pylint: disable=import-outside-toplevel
+        return delete_issued(self.cluster(cluster).kubeconfig)
+
     def stop(self):
         for plane in self.planes.values():
             plane.stop()
+        for server in self.owned:
+            server.stop()
 
 
 def start_clusters(state_dir, assets, etcd_url, count=2, **options):

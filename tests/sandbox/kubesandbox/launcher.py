@@ -46,6 +46,20 @@ def kubeconfig(name, server, ca_pem, cert_pem, key_pem, user=None):
     }, default_flow_style=False)
 
 
+def client_kubeconfig(info, path, user, groups=()):
+    """Write a kubeconfig at ``path`` for a new client certificate (CN=user, O=groups) issued by the CA of the
+    cluster ``info`` (``name``, ``server``, ``ca_cert``, ``ca_key``); returns ``path``."""
+    with open(info.ca_cert, "rb") as handle:
+        ca_pem = handle.read()
+    with open(info.ca_key, "rb") as handle:
+        ca_key = pki.load_key(handle.read())
+    ca = pki.KeyPair(pki.load_cert(ca_pem), ca_key)
+    leaf = pki.issue(ca, user, organizations=list(groups), client=True)
+    pki.write_file(path, kubeconfig(info.name, info.server, ca_pem, pki.cert_pem(leaf.cert), pki.key_pem(leaf.key), user=user),
+                   secret=True)
+    return path
+
+
 def _prepare_cluster(directory, options):
     os.makedirs(directory, exist_ok=True)
     for stale in ("server", "pid"):

@@ -107,6 +107,15 @@ class Sandbox:
     def run_cleaner(self, cluster):
         return self.admin_request(cluster, "POST", "run-cleaner")["deleted"]
 
+    def clean_issued(self, cluster):
+        """What the controller-manager's cleaner does to issued CSRs once their hour is up, now: the names deleted."""
+        ttl = self.get_options(cluster)["approved_ttl"]
+        self.set_options(cluster, approved_ttl=0)
+        try:
+            return self.run_cleaner(cluster)
+        finally:
+            self.set_options(cluster, approved_ttl=ttl)
+
     # --- identities --------------------------------------------------------------------------------
     def add_token(self, cluster, token, user, uid="", groups=()):
         """Append a static token row; the cluster picks up the change on the next request."""
@@ -124,16 +133,7 @@ class Sandbox:
 
     def user_kubeconfig(self, cluster, path, user, groups=()):
         """Write a kubeconfig at ``path`` for a client certificate (CN=user, O=groups) from the cluster CA."""
-        info = self.cluster(cluster)
-        with open(info.ca_cert, "rb") as handle:
-            ca_pem = handle.read()
-        with open(info.ca_key, "rb") as handle:
-            ca_key = pki.load_key(handle.read())
-        ca = pki.KeyPair(pki.load_cert(ca_pem), ca_key)
-        leaf = pki.issue(ca, user, organizations=list(groups), client=True)
-        pki.write_file(path, launcher.kubeconfig(cluster, info.server, ca_pem, pki.cert_pem(leaf.cert),
-                                                 pki.key_pem(leaf.key), user=user), secret=True)
-        return path
+        return launcher.client_kubeconfig(self.cluster(cluster), path, user, groups)
 
 
 def start(state_dir, clusters=2, owner_pid=None, **options):
@@ -148,6 +148,48 @@ def start(state_dir, clusters=2, owner_pid=None, **options):
         options["owner_pid"] = owner_pid
     launcher.up(state_dir, clusters, **options)
     return Sandbox(state_dir)
+
+
+def delete_issued(kubeconfig):
+    """Delete every CSR that holds a certificate through the API, as the cleaner of a real controller-manager does
+    an hour after issue; the names deleted."""
+    issued = [item["metadata"]["name"] for item in kubectl_json(kubeconfig, "get", "csr")["items"]
+              if item.get("status", {}).get("certificate")]
+    if issued:
+        kubectl(kubeconfig, "delete", "csr", *issued)
+    return issued
+
+
+def real_mode():
+    """True when the functional tests are to run against real clusters (KUBEPKI_TEST_CLUSTERS=real)."""
+    mode = os.environ.get("KUBEPKI_TEST_CLUSTERS", "sandbox")
+    if mode not in ("sandbox", "real"):
+        raise ValueError("KUBEPKI_TEST_CLUSTERS is %r; it takes sandbox (the default) or real" % mode)
+    return mode == "real"
+
+
+def start_under_test(state_dir, clusters=2):
+    """The clusters the functional tests run against, with the same surface (``names``, ``cluster(name)``,
+    ``etcd_url``, ``etcd_prefix()``, ``user_kubeconfig()``, ``stop()``): sandbox clusters, or with
+    KUBEPKI_TEST_CLUSTERS=real, real kube-apiservers and kube-controller-managers from the binaries in
+    KUBEPKI_K8S_ASSETS plus an etcd of their own for the collection's records. Only the sandbox has the fault
+    injection and timing knobs; tests that use them are marked ``sandbox_only``."""
+    if not real_mode():
+        return start(state_dir, clusters=clusters)
+    from . import controlplane, etcd  # pylint: disable=import-outside-toplevel
+    assets = controlplane.assets_dir()
+    reason = controlplane.missing_assets(assets) if assets else "KUBEPKI_K8S_ASSETS is not set"
+    if reason:
+        raise RuntimeError("KUBEPKI_TEST_CLUSTERS=real needs the Kubernetes binaries: %s" % reason)
+    records = etcd.EtcdServer(os.path.join(state_dir, "records-etcd"))
+    records.start()
+    try:
+        real = controlplane.start_clusters(state_dir, assets, records.url, count=clusters)
+    except BaseException:
+        records.stop()
+        raise
+    real.owned.append(records)
+    return real
 
 
 def attach(state_dir):
