@@ -186,6 +186,31 @@ def test_a_cluster_a_round_trip_away(run_playbook, fresh_sandbox, tmp_path):
     assert again.rc == 0 and not again.result("access")["changed"], again
 
 
+def test_a_batch_beyond_the_lead_is_finished_and_rerun_as_known(run_playbook, sandbox, job):
+    """A batch of more than twice the lead (10 users) is created and approved in two parts per cluster: every user
+    is issued once, a user of the second part logs in, and a re-run with one user more requests only for that user."""
+    users = [{"name": "uc-many-%02d" % i, "groups": ["dev"]} for i in range(24)]
+    first = run_playbook(PLAY, extra_vars=dict(job, users=users))
+    assert first.rc == 0, first
+    created = {cluster: our_csrs(sandbox, cluster, job["scope"]) for cluster in sandbox.names}
+    assert all(len(names) == 24 for names in created.values()), created
+    assert len(etcd_keys(sandbox, job["prefix"])) == 48
+    last = os.path.join(job["out"], "uc-many-23.kubeconfig")
+    for cluster in sandbox.names:
+        review = kubectl_json(last, "--context", "uc-many-23@%s" % cluster, "auth", "whoami")
+        assert review["status"]["userInfo"]["username"] == "uc-many-23"
+
+    more = users + [{"name": "uc-many-24", "groups": ["dev"]}]
+    again = run_playbook(PLAY, extra_vars=dict(job, users=more))
+    assert again.rc == 0, again
+    for cluster in again.result("access")["clusters"]:
+        actions = {entry["name"]: entry["action"] for entry in cluster["csrs"]}
+        assert {user for user, action in actions.items() if action != "known"} == {"uc-many-24"}, actions
+    for cluster in sandbox.names:
+        now = our_csrs(sandbox, cluster, job["scope"])
+        assert len(now) == 25 and set(created[cluster]) < set(now)
+
+
 def test_group_order_is_not_significant(run_playbook, sandbox, job):
     """The signer puts every group into one RDN, a DER SET, so the certificate lists them sorted: a user given
     as [ops, dev] gets O=[dev, ops] and must still be finished (it used to fail the whole batch at the wait)."""
