@@ -50,7 +50,7 @@ test: venv
 pytest: venv
 	@if [ -n "$(KUBEPKI_K8S_ASSETS)" ]; then echo "pytest: real-cluster tests use KUBEPKI_K8S_ASSETS=$(KUBEPKI_K8S_ASSETS)"; \
 	else echo "pytest: KUBEPKI_K8S_ASSETS not set, real-cluster tests and the real-cluster pass will be skipped"; fi
-	KUBEPKI_K8S_ASSETS="$(KUBEPKI_K8S_ASSETS)" $(PY) -m pytest tests/unit tests/functional -n $(PYTEST_WORKERS) --dist loadfile -p no:cacheprovider
+	KUBEPKI_K8S_ASSETS="$(KUBEPKI_K8S_ASSETS)" $(PY) -m pytest tests/unit tests/functional -n $(PYTEST_WORKERS) --dist loadfile -p no:cacheprovider -rs
 	@if [ -n "$(KUBEPKI_K8S_ASSETS)" ]; then \
 	  echo "pytest: the functional tests that use clusters, again on real clusters (KUBEPKI_TEST_CLUSTERS=real)"; \
 	  KUBEPKI_K8S_ASSETS="$(KUBEPKI_K8S_ASSETS)" KUBEPKI_TEST_CLUSTERS=real $(PY) -m pytest tests/functional \
