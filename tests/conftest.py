@@ -57,16 +57,13 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def etcd_server(tmp_path_factory):
-    """A plain etcd (kubesandbox.etcd.EtcdServer) on loopback; ``.url`` is its client URL."""
-    from kubesandbox.controlplane import start_watchdog  # pylint: disable=import-outside-toplevel
+    """A plain etcd on loopback, stopped by its PID even if this test process dies without its teardown; ``.url``
+    is its client URL."""
     from kubesandbox.etcd import EtcdServer  # pylint: disable=import-outside-toplevel
-    server = EtcdServer(str(tmp_path_factory.mktemp("etcd")))
-    server.start()
-    # stops etcd by its PID if this test process dies without its teardown
-    watchdog = start_watchdog(os.getpid(), [(server.pid, "etcd")])
+    from kubesandbox.testing import WatchedEtcd  # pylint: disable=import-outside-toplevel
+    server = WatchedEtcd(EtcdServer(str(tmp_path_factory.mktemp("etcd"))))
     yield server
     server.stop()
-    watchdog.wait(timeout=10)
 
 
 @pytest.fixture(scope="session")

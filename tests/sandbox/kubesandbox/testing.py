@@ -181,8 +181,7 @@ def start_under_test(state_dir, clusters=2):
     reason = controlplane.missing_assets(assets) if assets else "KUBEPKI_K8S_ASSETS is not set"
     if reason:
         raise RuntimeError("KUBEPKI_TEST_CLUSTERS=real needs the Kubernetes binaries: %s" % reason)
-    records = etcd.EtcdServer(os.path.join(state_dir, "records-etcd"))
-    records.start()
+    records = WatchedEtcd(etcd.EtcdServer(os.path.join(state_dir, "records-etcd")))
     try:
         real = controlplane.start_clusters(state_dir, assets, records.url, count=clusters)
     except BaseException:
@@ -190,6 +189,20 @@ def start_under_test(state_dir, clusters=2):
         raise
     real.owned.append(records)
     return real
+
+
+class WatchedEtcd:
+    """A started etcd that a watchdog stops by PID should this process die without stopping it."""
+
+    def __init__(self, server):
+        from .controlplane import start_watchdog  # pylint: disable=import-outside-toplevel
+        server.start()
+        self.server, self.url = server, server.url
+        self.watchdog = start_watchdog(os.getpid(), [(server.pid, "etcd")])
+
+    def stop(self):
+        self.server.stop()
+        self.watchdog.wait(timeout=10)
 
 
 def attach(state_dir):
