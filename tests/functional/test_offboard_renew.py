@@ -1,5 +1,6 @@
-"""Day-2 lifecycle of user_certificates through ansible-playbook against the two-cluster sandbox, real etcd and
-the embedded store: offboarding (state=absent) and renewing every known certificate (users omitted).
+"""Day-2 lifecycle of user_certificates through ansible-playbook against the two clusters under test (the sandbox, or
+real ones with KUBEPKI_TEST_CLUSTERS=real), real etcd and the embedded store: offboarding (state=absent) and
+renewing every known certificate (users omitted).
 
 No mocks: the sandbox stands in for kube-apiserver (it signs what it is asked, so a 600 s lifetime is real),
 etcd is the real etcd of the sandbox.

@@ -1,5 +1,6 @@
-"""cert_inventory through ansible-playbook after the real flow: user_certificates against the two-cluster sandbox,
-real etcd and the embedded store, then the inventory as a list, a table and a Prometheus textfile.
+"""cert_inventory through ansible-playbook after the real flow: user_certificates against the two clusters under test
+(the sandbox, or real ones with KUBEPKI_TEST_CLUSTERS=real), real etcd and the embedded store, then the inventory
+as a list, a table and a Prometheus textfile.
 
 The expected figures come from the certificates themselves: the client certificates inside the rendered
 kubeconfigs, parsed here with cryptography, and the records read back from etcd.

@@ -1,4 +1,5 @@
-"""csr_create / csr_approve / csr_wait / csr_info through ansible-playbook against the two-cluster sandbox.
+"""csr_create / csr_approve / csr_wait / csr_info through ansible-playbook against the two clusters under test (the
+sandbox, or real ones with KUBEPKI_TEST_CLUSTERS=real).
 
 Full flow on both clusters, check mode, idempotent re-run, re-run after the cleaner (store/etcd know the certificate),
 renewal under a new name, concurrent runs for one user, denial, signer failure and policy refusal.

@@ -1,5 +1,6 @@
-"""Resilience of the csr modules against the sandbox's fault injection: 429 with Retry-After, 500, 503, dropped
-watches, 410 Expired on watch; and bad input answered with messages that name the culprit."""
+"""Resilience of the csr modules against the sandbox's fault injection (those tests are sandbox_only): 429 with
+Retry-After, 500, 503, dropped watches, 410 Expired on watch; and bad input answered with messages that name the
+culprit."""
 
 import threading
 import time

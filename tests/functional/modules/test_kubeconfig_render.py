@@ -1,5 +1,5 @@
 """kubeconfig_render through ansible-playbook: check mode, real run, idempotent re-run, lazy load from a real etcd,
-refusals, and (with the sandbox) the rendered kubeconfig used by kubectl."""
+refusals, and (with the clusters under test) the rendered kubeconfig used by kubectl."""
 
 import os
 import subprocess

@@ -1,4 +1,5 @@
-"""user_certificates through ansible-playbook against the two-cluster sandbox, real etcd and the embedded store.
+"""user_certificates through ansible-playbook against the two clusters under test (the sandbox, or real ones with
+KUBEPKI_TEST_CLUSTERS=real), real etcd and the embedded store.
 
 Check mode, the real run (kubectl logs in with every kubeconfig), an idempotent re-run, the result carrying
 no key material, a run without etcd, and one unreachable cluster among good ones.

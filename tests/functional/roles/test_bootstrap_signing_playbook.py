@@ -1,4 +1,4 @@
-"""playbooks/bootstrap_signing.yml: a kubeadm control-plane host and a systemd worker, against the sandbox."""
+"""playbooks/bootstrap_signing.yml: a kubeadm control-plane host and a systemd worker, against the clusters under test."""
 
 import os
 

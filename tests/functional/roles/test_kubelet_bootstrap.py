@@ -1,4 +1,5 @@
-"""kubelet_bootstrap: node files on kubeadm and systemd trees, and a simulated kubelet TLS bootstrap on the sandbox."""
+"""kubelet_bootstrap: node files on kubeadm and systemd trees, and a simulated kubelet TLS bootstrap on the clusters
+under test."""
 
 import base64
 import ipaddress
