@@ -3,8 +3,9 @@ kube-controller-manager v1.36 signing with their own CA, real etcd for the recor
 
 One file on purpose: with ``--dist loadfile`` it runs on one worker, which starts one pair of clusters. The
 flow tests share the clusters and the store and run in order: onboard, re-run, then a run adding a user whose
-groups are given unsorted. Then csr_approve's refusal of system:masters, and the points where the sandbox and a
-real cluster must agree because the collection relies on them.
+groups are given unsorted. Then csr_approve's refusal of system:masters, the points where the sandbox and a
+real cluster must agree because the collection relies on them, and a cluster of its own whose signer grants less
+than asked (the one test of the sandbox_only ones that a real cluster can stand for, with a flag).
 """
 
 import base64
@@ -240,3 +241,39 @@ def test_the_sandbox_and_a_real_cluster_agree_on_the_csr_contract(real_clusters,
     assert real["odd_name"] == "Contract Team:TAG"
     assert real["issued_groups"] == ["dev", "ops"]
     assert observe(sandbox.cluster(sandbox.names[0])) == real
+
+
+SHORT_SIGNER_PLAY = """
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: access
+      kubepki.certs.user_certificates:
+        users: [{name: real-brief, groups: [dev]}]
+        clusters: [{name: short, server: "{{ server }}", ca_cert: "{{ ca }}", auth: {kubeconfig: "{{ kc }}"}}]
+        expiration_seconds: 7200
+        store_uri: "{{ store }}"
+        timeout: 60
+      register: access
+"""
+
+
+def test_a_real_signer_granting_less_than_asked_is_reported_as_clamped(run_playbook, real_assets, tmp_path):
+    """A real controller-manager that signs for 30m at most (--cluster-signing-duration) gets a request for 2h: the
+    certificate is issued for the signer's 30m, and the module says so instead of passing it off as 2h."""
+    from kubesandbox import controlplane  # pylint: disable=import-outside-toplevel
+    plane = controlplane.ControlPlane(str(tmp_path / "short"), real_assets, name="short",
+                                      controller_manager_flags=["--cluster-signing-duration=30m"])
+    plane.start()
+    try:
+        out = run_playbook(SHORT_SIGNER_PLAY, extra_vars={"server": plane.server, "ca": plane.ca_cert, "kc": plane.kubeconfig,
+                                                          "store": str(tmp_path / "store.db")})
+    finally:
+        plane.stop()
+    assert out.rc == 0, out
+    result = out.result("access")
+    record = result["clusters"][0]["certificates"][0]
+    assert record["requested_expiration_seconds"] == 7200
+    assert record["lifetime_clamped"] is True
+    assert 1800 <= record["granted_lifetime_seconds"] <= 2100, record
+    assert any("clamped" in str(warning) for warning in result.get("warnings", [])), result.get("warnings")
