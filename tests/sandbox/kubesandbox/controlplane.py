@@ -518,10 +518,7 @@ class RealClusters:
 
     def etcd_prefix(self, prefix):
         """{key: value} (text) of every key under ``prefix`` in the records etcd."""
-        from etcd3gw.client import Etcd3Client  # pylint: disable=import-outside-toplevel
-        host, port = self.etcd_url.split("//")[1].rsplit(":", 1)
-        client = Etcd3Client(host=host, port=int(port))
-        return {meta["key"].decode(): value.decode() for value, meta in client.get_prefix(prefix)}
+        return etcdlib.read_prefix(self.etcd_url, prefix)
 
     def user_kubeconfig(self, cluster, path, user, groups=()):
         """A kubeconfig at ``path`` for a client certificate (CN=user, O=groups) from the cluster CA."""
@@ -530,8 +527,13 @@ class RealClusters:
     def clean_issued(self, cluster):
         """The issued CSRs deleted now, as the controller-manager's cleaner deletes them an hour after issue (it
         cannot be told to hurry): the names deleted."""
-        from .testing import delete_issued  # pylint: disable=import-outside-toplevel
-        return delete_issued(self.cluster(cluster).kubeconfig)
+        from .testing import kubectl, kubectl_json  # pylint: disable=import-outside-toplevel
+        kubeconfig = self.cluster(cluster).kubeconfig
+        issued = [item["metadata"]["name"] for item in kubectl_json(kubeconfig, "get", "csr")["items"]
+                  if item.get("status", {}).get("certificate")]
+        if issued:
+            kubectl(kubeconfig, "delete", "csr", *issued)
+        return issued
 
     def stop(self):
         for plane in self.planes.values():

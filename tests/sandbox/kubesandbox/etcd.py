@@ -131,6 +131,14 @@ class EtcdServer:
             self.pid = None
 
 
+def read_prefix(url, prefix):
+    """{key: value} (text) of every key under ``prefix`` in the etcd at client URL ``url``."""
+    from etcd3gw.client import Etcd3Client  # pylint: disable=import-outside-toplevel
+    host, port = url.split("//")[1].rsplit(":", 1)
+    client = Etcd3Client(host=host, port=int(port))
+    return {meta["key"].decode(): value.decode() for value, meta in client.get_prefix(prefix)}
+
+
 def stop_pid(pid, timeout=10.0):
     """Stop one process by PID: SIGTERM, then SIGKILL after ``timeout`` seconds."""
     try:

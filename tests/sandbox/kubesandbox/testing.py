@@ -16,7 +16,7 @@ import ssl
 import subprocess
 import urllib.request
 
-from . import launcher, pki
+from . import etcd, launcher, pki
 
 
 KUBECTL = "kubectl"
@@ -68,10 +68,7 @@ class Sandbox:
 
     def etcd_prefix(self, prefix):
         """{key: value} (text) of every key under ``prefix`` in the sandbox's etcd."""
-        from etcd3gw.client import Etcd3Client  # pylint: disable=import-outside-toplevel
-        host, port = self.etcd_url.split("//")[1].rsplit(":", 1)
-        client = Etcd3Client(host=host, port=int(port))
-        return {meta["key"].decode(): value.decode() for value, meta in client.get_prefix(prefix)}
+        return etcd.read_prefix(self.etcd_url, prefix)
 
     # --- admin endpoint ----------------------------------------------------------------------------
     def admin_request(self, cluster, method, action, body=None):
@@ -150,16 +147,6 @@ def start(state_dir, clusters=2, owner_pid=None, **options):
     return Sandbox(state_dir)
 
 
-def delete_issued(kubeconfig):
-    """Delete every CSR that holds a certificate through the API, as the cleaner of a real controller-manager does
-    an hour after issue; the names deleted."""
-    issued = [item["metadata"]["name"] for item in kubectl_json(kubeconfig, "get", "csr")["items"]
-              if item.get("status", {}).get("certificate")]
-    if issued:
-        kubectl(kubeconfig, "delete", "csr", *issued)
-    return issued
-
-
 def real_mode():
     """True when the functional tests are to run against real clusters (KUBEPKI_TEST_CLUSTERS=real)."""
     mode = os.environ.get("KUBEPKI_TEST_CLUSTERS", "sandbox")
@@ -176,7 +163,7 @@ def start_under_test(state_dir, clusters=2):
     injection and timing knobs; tests that use them are marked ``sandbox_only``."""
     if not real_mode():
         return start(state_dir, clusters=clusters)
-    from . import controlplane, etcd  # pylint: disable=import-outside-toplevel
+    from . import controlplane  # pylint: disable=import-outside-toplevel
     assets = controlplane.assets_dir()
     reason = controlplane.missing_assets(assets) if assets else "KUBEPKI_K8S_ASSETS is not set"
     if reason:
