@@ -754,14 +754,11 @@ def real_targets(main, baseline=None, rerun_target=None):
         "%.2fx%s" % (value or 0, cpu_ratio("collection", "floor")))
     reference = []
     if coll and coll.get("rerun"):
-        # the re-run target is set at 1000 x 4; at the main size the re-run is shown for reference only
-        reference.append("At %d x %d (for reference, not a target): re-run %.2f s, "
-                         "%.0f%% of the first run" % (coll["users"], coll["clusters"], coll["rerun"]["wall"],
-                                                      100.0 * coll["rerun"]["wall"] / coll["first"]["wall"]))
-        if baseline:
-            reference[-1] += ", %.1f%% beyond an empty play" % (
-                100.0 * (coll["rerun"]["wall"] - baseline) / coll["first"]["wall"])
-        reference[-1] += "."
+        # the re-run target is judged at --rerun-target (1000 x 4); at the main size it is shown for reference only
+        rerun, first = coll["rerun"]["wall"], coll["first"]["wall"]
+        beyond = ", %.1f%% beyond an empty play" % (100.0 * (rerun - baseline) / first) if baseline else ""
+        reference = ["", "At %d x %d (for reference, not a target): re-run %.2f s, %.0f%% of the first run%s." % (
+            coll["users"], coll["clusters"], rerun, 100.0 * rerun / first, beyond)]
     target = rerun_target or {}
     rec = target.get("record")
     if rec and rec.get("first") and rec.get("rerun") and rec["status"] == "ok" and target.get("baseline") is not None:
@@ -775,7 +772,7 @@ def real_targets(main, baseline=None, rerun_target=None):
     else:
         rows.append("| collection re-run beyond an empty play < 10% of first run, at 1000 x 4 | - | not run "
                     "(`--rerun-target none`) |")
-    rows += [""] + reference if reference else []
+    rows += reference
     if baseline and ours:
         rows += ["", "ansible-playbook running a play with no tasks on the same %s hosts takes %.2f s (median of 3), "
                  "%.0f%% of the collection's first run at the main size, before any task runs." % (

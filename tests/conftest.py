@@ -47,7 +47,7 @@ def pytest_collection_modifyitems(config, items):
     for item in kept:
         marker = item.get_closest_marker("sandbox_only")
         if marker is not None:
-            why = marker.args[0] if marker.args else "it uses the sandbox's admin endpoint"
+            why = marker.args[0]
         elif "fresh_sandbox" in item.fixturenames:
             why = "it changes the timings of a sandbox of its own"
         else:
