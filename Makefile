@@ -16,6 +16,7 @@ export PYTHONPATH := $(CURDIR)/tests/sandbox:$(CURDIR)/$(COLLECTIONS)
 STATE ?= $(CURDIR)/out/sandbox
 CLUSTERS ?= 2
 PYTEST_WORKERS ?= 2
+PYTEST_OPTS = -n $(PYTEST_WORKERS) --dist loadfile -p no:cacheprovider -rs
 # Real kube-apiserver/kube-controller-manager binaries for tests/functional/real (kubesandbox.controlplane):
 # ../shared/k8s beside the checkout when it exists, unless KUBEPKI_K8S_ASSETS is already set.
 KUBEPKI_K8S_ASSETS ?= $(wildcard $(abspath $(CURDIR)/../shared/k8s))
@@ -50,11 +51,11 @@ test: venv
 pytest: venv
 	@if [ -n "$(KUBEPKI_K8S_ASSETS)" ]; then echo "pytest: real-cluster tests use KUBEPKI_K8S_ASSETS=$(KUBEPKI_K8S_ASSETS)"; \
 	else echo "pytest: KUBEPKI_K8S_ASSETS not set, real-cluster tests and the real-cluster pass will be skipped"; fi
-	KUBEPKI_K8S_ASSETS="$(KUBEPKI_K8S_ASSETS)" $(PY) -m pytest tests/unit tests/functional -n $(PYTEST_WORKERS) --dist loadfile -p no:cacheprovider -rs
+	KUBEPKI_K8S_ASSETS="$(KUBEPKI_K8S_ASSETS)" $(PY) -m pytest tests/unit tests/functional $(PYTEST_OPTS)
 	@if [ -n "$(KUBEPKI_K8S_ASSETS)" ]; then \
 	  echo "pytest: the functional tests that use clusters, again on real clusters (KUBEPKI_TEST_CLUSTERS=real)"; \
 	  KUBEPKI_K8S_ASSETS="$(KUBEPKI_K8S_ASSETS)" KUBEPKI_TEST_CLUSTERS=real $(PY) -m pytest tests/functional \
-	    --ignore tests/functional/real --ignore tests/functional/sandbox -n $(PYTEST_WORKERS) --dist loadfile -p no:cacheprovider -rs; \
+	    --ignore tests/functional/real --ignore tests/functional/sandbox $(PYTEST_OPTS); \
 	fi
 
 sanity: venv
