@@ -164,7 +164,8 @@ def _san_facts(extensions):
     try:
         san = extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
-        san = x509.SubjectAlternativeName([])
+        # cryptography >= 51 refuses an empty SubjectAlternativeName: no extension means no names
+        return {"dns_names": [], "ip_addresses": [], "emails": [], "uris": []}
     return {
         "dns_names": san.get_values_for_type(x509.DNSName),
         "ip_addresses": [str(ip) for ip in san.get_values_for_type(x509.IPAddress)],

@@ -83,3 +83,14 @@ def test_remembered_facts_are_copies_and_failures_are_not_remembered():
     for _attempt in range(2):
         with pytest.raises(KubePkiError, match="CSR (cannot be parsed|has an invalid signature)"):
             _crypto.csr_facts(tampered)
+
+
+def test_a_request_and_a_certificate_without_subject_alt_names_have_empty_name_lists():
+    """A user's request carries no SAN extension. cryptography >= 51 refuses an empty SubjectAlternativeName,
+    which the facts once built for a missing extension: every onboarding failed there."""
+    key = _crypto.generate_private_key("ec-p256")
+    facts = _crypto.csr_facts(_crypto.build_csr_pem(key, "no-sans", ["dev"]))
+    assert (facts["dns_names"], facts["ip_addresses"], facts["emails"], facts["uris"]) == ([], [], [], [])
+    ca = pki.make_ca("crypto-nosan-ca")
+    cert = _crypto.certificate_facts(pki.cert_pem(pki.issue(ca, "no-sans", ["dev"], client=True, key=key).cert).decode())
+    assert cert["common_name"] == "no-sans"
