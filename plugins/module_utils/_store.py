@@ -11,7 +11,9 @@
 - ``mongodb://`` / ``mongodb+srv://``: MongoDB through pymongo. Database from the URI path (default
   ``kubepki``); collections ``keys`` and ``certificates`` with unique indexes on their identity.
 - ``sqlite:///PATH``, ``file:PATH``, a plain path, or nothing at all (``KUBEPKI_STORE_URI``, then
-  ``~/.kubepki/store.db``): the embedded store, one SQLite file created 0600 in a 0700 directory.
+  ``~/.kubepki/store.db``): the embedded store, one SQLite file created 0600 in a 0700 directory. An existing
+  path is recognised as a store (SQLite header, ``keys`` and ``certificates`` tables) before anything changes it;
+  a file that is not one is refused untouched. ``create=False`` (check mode, reports) opens it read-only.
 
 Key creation is atomic in both: the row/document is inserted only if absent under a unique constraint,
 and the loser of a race reads and returns the winner's key. With a passphrase, keys are kept as
@@ -41,10 +43,12 @@ import contextlib
 import json
 import os
 import sqlite3
+import stat
+import tempfile
 import time
 import urllib.parse
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _crypto
+from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _files
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
 
 # pymongo is imported only when a MongoDB store is opened: it costs close to a second of start-up that
@@ -733,6 +737,11 @@ _SCHEMA = (
         PRIMARY KEY (scope, cluster, user))""",
     """CREATE TABLE IF NOT EXISTS meta (name TEXT NOT NULL PRIMARY KEY, value TEXT NOT NULL)""",
 )
+_SCHEMA_TABLES = ("keys", "certificates", "meta")
+# what makes an existing file a store (meta came later: a store written before it has none)
+_STORE_TABLES = ("keys", "certificates")
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_SQLITE_HEADER_SIZE = 100
 _KEY_COLUMNS = ("scope", "user", "cluster", "key_type", "private_key_pem", "public_key_sha256", "created", "encrypted")
 
 
@@ -750,19 +759,65 @@ class SqliteStore(CredentialStore):
         self.path = os.path.abspath(os.path.expanduser(path))
         self.location = "sqlite:///" + self.path.lstrip("/")
         self._db = None
-        if not create and not os.path.lexists(self.path):
-            # check mode: nothing is written, and a store that does not exist yet holds nothing
-            self._db = sqlite3.connect(":memory:", isolation_level=None)
-            for statement in _SCHEMA:
-                self._db.execute(statement)
-            return
-        self._prepare_file()
-        self._connect()
+        if not os.path.lexists(self.path):
+            if not create:
+                # check mode: nothing is written, and a store that does not exist yet holds nothing
+                self._db = sqlite3.connect(":memory:", isolation_level=None)
+                for statement in _SCHEMA:
+                    self._db.execute(statement)
+                return
+            self._create_file()
+        # an existing path is recognised as a store before anything touches it; a refusal changes nothing
+        self._recognise()
+        if create:
+            self._tighten()
+        self._connect(read_only=not create)
 
-    def _prepare_file(self):
-        parent = os.path.dirname(self.path)
+    def _refuse(self, why):
+        return KubePkiError("store_uri: %s is not a usable embedded store: %s; nothing was changed, check store_uri" % (self.path, why))
+
+    def _recognise(self):
+        """KubePkiError unless the existing ``self.path`` is an embedded store: a regular file (not opened
+        otherwise), with the SQLite header and the store's ``keys`` and ``certificates`` tables. Reads only: its
+        mode, owner, content and mtime stay as they are, and nothing is created beside it."""
         if os.path.isdir(self.path):
             raise KubePkiError("store_uri: %s is a directory, not an embedded store file" % self.path)
+        if not os.path.exists(self.path):
+            raise self._refuse("it is a symbolic link to a missing file")
+        try:
+            header = _files.read_regular_file(self.path, "store_uri", limit=_SQLITE_HEADER_SIZE)
+        except _files.NotRegularFile as exc:
+            raise self._refuse("it is %s, not a regular file" % exc.kind) from None
+        except OSError as exc:
+            raise KubePkiError("store_uri: cannot read the embedded store file %s: %s" % (self.path, exc.strerror or exc)) from None
+        if not header:
+            raise self._refuse("the file is empty (a new store is created only where no file exists)")
+        if not header.startswith(_SQLITE_MAGIC) or len(header) < _SQLITE_HEADER_SIZE:
+            raise self._refuse("it is not an SQLite database")
+        tables = self._tables(header)
+        missing = [name for name in _STORE_TABLES if name not in tables]
+        if missing:
+            raise self._refuse("an SQLite database without the store's %s table%s" % (
+                " and ".join(missing), "s" if len(missing) > 1 else ""))
+
+    def _tables(self, header):
+        """The table names of the SQLite file, read without writing or creating anything: with ``immutable`` while
+        the file is in WAL mode and no WAL file exists (no connection is open, all content is in the file: a
+        read-only connection would otherwise leave -wal and -shm files behind), else read-only."""
+        wal = header[18:20] == b"\x02\x02"
+        option = "immutable=1" if wal and not os.path.lexists(self.path + "-wal") else "mode=ro"
+        uri = "file:%s?%s" % (urllib.parse.quote(self.path), option)
+        try:
+            with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=SQLITE_BUSY_SECONDS, isolation_level=None)) as db:
+                return {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        except sqlite3.DatabaseError as exc:
+            raise self._refuse(str(exc)) from None
+
+    def _create_file(self):
+        """A new store file: built under a temporary name beside ``self.path`` (0600, WAL mode, all tables), then
+        linked into place whole. Another run never finds it half made; of two runs creating it at once the
+        first link wins and the other uses that store."""
+        parent = os.path.dirname(self.path)
         if not os.path.isdir(parent):
             try:
                 os.makedirs(parent, mode=0o700)
@@ -771,20 +826,60 @@ class SqliteStore(CredentialStore):
             except OSError as exc:
                 raise KubePkiError("store_uri: cannot create the directory %s for the embedded store: %s" % (
                     parent, exc.strerror or exc)) from None
+        temp = None
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        except OSError as exc:
+            fd, temp = tempfile.mkstemp(dir=parent, prefix=".%s." % os.path.basename(self.path), suffix=".new")
+            os.close(fd)
+            with contextlib.closing(sqlite3.connect(temp, isolation_level=None)) as db:
+                db.execute("PRAGMA journal_mode = WAL")
+                for statement in _SCHEMA:
+                    db.execute(statement)
+            try:
+                os.link(temp, self.path)
+            except FileExistsError:
+                pass  # another run created it first: that store is used
+            except OSError:
+                self._copy_into_place(temp)  # a file system without hard links
+        except (OSError, sqlite3.DatabaseError) as exc:
             raise KubePkiError("store_uri: cannot open or create the embedded store file %s: %s" % (
-                self.path, exc.strerror or exc)) from None
+                self.path, getattr(exc, "strerror", None) or exc)) from None
+        finally:
+            if temp is not None:
+                for name in (temp, temp + "-wal", temp + "-shm", temp + "-journal"):
+                    try:
+                        os.unlink(name)
+                    except OSError:
+                        pass
+
+    def _copy_into_place(self, temp):
         try:
-            if os.fstat(fd).st_mode & 0o077:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        except FileExistsError:
+            return
+        with os.fdopen(fd, "wb") as target, open(temp, "rb") as source:
+            target.write(source.read())
+            target.flush()
+            os.fsync(target.fileno())
+
+    def _tighten(self):
+        """Mode 0600 for the recognised store file when it is looser (a writing open only)."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+        except OSError:
+            return  # the connection reports what is wrong
+        try:
+            info = os.fstat(fd)
+            if stat.S_ISREG(info.st_mode) and info.st_mode & 0o077:
                 os.fchmod(fd, 0o600)
         except OSError:
             pass
         finally:
             os.close(fd)
 
-    def _connect(self):
+    def _connect(self, read_only=False):
+        """The connection. Writing: WAL journal, tables created if missing. ``read_only`` (check mode, reports): no
+        pragma or statement that writes; a table missing in an older store is stood in for by an empty TEMP table,
+        and SQLite itself then refuses any write (``query_only``)."""
         deadline = time.monotonic() + SQLITE_BUSY_SECONDS
         while True:
             try:
@@ -792,6 +887,13 @@ class SqliteStore(CredentialStore):
                 self._db.execute("PRAGMA busy_timeout = %d" % int(SQLITE_BUSY_SECONDS * 1000))
                 # a replaced or deleted key is overwritten with zeros in the file, not left in a free page
                 self._db.execute("PRAGMA secure_delete = ON")
+                if read_only:
+                    present = {row[0] for row in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+                    for name, statement in zip(_SCHEMA_TABLES, _SCHEMA):
+                        if name not in present:
+                            self._db.execute(statement.replace("CREATE TABLE", "CREATE TEMP TABLE", 1))
+                    self._db.execute("PRAGMA query_only = ON")
+                    return
                 mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()
                 if not mode or str(mode[0]).lower() != "wal":
                     raise sqlite3.OperationalError("database is locked (journal mode %r)" % (mode,))

@@ -6,8 +6,10 @@
 - ``mongodb``: a real MongoDB server, only when ``KUBEPKI_TEST_MONGODB_URI`` is set.
 """
 
+import contextlib
 import multiprocessing
 import os
+import re
 import sqlite3
 import uuid
 
@@ -347,11 +349,11 @@ def test_embedded_file_modes(tmp_path):
             assert os.stat(side).st_mode & 0o077 == 0
 
 
-def test_embedded_tightens_an_existing_file(tmp_path):
+def test_embedded_tightens_an_existing_store(tmp_path):
     path = tmp_path / "store.db"
-    path.write_bytes(b"")
+    _store.open_store(str(path), "").close()
     os.chmod(path, 0o644)
-    _store.open_store(str(path), "")
+    _store.open_store(str(path), "").close()
     assert os.stat(path).st_mode & 0o777 == 0o600
 
 
@@ -419,6 +421,103 @@ def test_not_a_database(tmp_path):
     os.chmod(path, 0o600)
     with pytest.raises(KubePkiError, match="store_uri: .*junk.db is not a usable embedded store"):
         _store.open_store(str(path), "")
+
+
+def _snapshot(path):
+    """What a refusal must leave as it was: mode, owner, content and mtime (and nothing added beside the file)."""
+    info = os.stat(path)
+    return (info.st_mode, info.st_uid, info.st_gid, info.st_mtime_ns, path.read_bytes(), sorted(os.listdir(path.parent)))
+
+
+def _foreign_sqlite(path, wal):
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as db:
+        if wal:
+            db.execute("PRAGMA journal_mode = WAL")
+        db.execute("CREATE TABLE settings (name TEXT, value TEXT)")
+        db.execute("INSERT INTO settings VALUES ('theme', 'dark')")
+
+
+@pytest.mark.parametrize("kind", ["hosts", "empty", "other-sqlite", "other-sqlite-wal", "symlink-to-hosts"])
+@pytest.mark.parametrize("create", [True, False], ids=["write", "read-only"])
+def test_a_file_that_is_not_a_store_is_refused_and_left_as_it_was(tmp_path, kind, create):
+    """store_uri naming a file that is not a store (a typo such as /etc/hosts, another program's SQLite database) is
+    refused before anything touches it: not chmod-ed to 0600, not turned into a database, no -wal/-shm beside it."""
+    directory = tmp_path / "etc"
+    directory.mkdir()
+    path = directory / "hosts"
+    if kind in ("hosts", "symlink-to-hosts"):
+        path.write_text("127.0.0.1 localhost\n::1 localhost\n")
+    elif kind == "empty":
+        path.write_bytes(b"")
+    else:
+        _foreign_sqlite(str(path), wal=kind.endswith("wal"))
+    os.chmod(path, 0o644)
+    if os.geteuid() == 0:
+        os.chown(path, 65534, 65534)
+    os.utime(path, ns=(1_000_000_000_000_000_000, 1_000_000_000_000_000_000))
+    uri = str(path)
+    if kind == "symlink-to-hosts":
+        uri = str(tmp_path / "store.db")
+        os.symlink(path, uri)
+    before, beside = _snapshot(path), sorted(os.listdir(tmp_path))
+    with pytest.raises(KubePkiError, match=r"^store_uri: %s is not a usable embedded store: " % re.escape(
+            os.path.abspath(uri))) as caught:
+        _store.open_store(uri, "", create=create)
+    assert "nothing was changed" in caught.value.msg
+    assert _snapshot(path) == before and sorted(os.listdir(tmp_path)) == beside
+
+
+def test_a_store_is_recognised_by_its_tables_also_without_the_meta_table(tmp_path):
+    """A store written before the key_protection record existed has no meta table: still a store."""
+    path = tmp_path / "store.db"
+    with _store.open_store(str(path), "") as store:
+        store.ensure_key("default", "alice")
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as db:
+        db.execute("DROP TABLE meta")
+    with _store.open_store(str(path), "", create=False) as store:
+        assert store.get_key("default", "alice") is not None and store.list_keys()[0]["user"] == "alice"
+        store.check_passphrase()
+    with _store.open_store(str(path), "") as store:
+        assert store.ensure_key("default", "bob")[1] is True
+
+
+def test_a_read_only_open_changes_nothing(tmp_path):
+    """cert_inventory and check mode open an existing store read-only: its mode stays what it is (even a loose one),
+    nothing is written to it, and no table is added."""
+    path = tmp_path / "store.db"
+    with _store.open_store(str(path), "") as store:
+        alice = store.ensure_key("default", "alice")[0]
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as db:
+        db.execute("DROP TABLE meta")
+    os.chmod(path, 0o640)
+    os.utime(path, ns=(1_000_000_000_000_000_000, 1_000_000_000_000_000_000))
+    before = _snapshot(path)
+    with _store.open_store(str(path), "", create=False) as store:
+        assert store.get_key("default", "alice") == alice
+        assert [row["user"] for row in store.list_keys()] == ["alice"] and store.list_certs() == []
+        with pytest.raises(KubePkiError):
+            store.ensure_key("default", "bob")  # a write through a read-only open is refused by SQLite itself
+    assert _snapshot(path) == before
+
+
+def test_a_new_store_appears_complete(tmp_path, monkeypatch):
+    """A new store file is built beside its final name and linked into place whole: another run never finds it
+    empty or without its tables, and nothing else is left in the directory."""
+    path = tmp_path / "new" / "store.db"
+    seen = []
+    real_link = os.link
+
+    def link(source, target, **kwargs):
+        seen.append(os.path.exists(target))
+        with contextlib.closing(sqlite3.connect("file:%s?mode=ro" % source, uri=True)) as db:
+            seen.append(sorted(row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")))
+        return real_link(source, target, **kwargs)
+
+    monkeypatch.setattr(os, "link", link)
+    _store.open_store(str(path), "").close()
+    assert seen == [False, ["certificates", "keys", "meta"]]
+    assert sorted(os.listdir(path.parent)) == ["store.db"]
+    assert os.stat(path).st_mode & 0o777 == 0o600
 
 
 def test_unreachable_mongodb_names_the_host_not_the_password(monkeypatch):
@@ -954,9 +1053,5 @@ def test_embedded_listings_of_an_empty_or_missing_store(tmp_path):
     with _store.open_store(str(missing), create=False) as store:
         assert store.list_keys() == [] and store.list_certs() == [] and store.list_certs(scope="default") == []
     assert not missing.parent.exists()  # listing a missing store does not create it
-    empty = tmp_path / "empty.db"
-    empty.write_bytes(b"")
-    with _store.open_store(str(empty)) as store:
-        assert store.list_keys() == [] and store.list_certs() == []
     with _store.open_store(str(tmp_path / "fresh" / "store.db")) as store:
         assert store.list_keys(scope="default") == [] and store.list_certs() == []
