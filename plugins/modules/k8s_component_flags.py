@@ -85,6 +85,10 @@ attributes:
   diff_mode:
     support: full
 notes:
+  - Flag names and values (in O(flags), O(merge_lists) and O(absent)) must not hold control characters (a line
+    break, carriage return, NUL, any other character below 0x20, 0x7f to 0x9f) nor the Unicode line and paragraph
+    separators, which would start a new line in the file. Such a task fails before anything is read or written; the
+    message names the option and the flag, never the value.
   - Flag values must not hold whitespace, quotes or backslashes with O(format=env_file), because systemd splits the
     expanded variable on whitespace.
   - The kubelet restarts a static pod by itself when its manifest changes; components run by systemd need a restart.
@@ -153,6 +157,9 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible.module_utils.common.text.converters import to_bytes, to_native, to_text
+
+from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
+from ansible_collections.kubepki.certs.plugins.module_utils._files import read_regular_file
 
 YAML_IMPORT_ERROR = None
 try:
@@ -226,11 +233,38 @@ def edit_args(args, flags, merge_lists, absent):
     return result
 
 
+# Characters that would end or break a line of the file written, or of the component's command line: the C0
+# controls (newline, carriage return, NUL...), DEL, the C1 controls and the Unicode line and paragraph separators.
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+CONTROL_TEXT = "a control character (a line break, NUL, another character below 0x20, or 0x7f to 0x9f)"
+NAME = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
+
+
+def requested_values(module):
+    """``(option, flag name, value text)`` of every value the task asks to write (V(null) values left out)."""
+    found = [("flags", name, flag_value(value)) for name, value in module.params["flags"].items() if value is not None]
+    for name, items in module.params["merge_lists"].items():
+        for item in items if isinstance(items, list) else [items]:
+            if item is not None:
+                found.append(("merge_lists", name, flag_value(item)))
+    return found
+
+
 def check_names(module):
-    for option in ("flags", "merge_lists"):
+    """Refuse, before anything is read or written, flag names and values that are not plain text on one line (they
+    would become a new line of an environment file or manifest), names that are not flag names, and overlaps. A
+    message names the option and the flag, never the value (it may be a secret)."""
+    for option in ("flags", "merge_lists", "absent"):
         for name in module.params[option]:
-            if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", name):
+            if not isinstance(name, str):
+                name = to_text(name)
+            if CONTROL.search(name):
+                raise FlagError("%s: the flag name %r holds %s; nothing was written" % (option, name, CONTROL_TEXT))
+            if option != "absent" and not NAME.match(name):
                 raise FlagError("%s: %r is not a flag name (give it without the leading dashes)" % (option, name))
+    for option, name, value in requested_values(module):
+        if CONTROL.search(value):
+            raise FlagError("%s: the value of flag %r holds %s; nothing was written" % (option, name, CONTROL_TEXT))
     overlap = set(module.params["flags"]) & set(module.params["merge_lists"])
     overlap |= (set(module.params["flags"]) | set(module.params["merge_lists"])) & set(module.params["absent"])
     if overlap:
@@ -238,8 +272,7 @@ def check_names(module):
 
 
 def read_text(path):
-    with open(path, "rb") as handle:
-        return to_text(handle.read(), errors="surrogate_or_strict")
+    return to_text(read_regular_file(path, "path"), errors="surrogate_or_strict")
 
 
 def pick_container(document, name, path):
@@ -301,11 +334,12 @@ def split_env_value(raw, path):
 
 def do_env_file(module, path, before_text):
     variable = module.params["variable"]
-    if not variable or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", variable):
+    if not variable or not re.match(r"\A[A-Za-z_][A-Za-z0-9_]*\Z", variable):
         raise FlagError("variable must be set to an environment variable name with format=env_file")
-    for value in list(module.params["flags"].values()) + [i for v in module.params["merge_lists"].values() for i in (v if isinstance(v, list) else [v])]:
-        if value is not None and re.search(r"[\s\"'\\]", flag_value(value)):
-            raise FlagError("value %r holds whitespace, a quote or a backslash, which an environment file cannot carry" % flag_value(value))
+    for option, name, value in requested_values(module):
+        if re.search(r"[\s\"'\\]", value):
+            raise FlagError("%s: the value of flag %r holds whitespace, a quote or a backslash, which an environment file cannot carry" % (
+                option, name))
     lines = before_text.splitlines()
     pattern = re.compile(ENV_LINE % re.escape(variable))
     found = [i for i, line in enumerate(lines) if pattern.match(line)]
@@ -398,7 +432,7 @@ def main():
 
         handler = {"static_pod": do_static_pod, "env_file": do_env_file, "yaml": do_yaml}[fmt]
         changed, after_text, facts = handler(module, path, before_text)
-    except (FlagError, OSError) as exc:
+    except (FlagError, KubePkiError, OSError) as exc:
         module.fail_json(msg=to_native(exc), path=path)
 
     if changed and not module.check_mode:
