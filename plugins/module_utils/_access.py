@@ -160,14 +160,15 @@ class Access:
         # every user and cluster option through the create step's own checks, before anything is touched
         for cluster in self.active_clusters():
             _step_create.validate(with_defaults(_step_create.argument_spec(), self.create_params(cluster)))
-        # groups the approval step would refuse anyway are refused now, not after keys and CSRs exist
+        # what the approval step would refuse anyway (a system user name, a group, a key type) is refused now, not
+        # after keys and CSRs exist
         policy = _policy.normalize(self.approve_params(params["clusters"][0], [])["policy"])
         for index, user in enumerate(self.users):
-            for group in user["groups"]:
-                why = _policy.group_refusal(group, policy, params["signer_name"])
-                if why:
-                    where = "users[%d] (%s)" % (index, user["name"]) if self.known is None else "known user %s" % user["name"]
-                    raise KubePkiError("%s.groups: the approval policy would refuse it: %s" % (where, why))
+            planned = {"common_name": user["name"], "organizations": user["groups"], "key_type": params["key_type"]}
+            for rule, why in _policy.request_refusals(planned, policy, params["signer_name"]):
+                where = "users[%d] (%s)" % (index, user["name"]) if self.known is None else "known user %s" % user["name"]
+                field = ".groups" if rule == "allowed_groups" else ".name"
+                raise KubePkiError("%s%s: the approval policy would refuse it: %s" % (where, field, why))
         problem = _etcd.endpoints_problem(params)
         if problem:
             raise KubePkiError(problem)

@@ -17,6 +17,7 @@ import datetime
 import hashlib
 import ipaddress
 
+from ansible_collections.kubepki.certs.plugins.module_utils import _secrets
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
 
 try:
@@ -178,6 +179,9 @@ def load_csr(pem, what="CSR"):
     """The cryptography CSR object of PEM text; KubePkiError when it is not a valid, self-signed request."""
     if not isinstance(pem, str) or "-----BEGIN CERTIFICATE REQUEST-----" not in pem:
         raise KubePkiError("%s is not a PEM CERTIFICATE REQUEST" % what)
+    if _secrets.holds_private_key(pem):
+        # the text would be sent as it is (spec.request): the key must stay with its owner
+        raise KubePkiError("%s holds a private key besides the CERTIFICATE REQUEST: give the request alone" % what)
     try:
         csr = x509.load_pem_x509_csr(pem.encode("ascii"))
     except ValueError as exc:
@@ -192,10 +196,47 @@ def csr_facts(pem, what="CSR"):
     return _memoized(_csr_facts, pem, what)
 
 
+# Subject attributes named in messages by what people call them (cryptography's RFC 4514 names cover fewer).
+_ATTRIBUTE_NAMES = {"2.5.4.5": "serialNumber", "2.5.4.4": "surname", "2.5.4.42": "givenName", "2.5.4.12": "title",
+                    "1.2.840.113549.1.9.1": "emailAddress", "1.3.6.1.4.1.57683.2": "the Kubernetes user UID attribute"}
+
+
+def _attribute_name(attribute):
+    dotted = attribute.oid.dotted_string
+    return _ATTRIBUTE_NAMES.get(dotted) or attribute.rfc4514_attribute_name
+
+
+def _request_view(csr):
+    """The request as encoded, beyond what the other facts condense: every CN value in order, every other
+    subject attribute (O aside), every extension, and SAN entries of kinds the facts do not list."""
+    common_names, others = [], []
+    for attribute in csr.subject:
+        if attribute.oid == NameOID.COMMON_NAME:
+            common_names.append(attribute.value)
+        elif attribute.oid != NameOID.ORGANIZATION_NAME:
+            value = attribute.value if isinstance(attribute.value, str) else attribute.value.hex()
+            others.append("%s=%s" % (_attribute_name(attribute), value))
+    extensions, other_sans = [], []
+    for extension in csr.extensions:
+        entry = {"oid": extension.oid.dotted_string, "name": getattr(extension.oid, "_name", extension.oid.dotted_string),
+                 "critical": extension.critical}
+        if isinstance(extension.value, x509.BasicConstraints):
+            entry["ca"] = extension.value.ca
+        elif isinstance(extension.value, x509.SubjectAlternativeName):
+            listed = (x509.DNSName, x509.IPAddress, x509.RFC822Name, x509.UniformResourceIdentifier)
+            other_sans.extend(type(name).__name__ for name in extension.value if not isinstance(name, listed))
+        extensions.append(entry)
+    return {"common_names": common_names, "other_subject_attributes": others, "extensions": extensions, "other_sans": other_sans}
+
+
 def _csr_facts(pem, what):
     csr = load_csr(pem, what)
     facts = _subject_facts(csr.subject)
-    facts.update(_san_facts(csr.extensions))
+    try:
+        facts.update(_san_facts(csr.extensions))
+        facts.update(_request_view(csr))
+    except ValueError as exc:  # x509.DuplicateExtension is one
+        raise KubePkiError("%s has extensions that cannot be parsed: %s" % (what, exc)) from exc
     public_key = csr.public_key()
     facts["key_type"] = key_type_of(public_key)
     facts["public_key_sha256"] = public_key_sha256(public_key)

@@ -21,11 +21,11 @@ import os
 import time
 
 from concurrent.futures import ThreadPoolExecutor
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, unquote, urlencode
 
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _kube_transport
+from ansible_collections.kubepki.certs.plugins.module_utils import _kube_transport, _secrets
 
 try:
     import urllib3
@@ -258,6 +258,7 @@ class KubeClient:
         self.sleep = sleep
         self.clock = clock
         self.retries = 0
+        self.identity = None  # who this client authenticates as (own_identity), asked at most once
 
     # -------------------------------------------------------------- transport (patched in unit tests)
 
@@ -301,6 +302,12 @@ class KubeClient:
         Returns the decoded JSON answer (or the open response with ``stream``). Errors become KubePkiError
         carrying the API Status message, its code and ``what`` (the object named).
         """
+        if carries_private_key(path, query, body):
+            # a key pasted where a CSR name or a request belongs: the API server would log it, and answer with it
+            error = KubePkiError("a request to the Kubernetes API at %s was not sent: it would carry private key material "
+                                 "(a private key given where a CSR name, a request or a certificate belongs)" % self.host)
+            error.status = 400  # refused as the server refuses a bad request: asking again cannot help
+            raise error
         what = what or "%s %s" % (method, path)
         budget = self.deadline if deadline is None else deadline
         end = self.clock() + max(budget, 0)
@@ -432,6 +439,15 @@ def client_for(auth, deadline=DEFAULT_DEADLINE):
     return cached
 
 
+def carries_private_key(path, query=None, body=None):
+    """Whether a request's path (as sent: percent-encoded segments), query values or JSON body hold private key material."""
+    if any(_secrets.holds_private_key(unquote(segment)) for segment in (path or "").split("/")):
+        return True
+    if any(_secrets.holds_private_key(str(value)) for value in (query or {}).values()):
+        return True
+    return body is not None and _secrets.holds_private_key(json.dumps(body, default=str))
+
+
 def path_for(name=None, subresource=None):
     """The REST path of the CSR collection, one CSR, or a subresource of it."""
     path = "/apis/certificates.k8s.io/v1/certificatesigningrequests"
@@ -440,3 +456,47 @@ def path_for(name=None, subresource=None):
         if subresource:
             path += "/" + subresource
     return path
+
+
+# ---------------------------------------------------------------- who is asking
+
+def own_identity(client):
+    """``{"username", "groups", "uid"}`` of the identity ``client`` authenticates as, from a SelfSubjectReview
+    (authentication.k8s.io/v1, GA since Kubernetes 1.28); asked once per client. A CSR this identity created
+    carries it as its requester, which is how the approver tells the collection's own requests from others'."""
+    found = client.identity
+    if found is None:
+        review = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
+        try:
+            answer = client.request("POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews", body=review,
+                                    what="SelfSubjectReview (who this task authenticates as)")
+        except KubePkiError as error:
+            raise KubePkiError("cannot learn which identity this task authenticates as at %s: %s (the approval policy compares it "
+                               "with each request's requester; SelfSubjectReview is served from Kubernetes 1.28)" % (client.host, error.msg),
+                               **error.details) from None
+        info = (answer.get("status") or {}).get("userInfo") or {}
+        found = {"username": info.get("username") or "", "groups": list(info.get("groups") or []), "uid": info.get("uid") or ""}
+        client.identity = found
+    return found
+
+
+def may_requester(client, spec, subresource):
+    """Whether the requester of a CSR (its ``spec``: username, uid, groups, extra) may ``create``
+    ``certificatesigningrequests/<subresource>``, asked with a SubjectAccessReview as kube-controller-manager's
+    approver asks it: ``(allowed, reason)``."""
+    review = {
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SubjectAccessReview",
+        "spec": {
+            "user": spec.get("username") or "",
+            "uid": spec.get("uid") or "",
+            "groups": list(spec.get("groups") or []),
+            "extra": {key: list(value) for key, value in (spec.get("extra") or {}).items()},
+            "resourceAttributes": {"group": "certificates.k8s.io", "resource": "certificatesigningrequests", "verb": "create",
+                                   "subresource": subresource, "version": "*"},
+        },
+    }
+    answer = client.request("POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews", body=review,
+                            what="SubjectAccessReview for requester %s" % (spec.get("username") or "(none)"))
+    status = answer.get("status") or {}
+    return bool(status.get("allowed")), status.get("reason") or status.get("evaluationError") or ""

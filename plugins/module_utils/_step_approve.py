@@ -13,18 +13,7 @@ import copy
 from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _csr, _kube, _policy, _store
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
 
-POLICY_OPTIONS = {
-    "allowed_signers": {"type": "list", "elements": "str", "default": list(_policy.DEFAULTS["allowed_signers"])},
-    "allowed_usages": {"type": "dict", "default": {}},
-    "allowed_groups": {"type": "list", "elements": "str"},
-    "allowed_system_groups": {"type": "list", "elements": "str", "default": []},
-    "max_expiration_seconds": {"type": "int"},
-    "common_name_pattern": {"type": "str"},
-    "key_must_match_store": {"type": "bool", "default": True},
-    "allowed_dns_suffixes": {"type": "list", "elements": "str", "default": []},
-    "allowed_ip_cidrs": {"type": "list", "elements": "str", "default": []},
-    "requester_must_be_node": {"type": "bool", "default": True},
-}
+POLICY_OPTIONS = _policy.OPTIONS
 
 
 def argument_spec():
@@ -144,7 +133,17 @@ def run(module):
                 scope = ((obj.get("metadata") or {}).get("annotations") or {}).get(_csr.ANN_SCOPE) or params["scope"]
                 key = store.get_key(scope, user, key_cluster)
                 expected["public_key_sha256"] = key["public_key_sha256"] if key else None
-            entry["violations"] = _policy.evaluate(obj, policy, expected)
+            spec = obj.get("spec") or {}
+            relaxations = []
+            entry["violations"] = _policy.evaluate(obj, policy, expected, relaxations=relaxations,
+                                                   own_identity=lambda: _kube.own_identity(client)["username"],
+                                                   authorize=lambda subresource: _kube.may_requester(client, spec, subresource))
+            entry["requester"] = spec.get("username")
+            if relaxations:
+                entry["relaxations"] = relaxations
+            entry["requester"] = spec.get("username")
+            if relaxations:
+                entry["relaxations"] = relaxations
         pending.append((entry, obj))
 
     try:

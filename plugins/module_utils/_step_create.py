@@ -329,6 +329,15 @@ class Creator:
                 diffs = _csr.compare(existing, request_facts, params["signer_name"], plan["usages"], plan["expiration_seconds"])
                 state = _csr.csr_state(existing)
                 before.append(_diff_view(existing))
+                requester = (existing.get("spec") or {}).get("username")
+                own = _kube.own_identity(self.client)["username"]
+                if requester != own and not params["force"]:
+                    # the name is predictable: someone allowed to create CSRs may have taken it first
+                    raise KubePkiError("CertificateSigningRequest %s already exists, requested by %s and not by the identity this task "
+                                       "authenticates as (%s); it is not adopted. Delete it if nobody expects it, or set force=true to "
+                                       "replace it" % (name, requester or "(nobody)", own), csr_name=name, user=plan["user"])
+                if requester != own:
+                    diffs.insert(0, "requested by %s, not by %s" % (requester or "(nobody)", own))
                 if not diffs and not (state in ("denied", "failed") and params["force"]):
                     if state in ("denied", "failed"):
                         warnings.append("CertificateSigningRequest %s for %s is %s; set force=true to replace it" % (name, plan["user"], state))

@@ -164,12 +164,21 @@ csrs:
       type: list
       elements: dict
       sample: [{"rule": "allowed_groups", "reason": "group system:masters is cluster-admin and never approved unless listed in policy.allowed_system_groups"}]
+    requester:
+      description: Who created the CSR (its C(spec.username)), as the policy judged it.
+      type: str
+      returned: when the CSR was judged under the policy
+      sample: kubernetes-admin
+    relaxations:
+      description: The opt-ins of the policy this approval relies on (a system user name or a system group it lists).
+      type: list
+      elements: str
+      returned: when an approval relies on one
+      sample: ["policy.allowed_system_users: system:kube-scheduler"]
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.kubepki.certs.plugins.module_utils import _deps, _step_approve
-from ansible_collections.kubepki.certs.plugins.module_utils._errors import run_module
+from ansible_collections.kubepki.certs.plugins.module_utils._errors import AnsibleModule, run_module
 
 
 def main():

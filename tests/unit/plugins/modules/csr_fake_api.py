@@ -34,6 +34,8 @@ class FakeCluster:
         self.signer_fails = signer_fails
         self.lifetime = lifetime
         self.requests = []
+        self.caller = "admin"
+        self.grants = set()
         self.ca_key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.timezone.utc)
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fake-ca")])
@@ -61,6 +63,8 @@ class FakeCluster:
     def send(self, method, path, query, body, _timeout, stream):
         query = dict(query or {})
         self.requests.append((method, path, query))
+        if method == "POST" and path in REVIEWS:
+            return REVIEWS[path](self, body)
         if not path.startswith(BASE):
             return _status(404, "not found", "NotFound")
         rest = path[len(BASE):].strip("/")
@@ -120,12 +124,28 @@ class FakeCluster:
             return _status(409, 'certificatesigningrequests.certificates.k8s.io "%s" already exists' % name, "AlreadyExists")
         obj = json.loads(json.dumps(body))
         obj["metadata"].update(uid=str(uuid.uuid4()), creationTimestamp=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
-        obj["spec"].update(username="admin", groups=["system:masters", "system:authenticated"])
+        obj["spec"].update(username=self.caller, groups=["system:masters", "system:authenticated"])
         obj["status"] = {}
         if query.get("dryRun") != "All":
             self._bump(obj)
             self.objects[name] = obj
         return 201, {}, json.dumps(obj).encode()
+
+
+    # reviews: the caller is always the creator of the fake's CSRs; a SubjectAccessReview allows what cluster-admin
+    # (system:masters) may do and, for others, what ``self.grants`` lists as (user, subresource)
+    def _self_review(self, body):
+        answer = dict(body, status={"userInfo": {"username": self.caller, "groups": ["system:masters", "system:authenticated"]}})
+        return 201, {}, json.dumps(answer).encode()
+
+    def _access_review(self, body):
+        spec = body["spec"]
+        allowed = "system:masters" in (spec.get("groups") or []) or (spec.get("user"), spec["resourceAttributes"].get("subresource")) in self.grants
+        return 201, {}, json.dumps(dict(body, status={"allowed": allowed})).encode()
+
+
+REVIEWS = {"/apis/authentication.k8s.io/v1/selfsubjectreviews": FakeCluster._self_review,
+           "/apis/authorization.k8s.io/v1/subjectaccessreviews": FakeCluster._access_review}
 
 
 class _EmptyStream:

@@ -118,3 +118,26 @@ def test_bad_input(run_module, cluster, base, override, fragment):
     args.update(override)
     failed, result = run_module(csr_approve, args)
     assert failed and fragment in result["msg"], result
+
+
+def test_a_request_someone_else_made_is_not_approved_and_a_taken_name_is_not_adopted(run_module, cluster, base):
+    """The requester decides with the request: labels and a predictable name prove nothing. A name taken in
+    advance by another requester is reported by csr_create, not adopted; its request is refused, and denied
+    with the reason when asked."""
+    cluster.caller = "mallory"
+    squatted = create(run_module, base, ("alice", ["dev"]))
+    name = squatted[0]["csr_name"]
+    cluster.caller = "admin"
+    failed, result = run_module(csr_create, dict(base, users=[{"name": "alice", "groups": ["dev"]}]))
+    assert failed and "requested by mallory and not by the identity this task authenticates as (admin)" in result["msg"]
+    assert name in result["msg"]
+    failed, result = run_module(csr_approve, dict(base, csrs=squatted))
+    assert failed and "requester mallory is not the identity this task authenticates as (admin)" in result["msg"]
+    assert conditions(cluster, name) == []
+    failed, result = run_module(csr_approve, dict(base, csrs=squatted, deny_on_violation=True))
+    assert not failed and result["csrs"][0]["decision"] == "denied" and result["csrs"][0]["requester"] == "mallory"
+    assert "requester mallory" in cluster.objects[name]["status"]["conditions"][0]["message"]
+    # with force, the collection replaces the squatted request with its own
+    failed, result = run_module(csr_create, dict(base, force=True, users=[{"name": "alice", "groups": ["dev"]}]))
+    assert not failed and result["csrs"][0]["action"] == "replaced"
+    assert cluster.objects[name]["spec"]["username"] == "admin"
