@@ -9,8 +9,11 @@
 from __future__ import annotations
 
 import json
-import os
 import re
+
+from ansible.module_utils import basic
+
+from ansible_collections.kubepki.certs.plugins.module_utils import _secrets
 
 # key material (PEM lines, base64 data, hex) is made of these; such a secret can only occur inside a run of them
 _BASE64_RUN = re.compile(r"[A-Za-z0-9+/=]{16,}")
@@ -38,27 +41,28 @@ def fail_from(module, error):
     module.fail_json(msg=error.msg, **error.details)
 
 
-def mask_inputs(module):
-    """Give Ansible the secrets hidden inside options it cannot mark no_log as a whole: the credentials of an
-    inline kubeconfig (also in ``clusters[].auth``) and the password of a store URI. Done first, so that they
-    are masked in the echoed invocation even when a check fails before any client is built."""
-    from ansible_collections.kubepki.certs.plugins.module_utils import _kube, _store  # pylint: disable=import-outside-toplevel
+def mask_inputs(module, params=None):
+    """Give Ansible every secret of the module's input (``params``, by default ``module.params``) that it cannot
+    know from the argument spec's no_log: private key material pasted into any option (a key where a CSR,
+    certificate or CA belongs), the credentials of an inline kubeconfig (also in ``clusters[].auth``), the password
+    of a store URI, an etcd endpoint or a proxy, and the secrets read from the environment (see _secrets). Done
+    first, on the raw parameters (AnsibleModule below) and again on the validated ones (run_module), so that they
+    are masked in the echoed invocation, the error and the warnings even when a check fails before anything runs."""
+    module.no_log_values.update(_secrets.input_secrets(module.params if params is None else params))
 
-    def walk(value):
-        if isinstance(value, dict):
-            for key, item in value.items():
-                if key == "kubeconfig" and isinstance(item, dict):
-                    module.no_log_values.update(_kube.kubeconfig_secrets(item))
-                elif key == "store_uri" and isinstance(item, str):
-                    module.no_log_values.update(_store.uri_secrets(item))
-                else:
-                    walk(item)
-        elif isinstance(value, list):
-            for item in value:
-                walk(item)
 
-    walk(module.params)
-    module.no_log_values.update(_store.uri_secrets(os.environ.get("KUBEPKI_STORE_URI") or ""))
+class AnsibleModule(basic.AnsibleModule):
+    """The AnsibleModule of every module of the collection: it hands the secrets of its raw parameters to Ansible
+    (``mask_inputs``) as soon as they are read, before the argument spec is validated. A validation failure (an
+    unknown option, a wrong type, a value outside its choices) is reported by ``fail_json`` from inside
+    ``__init__`` and echoes the invocation: without this the key pasted there, or an inline kubeconfig's client
+    key, would be printed back. The dependency checks (``_deps.require``) come after ``__init__`` and are covered
+    the same way."""
+
+    def _load_params(self):
+        super()._load_params()
+        if isinstance(self.params, dict):
+            mask_inputs(self, self.params)
 
 
 def secrets_in(value, secrets):

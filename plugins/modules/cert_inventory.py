@@ -293,10 +293,8 @@ import copy
 import os
 import time
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.kubepki.certs.plugins.module_utils import _csr, _deps, _files, _inventory
-from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError, run_module
+from ansible_collections.kubepki.certs.plugins.module_utils._errors import AnsibleModule, KubePkiError, run_module
 from ansible_collections.kubepki.certs.plugins.module_utils._etcd import ETCD_ARG_SPEC, transport_from_params
 from ansible_collections.kubepki.certs.plugins.module_utils._store import STORE_ARG_SPEC, open_store_from_params
 

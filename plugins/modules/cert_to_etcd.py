@@ -171,10 +171,8 @@ etcd_endpoint:
   sample: https://127.0.0.1:2379
 """
 
-from ansible.module_utils.basic import AnsibleModule  # noqa: E402  pylint: disable=wrong-import-position
-
 from ansible_collections.kubepki.certs.plugins.module_utils import _deps, _step_publish  # noqa: E402  pylint: disable=wrong-import-position
-from ansible_collections.kubepki.certs.plugins.module_utils._errors import run_module  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.kubepki.certs.plugins.module_utils._errors import AnsibleModule, run_module  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def main():

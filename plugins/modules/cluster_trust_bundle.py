@@ -166,10 +166,8 @@ bundle:
 
 import copy
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.kubepki.certs.plugins.module_utils import _deps, _kube, _trust_bundle
-from ansible_collections.kubepki.certs.plugins.module_utils._errors import run_module
+from ansible_collections.kubepki.certs.plugins.module_utils._errors import AnsibleModule, run_module
 
 
 def argument_spec():

@@ -254,10 +254,8 @@ csrs:
                 "not_after": "2026-12-02T10:00:00Z"}]
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.kubepki.certs.plugins.module_utils import _deps, _step_create
-from ansible_collections.kubepki.certs.plugins.module_utils._errors import run_module
+from ansible_collections.kubepki.certs.plugins.module_utils._errors import AnsibleModule, run_module
 
 
 def main():

@@ -146,10 +146,8 @@ csrs:
 
 import copy
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _csr, _deps, _kube
-from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError, run_module
+from ansible_collections.kubepki.certs.plugins.module_utils._errors import AnsibleModule, KubePkiError, run_module
 
 
 def argument_spec():

@@ -189,10 +189,8 @@ wait_stats:
            "fallback_lists": 0, "list_failures": 0, "seconds": 0.4}
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.kubepki.certs.plugins.module_utils import _deps, _step_wait
-from ansible_collections.kubepki.certs.plugins.module_utils._errors import run_module
+from ansible_collections.kubepki.certs.plugins.module_utils._errors import AnsibleModule, run_module
 
 
 def main():

@@ -104,10 +104,8 @@ store:
 
 import copy  # noqa: E402  pylint: disable=wrong-import-position
 
-from ansible.module_utils.basic import AnsibleModule  # noqa: E402  pylint: disable=wrong-import-position
-
 from ansible_collections.kubepki.certs.plugins.module_utils import _deps, _store  # noqa: E402  pylint: disable=wrong-import-position
-from ansible_collections.kubepki.certs.plugins.module_utils._errors import run_module  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.kubepki.certs.plugins.module_utils._errors import AnsibleModule, run_module  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def argument_spec():
