@@ -13,7 +13,7 @@ import os
 import time
 
 from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _csr
-from ansible_collections.kubepki.certs.plugins.module_utils import _etcd, _kube, _store, _waiter
+from ansible_collections.kubepki.certs.plugins.module_utils import _etcd, _kube, _secrets, _store, _waiter
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError, WaitTimeout
 
 CLAMP_TOLERANCE = 360
@@ -41,7 +41,10 @@ def load_ca(value):
         text = value
     else:
         if not os.path.isfile(value):
-            raise KubePkiError("cluster_ca: %s is neither PEM text nor an existing file" % value)
+            # a file name is repeated; other text (a pasted key, base64 of one) is not, not even a part of it
+            if len(value) <= 4096 and "\n" not in value and not _secrets.holds_private_key(value):
+                raise KubePkiError("cluster_ca: %s is neither PEM text nor an existing file" % value)
+            raise KubePkiError("cluster_ca is neither PEM text nor the path of an existing file")
         with open(value, encoding="utf-8", errors="replace") as handle:
             text = handle.read()
     if not _crypto.split_pem_certificates(text):
