@@ -144,25 +144,27 @@ def relaxations_for(facts, policy, signer):
     return used
 
 
-def requester_refusal(spec, common_name, policy, own_identity):
-    """Why the requester of a CSR (``spec.username``) may not have it approved under ``policy``, or None.
+def requester_verdict(spec, common_name, policy, own_identity):
+    """``(refusal, relaxation)`` for the requester of a CSR (``spec.username``) under ``policy``: why it may not have
+    the request approved (or None), and the opt-in that lets it when that is not the default (or None).
 
     By default only the identity the approver itself authenticates as (``own_identity()`` gives its user name:
     the collection made the request) qualifies; labels and annotations prove nothing, anyone allowed to create
     CSRs can set them. The policy may name more requesters (shell patterns) or let users ask for themselves."""
     username = spec.get("username") or ""
     if not username:
-        return "the request names no requester (spec.username)"
-    if policy["requester_may_be_subject"] and username == common_name:
-        return None
-    if any(fnmatch.fnmatchcase(username, pattern) for pattern in policy["allowed_requesters"]):
-        return None
+        return "the request names no requester (spec.username)", None
     own = own_identity() if own_identity is not None else None
     if own and username == own:
-        return None
+        return None, None
+    if policy["requester_may_be_subject"] and username == common_name:
+        return None, "policy.requester_may_be_subject: %s" % username
+    pattern = next((p for p in policy["allowed_requesters"] if fnmatch.fnmatchcase(username, p)), None)
+    if pattern is not None:
+        return None, "policy.allowed_requesters: %s (%s)" % (username, pattern)
     return ("requester %s is not the identity this task authenticates as (%s), nor named in policy.allowed_requesters%s" % (
         username, own or "unknown", "" if policy["requester_may_be_subject"] else
-        ", and policy.requester_may_be_subject (a user asking for their own certificate) is false"))
+        ", and policy.requester_may_be_subject (a user asking for their own certificate) is false")), None
 
 
 def _node_client_requester(spec, facts, authorize, add):
@@ -284,6 +286,7 @@ def evaluate(obj, policy, expected=None, own_identity=None, authorize=None, rela
     policy = normalize(policy) if set(policy or {}) != set(DEFAULTS) else policy
     expected = expected or {}
     violations = []
+    relaxed = None
 
     def add(rule, reason):
         violations.append({"rule": rule, "reason": reason})
@@ -339,9 +342,9 @@ def evaluate(obj, policy, expected=None, own_identity=None, authorize=None, rela
         if not any(v["rule"] in ("common_name", "organizations", "sans", "usages") for v in violations):
             _node_client_requester(spec, facts, authorize, add)
     elif not (signer == _csr.SIGNER_KUBELET_SERVING and policy["requester_must_be_node"]):
-        why = requester_refusal(spec, cn, policy, own_identity)
+        why, relaxed = requester_verdict(spec, cn, policy, own_identity)
         if why:
             add("requester", why)
     if relaxations is not None and not violations:
-        relaxations.extend(relaxations_for(facts, policy, signer))
+        relaxations.extend(relaxations_for(facts, policy, signer) + ([relaxed] if relaxed else []))
     return violations

@@ -170,7 +170,7 @@ csrs:
       returned: when the CSR was judged under the policy
       sample: kubernetes-admin
     relaxations:
-      description: The opt-ins of the policy this approval relies on (a system user name or a system group it lists).
+      description: The opt-ins of the policy this approval relies on (a system user name or group it lists, a requester it names).
       type: list
       elements: str
       returned: when an approval relies on one

@@ -234,6 +234,7 @@ def test_a_user_asking_for_their_own_certificate_only_when_the_policy_says_so(ru
     assert result.result("by default").get("failed") and "requester alice-self" in result.result("by default")["msg"]
     opted = result.result("opted in")
     assert not opted.get("failed") and opted["csrs"][0]["decision"] == "approved", opted
+    assert opted["csrs"][0]["relaxations"] == ["policy.requester_may_be_subject: alice-self"]
     assert "Approved" in condition_types(csr(lab, "attack-alice-self"))
 
 
