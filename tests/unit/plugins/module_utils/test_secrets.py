@@ -24,11 +24,11 @@ KEYS = {
     "pkcs8": lambda: _rsa().private_bytes(PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
     "encrypted-pkcs8": lambda: _rsa().private_bytes(PEM, serialization.PrivateFormat.PKCS8, serialization.BestAvailableEncryption(b"pw")),
     "rsa": lambda: _rsa().private_bytes(PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()),
-    "ec": lambda: ec.generate_private_key(ec.SECP256R1()).private_bytes(PEM, serialization.PrivateFormat.TraditionalOpenSSL,
-                                                                       serialization.NoEncryption()),
+    "ec": lambda: ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()),
     "openssh": lambda: _rsa().private_bytes(PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()),
-    "ed25519-pkcs8": lambda: ed25519.Ed25519PrivateKey.generate().private_bytes(PEM, serialization.PrivateFormat.PKCS8,
-                                                                                serialization.NoEncryption()),
+    "ed25519-pkcs8": lambda: ed25519.Ed25519PrivateKey.generate().private_bytes(
+        PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
 }
 
 
