@@ -21,7 +21,7 @@ options:
         mode C(0600) (its directory C(0700) when this module creates it).
       - An existing file must already be an embedded store (an SQLite database with the store's tables). Anything
         else, for example a mistyped path such as C(/etc/hosts), an empty file or another program's database, fails
-        the task before the file is touched: its mode, owner, content and modification time stay as they were.
+        the task before the file is touched; its mode, owner, content and modification time stay as they were.
       - Reading only (check mode, M(kubepki.certs.cert_inventory)) never changes the mode of the store file and
         never creates it.
       - When not set, the environment variable E(KUBEPKI_STORE_URI) is used, then the embedded store
