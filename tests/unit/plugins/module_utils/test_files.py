@@ -39,10 +39,15 @@ def killed_while_writing(dest):
 def test_a_failed_write_leaves_no_temporary_file(tmp_path, monkeypatch, failure):
     dest = tmp_path / "alice.kubeconfig"
     text = KEY_TEXT
+    def raise_(error):
+        def raiser(*args):
+            raise error
+        return raiser
+
     if failure == "os-error":
-        monkeypatch.setattr(os, "replace", lambda *a: (_ for _ in ()).throw(OSError(28, "No space left on device")))
+        monkeypatch.setattr(os, "replace", raise_(OSError(28, "No space left on device")))
     elif failure == "interrupt":
-        monkeypatch.setattr(os, "fsync", lambda fd: (_ for _ in ()).throw(KeyboardInterrupt()))
+        monkeypatch.setattr(os, "fsync", raise_(KeyboardInterrupt()))
     else:
         text = KEY_TEXT + "\udc80"  # a lone surrogate: cannot be encoded as UTF-8
     with pytest.raises((KubePkiError, KeyboardInterrupt, UnicodeError)):
