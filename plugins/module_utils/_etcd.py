@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 
 from ansible_collections.kubepki.certs.plugins.module_utils import _crypto
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
+from ansible_collections.kubepki.certs.plugins.module_utils._files import NotRegularFile, read_regular_file
 
 # etcd3gw (and requests under it) is imported only when a transport is made: modules that talk to no etcd
 # in a run do not pay its start-up cost.
@@ -214,11 +215,10 @@ def _file_problem(option, path, marker, what):
     nothing read is kept or reported."""
     if not isinstance(path, str) or not path:
         return "%s must be a file path, got %r" % (option, path)
-    if not os.path.isfile(path):
-        return "%s: %s is not a readable file" % (option, path)
     try:
-        with open(path, "rb") as handle:
-            content = handle.read(1024 * 1024)
+        content = read_regular_file(path, option, limit=1024 * 1024)  # a FIFO or device is refused, not opened
+    except NotRegularFile as exc:
+        return "%s: %s is not a readable file: it is %s, not a regular file" % (option, path, exc.kind)
     except OSError as exc:
         return "%s: %s is not a readable file (%s)" % (option, path, exc.strerror or type(exc).__name__)
     if marker not in content:

@@ -21,6 +21,7 @@ import os
 
 from ansible_collections.kubepki.certs.plugins.module_utils import _crypto
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
+from ansible_collections.kubepki.certs.plugins.module_utils._files import read_regular_file
 
 STATES = ("valid", "expiring", "expired", "not_yet_valid", "missing_certificate", "missing_key", "key_mismatch", "invalid")
 FORMATS = ("json", "table", "prometheus")
@@ -310,8 +311,7 @@ def read_text(path):
     if os.path.isdir(path):
         raise KubePkiError("dest: %s is a directory" % path)
     try:
-        with open(path, "rb") as handle:
-            return handle.read().decode("utf-8", "replace")
+        return read_regular_file(path, "dest").decode("utf-8", "replace")  # a FIFO or device is refused, not read
     except FileNotFoundError:
         return None
     except OSError as exc:

@@ -177,6 +177,7 @@ def _build_configuration(auth):
                 k8s_config.load_kube_config_from_dict(auth["kubeconfig"], context=auth["context"], client_configuration=configuration,
                                                       persist_config=False)
             else:
+                _kube_transport.read_credential(auth["kubeconfig"], "kubeconfig")  # a regular file, never a FIFO
                 k8s_config.load_kube_config(config_file=auth["kubeconfig"], context=auth["context"], client_configuration=configuration,
                                             persist_config=False)
         elif source == "default":
@@ -184,6 +185,10 @@ def _build_configuration(auth):
                 k8s_config.load_incluster_config(client_configuration=configuration)
             except ConfigException:
                 configuration = type.__call__(k8s_client.Configuration)
+                paths = [path for path in os.environ.get("KUBECONFIG", "").split(os.pathsep) if path] or [_kube_transport.DEFAULT_KUBECONFIG]
+                for path in (os.path.expanduser(path) for path in paths):
+                    if os.path.lexists(path):
+                        _kube_transport.read_credential(path, "KUBECONFIG")  # a regular file, never a FIFO
                 k8s_config.load_kube_config(client_configuration=configuration, persist_config=False)
     except (ConfigException, OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
         where = "kubeconfig" if source == "kubeconfig" else "the default kubeconfig (or in-cluster config)"
@@ -199,8 +204,7 @@ def _build_configuration(auth):
         configuration.verify_ssl = auth["validate_certs"]
     for option in ("ca_cert", "client_cert", "client_key"):
         if auth.get(option):
-            if not os.path.isfile(auth[option]):
-                raise KubePkiError("%s: file %s does not exist" % (option, auth[option]))
+            _kube_transport.read_credential(auth[option], option)  # exists, and is a regular file
             setattr(configuration, CLIENT_NAMES[option], auth[option])
     if auth.get("proxy"):
         configuration.proxy = auth["proxy"]

@@ -25,6 +25,7 @@ import ssl
 import tempfile
 
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
+from ansible_collections.kubepki.certs.plugins.module_utils._files import read_regular_file
 
 try:
     import urllib3
@@ -101,7 +102,7 @@ def _in_cluster(environ):
     if ":" in host:
         host = "[%s]" % host
     return {"server": "https://%s:%s" % (host, port), "ca_file": os.path.join(SERVICE_ACCOUNT_DIR, "ca.crt"),
-            "token_file": token_file}
+            "token_file": token_file, "file_fields": {"ca_file": "in-cluster service account CA", "token_file": "in-cluster service account token"}}
 
 
 def _named(entries, name, kind, where):
@@ -119,8 +120,8 @@ def kubeconfig_settings(source, context, default=False):
     else:
         where = "kubeconfig %s" % source
         try:
-            with open(source, "r", encoding="utf-8") as handle:
-                config = yaml.load(handle, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+            text = read_regular_file(source, "kubeconfig").decode("utf-8")
+            config = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
         except FileNotFoundError:
             if default:
                 raise KubePkiError("no Kubernetes API server known: set host, kubeconfig or context (or K8S_AUTH_* variables); "
@@ -137,29 +138,38 @@ def kubeconfig_settings(source, context, default=False):
     ctx = _named(config.get("contexts"), name, "context", where)
     cluster = _named(config.get("clusters"), ctx.get("cluster"), "cluster", where)
     user = _named(config.get("users"), ctx.get("user"), "user", where) if ctx.get("user") else {}
-    if set(user) - USER_FIELDS or set(cluster) - CLUSTER_FIELDS:
-        return None  # exec, auth-provider, tls-server-name, impersonation...: the library's job
 
     def path(value):
         return value if os.path.isabs(value) else os.path.join(base, value)
 
+    if set(user) - USER_FIELDS or set(cluster) - CLUSTER_FIELDS:
+        # exec, auth-provider, tls-server-name, impersonation...: the library's job. The files it would read are
+        # checked first: a FIFO among them would block the task until its timeout.
+        for entry, field in ((cluster, "certificate-authority"), (user, "client-certificate"), (user, "client-key"), (user, "tokenFile")):
+            if isinstance(entry.get(field), str) and entry[field] and os.path.lexists(path(entry[field])):
+                read_credential(path(entry[field]), "%s: %s" % (where, field))
+        return None
+
     settings = {"server": cluster.get("server"), "insecure": bool(cluster.get("insecure-skip-tls-verify")),
-                "proxy": cluster.get("proxy-url"), "where": where}
+                "proxy": cluster.get("proxy-url"), "where": where, "file_fields": {}}
     if not settings["server"]:
         raise KubePkiError("%s: cluster %r has no server" % (where, ctx.get("cluster")))
     if cluster.get("certificate-authority-data"):
         settings["ca_data"] = _unb64(cluster["certificate-authority-data"], where, "certificate-authority-data")
     elif cluster.get("certificate-authority"):
         settings["ca_file"] = path(cluster["certificate-authority"])
+        settings["file_fields"]["ca_file"] = "%s: certificate-authority" % where
     for field, key in (("client-certificate", "cert"), ("client-key", "key")):
         if user.get(field + "-data"):
             settings[key + "_data"] = _unb64(user[field + "-data"], where, field + "-data")
         elif user.get(field):
             settings[key + "_file"] = path(user[field])
+            settings["file_fields"][key + "_file"] = "%s: %s" % (where, field)
     if user.get("token"):
         settings["token"] = user["token"]
     elif user.get("tokenFile"):
         settings["token_file"] = path(user["tokenFile"])
+        settings["file_fields"]["token_file"] = "%s: tokenFile" % where
     if user.get("username") and user.get("password"):
         settings["basic"] = (user["username"], user["password"])
     return settings
@@ -172,12 +182,15 @@ def _unb64(text, where, field):
         raise KubePkiError("%s: %s is not base64 of PEM text" % (where, field)) from None
 
 
-def _read(path_, option):
+def read_credential(path_, option):
+    """The text of a credential file (CA, client certificate or key, token): a regular file only, so that a FIFO or
+    device never blocks the task. KubePkiError naming ``option`` and the path otherwise."""
     try:
-        with open(path_, "r", encoding="utf-8") as handle:
-            return handle.read()
-    except OSError as exc:
-        raise KubePkiError("%s: cannot read %s: %s" % (option, path_, exc.strerror or exc)) from None
+        return read_regular_file(path_, option).decode("utf-8")
+    except FileNotFoundError:
+        raise KubePkiError("%s: file %s does not exist" % (option, path_)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise KubePkiError("%s: cannot read %s: %s" % (option, path_, getattr(exc, "strerror", None) or exc)) from None
 
 
 def _build(settings, auth):
@@ -186,19 +199,27 @@ def _build(settings, auth):
     verify = not settings.get("insecure")
     if auth.get("validate_certs") is not None:
         verify = auth["validate_certs"]
+    fields = settings.get("file_fields") or {}
     ca_file, ca_data = settings.get("ca_file"), settings.get("ca_data")
+    ca_option = fields.get("ca_file", "certificate-authority")
     if auth.get("ca_cert"):
-        ca_file, ca_data = auth["ca_cert"], None
-    for option, value in (("ca_cert", ca_file), ("client_cert", auth.get("client_cert")), ("client_key", auth.get("client_key"))):
-        if value and not os.path.isfile(value):
-            raise KubePkiError("%s: file %s does not exist" % (option, value))
+        ca_file, ca_data, ca_option = auth["ca_cert"], None, "ca_cert"
     cert = (auth.get("client_cert"), None) if auth.get("client_cert") else (settings.get("cert_file"), settings.get("cert_data"))
     key = (auth.get("client_key"), None) if auth.get("client_key") else (settings.get("key_file"), settings.get("key_data"))
+    cert_option = "client_cert" if auth.get("client_cert") else fields.get("cert_file", "client-certificate")
+    key_option = "client_key" if auth.get("client_key") else fields.get("key_file", "client-key")
+    # every credential file is read here, as a regular file (ssl would block on a FIFO): the CA goes to ssl as data,
+    # the client pair is checked and then handed to ssl by path (it reads only files)
+    if ca_file:
+        ca_data = read_credential(ca_file, ca_option)
+    for file_, option in ((cert[0], cert_option), (key[0], key_option)):
+        if file_:
+            read_credential(file_, option)
 
     headers = {}
     token = auth.get("api_key") or settings.get("token")
     if not token and settings.get("token_file"):
-        token = _read(settings["token_file"], "tokenFile").strip()
+        token = read_credential(settings["token_file"], fields.get("token_file", "tokenFile")).strip()
     if token:
         headers["authorization"] = "Bearer %s" % token
     elif settings.get("basic"):
@@ -206,7 +227,7 @@ def _build(settings, auth):
         headers["authorization"] = "Basic %s" % base64.b64encode(pair.encode("utf-8")).decode("ascii")
 
     try:
-        context = ssl.create_default_context(cafile=ca_file, cadata=ca_data)
+        context = ssl.create_default_context(cadata=ca_data)
     except (ssl.SSLError, OSError, ValueError) as exc:
         raise KubePkiError("the cluster CA (%s) cannot be loaded: %s" % (ca_file or "certificate-authority-data", exc)) from None
     if not verify:

@@ -23,6 +23,7 @@ from urllib.parse import quote
 
 from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _kube
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
+from ansible_collections.kubepki.certs.plugins.module_utils._files import read_regular_file
 
 try:
     from cryptography import x509
@@ -287,8 +288,7 @@ def desired_pem(params, no_log_values=None):
     if params.get("ca_file"):
         what = "ca_file %s" % params["ca_file"]
         try:
-            with open(params["ca_file"], encoding="utf-8", errors="replace") as handle:
-                text = handle.read(MAX_BUNDLE_SIZE * 4 + 1)
+            text = read_regular_file(params["ca_file"], "ca_file", limit=MAX_BUNDLE_SIZE * 4 + 1).decode("utf-8", "replace")
         except OSError as exc:
             raise KubePkiError("ca_file: cannot read %s: %s" % (params["ca_file"], exc.strerror or exc)) from exc
     else:
