@@ -22,7 +22,7 @@ import datetime
 import os
 from concurrent.futures import ThreadPoolExecutor
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _csr, _crypto, _etcd, _kube, _policy, _store
+from ansible_collections.kubepki.certs.plugins.module_utils import _csr, _crypto, _etcd, _files, _kube, _policy, _store
 from ansible_collections.kubepki.certs.plugins.module_utils import _step_approve, _step_create, _step_publish
 from ansible_collections.kubepki.certs.plugins.module_utils import _step_render, _step_wait
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError, secrets_in
@@ -694,6 +694,14 @@ class Offboarding:
                          "kept_for": elsewhere.get(name, []), "still_valid": _still_valid(valid, name)}
                 failed = sorted(blocked | {f["cluster"] for f in failures if f.get("user") == name})
                 entry["finished"] = not failed
+                if params["dest_dir"]:
+                    # what a run killed while writing this user's kubeconfig left beside it (the key in it): never wanted
+                    stale = _files.remove_stale_temps(os.path.join(params["dest_dir"], "%s.kubeconfig" % name), check=self.check)
+                    if stale:
+                        before.append({"user": name, "temporary_files": stale})
+                        output["changed"] = True
+                        self.module.warn("user %s: %s %d temporary file%s left by an interrupted run beside the kubeconfig: %s" % (
+                            name, "would remove" if self.check else "removed", len(stale), "" if len(stale) == 1 else "s", ", ".join(stale)))
                 if params["dest_dir"] and not entry["kept_for"]:
                     path = os.path.join(params["dest_dir"], "%s.kubeconfig" % name)
                     entry["kubeconfig"] = path

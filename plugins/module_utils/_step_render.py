@@ -13,7 +13,7 @@ import os
 from urllib.parse import urlsplit
 
 from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _kubeconfig
-from ansible_collections.kubepki.certs.plugins.module_utils._files import write_atomically
+from ansible_collections.kubepki.certs.plugins.module_utils._files import read_regular_file, remove_stale_temps, write_atomically
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
 from ansible_collections.kubepki.certs.plugins.module_utils._etcd import ETCD_ARG_SPEC, transport_from_params
 from ansible_collections.kubepki.certs.plugins.module_utils._store import (
@@ -59,8 +59,7 @@ def read_ca(cluster):
     where = "clusters[%s]" % cluster["name"]
     if cluster.get("ca_cert"):
         try:
-            with open(cluster["ca_cert"], "r", encoding="utf-8") as handle:
-                pem = handle.read()
+            pem = read_regular_file(cluster["ca_cert"], "%s.ca_cert" % where).decode("utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise KubePkiError("%s.ca_cert: cannot read %s: %s" % (where, cluster["ca_cert"], getattr(exc, "strerror", None) or exc)) from None
         what = "%s.ca_cert (%s)" % (where, cluster["ca_cert"])
@@ -202,8 +201,7 @@ def read_existing(dest):
     if not os.path.isfile(dest):
         raise KubePkiError("dest %s exists and is not a regular file" % dest)
     try:
-        with open(dest, "r", encoding="utf-8") as handle:
-            return handle.read()
+        return read_regular_file(dest, "dest").decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise KubePkiError("dest %s cannot be read: %s" % (dest, getattr(exc, "strerror", None) or exc)) from None
 
@@ -350,12 +348,18 @@ def render_user(module, store, transport, user, dest, expected_groups, ca_pems, 
         store_later.extend(loads)
 
     if dest:
+        # what a run killed while writing this kubeconfig left beside it (holding the key) goes first
+        stale = remove_stale_temps(dest, check=module.check_mode)
+        if stale:
+            module.warn("%s %d temporary file%s left beside %s by an interrupted run (they may hold the private key of user %s): %s" % (
+                "would remove" if module.check_mode else "removed", len(stale), "" if len(stale) == 1 else "s", dest, user,
+                ", ".join(stale)))
         file_changed = existing != text
         if not file_changed and existing is not None and (os.stat(dest).st_mode & 0o777) != 0o600:
             file_changed = True
         if file_changed and not module.check_mode:
             write_atomically(dest, text)
-        changed = changed or file_changed
+        changed = changed or file_changed or bool(stale)
         result["dest"] = dest
         if module._diff and file_changed:
             before = None
