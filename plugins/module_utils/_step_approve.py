@@ -19,9 +19,9 @@ POLICY_OPTIONS = _policy.OPTIONS
 def argument_spec():
     spec = {
         "action": {"type": "str", "choices": ["approve", "deny"], "default": "approve"},
-        "names": {"type": "list", "elements": "str", "default": []},
-        "csrs": {"type": "list", "elements": "dict", "default": []},
-        "users": {"type": "list", "elements": "dict", "default": [],
+        "names": {"type": "list", "elements": "str"},
+        "csrs": {"type": "list", "elements": "dict"},
+        "users": {"type": "list", "elements": "dict",
                   "options": {"name": {"type": "str", "required": True}, "groups": {"type": "list", "elements": "str"}}},
         "cluster": {"type": "str"},
         "scope": {"type": "str", "default": "default"},
@@ -41,12 +41,16 @@ def select(client, params, seen=None):
 
     ``seen`` maps CSR names to objects an earlier step of the same run got from the API; they are not
     fetched again (an approval on an object that changed since is retried by _csr.decide on its 409)."""
+    if params["names"] is None and params["csrs"] is None and params["users"] is None:
+        raise KubePkiError("nothing to decide on: give names, csrs or users")
+    # given but empty (a scheduled approver whose csr_info found nothing pending): nothing to do
+    names, csrs, users = params["names"] or [], params["csrs"] or [], params["users"] or []
     chosen = {}
-    for index, name in enumerate(params["names"]):
+    for index, name in enumerate(names):
         if not name:
             raise KubePkiError("names[%d] is empty" % index)
         chosen.setdefault(name, {"expected": {}, "strict": True, "skip": None})
-    for index, entry in enumerate(params["csrs"]):
+    for index, entry in enumerate(csrs):
         if not isinstance(entry, dict):
             raise KubePkiError("csrs[%d] is not a dict (pass the csrs list returned by csr_create)" % index)
         if not entry.get("csr_name"):
@@ -55,7 +59,7 @@ def select(client, params, seen=None):
         chosen[entry["csr_name"]] = {"expected": {"common_name": entry.get("name")}, "strict": True, "skip": skip}
         if seen and entry["csr_name"] in seen:
             chosen[entry["csr_name"]]["obj"] = seen[entry["csr_name"]]
-    for index, user in enumerate(params["users"]):
+    for index, user in enumerate(users):
         problem = _csr.name_problem(user["name"])
         if problem:
             raise KubePkiError("users[%d].name %r %s" % (index, user["name"], problem))
@@ -68,8 +72,6 @@ def select(client, params, seen=None):
             if user["groups"] is not None:
                 expected["groups"] = list(user["groups"])
             chosen.setdefault(item["metadata"]["name"], {"expected": expected, "strict": False, "skip": None, "obj": item})
-    if not (params["names"] or params["csrs"] or params["users"]):
-        raise KubePkiError("nothing to decide on: give names, csrs or users")
     wanted = [name for name, info in chosen.items() if "obj" not in info and info["skip"] is None]
     if len(wanted) > 1:
         # one list call for a batch instead of one GET per CSR; names not seen there are fetched one by one

@@ -32,22 +32,21 @@ options:
   names:
     description:
       - CSR names. The expected user is the request's common name.
+      - An empty list (or empty O(csrs), O(users)) is nothing to do, not an error, so a scheduled approver fed by
+        M(kubepki.certs.csr_info) succeeds when nothing is pending. Giving none of the three options is an error.
     type: list
     elements: str
-    default: []
   csrs:
     description:
       - The RV(kubepki.certs.csr_create#module:csrs) list returned by M(kubepki.certs.csr_create). Entries whose certificate
         is already known (action C(known)) or that have no C(csr_name) (check mode) are skipped.
     type: list
     elements: dict
-    default: []
   users:
     description:
       - Select the pending CSRs this collection made for these users (labels of O(scope) and, when set, O(cluster)).
     type: list
     elements: dict
-    default: []
     suboptions:
       name:
         description:

@@ -141,3 +141,13 @@ def test_a_request_someone_else_made_is_not_approved_and_a_taken_name_is_not_ado
     failed, result = run_module(csr_create, dict(base, force=True, users=[{"name": "alice", "groups": ["dev"]}]))
     assert not failed and result["csrs"][0]["action"] == "replaced"
     assert cluster.objects[name]["spec"]["username"] == "admin"
+
+
+def test_a_scheduled_approver_with_nothing_pending_succeeds(run_module, cluster, base):
+    """csr_info finds nothing pending on most runs; the approver fed with its empty list has nothing to do."""
+    for empty in ({"names": []}, {"csrs": []}, {"users": []}, {"names": [], "csrs": [], "users": []}):
+        failed, result = run_module(csr_approve, dict(base, **empty))
+        assert not failed, (empty, result)
+        assert result["changed"] is False and result["csrs"] == []
+    failed, result = run_module(csr_approve, dict(base))
+    assert failed and "nothing to decide on: give names, csrs or users" in result["msg"]
