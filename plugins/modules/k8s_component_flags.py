@@ -57,6 +57,10 @@ options:
       - Comma-separated list flags to extend, as a mapping of flag name to the list of items that must be present.
       - Items already present keep their order; missing items are appended; duplicates are never added.
       - When the flag is absent it is created with the given items.
+      - An item V(*) stands for the component's defaults, what an absent flag means (kube-controller-manager's
+        C(--controllers)). It is written when the flag is created, and never added to a list that is already there
+        without it, so an explicit list of controllers stays explicit.
+      - A wanted item replaces its negation C(-item) (C(-csrsigning) disables that controller).
     type: dict
     default: {}
   absent:
@@ -221,12 +225,20 @@ def edit_args(args, flags, merge_lists, absent):
     for name, wanted in merge_lists.items():
         if not isinstance(wanted, list):
             wanted = [wanted]
+        present = bool(positions(name))
         current = []
         for index in positions(name):
             value = parse_flag(result[index])[1]
             current.extend(item for item in (value or "").split(",") if item)
+        wanted = [flag_value(item) for item in wanted]
+        # a wanted item wins over its negation (kube-controller-manager's -name disables a controller)
         merged = []
-        for item in current + [flag_value(item) for item in wanted]:
+        for item in current:
+            if not (item.startswith("-") and item[1:] in wanted) and item not in merged:
+                merged.append(item)
+        for item in wanted:
+            if item == "*" and present and "*" not in current:
+                continue  # "*" stands for the defaults an absent flag meant; an explicit list stays explicit
             if item not in merged:
                 merged.append(item)
         set_flag(name, ",".join(merged))

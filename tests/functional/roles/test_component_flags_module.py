@@ -27,6 +27,17 @@ def test_edit_args_creates_a_missing_list_flag_and_is_stable():
     assert edit_args(once, {}, {"controllers": ["*", "csrsigning"]}, []) == once
 
 
+def test_an_explicit_controller_list_stays_explicit():
+    """The signing role asks for "*" plus the CSR controllers. Merged into a list an administrator chose, "*" would
+    start every default controller; it is only written where the flag was absent. A negated controller gives way."""
+    chosen = ["kube-controller-manager", "--controllers=csrsigning,-csrapproving,tokencleaner"]
+    merged = edit_args(chosen, {}, {"controllers": ["*", "csrapproving", "csrsigning"]}, [])
+    assert merged == ["kube-controller-manager", "--controllers=csrsigning,tokencleaner,csrapproving"]
+    assert edit_args(merged, {}, {"controllers": ["*", "csrapproving", "csrsigning"]}, []) == merged
+    with_defaults = ["kube-controller-manager", "--controllers=*,-bootstrapsigner"]
+    assert edit_args(with_defaults, {}, {"controllers": ["*", "bootstrapsigner"]}, []) == ["kube-controller-manager", "--controllers=*,bootstrapsigner"]
+
+
 PLAY = """
 - name: Module edge cases
   hosts: all
