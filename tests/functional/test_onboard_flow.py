@@ -168,6 +168,20 @@ def test_the_renew_playbook_renews_what_is_known_without_a_user_list(run_playboo
     assert sorted((e["user"], e["action"]) for e in job_result(renewed)["known"]) == sorted((u["name"], "renew") for u in USERS for _c in range(2))
 
 
+def test_the_renew_playbook_takes_renew_before_from_the_inventory(run_playbook, flow):
+    """user_access_renew_before set in the inventory is the operator's choice; the playbook's own default (720h)
+    applies only when neither the inventory nor -e renew_before says anything."""
+    extra = {k: v for k, v in flow["extra"].items() if k != "onboard_users"}
+    old = etcd_records(flow)
+    hosts = {name: dict(host_vars, user_access_renew_before="3650d") for name, host_vars in flow["hosts"].items()}
+    renewed = run_playbook("- ansible.builtin.import_playbook: %s\n" % RENEW, hosts=hosts, extra_vars=extra)
+    assert renewed.rc == 0, renewed
+    new = etcd_records(flow)
+    assert all(new[key]["serial"] != old[key]["serial"] for key in old), job_result(renewed)
+    quiet = run_playbook("- ansible.builtin.import_playbook: %s\n" % RENEW, hosts=flow["hosts"], extra_vars=extra)
+    assert quiet.rc == 0 and quiet.changed == 0, job_result(quiet)
+
+
 def test_the_offboard_playbook_removes_a_user(run_playbook, flow):
     extra = {k: v for k, v in flow["extra"].items() if k != "onboard_users"}
     extra["offboard_users"] = [{"name": "bob"}]
