@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: cert_inventory
 short_description: Report every client key and certificate of the credential store and etcd, with its expiry and state
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Reads the credential store (keys and certificate records) and, when etcd options are given, the certificate records
     under C(<etcd_prefix>/certs/) in etcd, and reports one entry per scope, user and cluster.
@@ -29,14 +29,12 @@ options:
     description:
       - Only entries of this scope (logical cloud). All scopes when not set.
     type: str
-    version_added: 0.2.0
   users:
     description:
       - Only entries of these users.
     type: list
     elements: str
     default: []
-    version_added: 0.2.0
   clusters:
     description:
       - Only entries of these clusters.
@@ -45,14 +43,12 @@ options:
     type: list
     elements: str
     default: []
-    version_added: 0.2.0
   warn_within:
     description:
       - A certificate that expires within this duration has the state V(expiring).
       - Seconds, or a duration such as V(720h), V(30d) or V(1d12h).
     type: str
     default: 720h
-    version_added: 0.2.0
   format:
     description:
       - V(json) - the report is the RV(inventory) list as JSON (RV(report) is not returned unless O(dest) is set).
@@ -62,14 +58,12 @@ options:
     type: str
     choices: [json, table, prometheus]
     default: json
-    version_added: 0.2.0
   dest:
     description:
       - Write the report to this file, mode C(0644), through a temporary file renamed over it.
       - The file is only written, and the task only C(changed), when its content differs. The report holds no secret.
       - Its directory must exist.
     type: path
-    version_added: 0.2.0
 extends_documentation_fragment:
   - kubepki.certs._store
   - kubepki.certs._etcd

@@ -60,7 +60,6 @@ options:
           - Names from O(clusters) to give this user a context for; every cluster when not set.
         type: list
         elements: str
-        version_added: 0.3.0
       client_key_path:
         description:
           - For a user who holds their own private key (a CSR brought to M(kubepki.certs.csr_create) as
@@ -70,7 +69,6 @@ options:
             against a stored key.
           - Not with O(verify=true), which needs the key.
         type: str
-        version_added: 0.3.0
   dest_dir:
     description:
       - With O(users), the directory the C(<name>.kubeconfig) files are written to (mode C(0600)); it is created with
@@ -134,6 +132,10 @@ options:
   dest:
     description:
       - File to write the kubeconfig to (mode C(0600)). Its directory must exist.
+      - It is written through a temporary file beside it (C(.<name>.*.tmp)), removed when writing fails. One that a
+        killed run left behind (it may hold the private key) is removed, with a warning, the next time this kubeconfig
+        is rendered; the same holds for O(dest_dir). Only regular files owned by the user running the module are removed,
+        never one another run is still writing.
       - When not set, the kubeconfig is returned as RV(kubeconfig).
     type: path
     version_added: 0.1.0

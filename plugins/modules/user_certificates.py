@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: user_certificates
 short_description: Users' client certificates in many clusters, end to end, in one task
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Runs the whole job for O(users) in every cluster of O(clusters) - key in the credential store, CertificateSigningRequest,
     approval under O(policy), waiting for the signer, the certificate into etcd - and then, with O(dest_dir), one kubeconfig
@@ -61,7 +61,6 @@ options:
         O(clusters) is renewed when due (see the description). Required with O(state=absent).
     type: list
     elements: dict
-    version_added: 0.2.0
     suboptions:
       name:
         description:
@@ -90,7 +89,6 @@ options:
     type: str
     choices: [present, absent]
     default: present
-    version_added: 0.3.0
   clusters:
     description:
       - The clusters, each with a name (the key of its records in etcd and the store), how to reach its API, and what the
@@ -98,7 +96,6 @@ options:
     type: list
     elements: dict
     required: true
-    version_added: 0.2.0
     suboptions:
       name:
         description:
@@ -178,87 +175,77 @@ options:
       - Scope (logical cloud) of keys and certificates.
     type: str
     default: default
-    version_added: 0.2.0
   signer_name:
     description:
       - Signer of the requests.
     type: str
     default: kubernetes.io/kube-apiserver-client
-    version_added: 0.2.0
   key_type:
     description:
       - Type of newly generated keys.
     type: str
     choices: [ec-p256, ec-p384, rsa-2048, rsa-3072, rsa-4096]
     default: ec-p256
-    version_added: 0.2.0
   key_scope:
     description:
       - V(shared) - one key per user for all clusters of O(scope); V(per_cluster) - one key per user and cluster.
     type: str
     choices: [shared, per_cluster]
     default: shared
-    version_added: 0.2.0
   expiration_seconds:
     description:
       - Requested certificate lifetime (C(spec.expirationSeconds), at least 600); the signer's default when not set.
       - Since Kubernetes cannot revoke client certificates, short lifetimes (hours to a day, renewed with O(renew_before))
         limit how long an offboarded user keeps access.
     type: int
-    version_added: 0.2.0
   renew_before:
     description:
       - Request a new certificate when the known one expires within this duration (V(720h), V(30d), V(3600)).
     type: str
-    version_added: 0.2.0
   rotate_key:
     description:
       - On renewal, generate a new key instead of reusing the stored one.
       - With O(key_scope=shared) only one cluster per task may rotate (the key is shared by all of them).
     type: bool
     default: false
-    version_added: 0.2.0
   force:
     description:
       - Replace an existing CSR of the same name whose spec differs, or that was denied or failed.
     type: bool
     default: false
-    version_added: 0.2.0
   reason:
     description:
       - Reason of the C(Approved) condition.
     type: str
-    version_added: 0.2.0
   condition_message:
     description:
       - Message of the C(Approved) condition.
     type: str
-    version_added: 0.2.0
   timeout:
     description:
       - Seconds to wait for the signer in each cluster.
     type: int
     default: 300
-    version_added: 0.2.0
   dest_dir:
     description:
       - Directory for the kubeconfigs, C(<user>.kubeconfig) each (0600; the directory and its missing parents are created 0700). No kubeconfig is
         rendered when not set.
       - With O(state=absent), the offboarded users' C(<user>.kubeconfig) files are deleted from it.
+      - Temporary files that a run killed while writing a user's kubeconfig left beside it (C(.<user>.kubeconfig.*.tmp),
+        which may hold the private key) are removed, with a warning, when that user's kubeconfig is rendered again and
+        when that user is offboarded. Only regular files of that name pattern owned by the user running the module are
+        removed, never one another run is still writing.
     type: path
-    version_added: 0.2.0
   verify:
     description:
       - Log in to every cluster with each rendered kubeconfig and check that it sees the user and the groups.
     type: bool
     default: false
-    version_added: 0.2.0
   parallel:
     description:
       - How many clusters are worked on at the same time.
     type: int
     default: 4
-    version_added: 0.2.0
   result_detail:
     description:
       - V(full) - an entry for every user in RV(clusters[].csrs), RV(users) and RV(known).
@@ -270,7 +257,6 @@ options:
     type: str
     choices: [full, changes]
     default: full
-    version_added: 0.3.0
 extends_documentation_fragment:
   - kubepki.certs._kube_auth
   - kubepki.certs._policy
