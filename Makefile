@@ -21,11 +21,12 @@ PYTEST_OPTS = -n $(PYTEST_WORKERS) --dist loadfile -p no:cacheprovider -rs
 # ../shared/k8s beside the checkout when it exists, unless KUBEPKI_K8S_ASSETS is already set.
 KUBEPKI_K8S_ASSETS ?= $(wildcard $(abspath $(CURDIR)/../shared/k8s))
 
-.PHONY: help venv test pytest sanity lint changelog-lint build demo bench sandbox-up sandbox-down clean
+.PHONY: help venv test pytest test-deps sanity lint changelog-lint build demo bench sandbox-up sandbox-down clean
 
 help:
 	@echo "make demo    - the main job end to end on two local sandbox clusters and real etcd"
-	@echo "make test    - everything CI runs: pytest, ansible-test sanity, ansible-lint"
+	@echo "make test    - everything CI runs: pytest, the dependency sets, ansible-test sanity, ansible-lint"
+	@echo "make test-deps - tests/unit and the real-cluster onboarding on the newest and on the minimum dependencies"
 	@echo "make bench   - benchmarks against the tools operators use today"
 	@echo "make sandbox-up STATE=<dir> CLUSTERS=<n> / make sandbox-down STATE=<dir>"
 
@@ -43,6 +44,7 @@ $(COLLECTION_LINK):
 
 test: venv
 	$(MAKE) --no-print-directory pytest
+	$(MAKE) --no-print-directory test-deps
 	$(MAKE) --no-print-directory sanity
 	$(MAKE) --no-print-directory lint
 
@@ -57,6 +59,18 @@ pytest: venv
 	  KUBEPKI_K8S_ASSETS="$(KUBEPKI_K8S_ASSETS)" KUBEPKI_TEST_CLUSTERS=real $(PY) -m pytest tests/functional \
 	    --ignore tests/functional/real --ignore tests/functional/sandbox $(PYTEST_OPTS); \
 	fi
+
+# The runtime dependencies (meta/ee-requirements.txt) at the newest releases and at exactly the declared minimums,
+# each set in its own venv under .cache/ (tools/dep_sets.sh): tests/unit and the real-cluster onboarding. Both sets
+# run even when the first fails; the versions each ran with are printed at the end (out/dep-sets/<set>.txt).
+DEP_SETS ?= newest minimum
+test-deps: $(COLLECTION_LINK)
+	@status=0; for set in $(DEP_SETS); do \
+	  PYTHON="$(PYTHON)" PYTEST_OPTS="$(PYTEST_OPTS)" KUBEPKI_K8S_ASSETS="$(KUBEPKI_K8S_ASSETS)" tools/dep_sets.sh $$set || status=1; \
+	done; \
+	echo "test-deps: the runtime dependencies each set ran with"; \
+	for set in $(DEP_SETS); do cat out/dep-sets/$$set.txt 2>/dev/null || echo "# dep set $$set: no versions recorded"; done; \
+	exit $$status
 
 sanity: venv
 	VENV_BIN=$(CURDIR)/$(BIN) tools/sanity.sh
