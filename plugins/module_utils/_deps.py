@@ -17,13 +17,23 @@ import sys
 
 from ansible.module_utils.basic import missing_required_lib
 
-# Library -> (import name, minimum version). Checking never imports a library: a module pays the import
-# cost only for what it really uses in a run.
+# Library (its distribution name) -> (import name, minimum version). The minimums are the versions `make test-deps`
+# tests (tools/dep_sets.sh minimum); meta/ee-requirements.txt says why each one is what it is, and
+# tests/unit/test_dependency_minimums.py keeps the three lists in step. Checking never imports a library: a module pays
+# the import cost only for what it really uses in a run.
 MINIMUM = {
-    "kubernetes": ("kubernetes", "24.2.0"),
-    "cryptography": ("cryptography", "41.0.0"),
-    "pymongo": ("pymongo", "4.0"),
-    "etcd3gw": ("etcd3gw", "2.4.0"),
+    "kubernetes": ("kubernetes", "25.3.0"),
+    "cryptography": ("cryptography", "42.0.0"),
+    "pymongo": ("pymongo", "4.3.2"),
+    "etcd3gw": ("etcd3gw", "2.6.0"),
+    "PyYAML": ("yaml", "6.0"),
+    "urllib3": ("urllib3", "2.0.2"),
+}
+
+# Libraries checked whenever another one is: the Kubernetes API requests go through urllib3 directly
+# (_kube_transport), and urllib3 1.26 fails there only at the first request to a server given by IP address.
+CHECKED_WITH = {
+    "kubernetes": ("urllib3",),
 }
 
 
@@ -36,10 +46,13 @@ def probe(name):
         found = False
     if not found:
         return False, "%s cannot be imported by %s" % (import_name, sys.executable), minimum
-    try:
-        version = importlib.metadata.version(import_name)
-    except importlib.metadata.PackageNotFoundError:
-        version = None
+    version = None
+    for distribution in (name, import_name):  # PyYAML is imported as yaml
+        try:
+            version = importlib.metadata.version(distribution)
+            break
+        except importlib.metadata.PackageNotFoundError:
+            continue
     return True, version, minimum
 
 
@@ -54,8 +67,14 @@ def _version_tuple(text):
 
 
 def require(module, *names):
-    """Fail the module with a clear message unless every library in ``names`` is importable and new enough."""
+    """Fail the module with a clear message unless every library in ``names`` (and those ``CHECKED_WITH`` them) is
+    importable and new enough."""
+    wanted = []
     for name in names:
+        for one in (name,) + CHECKED_WITH.get(name, ()):
+            if one not in wanted:
+                wanted.append(one)
+    for name in wanted:
         present, info, minimum = probe(name)
         if not present:
             module.fail_json(msg=missing_required_lib("%s >= %s" % (name, minimum)), exception=info)
