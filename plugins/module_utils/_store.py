@@ -16,19 +16,27 @@
   a file that is not one is refused untouched. ``create=False`` (check mode, reports) opens it read-only.
 
 Key creation is atomic in both: the row/document is inserted only if absent under a unique constraint,
-and the loser of a race reads and returns the winner's key. With a passphrase, keys are kept as
-encrypted PKCS#8 at rest; records always hand out the decrypted PEM.
+and the loser of a race reads and returns the winner's key. Records always hand out the decrypted PEM.
 
-Key protection (``check_passphrase``): a store keeps all its keys one way, plaintext or encrypted under one
-passphrase. A small record (``key_protection``: the mode, and for an encrypted store a throwaway EC P-256 key
-encrypted under the passphrase, the *verifier*) says which; every write of a key checks the caller's passphrase
-against it first and refuses a wrong, missing or superfluous passphrase before anything is written. The verifier
-is used instead of trial-decrypting a stored key because its cost is fixed and small (one KDF and an EC P-256
-load, about 1 ms; a stored RSA key costs 50 ms and more to load) and because it exists in an empty store: the
-first write fixes the mode (inserted if absent, so of two first writers with different passphrases one loses and
-writes nothing). A store written before the record existed is judged by its keys (one encrypted key is
-decrypted) and gets the record with its next write. ``rekey`` (module ``store_rekey``) changes the mode or the
-passphrase of every key at once.
+Keys at rest (``key_protection``): a store keeps all its keys one way, plaintext or encrypted under one passphrase.
+A small record (``key_protection``) says which. For an encrypted store it holds a key-encryption key (KEK)
+descriptor: its id, the KDF (scrypt, ``KDF_DEFAULTS``) with its parameters and random salt, and a check value
+(a constant sealed with the KEK). The KEK is derived from the passphrase once per store object (and cached for the
+process, so several opens in one module run pay one KDF); each private key is then sealed with AES-256-GCM under
+it, with a random 96-bit nonce and, as associated data, the row's (scope, user, cluster), so a ciphertext moved to
+another row does not open. A stored key is then the text ``kubepki-aead-v1:<kek id>:<nonce>:<ciphertext>``.
+
+Every write of a key checks the caller's passphrase against the record first (one KDF, then opening the check
+value: microseconds) and refuses a wrong, missing or superfluous passphrase before anything is written. The record
+exists in an empty store too: the first write fixes the mode (inserted if absent, so of two first writers with
+different passphrases one loses and writes nothing). ``rekey`` (module ``store_rekey``) changes the mode, the
+passphrase or the format of every key at once.
+
+Older stores (written before this format) keep each key as encrypted PKCS#8 (PBKDF2-SHA256, 2048 rounds, one KDF
+per key) and a record whose *verifier* is a throwaway EC key in that form; a store older still has no record and
+is judged by its keys (one encrypted key is decrypted) and gets a record of its kind with its next write. Such a
+store is still read and written in its own format, and says so in a warning (``CredentialStore.warnings``, and the
+module's warnings) until ``rekey`` moves it to the format above; a fresh store is only ever written in the new one.
 
 Certificates never go back in time: ``put_cert``/``put_certs`` skip a record when the stored record of the same
 identity is newer (``not_before``, then ``not_after``, compared as times).
@@ -39,6 +47,7 @@ the inventory: key rows come without ``private_key_pem`` and nothing is decrypte
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -48,25 +57,37 @@ import tempfile
 import time
 import urllib.parse
 
+from ansible.module_utils.common import warnings as ansible_warnings
+
 from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _files
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
+
+try:
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+except ImportError:  # pragma: no cover - reported by _deps.require()
+    pass
 
 # pymongo is imported only when a MongoDB store is opened: it costs close to a second of start-up that
 # the embedded store does not need.
 pymongo = None
 mongo_errors = None
+mongo_concerns = None
 
 
 def import_pymongo():
     """Import pymongo into this module's globals; False when it is not installed."""
-    global pymongo, mongo_errors  # pylint: disable=global-statement
+    global pymongo, mongo_errors, mongo_concerns  # pylint: disable=global-statement
     if pymongo is None:
         try:
             import pymongo as pymongo_lib  # pylint: disable=import-outside-toplevel
             from pymongo import errors as errors_lib  # pylint: disable=import-outside-toplevel
+            from pymongo import read_concern, write_concern  # pylint: disable=import-outside-toplevel
         except ImportError:
             return False
         pymongo, mongo_errors = pymongo_lib, errors_lib
+        mongo_concerns = (write_concern.WriteConcern(w="majority", j=True), read_concern.ReadConcern("majority"))
     return True
 
 
@@ -261,11 +282,197 @@ class _Changed(Exception):
     """Inside a rekey transaction: the keys differ from the ones the plan was made from."""
 
 
+class _Rekey:
+    """One rekey: the plan (every key opened, before anything is written), the target KEK and the record to store."""
+
+    def __init__(self, store, new_passphrase, stored, target):
+        self.store = store
+        self.new_passphrase = new_passphrase
+        self.stored = stored
+        self.target = target
+        self.aead = None
+        self.protection = None
+        self.rows, self.changes = store._rekey_plan(new_passphrase, self.target_kid)  # pylint: disable=protected-access
+
+    @property
+    def target_kid(self):
+        return None if self.target is None else self.target["id"]
+
+    def prepare(self):
+        """The target KEK (a new one costs one KDF) and the key_protection record that goes with it."""
+        if self.new_passphrase:
+            if self.target is None:
+                self.target, self.aead = new_kek(self.new_passphrase, self.store.location)
+            else:
+                self.aead = open_kek(self.target, self.new_passphrase, self.store.location)
+        self.protection = _protection_record(self.target)
+
+    def seal(self, row, pem):
+        """``(stored text, encrypted)`` of a key under the target."""
+        if self.aead is None:
+            return pem, False
+        return seal_key(self.aead, self.target["id"], row["scope"], row["user"], row["cluster"], pem), True
+
+    def replan(self):
+        """The plan made again from what is stored now (the target KEK stays)."""
+        self.stored = self.store._protection_now(fresh=True)  # pylint: disable=protected-access
+        self.rows, self.changes = self.store._rekey_plan(self.new_passphrase, self.target_kid)  # pylint: disable=protected-access
+
+
 PROTECTION_NAME = "key_protection"
 REKEY_ROUNDS = 5
 
 # the fields of a key row that list_keys hands out: everything but the private key
 KEY_LISTING_FIELDS = ("scope", "user", "cluster", "key_type", "public_key_sha256", "created", "encrypted")
+
+# ---------------------------------------------------------------------- keys at rest: one KEK, one AEAD per key
+
+WRAP_FORMAT = "kubepki-aead-v1"
+# scrypt at OWASP's first recommended setting (128 MiB, about a second on a slow core), paid once per run; recorded
+# in the key_protection record, so a store keeps opening when a later release changes these, and store_rekey with
+# the same passphrase moves a store to the defaults of its release
+KDF_DEFAULTS = {"kdf": "scrypt", "n": 2 ** 17, "r": 8, "p": 1}
+# what a stored record may ask for: a damaged or hostile record must not make a run allocate gigabytes
+_KDF_LIMITS = {"n": (2 ** 10, 2 ** 20), "r": (1, 32), "p": (1, 16)}
+_KDF_MAX_BYTES = 2 ** 30
+_SALT_BYTES = 16
+_NONCE_BYTES = 12
+_CHECK_PLAINTEXT = b"kubepki key_protection check"
+_KEK_CACHE = {}
+_KEK_CACHE_SIZE = 8
+LEGACY_FORMAT_WARNING = (
+    "credential store %s keeps its private keys in the older at-rest format (encrypted PKCS#8, PBKDF2 with 2048 "
+    "rounds, one KDF per key); it is still read and written, but run kubepki.certs.store_rekey with new_store_passphrase "
+    "equal to store_passphrase to move it to scrypt and AES-256-GCM")
+
+
+def _b64(data):
+    return base64.b64encode(data).decode("ascii")
+
+
+def _unb64(text):
+    return base64.b64decode(text.encode("ascii"), validate=True)
+
+
+def is_sealed(text):
+    """Whether a stored ``private_key_pem`` value is a key sealed under the store's KEK (the current format)."""
+    return isinstance(text, str) and text.startswith(WRAP_FORMAT + ":")
+
+
+def _key_aad(kid, scope, user, cluster):
+    """The associated data of a sealed key: it binds the ciphertext to its row."""
+    return canonical_json([WRAP_FORMAT, kid, "key", scope, user, cluster]).encode("utf-8")
+
+
+def _check_aad(kid):
+    return canonical_json([WRAP_FORMAT, kid, "key_protection"]).encode("utf-8")
+
+
+def _kdf_params(descriptor, where):
+    """``(salt, n, r, p)`` of a KEK descriptor, checked; KubePkiError naming ``where`` for a damaged one."""
+    try:
+        params = tuple(int(descriptor[name]) for name in ("n", "r", "p"))
+        salt = _unb64(descriptor["salt"])
+        ok = descriptor.get("kdf") == "scrypt" and isinstance(descriptor.get("id"), str) and len(salt) >= _SALT_BYTES
+    except (KeyError, TypeError, ValueError, AttributeError):
+        ok = False
+    if ok:
+        n, r = params[:2]
+        ok = n & (n - 1) == 0 and 128 * n * r <= _KDF_MAX_BYTES and all(
+            low <= value <= high for value, (low, high) in zip(params, (_KDF_LIMITS[k] for k in ("n", "r", "p"))))
+    if not ok:
+        raise KubePkiError("credential store %s holds a damaged key_protection record (its key-encryption key parameters are not usable); "
+                           "nothing was written" % where)
+    return (salt,) + params
+
+
+def _derive(passphrase, descriptor, where):
+    """The AESGCM of ``descriptor``'s KEK for ``passphrase`` (one scrypt, then cached for the process)."""
+    salt, n, r, p = _kdf_params(descriptor, where)
+    cache_key = (passphrase, descriptor["id"], salt, n, r, p)
+    aead = _KEK_CACHE.get(cache_key)
+    if aead is None:
+        kek = Scrypt(salt=salt, length=32, n=n, r=r, p=p).derive(passphrase.encode("utf-8"))
+        aead = AESGCM(kek)
+        while len(_KEK_CACHE) >= _KEK_CACHE_SIZE:
+            _KEK_CACHE.pop(next(iter(_KEK_CACHE)))
+        _KEK_CACHE[cache_key] = aead
+    return aead
+
+
+def new_kek(passphrase, where=""):
+    """A new KEK descriptor for ``passphrase`` (random salt and id, KDF_DEFAULTS) and its AESGCM."""
+    descriptor = dict(KDF_DEFAULTS, id=os.urandom(6).hex(), salt=_b64(os.urandom(_SALT_BYTES)), aead="AES-256-GCM")
+    aead = _derive(passphrase, descriptor, where)
+    nonce = os.urandom(_NONCE_BYTES)
+    descriptor["check"] = _b64(nonce + aead.encrypt(nonce, _CHECK_PLAINTEXT, _check_aad(descriptor["id"])))
+    return descriptor, aead
+
+
+def open_kek(descriptor, passphrase, where):
+    """The AESGCM of a stored KEK descriptor when ``passphrase`` is its passphrase (its check value opens), else None."""
+    if not passphrase:
+        return None
+    aead = _derive(passphrase, descriptor, where)
+    try:
+        sealed = _unb64(descriptor["check"])
+        if aead.decrypt(sealed[:_NONCE_BYTES], sealed[_NONCE_BYTES:], _check_aad(descriptor["id"])) == _CHECK_PLAINTEXT:
+            return aead
+    except (InvalidTag, KeyError, TypeError, ValueError):
+        pass
+    return None
+
+
+def _kdf_is_current(descriptor):
+    """Whether a stored KEK costs at least what KDF_DEFAULTS costs (else store_rekey renews it)."""
+    try:
+        cost = int(descriptor["n"]) * int(descriptor["r"]) * int(descriptor["p"])
+    except (KeyError, TypeError, ValueError):
+        return False
+    return descriptor.get("kdf") == KDF_DEFAULTS["kdf"] and cost >= KDF_DEFAULTS["n"] * KDF_DEFAULTS["r"] * KDF_DEFAULTS["p"]
+
+
+def seal_key(aead, kid, scope, user, cluster, pem):
+    """The stored text of a private key PEM sealed under a KEK, bound to its row."""
+    nonce = os.urandom(_NONCE_BYTES)
+    sealed = aead.encrypt(nonce, pem.encode("ascii"), _key_aad(kid, scope, user, cluster))
+    return "%s:%s:%s:%s" % (WRAP_FORMAT, kid, _b64(nonce), _b64(sealed))
+
+
+def _sealed_parts(text, what):
+    """``(kid, nonce, ciphertext)`` of a sealed key's stored text."""
+    parts = text.split(":")
+    try:
+        if len(parts) == 4 and parts[1]:
+            nonce, sealed = _unb64(parts[2]), _unb64(parts[3])
+            if len(nonce) == _NONCE_BYTES:
+                return parts[1], nonce, sealed
+    except ValueError:
+        pass
+    raise KubePkiError("%s is damaged (not a sealed key)" % what)
+
+
+def _protection_record(descriptor, previous=()):
+    """A key_protection record: encrypted under ``descriptor`` (None: plaintext). ``previous``: KEK descriptors
+    keys may still be sealed under while a MongoDB rekey sweeps them (see MongoStore)."""
+    record = {"encrypted": descriptor is not None, "verifier": None, "rev": os.urandom(8).hex()}
+    if descriptor is not None:
+        record["format"] = WRAP_FORMAT
+        record["kek"] = descriptor
+        record["previous"] = list(previous)
+    return record
+
+
+def _is_legacy(protection):
+    """Whether a key_protection record is of the older kind (an encrypted store with a PKCS#8 verifier)."""
+    return bool(protection) and bool(protection.get("encrypted")) and not protection.get("kek")
+
+
+def _descriptors(protection):
+    """The KEK descriptors a record names: the current one first, then those of an unfinished rekey."""
+    if not protection or not isinstance(protection.get("kek"), dict):
+        return []
+    return [protection["kek"]] + [item for item in protection.get("previous") or () if isinstance(item, dict)]
 
 
 def _times(record, what):
@@ -313,6 +520,11 @@ class CredentialStore:
         self._passphrase = passphrase or None
         self._protection_ok = False
         self._protection_pending = False
+        # the key_protection record as last read (None: none stored), and the one this store's new keys follow
+        self._protection = None
+        self._protection_read = False
+        self._governing = None
+        self.warnings = []
 
     # ------------------------------------------------------------------ helpers
 
@@ -329,15 +541,80 @@ class CredentialStore:
         return "the stored key of user %r (scope %r%s)" % (
             row["user"], row["scope"], ", cluster %r" % row["cluster"] if row["cluster"] else "")
 
+    def _warn(self, message):
+        """``message`` once per store object: in ``warnings``, and among the warnings of the module that runs."""
+        if message not in self.warnings:
+            self.warnings.append(message)
+            ansible_warnings.warn(message)
+
+    def _protection_now(self, fresh=False):
+        """The stored key_protection record (None when there is none), read once per store object unless ``fresh``."""
+        if fresh or not self._protection_read:
+            self._protection = self._read_protection()
+            self._protection_read = True
+        return self._protection
+
+    def _descriptor(self, kid):
+        """The KEK descriptor ``kid`` of the key_protection record, read again once when it is not there (a rekey may
+        have switched the record since it was read); None when the record does not name it."""
+        for fresh in (False, True):
+            for descriptor in _descriptors(self._protection_now(fresh)):
+                if descriptor.get("id") == kid:
+                    return descriptor
+        return None
+
     def _new_key_row(self, scope, user, cluster, key_type):
+        """``(row, PEM)``: a new key, its row stored the way the store's record says (after _before_key_write)."""
         key = _crypto.generate_private_key(key_type)
-        return {
-            "scope": scope, "user": user, "cluster": cluster, "key_type": key_type,
-            "private_key_pem": _crypto.private_key_to_pem(key, self._passphrase),
-            "public_key_sha256": _crypto.public_key_sha256(key),
-            "created": _crypto.rfc3339(_crypto.utc_now()),
-            "encrypted": bool(self._passphrase),
+        pem = _crypto.private_key_to_pem(key)
+        protection = self._governing or {}
+        if not protection.get("encrypted"):
+            text, encrypted = pem, False
+        elif _is_legacy(protection):
+            text, encrypted = _crypto.private_key_to_pem(key, self._passphrase), True
+        else:
+            descriptor = protection["kek"]
+            aead = open_kek(descriptor, self._passphrase, self.location)
+            if aead is None:
+                raise KubePkiError("store_passphrase does not decrypt the keys of credential store %s: wrong passphrase; "
+                                   "nothing was written" % self.location)
+            text, encrypted = seal_key(aead, descriptor["id"], scope, user, cluster, pem), True
+        row = {
+            "scope": scope, "user": user, "cluster": cluster, "key_type": key_type, "private_key_pem": text,
+            "public_key_sha256": _crypto.public_key_sha256(key), "created": _crypto.rfc3339(_crypto.utc_now()),
+            "encrypted": encrypted,
         }
+        return row, pem
+
+    @staticmethod
+    def _record_of_new(row, pem):
+        return dict(row, private_key_pem=pem, encrypted=bool(row["encrypted"]))
+
+    def _open_key(self, row, passphrase, what):
+        """The PEM of the encrypted key ``row`` opened with ``passphrase``; None when that is not its passphrase.
+        A sealed key costs one AES-GCM open once the store's KEK is derived; an older PKCS#8 key its own KDF."""
+        text = row["private_key_pem"]
+        if is_sealed(text):
+            kid, nonce, sealed = _sealed_parts(text, what)
+            descriptor = self._descriptor(kid)
+            if descriptor is None:
+                raise KubePkiError("%s is sealed under a key-encryption key (%s) that the key_protection record of credential "
+                                   "store %s does not name: the record is damaged or was replaced" % (what, kid, self.location))
+            aead = open_kek(descriptor, passphrase, self.location)
+            if aead is None:
+                return None
+            try:
+                return aead.decrypt(nonce, sealed, _key_aad(kid, row["scope"], row["user"], row["cluster"])).decode("ascii")
+            except InvalidTag:
+                raise KubePkiError("%s does not open although store_passphrase is right: it is damaged, or it was moved "
+                                   "from another row (a stored key is bound to its scope, user and cluster)" % what) from None
+        if not passphrase:
+            return None
+        try:
+            key = _crypto.load_private_key(text, passphrase, what=what)
+        except KubePkiError:
+            return None
+        return _crypto.private_key_to_pem(key)
 
     def _record_from_row(self, row):
         """The KeyRecord of a stored row: the private key decrypted, everything else as stored."""
@@ -347,23 +624,25 @@ class CredentialStore:
         if record["encrypted"]:
             if not self._passphrase:
                 raise KubePkiError("%s is encrypted at rest: give store_passphrase (or KUBEPKI_STORE_PASSPHRASE)" % what)
-            try:
-                key = _crypto.load_private_key(record["private_key_pem"], self._passphrase, what=what)
-            except KubePkiError:
-                raise KubePkiError("store_passphrase does not decrypt %s: wrong passphrase" % what) from None
-            record["private_key_pem"] = _crypto.private_key_to_pem(key)
+            if not is_sealed(record["private_key_pem"]):
+                self._warn(LEGACY_FORMAT_WARNING % self.location)
+            pem = self._open_key(row, self._passphrase, what)
+            if pem is None:
+                raise KubePkiError("store_passphrase does not decrypt %s: wrong passphrase" % what)
+            record["private_key_pem"] = pem
         return record
 
     # ------------------------------------------------------------------ key protection
 
-    @staticmethod
-    def _protection_for(passphrase):
-        """A new key_protection record for ``passphrase`` (None: plaintext). The verifier is a throwaway EC P-256 key
-        encrypted with the passphrase: it proves the passphrase, and holds nothing worth having."""
+    def _protection_for(self, passphrase, legacy=False):
+        """A new key_protection record for ``passphrase`` (None: plaintext): a new KEK (one KDF). ``legacy``: of the
+        older kind, for a store whose keys are older encrypted PKCS#8 keys (its verifier a throwaway EC key in that
+        form), so that its keys stay one kind until store_rekey moves them all."""
         if not passphrase:
-            return {"encrypted": False, "verifier": None}
-        canary = _crypto.generate_private_key("ec-p256")
-        return {"encrypted": True, "verifier": _crypto.private_key_to_pem(canary, passphrase)}
+            return _protection_record(None)
+        if legacy:
+            return {"encrypted": True, "verifier": _crypto.private_key_to_pem(_crypto.generate_private_key("ec-p256"), passphrase)}
+        return _protection_record(new_kek(passphrase, self.location)[0])
 
     @staticmethod
     def _opens(pem, passphrase):
@@ -376,6 +655,16 @@ class CredentialStore:
             return False
         return True
 
+    def _record_opens(self, protection, passphrase, any_kek=False):
+        """Whether ``passphrase`` is the passphrase of an encrypted key_protection record (its current KEK; with
+        ``any_kek`` also one a rekey left behind)."""
+        if not passphrase:
+            return False
+        if _is_legacy(protection):
+            return self._opens(protection.get("verifier"), passphrase)
+        descriptors = _descriptors(protection)
+        return any(open_kek(descriptor, passphrase, self.location) is not None for descriptor in descriptors[:None if any_kek else 1])
+
     def _protection_from_keys(self):
         """The key_protection of a store written before the record existed, judged by its keys; None when it has none."""
         modes = self._key_modes()
@@ -386,7 +675,13 @@ class CredentialStore:
                 "credential store %s already holds both plaintext and encrypted private keys: bring them under one passphrase "
                 "(or none) with kubepki.certs.store_rekey first; nothing was written" % self.location)
         if True in modes:
-            return {"encrypted": True, "verifier": self._sample_encrypted_pem()}
+            sample = self._sample_encrypted_pem()
+            if is_sealed(sample):
+                raise KubePkiError(
+                    "credential store %s holds sealed private keys but no key_protection record, which holds the salt and KDF "
+                    "parameters they need: restore the record (the meta table or collection) from a backup; nothing was "
+                    "written" % self.location)
+            return {"encrypted": True, "verifier": sample}
         return {"encrypted": False, "verifier": None}
 
     def _judge(self, protection):
@@ -399,7 +694,9 @@ class CredentialStore:
                     "credential store %s keeps its private keys encrypted, but no store_passphrase (or KUBEPKI_STORE_PASSPHRASE) "
                     "is given: a key written now would be plaintext beside encrypted ones. Give the store's passphrase, or "
                     "decrypt the whole store with kubepki.certs.store_rekey; nothing was written" % self.location)
-            if not self._opens(protection.get("verifier"), self._passphrase):
+            if _is_legacy(protection):
+                self._warn(LEGACY_FORMAT_WARNING % self.location)
+            if not self._record_opens(protection, self._passphrase):
                 raise KubePkiError("store_passphrase does not decrypt the keys of credential store %s: wrong passphrase; "
                                    "nothing was written" % self.location)
         elif self._passphrase:
@@ -412,17 +709,19 @@ class CredentialStore:
         """Refuse (KubePkiError naming ``store_passphrase``) a passphrase that does not fit the store, writing nothing.
 
         An encrypted store needs its passphrase; a plaintext store takes none; an empty store takes either (its first
-        key write fixes the mode). Costs one read and, for an encrypted store, one decryption of the small verifier.
-        Every key write (ensure_key, ensure_keys, replace_key) runs it first; it is checked once per store object.
+        key write fixes the mode). Costs one read and, for an encrypted store, the one KDF of this run (scrypt: its
+        KEK is derived and kept for the keys) and the opening of the small check value. Every key write
+        (ensure_key, ensure_keys, replace_key) runs it first; it is checked once per store object.
         Read-only: callers may run it in check mode too.
         """
         if self._protection_ok:
             return
-        protection = self._read_protection()
+        protection = self._protection_now(fresh=True)
         pending = protection is None
         if pending:
             protection = self._protection_from_keys()
         self._judge(protection)
+        self._governing = protection
         self._protection_ok = True
         self._protection_pending = pending
 
@@ -432,10 +731,14 @@ class CredentialStore:
         self.check_passphrase()
         if not self._protection_pending:
             return
-        if not self._insert_protection_if_absent(self._protection_for(self._passphrase)):
+        judged_by_keys = self._governing
+        record = self._protection_for(self._passphrase, legacy=bool(judged_by_keys and judged_by_keys.get("encrypted")))
+        if not self._insert_protection_if_absent(record):
             self._protection_ok = False
-            self._judge(self._read_protection())
+            record = self._protection_now(fresh=True)
+            self._judge(record)
             self._protection_ok = True
+        self._protection, self._protection_read, self._governing = record, True, record
         self._protection_pending = False
 
     # ------------------------------------------------------------------ keys
@@ -454,21 +757,28 @@ class CredentialStore:
             return self._record_from_row(row), False
         _crypto.check_key_type(key_type)
         self._before_key_write()
-        new_row = self._new_key_row(scope, user, cluster, key_type)
-        created = self._insert_key_if_absent(new_row)
-        row = new_row if created else self._read_key(scope, user, cluster)
+        new_row, pem = self._new_key_row(scope, user, cluster, key_type)
+        if self._insert_key_if_absent(new_row):
+            return self._record_of_new(new_row, pem), True
+        row = self._read_key(scope, user, cluster)
         if row is None:
             raise KubePkiError("credential store %s lost the key of user %r while creating it" % (self.location, user))
-        return self._record_from_row(row), created
+        return self._record_from_row(row), False
 
     def ensure_keys(self, wanted):
         """``ensure_key`` for each ``(scope, user, cluster, key_type)`` of ``wanted``; a backend may do it in
         one transaction. Returns how many keys were created. Bad input (and a passphrase that does not fit the
         store) is refused before anything is written."""
         self._check_batch_keys(wanted)
-        if any(self._read_key(*item[:3]) is None for item in wanted):
-            self._before_key_write()
-        return sum(1 for item in wanted if self.ensure_key(*item)[1])
+        missing = [item for item in wanted if self._read_key(*item[:3]) is None]
+        if not missing:
+            return 0
+        self._before_key_write()
+        created = 0
+        for item in missing:
+            if self._insert_key_if_absent(self._new_key_row(*item)[0]):
+                created += 1
+        return created
 
     def _check_batch_keys(self, wanted):
         for scope, user, cluster, key_type in wanted:
@@ -503,7 +813,7 @@ class CredentialStore:
         if expected_sha256 is not None and (not isinstance(expected_sha256, str) or not expected_sha256):
             raise KubePkiError("expected_sha256 must be the public key SHA-256 (hex) of the key to replace, got %r" % (expected_sha256,))
         self._before_key_write()
-        row = self._new_key_row(scope, user, cluster, key_type)
+        row, pem = self._new_key_row(scope, user, cluster, key_type)
         if expected_sha256 is None:
             self._upsert_key(row)
         elif not self._replace_key_if(row, expected_sha256.lower()):
@@ -515,7 +825,7 @@ class CredentialStore:
                     user, scope, ", cluster %r" % cluster if cluster else "", expected_sha256,
                     "another run removed it" if current is None else "another run replaced it with %s" % current["public_key_sha256"]),
                 current=current)
-        return self._record_from_row(row)
+        return self._record_of_new(row, pem)
 
     def delete_key(self, scope, user, cluster=""):
         self._check_identity(scope, user, cluster)
@@ -523,70 +833,88 @@ class CredentialStore:
 
     # ------------------------------------------------------------------ rekey
 
-    def _open_for_rekey(self, row, new_passphrase):
-        """``(private key, already as wanted)`` of a stored key row. An encrypted key opens with the current passphrase
-        or, when a rekey stopped halfway (MongoDB), with the new one; KubePkiError when neither opens it."""
+    def _open_for_rekey(self, row, new_passphrase, target_kid):
+        """``(PEM, already as wanted)`` of a stored key row. An encrypted key opens with the current passphrase or,
+        when a rekey stopped halfway (MongoDB), with the new one; KubePkiError when neither opens it. A key is as
+        wanted when it is plaintext and no passphrase is wanted, or sealed under the target KEK ``target_kid``."""
         what = self._what(row)
         if not row.get("encrypted"):
-            return _crypto.load_private_key(row["private_key_pem"], what=what), not new_passphrase
-        tries = [(self._passphrase, False), (new_passphrase, True)]
-        if new_passphrase and new_passphrase == self._passphrase:
-            tries = [(new_passphrase, True)]
-        for passphrase, as_wanted in tries:
-            if passphrase:
-                try:
-                    return _crypto.load_private_key(row["private_key_pem"], passphrase, what=what), as_wanted
-                except KubePkiError:
-                    pass
+            return _crypto.private_key_to_pem(_crypto.load_private_key(row["private_key_pem"], what=what)), not new_passphrase
+        tries = [self._passphrase] if self._passphrase else []
+        if new_passphrase and new_passphrase != self._passphrase:
+            tries.append(new_passphrase)
+        for passphrase in tries:
+            pem = self._open_key(row, passphrase, what)
+            if pem is not None:
+                text = row["private_key_pem"]
+                return pem, target_kid is not None and is_sealed(text) and text.split(":")[1] == target_kid
         if not self._passphrase:
             raise KubePkiError("%s is encrypted: give its current passphrase as store_passphrase; nothing was rekeyed" % what)
         raise KubePkiError("store_passphrase does not decrypt %s: wrong passphrase; nothing was rekeyed" % what)
 
-    def _rekey_plan(self, new_passphrase):
-        """``(rows, changes)``: every stored key row, and ``(old row, new row)`` for each one not yet as wanted.
+    def _rekey_plan(self, new_passphrase, target_kid):
+        """``(rows, changes)``: every stored key row, and ``(old row, PEM)`` for each one not yet as wanted.
         Every key is opened here, before anything is written."""
         rows = self._list_key_rows()
         changes = []
         for row in rows:
-            key, as_wanted = self._open_for_rekey(row, new_passphrase)
+            pem, as_wanted = self._open_for_rekey(row, new_passphrase, target_kid)
             if not as_wanted:
-                changes.append((row, dict(row, private_key_pem=_crypto.private_key_to_pem(key, new_passphrase),
-                                          encrypted=bool(new_passphrase))))
+                changes.append((row, pem))
         return rows, changes
 
-    def _protection_change(self, new_passphrase):
-        """``(stored record or None, new record or None)``: the new key_protection record when it must change."""
-        stored = self._read_protection()
-        if stored is not None and stored.get("encrypted"):
-            if not (self._opens(stored.get("verifier"), self._passphrase) or self._opens(stored.get("verifier"), new_passphrase)):
-                if not self._passphrase:
-                    raise KubePkiError("credential store %s keeps its private keys encrypted: give their current passphrase as "
-                                       "store_passphrase; nothing was rekeyed" % self.location)
-                raise KubePkiError("store_passphrase does not decrypt the keys of credential store %s: wrong passphrase; "
-                                   "nothing was rekeyed" % self.location)
-            if new_passphrase and self._opens(stored.get("verifier"), new_passphrase):
-                return stored, None
-        elif stored is not None and not new_passphrase:
-            return stored, None
-        return stored, self._protection_for(new_passphrase)
+    def _check_rekey_passphrase(self, stored, new_passphrase):
+        """KubePkiError (nothing written) unless the current or the new passphrase opens an encrypted store's record."""
+        if stored is None or not stored.get("encrypted"):
+            return
+        if self._record_opens(stored, self._passphrase, any_kek=True) or self._record_opens(stored, new_passphrase, any_kek=True):
+            return
+        if not self._passphrase:
+            raise KubePkiError("credential store %s keeps its private keys encrypted: give their current passphrase as "
+                               "store_passphrase; nothing was rekeyed" % self.location)
+        raise KubePkiError("store_passphrase does not decrypt the keys of credential store %s: wrong passphrase; "
+                           "nothing was rekeyed" % self.location)
+
+    def _reusable_kek(self, stored, new_passphrase):
+        """The stored current KEK when it is the new passphrase's and as strong as KDF_DEFAULTS, else None (a new one)."""
+        if not new_passphrase or not stored or not stored.get("encrypted") or _is_legacy(stored):
+            return None
+        descriptor = stored["kek"]
+        if _kdf_is_current(descriptor) and open_kek(descriptor, new_passphrase, self.location) is not None:
+            return descriptor
+        return None
 
     def rekey(self, new_passphrase=None, check=False):
         """Bring every key of the store under ``new_passphrase`` (None or '': plaintext), opening each with this store's
         passphrase (a plaintext key needs none). All or nothing: every key is decrypted before anything is written,
         and a key that does not open fails the whole rekey with nothing written. ``check``: only count.
 
+        Keys end sealed under one KEK of ``new_passphrase`` (the current format): the store's KEK when it already is
+        the new passphrase's and as strong as KDF_DEFAULTS (then nothing changes), else a new one (new salt, one
+        KDF). So the same passphrase moves an older store (PKCS#8 keys) or an older KDF setting to the current one.
+
         Returns ``{"keys": stored keys, "keys_changed": keys re-encrypted (or that would be), "changed": bool,
         "encrypted": bool (the mode afterwards)}``, never key material. See the backends for how the writes stay
         safe against concurrent writers. The store object keeps its old passphrase: open a new one to use the keys.
         """
         new_passphrase = new_passphrase or None
-        rows, changes = self._rekey_plan(new_passphrase)
-        stored, protection = self._protection_change(new_passphrase)
-        if not check and (changes or protection is not None):
-            self._apply_rekey(new_passphrase, rows, changes, stored, protection)
+        stored = self._protection_now(fresh=True)
+        job = _Rekey(self, new_passphrase, stored, self._reusable_kek(stored, new_passphrase))
+        self._check_rekey_passphrase(stored, new_passphrase)
+        if stored is None:
+            record_changes = True
+        elif not new_passphrase:
+            record_changes = bool(stored.get("encrypted"))
+        else:
+            record_changes = job.target is None or bool(stored.get("previous"))
+        outcome = {"keys": len(job.rows), "keys_changed": len(job.changes), "changed": bool(job.changes) or record_changes,
+                   "encrypted": bool(new_passphrase)}
+        if not check and outcome["changed"]:
+            job.prepare()
+            self._apply_rekey(job)
             self._protection_ok = False
-        return {"keys": len(rows), "keys_changed": len(changes), "changed": bool(changes) or protection is not None,
-                "encrypted": bool(new_passphrase)}
+            self._protection_read = False
+        return outcome
 
     # ------------------------------------------------------------------ certificates
 
@@ -708,7 +1036,8 @@ class CredentialStore:
     def _replace_key_if(self, row, expected_sha256):
         raise NotImplementedError
 
-    def _apply_rekey(self, new_passphrase, rows, changes, stored_protection, protection):
+    def _apply_rekey(self, job):
+        """Store the rekey ``job`` (a _Rekey, prepared): its changed keys and its key_protection record."""
         raise NotImplementedError
 
     def _delete_key(self, scope, user, cluster):
@@ -966,22 +1295,22 @@ class SqliteStore(CredentialStore):
              row["scope"], row["user"], row["cluster"], expected_sha256))
         return cursor.rowcount == 1
 
-    def _apply_rekey(self, new_passphrase, rows, changes, stored_protection, protection):
+    def _apply_rekey(self, job):
         """All keys and the key_protection record in one write transaction. The plan was made (every key decrypted)
         before the lock was taken; inside, the keys are compared with the ones planned from, and when another writer
         changed them meanwhile the transaction is dropped and the plan made again."""
         for _round in range(REKEY_ROUNDS):
             try:
                 with self._transaction():
-                    if self._list_key_rows() != rows or self._read_protection() != stored_protection:
+                    if self._list_key_rows() != job.rows or self._read_protection() != job.stored:
                         raise _Changed()
-                    for old, new in changes:
+                    for old, pem in job.changes:
+                        text, encrypted = job.seal(old, pem)
                         if self._run("UPDATE keys SET private_key_pem = ?, encrypted = ? WHERE scope = ? AND user = ? AND cluster = ? "
-                                     "AND private_key_pem = ?", (new["private_key_pem"], int(new["encrypted"]), old["scope"], old["user"],
+                                     "AND private_key_pem = ?", (text, int(encrypted), old["scope"], old["user"],
                                                                  old["cluster"], old["private_key_pem"])).rowcount != 1:
                             raise _Changed()
-                    if protection is not None:
-                        self._run("INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)", (PROTECTION_NAME, canonical_json(protection)))
+                    self._run("INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)", (PROTECTION_NAME, canonical_json(job.protection)))
                 # the old ciphertext (or plaintext) lives on in the WAL until it is checkpointed: best effort, as
                 # another connection reading at this moment keeps the WAL from being truncated
                 try:
@@ -990,10 +1319,7 @@ class SqliteStore(CredentialStore):
                     pass
                 return
             except _Changed:
-                rows, changes = self._rekey_plan(new_passphrase)
-                stored_protection, protection = self._protection_change(new_passphrase)
-                if not changes and protection is None:
-                    return
+                job.replan()
         raise KubePkiError("embedded store %s: its keys kept changing while they were rekeyed; nothing was rekeyed, run again" % self.path)
 
     def _key_values(self, row):
@@ -1053,7 +1379,7 @@ class SqliteStore(CredentialStore):
             return 0
         self._before_key_write()
         # keys are generated before the write lock is taken; a key another writer stored meanwhile wins
-        rows = [self._new_key_row(*item) for item in missing]
+        rows = [self._new_key_row(*item)[0] for item in missing]
         with self._transaction():
             return sum(1 for row in rows if self._insert_key_if_absent(row))
 
@@ -1068,21 +1394,39 @@ class SqliteStore(CredentialStore):
 
 # ====================================================================== MongoDB
 
+# the unique indexes of the MongoDB store: (collection attribute, key pattern, name)
+MONGO_INDEXES = (
+    ("_keys", (("scope", 1), ("user", 1), ("cluster", 1)), "kubepki_key_identity"),
+    ("_certs", (("scope", 1), ("cluster", 1), ("user", 1)), "kubepki_cert_identity"),
+)
+
+
 class MongoStore(CredentialStore):
     """MongoDB through pymongo: collections ``keys`` and ``certificates``, unique indexes on their identity, and
     ``meta`` (the key_protection record, ``_id: key_protection``).
 
+    Keys and the key_protection record are written with write concern ``majority`` and journaled (``j``), and read
+    with read concern ``majority``, whatever the URI says: an acknowledged key survives a failover and a restart,
+    and a read never sees a key that could still be rolled back. Certificate records (which etcd also holds) follow
+    the URI's concerns.
+
+    Indexes are created once, not on every open: before the first write of a collection (an open that only reads
+    needs none, and needs no privilege to create them), ``listIndexes`` looks for a unique index on the identity
+    (by its key pattern, whatever its name) and ``createIndexes`` runs only when there is none, in practice once in
+    the life of the store. Opening costs one ``ping``, so an unreachable server fails the open, before anything else.
+
     No multi-document transaction is used (they need a replica set), so every write that must not overwrite another
     writer's is a single-document compare: a conditional replace_key replaces only the document whose
     ``public_key_sha256`` is the expected one; a certificate record is replaced only while the stored text is the one
-    compared (else it is read and compared again); rekey replaces each key only while its ciphertext is the one
+    compared (else it is read and compared again); rekey replaces each key only while its stored text is the one
     decrypted. How rekey stays safe without a transaction: (1) every key is decrypted first, so a wrong passphrase or
-    a damaged key writes nothing; (2) the key_protection record is switched (compare-and-replace), so from then on
-    writers with the old passphrase are refused; (3) each key is replaced with a compare on its old ciphertext;
-    (4) the keys are read again and any still under the old passphrase (a key another writer stored meanwhile, or
-    replaced under the compare) is done again, until none is left. Interrupted between (2) and (4), every key is
-    readable with the old or the new passphrase, and running the same rekey again finishes it (a key already under
-    the new passphrase counts as unchanged).
+    a damaged key writes nothing; (2) the key_protection record is switched (compare-and-replace on its ``rev``), so
+    from then on writers with the old passphrase are refused; the new record keeps the old KEK descriptors under
+    ``previous`` so that keys not yet rekeyed still open with the old passphrase; (3) each key is replaced with a
+    compare on its old text; (4) the keys are read again and any still under the old protection (a key another writer
+    stored meanwhile, or replaced under the compare) is done again, until none is left; (5) ``previous`` is dropped.
+    Interrupted before (5), every key is readable with the old or the new passphrase, and running the same rekey
+    again finishes it (a key already under the new KEK counts as unchanged).
     """
 
     kind = "mongodb"
@@ -1090,6 +1434,10 @@ class MongoStore(CredentialStore):
     def __init__(self, uri, passphrase=None, client_factory=None, timeout_ms=MONGO_TIMEOUT_MS):
         super().__init__(passphrase)
         self.location = redact_uri(uri)
+        self._uri = uri
+        self._client = None
+        self._database_name = DEFAULT_MONGO_DATABASE
+        self._indexed = set()
         have_pymongo = import_pymongo()
         if client_factory is None:
             if not have_pymongo:
@@ -1104,15 +1452,39 @@ class MongoStore(CredentialStore):
         except Exception as exc:  # pylint: disable=broad-except
             self._client.close()
             raise KubePkiError("store_uri %s names no usable database: %s" % (self.location, _scrub(exc, uri))) from None
-        self._keys = database["keys"]
+        self._database_name = database.name
+        pinned = {}
+        if mongo_concerns is not None:
+            pinned = {"write_concern": mongo_concerns[0], "read_concern": mongo_concerns[1]}
+        self._keys = database.get_collection("keys", **pinned)
         self._certs = database["certificates"]
-        self._meta = database["meta"]
-        self._uri = uri
-        self._guard(self._create_indexes)
+        self._meta = database.get_collection("meta", **pinned)
+        try:
+            self._guard(self._client.admin.command, "ping")
+        except KubePkiError:
+            self.close()
+            raise
 
-    def _create_indexes(self):
-        self._keys.create_index([("scope", 1), ("user", 1), ("cluster", 1)], unique=True, name="kubepki_key_identity")
-        self._certs.create_index([("scope", 1), ("cluster", 1), ("user", 1)], unique=True, name="kubepki_cert_identity")
+    def _ensure_index(self, attribute):
+        """The unique identity index of one collection (``_keys``/``_certs``), created when ``listIndexes`` shows
+        none with its key pattern; looked for once per store object, before its first write there."""
+        if attribute in self._indexed:
+            return
+        pattern, index_name = next((list(fields), name) for item, fields, name in MONGO_INDEXES if item == attribute)
+        collection = getattr(self, attribute)
+
+        def present():
+            return any(index.get("unique") and list(dict(index.get("key") or {}).items()) == pattern for index in collection.list_indexes())
+
+        if not self._guard(present):
+            self._guard(lambda: collection.create_index(pattern, unique=True, name=index_name))
+        self._indexed.add(attribute)
+
+    def _public_uri(self):
+        """The store URI without its user information (no user, no password), for messages."""
+        rest = self._uri.partition("://")[2]
+        tail = rest.partition("/")[2]
+        return "%s://%s/%s" % (self._uri.partition("://")[0], self._hosts(), tail.partition("?")[0] or self._database_name)
 
     def _hosts(self):
         rest = self._uri.partition("://")[2]
@@ -1126,8 +1498,11 @@ class MongoStore(CredentialStore):
             raise
         except Exception as exc:  # pylint: disable=broad-except
             if mongo_errors is not None and isinstance(exc, mongo_errors.ServerSelectionTimeoutError):
-                raise KubePkiError("store_uri: MongoDB at %s is unreachable (no server answered within %.1fs)" % (
-                    self._hosts(), MONGO_TIMEOUT_MS / 1000.0), store=self.location) from None
+                raise KubePkiError("store_uri: MongoDB at %s is unreachable (no server answered within %.1fs; store %s)" % (
+                    self._hosts(), MONGO_TIMEOUT_MS / 1000.0, self._public_uri()), store=self.location) from None
+            if mongo_errors is not None and isinstance(exc, mongo_errors.ConnectionFailure):
+                raise KubePkiError("store_uri: the connection to MongoDB at %s was lost (%s; store %s): what was written before "
+                                   "is kept, run again" % (self._hosts(), _scrub(exc, self._uri), self._public_uri()), store=self.location) from None
             if mongo_errors is not None and isinstance(exc, mongo_errors.OperationFailure):
                 raise KubePkiError("store_uri: MongoDB at %s refused the operation: %s" % (self._hosts(), _scrub(exc, self._uri))) from None
             raise KubePkiError("store_uri: MongoDB at %s failed: %s" % (self._hosts(), _scrub(exc, self._uri))) from None
@@ -1169,7 +1544,19 @@ class MongoStore(CredentialStore):
 
     def _read_protection(self):
         document = self._strip(self._guard(self._meta.find_one, {"_id": PROTECTION_NAME}))
-        return None if document is None else {"encrypted": bool(document.get("encrypted")), "verifier": document.get("verifier")}
+        if document is None:
+            return None
+        document["encrypted"] = bool(document.get("encrypted"))
+        document.setdefault("verifier", None)
+        return document
+
+    @staticmethod
+    def _protection_filter(stored):
+        """The filter that matches the key_protection record ``stored`` only while it is unchanged."""
+        return {"_id": PROTECTION_NAME, "encrypted": stored.get("encrypted"), "verifier": stored.get("verifier"), "rev": stored.get("rev")}
+
+    def _replace_protection(self, stored, protection):
+        return self._guard(self._meta.replace_one, self._protection_filter(stored), dict(protection)).matched_count == 1
 
     def _insert_protection_if_absent(self, protection):
         def insert():
@@ -1184,27 +1571,43 @@ class MongoStore(CredentialStore):
         identity = {"scope": row["scope"], "user": row["user"], "cluster": row["cluster"], "public_key_sha256": expected_sha256}
         return self._guard(self._keys.replace_one, identity, dict(row)).matched_count == 1
 
-    def _apply_rekey(self, new_passphrase, rows, changes, stored_protection, protection):
-        """See the class docstring: protection record switched, keys replaced under a compare, then swept again."""
-        if protection is not None:
-            if stored_protection is None:
+    def _apply_rekey(self, job):
+        """See the class docstring: record switched (old KEKs kept as ``previous``), keys replaced under a compare,
+        swept again, then ``previous`` dropped."""
+        stored, protection = job.stored, job.protection
+        switching = stored is None or bool(stored.get("encrypted")) != protection["encrypted"] or \
+            (stored.get("kek") or {}).get("id") != (protection.get("kek") or {}).get("id")
+        current = stored
+        if switching:
+            kept = [item for item in _descriptors(stored) if item.get("id") != job.target_kid]
+            if kept:
+                protection = dict(protection, previous=kept)
+            if stored is None:
                 switched = self._insert_protection_if_absent(protection)
             else:
-                switched = self._guard(self._meta.replace_one, dict(stored_protection, _id=PROTECTION_NAME), dict(protection)).matched_count == 1
+                switched = self._replace_protection(stored, protection)
             if not switched:
                 raise KubePkiError("credential store %s: its key_protection record changed while it was rekeyed (another "
                                    "store_rekey?); nothing was rekeyed, run again" % self.location)
+            current = protection
         for _round in range(REKEY_ROUNDS):
-            for old, new in changes:
+            for old, pem in job.changes:
+                text, encrypted = job.seal(old, pem)
                 identity = {"scope": old["scope"], "user": old["user"], "cluster": old["cluster"], "private_key_pem": old["private_key_pem"]}
-                self._guard(self._keys.update_one, identity, {"$set": {"private_key_pem": new["private_key_pem"], "encrypted": new["encrypted"]}})
-            rows, changes = self._rekey_plan(new_passphrase)
-            if not changes:
+                self._guard(self._keys.update_one, identity, {"$set": {"private_key_pem": text, "encrypted": encrypted}})
+            job.replan()
+            if not job.changes:
+                if current.get("previous") and not self._replace_protection(current, dict(current, previous=[], rev=os.urandom(8).hex())):
+                    raise KubePkiError("credential store %s: its key_protection record changed while it was rekeyed (another "
+                                       "store_rekey?); every key opens with the old or the new passphrase: run the same "
+                                       "store_rekey again to finish" % self.location)
                 return
         raise KubePkiError("credential store %s: keys kept changing while they were rekeyed; every key opens with the old or "
                            "the new passphrase: run the same store_rekey again to finish" % self.location)
 
     def _insert_key_if_absent(self, row):
+        self._ensure_index("_keys")
+
         def insert():
             try:
                 self._keys.insert_one(dict(row))
@@ -1214,6 +1617,7 @@ class MongoStore(CredentialStore):
         return self._guard(insert)
 
     def _upsert_key(self, row):
+        self._ensure_index("_keys")
         self._guard(self._keys.replace_one, {"scope": row["scope"], "user": row["user"], "cluster": row["cluster"]}, dict(row), True)
 
     def _delete_key(self, scope, user, cluster):
@@ -1226,6 +1630,7 @@ class MongoStore(CredentialStore):
 
     def _write_cert(self, scope, cluster, user, text, times):
         """Compare, then replace only while the stored record is the one compared (a changed one is compared again)."""
+        self._ensure_index("_certs")
         identity = {"scope": scope, "cluster": cluster, "user": user}
 
         def insert():

@@ -16,12 +16,20 @@ description:
   - Use it to encrypt a store that was written without a passphrase, to change the passphrase, to decrypt a store,
     or to repair a store that holds both plaintext and encrypted keys (the other modules refuse to write keys into
     such a store, and into any store whose keys the given passphrase does not fit).
+  - Encrypted keys end in the current format. A key-encryption key is derived from O(new_store_passphrase) with
+    scrypt (a new random salt; the parameters are recorded in the store), and each key is sealed with AES-256-GCM,
+    bound to its scope, user and cluster.
+  - Use it with O(new_store_passphrase) equal to O(store_passphrase) to move a store written by an earlier release
+    (encrypted PKCS#8 keys, PBKDF2 with 2048 rounds) to the current format; the other modules keep reading such a
+    store and warn about it until then. The same is done for a store whose recorded scrypt parameters are weaker
+    than this release's. A store already in the current format is left as it is (V(changed=false)).
   - All or nothing. Every key is decrypted before anything is written, so a wrong O(store_passphrase) or a damaged
     key fails the task with nothing changed. The embedded store is rewritten in one transaction.
   - MongoDB has no transaction here. The store's key protection record is switched first (from then on other runs
-    with the old passphrase are refused), then each key is replaced only while it still holds the ciphertext that was
-    decrypted, then the keys are read again and any key still under the old passphrase is done again. A task stopped
-    halfway leaves every key readable with the old or the new passphrase; run the same task again to finish.
+    with the old passphrase are refused; the record keeps the old key-encryption key's salt and parameters until the
+    end), then each key is replaced only while it still holds the ciphertext that was decrypted, then the keys are
+    read again and any key still under the old passphrase is done again. A task stopped halfway leaves every key
+    readable with the old or the new passphrase; run the same task again to finish.
   - Run it while no other run uses the store. Other runs started with the old passphrase fail once the store is
     rekeyed; give them the new one.
   - The result holds counts only, never key material or passphrases.
@@ -36,7 +44,8 @@ options:
     description:
       - The passphrase to encrypt every key with afterwards.
       - When not set (or empty), every key is stored unencrypted, and the task warns about it.
-      - The same value as O(store_passphrase) changes nothing (V(changed=false)).
+      - The same value as O(store_passphrase) changes nothing (V(changed=false)) for a store already in the current
+        format, and moves an older store to it.
     type: str
     version_added: 0.1.0
 requirements:
@@ -69,6 +78,11 @@ EXAMPLES = r"""
   kubepki.certs.store_rekey:
     store_uri: "mongodb://kubepki:{{ vault_mongo_password | urlencode }}@mongo1.example.com,mongo2.example.com/kubepki?replicaSet=rs0"
     store_passphrase: "{{ vault_old_store_passphrase }}"
+    new_store_passphrase: "{{ vault_store_passphrase }}"
+
+- name: Move a store written by an earlier release (encrypted PKCS#8 keys) to the current format
+  kubepki.certs.store_rekey:
+    store_passphrase: "{{ vault_store_passphrase }}"
     new_store_passphrase: "{{ vault_store_passphrase }}"
 
 - name: Preview how many keys a rekey would change

@@ -6,7 +6,9 @@
 - ``mongodb``: a real MongoDB server, only when ``KUBEPKI_TEST_MONGODB_URI`` is set.
 """
 
+import base64
 import contextlib
+import json
 import multiprocessing
 import os
 import re
@@ -25,7 +27,9 @@ REAL_MONGO = os.environ.get("KUBEPKI_TEST_MONGODB_URI")
 class Backend:
     """Opens stores of one backend that share their data within one test."""
 
-    def __init__(self, kind, tmp_path):
+    def __init__(self, kind, tmp_path, base_uri=None):
+        """``kind``: embedded, mongomock or mongodb (a real server: ``base_uri``, by default KUBEPKI_TEST_MONGODB_URI;
+        each Backend gets a database of its own there)."""
         self.kind = kind
         self.tmp_path = tmp_path
         self.opened = []
@@ -37,7 +41,7 @@ class Backend:
             self.client = mongomock.MongoClient(self.uri)
             self.factory = lambda uri, **kwargs: self.client
         else:
-            base = REAL_MONGO.rstrip("/")
+            base = (base_uri or REAL_MONGO).rstrip("/")
             database = "kubepki_test_%s" % uuid.uuid4().hex[:8]
             head, _sep, query = base.partition("?")
             authority = head.split("://", 1)[1].split("/", 1)[0]
@@ -89,6 +93,41 @@ class Backend:
         else:
             self._database()["keys"].insert_one(dict(row))
 
+    def raw_key(self, user, scope="default", cluster=""):
+        """The stored key row as it is at rest (private_key_pem as stored)."""
+        if self.kind == "embedded":
+            with contextlib.closing(sqlite3.connect(self.uri)) as db:
+                cursor = db.execute("SELECT * FROM keys WHERE scope = ? AND user = ? AND cluster = ?", (scope, user, cluster))
+                return dict(zip([column[0] for column in cursor.description], cursor.fetchone()))
+        return self._database()["keys"].find_one({"scope": scope, "user": user, "cluster": cluster})
+
+    def set_raw_key_text(self, user, text, scope="default", cluster=""):
+        """Overwrite a stored key's text at rest, past every check (as someone with write access to the store could)."""
+        if self.kind == "embedded":
+            with sqlite3.connect(self.uri) as db:
+                db.execute("UPDATE keys SET private_key_pem = ? WHERE scope = ? AND user = ? AND cluster = ?", (text, scope, user, cluster))
+        else:
+            self._database()["keys"].update_one({"scope": scope, "user": user, "cluster": cluster}, {"$set": {"private_key_pem": text}})
+
+    def put_raw_protection(self, record):
+        """Store a key_protection record as it is, past every check."""
+        if self.kind == "embedded":
+            with sqlite3.connect(self.uri) as db:
+                db.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('key_protection', ?)", (json.dumps(record),))
+        else:
+            self._database()["meta"].replace_one({"_id": "key_protection"}, dict(record), upsert=True)
+
+    def edit_protection(self, change):
+        """Change the stored key_protection record with ``change(record)`` (it edits the dict in place)."""
+        if self.kind == "embedded":
+            with contextlib.closing(sqlite3.connect(self.uri)) as db:
+                record = json.loads(db.execute("SELECT value FROM meta WHERE name = 'key_protection'").fetchone()[0])
+        else:
+            record = self._database()["meta"].find_one({"_id": "key_protection"})
+            record.pop("_id")
+        change(record)
+        self.put_raw_protection(record)
+
     def insert_raw_cert(self, scope, cluster, user, text):
         """Store a certificate record's text as it is, past every check (a damaged record)."""
         if self.kind == "embedded":
@@ -111,6 +150,13 @@ class Backend:
         if self.kind == "mongodb":
             import pymongo  # pylint: disable=import-outside-toplevel
             pymongo.MongoClient(self.uri).drop_database(self.database)
+
+
+@pytest.fixture(autouse=True)
+def quick_kdf(monkeypatch):
+    """scrypt at the smallest cost a store accepts: these tests are about the protocol, not the KDF's cost (which
+    test_a_fresh_store_records_a_strong_kdf checks); a store records its parameters, so it opens whatever they are."""
+    monkeypatch.setitem(_store.KDF_DEFAULTS, "n", 2 ** 10)
 
 
 @pytest.fixture(params=["embedded", "mongomock", "mongodb"])
@@ -284,7 +330,7 @@ def test_encrypted_at_rest(backend):
     assert "ENCRYPTED" not in record["private_key_pem"]
     body = "".join(record["private_key_pem"].splitlines()[1:-1])
     raw = backend.raw_dump()
-    assert "ENCRYPTED PRIVATE KEY" in raw
+    assert "kubepki-aead-v1:" in raw and "ENCRYPTED PRIVATE KEY" not in raw
     assert body[:40] not in raw and body[-40:] not in raw
     assert backend.open(passphrase="correct horse").get_key("default", "alice") == record
     with pytest.raises(KubePkiError, match="encrypted at rest: give store_passphrase"):
@@ -525,7 +571,34 @@ def test_unreachable_mongodb_names_the_host_not_the_password(monkeypatch):
     with pytest.raises(KubePkiError) as caught:
         _store.MongoStore("mongodb://admin:hunter22pw@127.0.0.1:9/kubepki", "", timeout_ms=300)
     assert "MongoDB at 127.0.0.1:9 is unreachable" in caught.value.msg
+    assert "store mongodb://127.0.0.1:9/kubepki" in caught.value.msg
     assert "hunter22pw" not in caught.value.msg and "admin" not in caught.value.msg
+
+
+def test_mongodb_indexes_are_created_once_not_on_every_open(monkeypatch):
+    """createIndexes ran on every open (two per run, each needing a write privilege); now a store looks for its
+    unique indexes (listIndexes) before its first write of each collection and creates them only when missing. The
+    command count against a real wire-protocol server is in tests/functional/modules/test_store_mongodb_wire.py."""
+    client = mongomock.MongoClient()
+    created, listed = [], []
+    real_create, real_list = mongomock.collection.Collection.create_index, mongomock.collection.Collection.list_indexes
+    monkeypatch.setattr(mongomock.collection.Collection, "create_index",
+                        lambda self, *args, **kwargs: created.append(self.name) or real_create(self, *args, **kwargs))
+    monkeypatch.setattr(mongomock.collection.Collection, "list_indexes", lambda self, *args: listed.append(self.name) or real_list(self, *args))
+
+    def open_():
+        return _store.open_store("mongodb://mongo.invalid/kubepki_idx", "", mongo_client_factory=lambda *a, **k: client)
+
+    for user in ("alice", "bob", "carol"):
+        store = open_()
+        key = store.ensure_key("default", user)[0]
+        store.put_cert(cert_record(key["private_key_pem"], user=user))
+    assert sorted(created) == ["certificates", "keys"]
+    reader = open_()
+    assert reader.get_key("default", "alice") and reader.list_keys() and reader.list_certs()
+    assert len(listed) == 6  # one look per writing open and collection, none for an open that only reads
+    with pytest.raises(mongomock.DuplicateKeyError):
+        client["kubepki"]["keys"].insert_one({"scope": "default", "user": "alice", "cluster": ""})
 
 
 def test_redact_uri():
@@ -596,40 +669,177 @@ def test_first_write_fixes_the_mode_of_an_empty_store(backend):
     assert backend.open(passphrase="first").ensure_key("default", "bob")[1] is True
 
 
-def test_check_decrypts_one_small_verifier_not_the_keys(backend, monkeypatch):
-    """The check costs one decryption of the verifier (an EC P-256 key) however many keys, of whatever type, the
-    store holds. Counted by wrapping the real load_private_key, which still does the work."""
-    store = backend.open(passphrase="pw")
-    store.ensure_keys([("default", "user-%d" % index, "", "rsa-2048" if index % 2 else "ec-p256") for index in range(4)])
-    calls = []
+class KdfCounter:
+    """Counts the scrypt derivations of the store (the real Scrypt still does the work), with the process cache of
+    KEKs emptied first, as in a fresh module run."""
+
+    def __init__(self, monkeypatch):
+        self.calls = 0
+        real = _store.Scrypt
+        counter = self
+
+        def counting(**kwargs):
+            counter.calls += 1
+            return real(**kwargs)
+
+        monkeypatch.setattr(_store, "Scrypt", counting)
+        monkeypatch.setattr(_store, "_KEK_CACHE", {})
+
+
+def test_a_run_pays_one_kdf_and_the_check_opens_no_key(backend, monkeypatch):
+    """The passphrase check costs one KDF (the KEK is derived and kept) however many keys, of whatever type, the
+    store holds; reading every key afterwards costs no other KDF and no PKCS#8 decryption."""
+    wanted = [("default", "user-%d" % index, "", "rsa-2048" if index % 3 == 0 else "ec-p256") for index in range(12)]
+    backend.open(passphrase="pw").ensure_keys(wanted)
+    kdf = KdfCounter(monkeypatch)
+    loads = []
     real = _crypto.load_private_key
+    monkeypatch.setattr(_crypto, "load_private_key", lambda *args, **kwargs: loads.append(args) or real(*args, **kwargs))
+    store = backend.open(passphrase="pw")
+    store.check_passphrase()
+    assert (kdf.calls, loads) == (1, [])
+    records = [store.get_key(scope, user, cluster) for scope, user, cluster, _type in wanted]
+    assert (kdf.calls, loads) == (1, [])
+    assert [_crypto.key_type_of(real(record["private_key_pem"])) for record in records] == [item[3] for item in wanted]
+    assert store.ensure_key("default", "one-more")[1] is True and kdf.calls == 1
+    with pytest.raises(KubePkiError, match="store_passphrase does not decrypt the keys of credential store .*nothing was written"):
+        backend.open(passphrase="wrong").ensure_key("default", "two-more")
+    assert kdf.calls == 2 and backend.key_count() == 13
 
-    def counting(pem, passphrase=None, what="private key"):
-        calls.append(pem)
-        return real(pem, passphrase, what)
 
-    monkeypatch.setattr(_crypto, "load_private_key", counting)
-    backend.open(passphrase="pw").check_passphrase()
-    assert len(calls) == 1
-    assert _crypto.key_type_of(real(calls[0], "pw")) == "ec-p256"
-    assert all(real(calls[0], "pw").private_numbers() != real(k["private_key_pem"]).private_numbers()
-               for k in (store.get_key("default", "user-%d" % index) for index in range(4)) if k["key_type"] == "ec-p256")
+def test_a_fresh_store_records_a_strong_kdf_and_seals_each_key(backend, monkeypatch):
+    """What lands at rest in a new store: scrypt at the release's cost (at least n=2**15, r=8) with a random salt
+    in the key_protection record, and each key sealed (AES-256-GCM, its own nonce), no PKCS#8 and no PBKDF2."""
+    monkeypatch.setitem(_store.KDF_DEFAULTS, "n", 2 ** 17)
+    store = backend.open(passphrase="pw")
+    records = [store.ensure_key("default", user)[0] for user in ("alice", "bob")]
+    protection = backend.open(passphrase="pw")._read_protection()  # pylint: disable=protected-access
+    kek = protection["kek"]
+    assert protection["encrypted"] is True and protection["format"] == "kubepki-aead-v1" and protection["verifier"] is None
+    assert (kek["kdf"], kek["n"], kek["r"], kek["p"], kek["aead"]) == ("scrypt", 2 ** 17, 8, 1, "AES-256-GCM")
+    assert len(base64.b64decode(kek["salt"])) == 16
+    raw = backend.raw_dump()
+    assert "ENCRYPTED PRIVATE KEY" not in raw
+    texts = [backend.raw_key(user)["private_key_pem"] for user in ("alice", "bob")]
+    assert all(text.startswith("kubepki-aead-v1:%s:" % kek["id"]) for text in texts)
+    assert len({text.split(":")[2] for text in texts}) == 2  # a nonce of its own for each key
+    assert [backend.open(passphrase="pw").get_key("default", user) for user in ("alice", "bob")] == records
+
+
+def test_a_key_moved_to_another_row_does_not_open(backend):
+    """The ciphertext is bound to its (scope, user, cluster): a store writer who swaps two rows' keys (to be handed
+    alice's key as bob's, say) gets a refusal, not the other user's key."""
+    store = backend.open(passphrase="pw")
+    alice = store.ensure_key("default", "alice")[0]
+    store.ensure_key("default", "bob")
+    store.ensure_key("default", "alice", "c1")
+    backend.set_raw_key_text("bob", backend.raw_key("alice")["private_key_pem"])
+    backend.set_raw_key_text("alice", backend.raw_key("alice", cluster="c1")["private_key_pem"])
+    reader = backend.open(passphrase="pw")
+    for user in ("bob", "alice"):
+        with pytest.raises(KubePkiError, match="does not open although store_passphrase is right: .*moved from another row"):
+            reader.get_key("default", user)
+    with pytest.raises(KubePkiError, match="moved from another row"):
+        backend.open(passphrase="pw").rekey("pw2")
+    assert reader.get_key("default", "alice", "c1")["private_key_pem"] != alice["private_key_pem"]
+
+
+@pytest.mark.parametrize("change, value", [("n", 2 ** 30), ("n", 1000), ("r", 0), ("salt", "not base64!"), ("kdf", "argon2")])
+def test_a_damaged_kdf_record_is_refused_before_any_work(backend, change, value):
+    """A key_protection record with unusable KDF parameters (a huge n would make every run allocate gigabytes) is
+    refused with a clear message, for reads and writes, and nothing is written."""
+    backend.open(passphrase="pw").ensure_key("default", "alice")
+    backend.edit_protection(lambda record: record["kek"].__setitem__(change, value))
+    for action in (lambda store: store.get_key("default", "alice"), lambda store: store.ensure_key("default", "bob")):
+        with pytest.raises(KubePkiError, match="holds a damaged key_protection record"):
+            action(backend.open(passphrase="pw"))
+    assert backend.key_count() == 1
+
+
+def legacy_store(backend, passphrase, users=("alice", "bob")):
+    """A store as the collection wrote it before the KEK format: encrypted PKCS#8 keys (PBKDF2, 2048 rounds) and a
+    key_protection record whose verifier is a throwaway key in that form. Returns the keys' rows."""
+    backend.open()
+    rows = [raw_key_row(user, passphrase=passphrase) for user in users]
+    for row in rows:
+        backend.insert_raw_key(row)
+    backend.put_raw_protection({"encrypted": True, "verifier": _crypto.private_key_to_pem(_crypto.generate_private_key(), passphrase)})
+    return rows
+
+
+def test_an_older_store_is_still_read_and_written_with_a_warning(backend, monkeypatch):
+    said = []
+    monkeypatch.setattr(_store.ansible_warnings, "warn", said.append)
+    rows = legacy_store(backend, "old pw")
+    store = backend.open(passphrase="old pw")
+    for row in rows:
+        record = store.get_key("default", row["user"])
+        assert record["public_key_sha256"] == row["public_key_sha256"] and "ENCRYPTED" not in record["private_key_pem"]
+    carol = store.ensure_key("default", "carol")[0]
+    assert len(store.warnings) == 1 and said == store.warnings
+    assert "older at-rest format (encrypted PKCS#8, PBKDF2 with 2048 rounds" in said[0] and "kubepki.certs.store_rekey" in said[0]
+    # a key written into such a store keeps it one format (PKCS#8, under the same passphrase) until it is rekeyed
+    assert backend.raw_key("carol")["private_key_pem"].startswith("-----BEGIN ENCRYPTED PRIVATE KEY-----")
+    assert backend.open(passphrase="old pw").get_key("default", "carol") == carol
+    with pytest.raises(KubePkiError, match="store_passphrase does not decrypt"):
+        backend.open(passphrase="wrong").ensure_key("default", "dave")
+
+
+def test_rekey_with_the_same_passphrase_moves_an_older_store_to_the_kek_format(backend, monkeypatch):
+    rows = legacy_store(backend, "old pw", users=("alice", "bob", "carol"))
+    before = [backend.open(passphrase="old pw").get_key("default", row["user"]) for row in rows]
+    assert backend.open(passphrase="old pw").rekey("old pw", check=True) == {"keys": 3, "keys_changed": 3, "changed": True, "encrypted": True}
+    assert backend.raw_key("alice")["private_key_pem"].startswith("-----BEGIN ENCRYPTED PRIVATE KEY-----")
+    assert backend.open(passphrase="old pw").rekey("old pw") == {"keys": 3, "keys_changed": 3, "changed": True, "encrypted": True}
+    assert "ENCRYPTED PRIVATE KEY" not in backend.raw_dump()
+    said = []
+    monkeypatch.setattr(_store.ansible_warnings, "warn", said.append)
+    reader = backend.open(passphrase="old pw")
+    assert [reader.get_key("default", row["user"]) for row in rows] == before
+    assert reader.ensure_key("default", "dave")[1] is True
+    assert backend.raw_key("dave")["private_key_pem"].startswith("kubepki-aead-v1:")
+    assert said == [] and reader.warnings == []
+    assert backend.open(passphrase="old pw").rekey("old pw") == {"keys": 4, "keys_changed": 0, "changed": False, "encrypted": True}
+
+
+def test_rekey_with_the_same_passphrase_renews_a_weaker_kdf(backend, monkeypatch):
+    """A store whose recorded KDF costs less than the release's defaults gets a new KEK (new salt, the defaults)."""
+    keys = [backend.open(passphrase="pw").ensure_key("default", user)[0] for user in ("alice", "bob")]
+    monkeypatch.setitem(_store.KDF_DEFAULTS, "n", 2 ** 11)
+    assert backend.open(passphrase="pw").rekey("pw") == {"keys": 2, "keys_changed": 2, "changed": True, "encrypted": True}
+    assert backend.open(passphrase="pw")._read_protection()["kek"]["n"] == 2 ** 11  # pylint: disable=protected-access
+    assert [backend.open(passphrase="pw").get_key("default", k["user"]) for k in keys] == keys
+    monkeypatch.setitem(_store.KDF_DEFAULTS, "n", 2 ** 10)
+    assert backend.open(passphrase="pw").rekey("pw")["changed"] is False  # a stronger one is kept
 
 
 def test_store_written_before_the_record_is_judged_by_its_keys(backend):
-    backend.open(passphrase="old one").ensure_key("default", "alice")
-    backend.drop_protection()
+    """A store of the oldest kind: older PKCS#8 keys and no key_protection record."""
+    backend.open()
+    backend.insert_raw_key(raw_key_row("alice", passphrase="old one"))
     with pytest.raises(KubePkiError, match="store_passphrase does not decrypt"):
         backend.open(passphrase="other").ensure_key("default", "bob")
     with pytest.raises(KubePkiError, match="keeps its private keys encrypted"):
         backend.open().ensure_key("default", "bob")
     assert backend.key_count() == 1
     assert backend.open(passphrase="old one").ensure_key("default", "bob")[1] is True
-    # that write stored the record: an emptied store keeps the mode
+    # that write stored a record of the store's kind (its keys stay one format until a rekey moves them all)
+    assert backend.raw_key("bob")["private_key_pem"].startswith("-----BEGIN ENCRYPTED PRIVATE KEY-----")
+    # and an emptied store keeps the mode
     backend.open().delete_key("default", "alice")
     backend.open().delete_key("default", "bob")
     with pytest.raises(KubePkiError, match="store_passphrase does not decrypt"):
         backend.open(passphrase="other").ensure_key("default", "carol")
+
+
+def test_sealed_keys_without_their_record_are_refused_clearly(backend):
+    alice = backend.open(passphrase="pw").ensure_key("default", "alice")[0]
+    backend.drop_protection()
+    with pytest.raises(KubePkiError, match="holds sealed private keys but no key_protection record.*from a backup; nothing was written"):
+        backend.open(passphrase="pw").ensure_key("default", "bob")
+    with pytest.raises(KubePkiError, match="sealed under a key-encryption key .* that the key_protection record .* does not name"):
+        backend.open(passphrase="pw").get_key("default", "alice")
+    assert backend.key_count() == 1 and alice["encrypted"] is True
 
 
 def test_mixed_store_is_refused_until_rekeyed(backend):
@@ -641,7 +851,8 @@ def test_mixed_store_is_refused_until_rekeyed(backend):
             backend.open(passphrase=passphrase).ensure_key("default", "carol")
     assert backend.key_count() == 2
     result = backend.open(passphrase="pw").rekey("pw")
-    assert result == {"keys": 2, "keys_changed": 1, "changed": True, "encrypted": True}
+    # alice's key was plaintext and bob's an older PKCS#8 key: both are sealed now
+    assert result == {"keys": 2, "keys_changed": 2, "changed": True, "encrypted": True}
     store = backend.open(passphrase="pw")
     assert store.ensure_key("default", "carol")[1] is True
     assert all(store.get_key("default", user)["encrypted"] for user in ("alice", "bob", "carol"))
@@ -769,8 +980,19 @@ def test_mongodb_rekey_interrupted_is_finished_by_running_it_again():
             except KubePkiError:
                 continue
     assert opened == [("new", True), ("old", True), ("old", True)]
+    # the record keeps the old KEK (its salt and parameters) until the sweep is done: that is how "old" still opens
+    assert [item["id"] for item in client["kubepki"]["meta"].find_one()["previous"]] == [keys_kid(client, "bob")]
     assert open_("old").rekey("new") == {"keys": 3, "keys_changed": 2, "changed": True, "encrypted": True}
     assert [open_("new").get_key("default", k["user"]) for k in keys] == keys
+    assert client["kubepki"]["meta"].find_one()["previous"] == []
+    with pytest.raises(KubePkiError, match="wrong passphrase"):
+        open_("old").get_key("default", "carol")
+
+
+def keys_kid(client, user):
+    """The KEK id a stored key is sealed under (mongomock: the client was made without a URI, so the store's
+    database is the default one)."""
+    return client["kubepki"]["keys"].find_one({"user": user})["private_key_pem"].split(":")[1]
 
 
 # ---------------------------------------------------------------- rotation compares before it replaces

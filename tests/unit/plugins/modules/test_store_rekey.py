@@ -11,9 +11,15 @@ import mongomock
 import pytest
 from ansible.module_utils import basic
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _store
+from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _store
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
 from ansible_collections.kubepki.certs.plugins.modules import store_rekey
+
+
+@pytest.fixture(autouse=True)
+def quick_kdf(monkeypatch):
+    """scrypt at the smallest cost a store accepts (the stores record it); the tests are about what rekey does."""
+    monkeypatch.setitem(_store.KDF_DEFAULTS, "n", 2 ** 10)
 
 
 @pytest.fixture(params=["embedded", "mongomock"])
@@ -81,6 +87,44 @@ def test_wrong_passphrase_fails_and_changes_nothing(run_module, store_uri):
     assert keys_of(store_uri, "right") == before
     with pytest.raises(KubePkiError, match="wrong passphrase"):
         keys_of(store_uri, "next")
+
+
+def legacy_store(uri, passphrase, users=("alice", "bob", "carol")):
+    """A store as earlier releases wrote it: encrypted PKCS#8 keys and a record whose verifier is a PKCS#8 key too.
+    Returns the keys as the store hands them out."""
+    store = _store.open_store(uri, "")
+    try:
+        for user in users:
+            key = _crypto.generate_private_key()
+            store._insert_key_if_absent({  # pylint: disable=protected-access
+                "scope": "default", "user": user, "cluster": "", "key_type": "ec-p256",
+                "private_key_pem": _crypto.private_key_to_pem(key, passphrase), "public_key_sha256": _crypto.public_key_sha256(key),
+                "created": "2025-01-01T00:00:00Z", "encrypted": True})
+        store._insert_protection_if_absent({  # pylint: disable=protected-access
+            "encrypted": True, "verifier": _crypto.private_key_to_pem(_crypto.generate_private_key(), passphrase)})
+    finally:
+        store.close()
+    return keys_of(uri, passphrase, users)
+
+
+def test_the_same_passphrase_moves_an_older_store_to_the_current_format(run_module, store_uri, monkeypatch):
+    said = []
+    monkeypatch.setattr(_store.ansible_warnings, "warn", said.append)
+    before = legacy_store(store_uri, "the pass")
+    assert len(said) == 1 and "older at-rest format" in said[0]  # reading it warns
+    args = {"store_uri": store_uri, "store_passphrase": "the pass", "new_store_passphrase": "the pass"}
+    failed, preview = run_module(store_rekey, dict(args, _ansible_check_mode=True))
+    assert not failed and (preview["changed"], preview["keys_changed"]) == (True, 3), preview
+    failed, result = run_module(store_rekey, args)
+    assert not failed and (result["changed"], result["keys"], result["keys_changed"], result["encrypted"]) == (True, 3, 3, True), result
+    said.clear()
+    store = _store.open_store(store_uri, "the pass")
+    assert [store.get_key("default", key["user"]) for key in before] == before
+    assert said == [] and store.warnings == []
+    assert all(_store.is_sealed(store._read_key("default", key["user"], "")["private_key_pem"]) for key in before)  # pylint: disable=protected-access
+    store.close()
+    failed, again = run_module(store_rekey, args)
+    assert not failed and again["changed"] is False and again["keys_changed"] == 0
 
 
 def test_check_mode_on_a_missing_embedded_store_creates_nothing(run_module, tmp_path):
