@@ -40,6 +40,7 @@ def test_a_failed_write_leaves_no_temporary_file(tmp_path, monkeypatch, failure)
     dest = tmp_path / "alice.kubeconfig"
     text = KEY_TEXT
     def raise_(error):
+
         def raiser(*args):
             raise error
         return raiser

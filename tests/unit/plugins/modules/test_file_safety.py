@@ -140,7 +140,7 @@ def kubeconfig_with(tmp_path, ca, user):
 
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize("where", ["kubeconfig", "certificate-authority", "client-certificate", "client-key", "tokenFile",
-                                   "ca_cert", "client_cert", "client_key"])
+                                   "ca_cert", "client_cert", "client_key", "certificate-authority-with-exec"])
 def test_a_fifo_in_the_api_credentials_is_refused_at_once(run_module, setup, where):
     """The kubeconfig itself, a file it names, or an explicit option: each a FIFO in turn."""
     tmp_path = setup.tmp_path
@@ -160,8 +160,11 @@ def test_a_fifo_in_the_api_credentials_is_refused_at_once(run_module, setup, whe
         args[where] = fifo_path
         expected = "%s: %s is a FIFO, not a regular file" % (where, fifo_path)
     else:
-        if where == "certificate-authority":
-            ca = {where: fifo_path}
+        if where.startswith("certificate-authority"):
+            ca = {"certificate-authority": fifo_path}
+            if where.endswith("with-exec"):  # credentials only the kubernetes library handles
+                user = {"exec": {"apiVersion": "client.authentication.k8s.io/v1", "command": "/bin/false"}}
+                where = "certificate-authority"
         elif where == "tokenFile":
             user = {where: fifo_path}
         else:
