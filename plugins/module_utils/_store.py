@@ -1438,6 +1438,7 @@ class MongoStore(CredentialStore):
         self._client = None
         self._database_name = DEFAULT_MONGO_DATABASE
         self._indexed = set()
+        self._reached = False
         have_pymongo = import_pymongo()
         if client_factory is None:
             if not have_pymongo:
@@ -1464,6 +1465,7 @@ class MongoStore(CredentialStore):
         except KubePkiError:
             self.close()
             raise
+        self._reached = True
 
     def _ensure_index(self, attribute):
         """The unique identity index of one collection (``_keys``/``_certs``), created when ``listIndexes`` shows
@@ -1497,9 +1499,13 @@ class MongoStore(CredentialStore):
         except KubePkiError:
             raise
         except Exception as exc:  # pylint: disable=broad-except
-            if mongo_errors is not None and isinstance(exc, mongo_errors.ServerSelectionTimeoutError):
+            if mongo_errors is not None and isinstance(exc, mongo_errors.ServerSelectionTimeoutError) and not self._reached:
                 raise KubePkiError("store_uri: MongoDB at %s is unreachable (no server answered within %.1fs; store %s)" % (
                     self._hosts(), MONGO_TIMEOUT_MS / 1000.0, self._public_uri()), store=self.location) from None
+            if mongo_errors is not None and isinstance(exc, mongo_errors.ServerSelectionTimeoutError):
+                raise KubePkiError("store_uri: the connection to MongoDB at %s was lost (no server answered within %.1fs any more; "
+                                   "store %s): what was written before is kept, run again" % (
+                                       self._hosts(), MONGO_TIMEOUT_MS / 1000.0, self._public_uri()), store=self.location) from None
             if mongo_errors is not None and isinstance(exc, mongo_errors.ConnectionFailure):
                 raise KubePkiError("store_uri: the connection to MongoDB at %s was lost (%s; store %s): what was written before "
                                    "is kept, run again" % (self._hosts(), _scrub(exc, self._uri), self._public_uri()), store=self.location) from None
