@@ -70,7 +70,7 @@ def test_ee_requirements_declare_the_libraries_with_minimums():
 
 def test_deps_minimum_is_ee_requirements():
     """_deps.MINIMUM names the same libraries, spelled as pip spells them, with the same minimums."""
-    ee = {name: version for name, version in ee_minimums().values()}
+    ee = dict(ee_minimums().values())
     declared = {name: minimum for name, (_import_name, minimum) in _deps.MINIMUM.items()}
     assert declared == ee
 
@@ -116,3 +116,14 @@ def test_module_own_requirements_agree(name, request):
     wrong = {key: {"documented": version, "meta/ee-requirements.txt": ee.get(key)} for key, version in listed.items()
              if ee.get(key) != version}
     assert wrong == {}, "plugins/modules/%s.py requirements: %s" % (name, wrong)
+
+
+def test_dependency_set_tooling_is_pinned():
+    """Every package of tests/requirements-deps.txt (the test tooling of make test-deps) has its version pinned in
+    tests/requirements.txt, which tools/dep_sets.sh uses as constraints; none is a runtime dependency."""
+    with open(os.path.join(REPO, "tests", "requirements.txt"), encoding="utf-8") as handle:
+        pinned = {_key(line.split("==")[0]) for line in handle if "==" in line and not line.startswith("#")}
+    with open(os.path.join(REPO, "tests", "requirements-deps.txt"), encoding="utf-8") as handle:
+        tooling = [_key(line.split("#")[0].strip()) for line in handle if line.split("#")[0].strip()]
+    assert tooling and set(tooling) <= pinned, sorted(set(tooling) - pinned)
+    assert not set(tooling) & set(ee_minimums()), sorted(set(tooling) & set(ee_minimums()))
