@@ -252,3 +252,70 @@ def test_a_node_client_request_from_an_ordinary_user_is_refused(run_playbook, la
     obj = csr(lab, "attack-node-client")
     assert condition_types(obj) == ["Denied"] and not obj["status"].get("certificate")
     assert "mallory may not create certificatesigningrequests/nodeclient" in obj["status"]["conditions"][0]["message"]
+
+
+def test_a_pasted_private_key_is_never_echoed(run_playbook, lab, tmp_path):
+    """Line 5: a private key pasted where a CSR or a CA is expected, at -vvv."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+    tasks = [module_task("kubepki.certs.csr_create", {"kubeconfig": lab["admin"], "cluster": CLUSTER, "users": [{"name": "pasted", "csr": pem}]},
+                         "key as csr"),
+             module_task("kubepki.certs.user_certificates", {"kubeconfig": lab["admin"], "store_uri": str(tmp_path / "store.db"),
+                                                             "users": [{"name": "pasted"}], "dest_dir": str(tmp_path / "out"),
+                                                             "clusters": [{"name": CLUSTER, "server": lab["info"].server, "ca_data": pem}]},
+                         "key as ca_data")]
+    result = run_playbook(play(tasks))
+    assert result.result("key as csr").get("failed") and result.result("key as ca_data").get("failed")
+    verbose = run_playbook(play(tasks), env={"ANSIBLE_VERBOSITY": "3"})
+    output = result.stdout + result.stderr + verbose.stdout + verbose.stderr
+    assert "key as ca_data" in verbose.stdout
+    lines = [line for line in pem.splitlines() if "-----" not in line]
+    assert len(lines) >= 2 and not [line for line in lines if line in output]
+    assert base64.b64encode(pem.encode()).decode()[:40] not in output
+    assert not (tmp_path / "out").exists() and not kubectl_json(lab["admin"], "get", "csr", "-l", "kubepki.io/user=pasted")["items"]
+
+
+def test_a_flag_value_cannot_add_a_line(run_playbook, tmp_path):
+    """Line 6: a survey answer with a newline, for a flag of the controller-manager's environment file."""
+    env_file = tmp_path / "controller-manager"
+    env_file.write_text('KUBE_CONTROLLER_MANAGER_ARGS="--cluster-signing-duration=720h"\n')
+    before = env_file.read_bytes()
+    task = module_task("kubepki.certs.k8s_component_flags", {"path": str(env_file), "format": "env_file", "variable": "KUBE_CONTROLLER_MANAGER_ARGS",
+                                                             "flags": {"cluster-signing-duration": "1h\nKUBE_EXTRA=--authorization-mode=AlwaysAllow"}},
+                       "inject")
+    result = run_playbook(play([task]))
+    refused = result.result("inject")
+    assert refused.get("failed") and "cluster-signing-duration" in refused["msg"] and "control character" in refused["msg"]
+    assert env_file.read_bytes() == before
+
+
+def test_files_that_are_not_ours_are_left_alone(run_playbook, lab, tmp_path):
+    """Line 7: a mistyped store_uri, a FIFO given as a kubeconfig, and what a killed run left beside a kubeconfig."""
+    import os  # pylint: disable=import-outside-toplevel
+    hosts_like = tmp_path / "hosts"
+    hosts_like.write_text("127.0.0.1 localhost\n")
+    os.chmod(hosts_like, 0o644)
+    fifo = tmp_path / "kubeconfig.fifo"
+    os.mkfifo(fifo)
+    out = tmp_path / "out"
+    out.mkdir(mode=0o700)
+    leftover = out / ".carol.kubeconfig.abcd1234.tmp"
+    leftover.write_text("a private key of a killed run\n")
+    common = {"users": [{"name": "carol", "groups": ["dev"]}], "clusters": [{"name": CLUSTER, "server": lab["info"].server, "ca_cert": lab["info"].ca_cert}]}
+    tasks = [module_task("kubepki.certs.cert_inventory", {"store_uri": str(hosts_like)}, "inventory of a file that is not a store"),
+             module_task("kubepki.certs.user_certificates", dict(common, kubeconfig=lab["admin"], store_uri=str(hosts_like)), "onboard into it"),
+             module_task("kubepki.certs.user_certificates", dict(common, kubeconfig=str(fifo), store_uri=str(tmp_path / "s.db")), "fifo kubeconfig"),
+             module_task("kubepki.certs.user_certificates", dict(common, kubeconfig=lab["admin"], store_uri=str(tmp_path / "s.db"),
+                                                                 dest_dir=str(out), timeout=60), "render over a leftover")]
+    started = time.monotonic()
+    result = run_playbook(play(tasks), timeout=300)
+    for name in ("inventory of a file that is not a store", "onboard into it"):
+        refused = result.result(name)
+        assert refused.get("failed") and str(hosts_like) in refused["msg"], refused
+    assert oct(os.stat(hosts_like).st_mode & 0o777) == "0o644" and hosts_like.read_text() == "127.0.0.1 localhost\n"
+    fifo_answer = result.result("fifo kubeconfig")
+    assert fifo_answer.get("failed") and "not a regular file" in fifo_answer["msg"], fifo_answer
+    rendered = result.result("render over a leftover")
+    assert not rendered.get("failed"), rendered
+    assert not leftover.exists() and (out / "carol.kubeconfig").exists()
+    assert time.monotonic() - started < 120
