@@ -33,18 +33,21 @@ def killed_while_writing(dest):
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
 
 
+def raise_(error):
+    """A stand-in for an os function that fails with ``error``."""
+
+    def raiser(*args):
+        raise error
+
+    return raiser
+
+
 # ---------------------------------------------------------------- the writer cleans up after itself
 
 @pytest.mark.parametrize("failure", ["os-error", "interrupt", "unencodable"])
 def test_a_failed_write_leaves_no_temporary_file(tmp_path, monkeypatch, failure):
     dest = tmp_path / "alice.kubeconfig"
     text = KEY_TEXT
-    def raise_(error):
-
-        def raiser(*args):
-            raise error
-        return raiser
-
     if failure == "os-error":
         monkeypatch.setattr(os, "replace", raise_(OSError(28, "No space left on device")))
     elif failure == "interrupt":
