@@ -32,7 +32,7 @@ OPTIONS = {
     "allowed_system_users": {"type": "list", "elements": "str", "default": []},
     "allowed_requesters": {"type": "list", "elements": "str", "default": []},
     "requester_may_be_subject": {"type": "bool", "default": False},
-    "allowed_key_types": {"type": "list", "elements": "str", "default": list(_crypto.KEY_TYPES)},
+    "allowed_key_types": {"type": "list", "elements": "str", "choices": list(_crypto.KEY_TYPES), "default": list(_crypto.KEY_TYPES)},
     "max_expiration_seconds": {"type": "int"},
     "common_name_pattern": {"type": "str"},
     "key_must_match_store": {"type": "bool", "default": True},
