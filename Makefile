@@ -26,7 +26,7 @@ KUBEPKI_K8S_ASSETS ?= $(wildcard $(abspath $(CURDIR)/../shared/k8s))
 help:
 	@echo "make demo    - the main job end to end on two local sandbox clusters and real etcd"
 	@echo "make test    - everything CI runs: pytest, the dependency sets, ansible-test sanity, ansible-lint"
-	@echo "make test-deps - tests/unit and the real-cluster onboarding on the newest and on the minimum dependencies"
+	@echo "make test-deps - unit, real-cluster onboarding and MongoDB wire tests on the newest and the minimum dependencies"
 	@echo "make bench   - benchmarks against the tools operators use today"
 	@echo "make sandbox-up STATE=<dir> CLUSTERS=<n> / make sandbox-down STATE=<dir>"
 
@@ -61,8 +61,9 @@ pytest: venv
 	fi
 
 # The runtime dependencies (meta/ee-requirements.txt) at the newest releases and at exactly the declared minimums,
-# each set in its own venv under .cache/ (tools/dep_sets.sh): tests/unit and the real-cluster onboarding. Both sets
-# run even when the first fails; the versions each ran with are printed at the end (out/dep-sets/<set>.txt).
+# each set in its own venv under .cache/ (tools/dep_sets.sh): tests/unit, the real-cluster onboarding and the MongoDB
+# store over the wire. Both sets run even when the first fails; the versions each ran with are printed at the end
+# (out/dep-sets/<set>.txt).
 DEP_SETS ?= newest minimum
 test-deps: $(COLLECTION_LINK)
 	@status=0; for set in $(DEP_SETS); do \

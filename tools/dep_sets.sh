@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Run tests/unit and the real-cluster onboarding with one set of the collection's runtime dependencies,
-# each set in a venv of its own under .cache/ (ignored by git, ansible-galaxy build and ansible-lint):
+# Run tests/unit, the real-cluster onboarding and the MongoDB store over the wire with one set of the collection's
+# runtime dependencies, each set in a venv of its own under .cache/ (ignored by git, ansible-galaxy build and
+# ansible-lint):
 #
 #   tools/dep_sets.sh newest    # the newest release of every runtime dependency (pip install -U)
 #   tools/dep_sets.sh minimum   # exactly the minimums declared in meta/ee-requirements.txt (== each one)
@@ -9,7 +10,8 @@
 #
 # The runtime dependencies and their minimums are the `name>=version` lines of meta/ee-requirements.txt.
 # The test tooling is tests/requirements-deps.txt, at the versions of tests/requirements.txt (used as
-# constraints, without the runtime dependencies and so free for the set to choose).
+# constraints, without the runtime dependencies and so free for the set to choose), then
+# tests/requirements-deps-nodeps.txt without dependencies (why: that file).
 # The versions a set ran with are printed and written to out/dep-sets/<set>.txt.
 #
 # Environment: PYTHON (python3), PYTEST_OPTS (the Makefile's), KUBEPKI_K8S_ASSETS (real Kubernetes binaries;
@@ -26,7 +28,7 @@ venv=${DEP_SET_VENV:-$repo/.cache/venv-$set_name}
 report_dir=$repo/out/dep-sets
 collections=$repo/.cache/collections
 # shellcheck disable=SC2206  # DEP_SET_TESTS (a list of test paths) narrows a try
-tests=(${DEP_SET_TESTS:-tests/unit tests/functional/real/test_real_user_certificates.py})
+tests=(${DEP_SET_TESTS:-tests/unit tests/functional/real/test_real_user_certificates.py tests/functional/modules/test_store_mongodb_wire.py})
 
 # name>=version lines of meta/ee-requirements.txt
 mapfile -t declared < <(sed -n 's/^\([A-Za-z0-9_.-]*\)>=\([0-9][0-9A-Za-z.]*\)[[:space:]]*\(#.*\)\{0,1\}$/\1 \2/p' meta/ee-requirements.txt)
@@ -69,7 +71,8 @@ pip_install() {
 }
 
 # The minimum (and a try) venv is kept while its inputs are unchanged; newest asks the index every time.
-key=$( { "$python" -VV; cat tests/requirements-deps.txt "$constraints"; printf '%s\n' "${wanted[@]}"; } | sha256sum | cut -d' ' -f1)
+key=$( { "$python" -VV; cat tests/requirements-deps.txt tests/requirements-deps-nodeps.txt "$constraints"; printf '%s\n' "${wanted[@]}"; } \
+  | sha256sum | cut -d' ' -f1)
 stamp=$venv/.dep-set-installed
 started=$SECONDS
 if [ "$set_name" = newest ] || [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$key" ]; then
@@ -81,6 +84,7 @@ if [ "$set_name" = newest ] || [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$key
   # one resolution of the tooling and the set, using pip's cache
   pip_install -r tests/requirements-deps.txt -c "$constraints" "${wanted[@]}"
   "$venv/bin/python" -m pip check >/dev/null || { "$venv/bin/python" -m pip check; exit 1; }
+  pip_install --no-deps -r tests/requirements-deps-nodeps.txt -c "$constraints"
   echo "$key" > "$stamp"
 fi
 echo "dep set $set_name: venv ready in $((SECONDS - started)) s"
