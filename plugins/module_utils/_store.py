@@ -469,10 +469,12 @@ def _is_legacy(protection):
 
 
 def _descriptors(protection):
-    """The KEK descriptors a record names: the current one first, then those of an unfinished rekey."""
-    if not protection or not isinstance(protection.get("kek"), dict):
+    """The KEK descriptors a record names: the current one first (an encrypted record's), then those of an unfinished
+    rekey (a MongoDB rekey to plaintext too leaves the old one there until its sweep ends)."""
+    if not protection:
         return []
-    return [protection["kek"]] + [item for item in protection.get("previous") or () if isinstance(item, dict)]
+    current = [protection["kek"]] if isinstance(protection.get("kek"), dict) else []
+    return current + [item for item in protection.get("previous") or () if isinstance(item, dict)]
 
 
 def _times(record, what):
@@ -663,7 +665,9 @@ class CredentialStore:
         if _is_legacy(protection):
             return self._opens(protection.get("verifier"), passphrase)
         descriptors = _descriptors(protection)
-        return any(open_kek(descriptor, passphrase, self.location) is not None for descriptor in descriptors[:None if any_kek else 1])
+        if not any_kek:
+            descriptors = [protection["kek"]] if isinstance(protection.get("kek"), dict) else []
+        return any(open_kek(descriptor, passphrase, self.location) is not None for descriptor in descriptors)
 
     def _protection_from_keys(self):
         """The key_protection of a store written before the record existed, judged by its keys; None when it has none."""
@@ -904,7 +908,7 @@ class CredentialStore:
         if stored is None:
             record_changes = True
         elif not new_passphrase:
-            record_changes = bool(stored.get("encrypted"))
+            record_changes = bool(stored.get("encrypted")) or bool(stored.get("previous"))
         else:
             record_changes = job.target is None or bool(stored.get("previous"))
         outcome = {"keys": len(job.rows), "keys_changed": len(job.changes), "changed": bool(job.changes) or record_changes,

@@ -989,6 +989,36 @@ def test_mongodb_rekey_interrupted_is_finished_by_running_it_again():
         open_("old").get_key("default", "carol")
 
 
+def test_mongodb_decrypting_rekey_interrupted_is_finished_by_running_it_again():
+    """The same for a rekey to plaintext: the plaintext record keeps the old KEK under ``previous`` until the sweep
+    ends, so the keys not yet decrypted still open with the old passphrase and the same rekey run again finishes."""
+    client = mongomock.MongoClient()
+    uri = "mongodb://mongo.invalid/kubepki_rekey"
+
+    def open_(passphrase):
+        return _store.open_store(uri, passphrase, mongo_client_factory=lambda *a, **k: client)
+
+    keys = [open_("old").ensure_key("default", user)[0] for user in ("alice", "bob", "carol")]
+    store = open_("old")
+    real = store._keys.update_one  # pylint: disable=protected-access
+    writes = []
+
+    def failing(*args, **kwargs):
+        writes.append(args)
+        if len(writes) == 2:
+            raise RuntimeError("connection closed")
+        return real(*args, **kwargs)
+
+    store._keys.update_one = failing  # pylint: disable=protected-access
+    with pytest.raises(KubePkiError, match="connection closed"):
+        store.rekey(None)
+    assert open_("").get_key("default", "alice") == dict(keys[0], encrypted=False)
+    assert [open_("old").get_key("default", user) for user in ("bob", "carol")] == keys[1:]
+    assert open_("old").rekey(None) == {"keys": 3, "keys_changed": 2, "changed": True, "encrypted": False}
+    assert [open_("").get_key("default", k["user"]) for k in keys] == [dict(k, encrypted=False) for k in keys]
+    assert client["kubepki"]["meta"].find_one()["previous"] == [] and client["kubepki"]["meta"].find_one()["encrypted"] is False
+
+
 def keys_kid(client, user):
     """The KEK id a stored key is sealed under (mongomock: the client was made without a URI, so the store's
     database is the default one)."""
