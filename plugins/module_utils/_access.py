@@ -30,7 +30,8 @@ from ansible_collections.kubepki.certs.plugins.module_utils._etcd import ETCD_AR
 
 USER_SPEC = {
     "name": {"type": "str", "required": True},
-    "groups": {"type": "list", "elements": "str", "default": []},
+    # not given: the groups of the user's certificates on record (see resolve_groups); [] means no groups
+    "groups": {"type": "list", "elements": "str"},
     "expiration_seconds": {"type": "int"},
     "force_renew": {"type": "bool", "default": False},
 }
@@ -361,6 +362,8 @@ class Access:
             return Offboarding(self).run()
         if self.users is None:
             self.find_known()
+        elif any(user["groups"] is None for user in self.users):
+            self.resolve_groups()
         self.validate()
         clusters = self.active_clusters()
         if not clusters:
@@ -396,15 +399,10 @@ class Access:
 
     # ------------------------------------------------------------ renewing what is known
 
-    def find_known(self):
-        """users omitted: the users are those of the certificate records the store and etcd hold for the scope and
-        the given clusters (the newer of the two when both hold one), and in each cluster only those whose
-        certificate is due within renew_before. ``self.known`` lists every record considered and what became of it."""
+    def records(self):
+        """``({(cluster, user): (the newest certificate record, "store" or "etcd")}, {(user, key cluster)})``: what the
+        store and etcd hold for the scope and the task's clusters and signer, and the users with a key in the store."""
         params = self.params
-        if params["renew_before"] is None:
-            raise KubePkiError("users: required unless renew_before is set (without users, every certificate the store "
-                               "and etcd hold for scope and clusters that expires within renew_before is renewed)")
-        renew_before = _csr.parse_duration(params["renew_before"], "renew_before")
         _step_render.check_clusters(params["clusters"])
         problem = _csr.name_problem(params["scope"])
         if problem:
@@ -443,6 +441,36 @@ class Access:
                         offer(record, "etcd")
             finally:
                 transport.close()
+        return newest, keys
+
+    def resolve_groups(self):
+        """Users listed without ``groups`` (``{name: bob, force_renew: true}``) keep the groups of their certificates on
+        record, so a renewal never silently drops them; ``groups: []`` alone means no groups. A user with no record has
+        none; records that disagree are refused, naming the option."""
+        newest, _keys = self.records()
+        for index, user in enumerate(self.users):
+            if user["groups"] is not None:
+                continue
+            found = {}
+            for (cluster, name), (record, _where) in newest.items():
+                if name == user["name"]:
+                    found.setdefault(tuple(sorted(set(record.get("organizations") or []))), []).append(cluster)
+            if len(found) > 1:
+                raise KubePkiError("users[%d] (%s).groups is not given, and the user's certificates on record name different groups: %s; "
+                                   "give groups" % (index, user["name"], "; ".join("%s in %s" % (list(groups), ", ".join(sorted(clusters)))
+                                                                                for groups, clusters in sorted(found.items()))))
+            user["groups"] = list(next(iter(found))) if found else []
+
+    def find_known(self):
+        """users omitted: the users are those of the certificate records the store and etcd hold for the scope and
+        the given clusters (the newer of the two when both hold one), and in each cluster only those whose
+        certificate is due within renew_before. ``self.known`` lists every record considered and what became of it."""
+        params = self.params
+        if params["renew_before"] is None:
+            raise KubePkiError("users: required unless renew_before is set (without users, every certificate the store "
+                               "and etcd hold for scope and clusters that expires within renew_before is renewed)")
+        renew_before = _csr.parse_duration(params["renew_before"], "renew_before")
+        newest, keys = self.records()
         self.known, self.cluster_users, users = [], {}, {}
         for (cluster, user), (record, where) in sorted(newest.items()):
             entry = {"user": user, "cluster": cluster, "serial": record.get("serial"), "not_after": record.get("not_after"), "source": where}

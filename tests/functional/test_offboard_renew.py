@@ -193,6 +193,31 @@ def test_force_renew_renews_only_that_user(run_playbook, sandbox, job):
         assert {c["name"]: c["action"] for c in cluster["csrs"]} == {"ob-alice": "created", "ob-bob": "known"}
 
 
+def test_an_entry_without_groups_keeps_the_groups_on_record(run_playbook, sandbox, job):
+    """{name: bob, force_renew: true}, as the renew playbook's header shows it: bob is renewed with the groups he
+    holds, not with none. groups: [] alone means no groups; records that disagree are refused naming the option."""
+    onboarded(run_playbook, job)
+    out = run_playbook(PLAY, extra_vars=dict(job, users=[{"name": "ob-alice", "force_renew": True}]))
+    assert out.rc == 0, out
+    for key, record in etcd_records(sandbox, job["prefix"]).items():
+        if key.endswith("/ob-alice"):
+            assert sorted(record["organizations"]) == ["dev", "ops"], record
+    for cluster in job["clusters"]:
+        path = os.path.join(job["out"], "ob-alice.kubeconfig")
+        info = kubectl_json(path, "--context", "ob-alice@%s" % cluster["name"], "auth", "whoami")["status"]["userInfo"]
+        assert sorted(info["groups"]) == ["dev", "ops", "system:authenticated"]
+    # a new user without groups has none; groups: [] drops them on purpose
+    out = run_playbook(PLAY, extra_vars=dict(job, users=[{"name": "ob-carol"}, {"name": "ob-bob", "groups": [], "force_renew": True}]))
+    assert out.rc == 0, out
+    found = {key.rsplit("/", 1)[1]: record for key, record in etcd_records(sandbox, job["prefix"]).items()}
+    assert found["ob-carol"]["organizations"] == [] and found["ob-bob"]["organizations"] == []
+    # bob holds [dev] in one cluster and [] in the other: which one to keep is the operator's call
+    one = dict(job, users=[{"name": "ob-bob", "groups": ["dev"], "force_renew": True}], clusters=job["clusters"][:1])
+    assert run_playbook(PLAY, extra_vars=one).rc == 0
+    out = run_playbook(PLAY, extra_vars=dict(job, users=[{"name": "ob-bob", "force_renew": True}]))
+    assert out.rc != 0 and "users[0] (ob-bob).groups is not given" in out.failures()[0][2], out
+
+
 def test_result_detail_changes_lists_only_what_was_done(run_playbook, sandbox, job):
     job = dict(job, detail="changes")
     first = onboarded(run_playbook, job)
