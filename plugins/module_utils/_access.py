@@ -18,11 +18,10 @@ naming each (cluster, user) left over.
 from __future__ import annotations
 
 import copy
-import datetime
 import os
 from concurrent.futures import ThreadPoolExecutor
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _csr, _crypto, _etcd, _files, _kube, _policy, _store
+from ansible_collections.kubepki.certs.plugins.module_utils import _csr, _crypto, _etcd, _files, _kube, _policy, _record, _store
 from ansible_collections.kubepki.certs.plugins.module_utils import _step_approve, _step_create, _step_publish
 from ansible_collections.kubepki.certs.plugins.module_utils import _step_render, _step_wait
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError, secrets_in
@@ -419,7 +418,7 @@ class Access:
             if record.get("signer_name") not in (None, "", params["signer_name"]):
                 return  # another signer's certificate (a kubelet's, say): not this task's business
             ident = (record["cluster"], record["user"])
-            if ident not in newest or _age(record) > _age(newest[ident][0]):
+            if ident not in newest or _record.sort_key(record) > _record.sort_key(newest[ident][0]):
                 newest[ident] = (record, where)
 
         store = _store.open_store_from_params(params, create=False)
@@ -486,8 +485,8 @@ class Access:
                 groups = sorted(set(record.get("organizations") or []))
                 self.cluster_users.setdefault(cluster, []).append({"name": user, "groups": groups, "expiration_seconds": None,
                                                                    "force_renew": False})
-                if user not in users or _age(record) > users[user][1]:
-                    users[user] = (groups, _age(record))
+                if user not in users or _record.sort_key(record) > users[user][1]:
+                    users[user] = (groups, _record.sort_key(record))
             self.known.append(entry)
         self.users = [{"name": name, "groups": users[name][0], "expiration_seconds": None, "force_renew": False} for name in sorted(users)]
 
@@ -513,14 +512,6 @@ class Access:
         """Give Ansible the secrets that occur in ``output`` or in the parameters it echoes back (an inline
         kubeconfig's credentials), so that they are masked there."""
         self.module.no_log_values.update(secrets_in([output, self.params], self.secrets))
-
-
-def _age(record):
-    """What "newer" means for two certificate records: not_before, then not_after, as times (unreadable: oldest)."""
-    try:
-        return (_crypto.parse_rfc3339(record.get("not_before") or ""), _crypto.parse_rfc3339(record.get("not_after") or ""))
-    except (KubePkiError, AttributeError):
-        return (datetime.datetime.min.replace(tzinfo=datetime.timezone.utc),) * 2
 
 
 # Users whose requests are created and approved first, before the others are created. The controller-manager

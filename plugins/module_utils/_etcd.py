@@ -28,7 +28,7 @@ import random
 import time
 from urllib.parse import urlsplit
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _crypto
+from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _record
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
 from ansible_collections.kubepki.certs.plugins.module_utils._files import NotRegularFile, read_regular_file
 
@@ -293,17 +293,6 @@ def endpoints_problem(params, required=False):
         source="etcd_endpoints" if given else "etcd_endpoints (from %s)" % ENV_ENDPOINTS)
 
 
-def validity_order(stored, wanted):
-    """1 when record ``stored`` carries a newer certificate than ``wanted``, -1 when older, 0 when equally new
-    (not_before first, then not_after, as times); None when either lacks readable times."""
-    try:
-        mine = (_crypto.parse_rfc3339(wanted["not_before"]), _crypto.parse_rfc3339(wanted["not_after"]))
-        theirs = (_crypto.parse_rfc3339(stored["not_before"]), _crypto.parse_rfc3339(stored["not_after"]))
-    except (KeyError, TypeError, KubePkiError):
-        return None
-    return (theirs > mine) - (theirs < mine)
-
-
 def _as_record(value):
     try:
         record = json.loads(value.decode("utf-8"))
@@ -346,7 +335,7 @@ def decide_record(before, data, lost):
     if before == data:
         return UNCHANGED
     stored, wanted = _as_record(before), _as_record(data)
-    order = validity_order(stored, wanted) if stored is not None and wanted is not None else None
+    order = _record.order(stored, wanted) if stored is not None and wanted is not None else None
     if order is None:
         return CONFLICT if lost else UPDATED
     if order > 0:

@@ -19,7 +19,7 @@ import json
 import math
 import os
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _crypto
+from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _record
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
 from ansible_collections.kubepki.certs.plugins.module_utils._files import read_regular_file
 
@@ -92,16 +92,12 @@ def _side(facts, problem, key):
 
 def _pick(store_facts, etcd_facts):
     """``(facts, newer_in)``: the certificate the row reports and, when the store and etcd hold two different
-    readable certificates, which one holds the later (not_after, not_before); the store wins a tie."""
+    readable certificates, which one holds the newer (_record.order); the store wins a tie."""
     if store_facts is None or etcd_facts is None:
         return store_facts or etcd_facts, None
     if store_facts["serial"] == etcd_facts["serial"] and store_facts["public_key_sha256"] == etcd_facts["public_key_sha256"]:
         return store_facts, None
-
-    def validity(facts):
-        return _epoch(facts["not_after"]), _epoch(facts["not_before"])
-
-    return (etcd_facts, "etcd") if validity(etcd_facts) > validity(store_facts) else (store_facts, "store")
+    return (etcd_facts, "etcd") if _record.order(etcd_facts, store_facts) == 1 else (store_facts, "store")
 
 
 def _row(scope, user, cluster, candidates, store_text, etcd_entry, now, warn_seconds, etcd_used):

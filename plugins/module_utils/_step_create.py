@@ -12,7 +12,7 @@ import copy
 import datetime
 import ipaddress
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _csr
+from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _csr, _record
 from ansible_collections.kubepki.certs.plugins.module_utils import _etcd, _kube, _store
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
 
@@ -229,13 +229,7 @@ class Creator:
             records.append(self.etcd_records.get(plan["user"]))
         elif self.etcd is not None:
             records.append(self.etcd.get_record(params["scope"], params["cluster"], plan["user"]))
-        best = None
-        for record in records:
-            if not record or not record.get("not_after"):
-                continue
-            if best is None or record["not_after"] > best["not_after"]:
-                best = record
-        return best
+        return _record.newest(records)
 
     def record_matches(self, record, plan, public_key_sha256):
         return (record.get("public_key_sha256") == public_key_sha256

@@ -12,7 +12,7 @@ import copy
 import os
 from urllib.parse import urlsplit
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _kubeconfig
+from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _kubeconfig, _record
 from ansible_collections.kubepki.certs.plugins.module_utils._files import read_regular_file, remove_stale_temps, write_atomically
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
 from ansible_collections.kubepki.certs.plugins.module_utils._etcd import ETCD_ARG_SPEC, transport_from_params
@@ -167,8 +167,7 @@ def choose(stored, from_etcd, key, user, cluster, ca_pem, etcd_used):
     if from_etcd is not None:
         etcd_facts, etcd_problem = usable(from_etcd, key, user, cluster, ca_pem)
         newer = (stored is None or stored_problem is not None
-                 or (etcd_facts["serial"] != stored_facts["serial"]
-                     and _crypto.parse_rfc3339(etcd_facts["not_after"]) >= _crypto.parse_rfc3339(stored_facts["not_after"])))
+                 or (etcd_facts["serial"] != stored_facts["serial"] and (_record.order(etcd_facts, stored_facts) or 0) >= 0))
         if etcd_problem is None and newer:
             return from_etcd, etcd_facts, "etcd"
         if stored is None:

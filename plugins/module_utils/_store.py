@@ -59,7 +59,7 @@ import urllib.parse
 
 from ansible.module_utils.common import warnings as ansible_warnings
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _files
+from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _files, _record
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
 
 try:
@@ -492,15 +492,6 @@ def _times(record, what):
     return tuple(values)
 
 
-def _stored_times(text):
-    """The validity of a stored record's JSON text, or None when it has none (or is damaged): it is then replaced."""
-    try:
-        record = json.loads(text)
-        return _times(record, "stored record") if isinstance(record, dict) else None
-    except (ValueError, KubePkiError):
-        return None
-
-
 def _should_write(stored_text, text, times):
     """Whether a certificate record ``text`` (validity ``times``) replaces ``stored_text``: never when equal, never
     when the stored record is newer (not_before, then not_after); a record of the same age replaces it."""
@@ -508,8 +499,11 @@ def _should_write(stored_text, text, times):
         return False
     if stored_text is None or times is None:
         return True
-    stored = _stored_times(stored_text)
-    return stored is None or stored <= times
+    try:
+        stored = json.loads(stored_text)
+    except ValueError:
+        return True  # a damaged record is replaced
+    return _record.order(stored, json.loads(text)) in (None, -1, 0)
 
 
 class CredentialStore:

@@ -71,8 +71,8 @@ options:
         description:
           - Groups, the certificate's organizations. V([]) means no groups.
           - When not given, the groups of the user's certificates on record in the store and etcd (for O(scope) and
-            these clusters) are kept, so that an entry such as C({name: bob, force_renew: true}) renews bob's certificate
-            with the groups he holds. A user with no certificate on record gets no groups; records that name different
+            these clusters) are kept, so that an entry with only C(name) and C(force_renew) renews that user's certificate
+            with the groups they hold. A user with no certificate on record gets no groups; records that name different
             groups in different clusters fail the task, asking for O(users[].groups).
         type: list
         elements: str

@@ -1,0 +1,63 @@
+"""One rule for which certificate is newer, wherever the collection compares two (plugins/module_utils/_record.py).
+
+The case that told the copies apart: a renewal with a shorter lifetime. The renewed certificate was issued later
+(newer not_before) but expires sooner (older not_after); etcd holds it, the store still holds the first one.
+"""
+
+import datetime
+import json
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _etcd, _inventory, _record, _step_render, _store
+
+NOW = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+CA_KEY = ec.generate_private_key(ec.SECP256R1())
+CA_NAME = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "record-ca")])
+CA = (x509.CertificateBuilder().subject_name(CA_NAME).issuer_name(CA_NAME).public_key(CA_KEY.public_key()).serial_number(1)
+      .not_valid_before(NOW - datetime.timedelta(days=30)).not_valid_after(NOW + datetime.timedelta(days=3650))
+      .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True).sign(CA_KEY, hashes.SHA256()))
+CA_PEM = CA.public_bytes(serialization.Encoding.PEM).decode()
+USER_KEY = ec.generate_private_key(ec.SECP256R1())
+
+
+def record(issued_ago, lifetime):
+    not_before = NOW - issued_ago
+    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "alice")])).issuer_name(CA_NAME)
+            .public_key(USER_KEY.public_key()).serial_number(x509.random_serial_number()).not_valid_before(not_before)
+            .not_valid_after(not_before + lifetime).sign(CA_KEY, hashes.SHA256()))
+    pem = cert.public_bytes(serialization.Encoding.PEM).decode()
+    facts = _crypto.certificate_facts(pem)
+    return dict(facts, certificate=pem, user="alice", cluster="c1", organizations=[])
+
+
+FIRST = record(datetime.timedelta(days=10), datetime.timedelta(days=365))   # long-lived, issued ten days ago
+RENEWED = record(datetime.timedelta(hours=1), datetime.timedelta(days=1))   # issued an hour ago, expires tomorrow
+
+
+def test_the_rule():
+    assert _record.order(RENEWED, FIRST) == 1 and _record.order(FIRST, RENEWED) == -1 and _record.order(FIRST, FIRST) == 0
+    assert _record.order(FIRST, {"not_before": "soon"}) is None
+    assert _record.newest([None, FIRST, RENEWED, {"serial": "x"}]) is RENEWED
+    assert _record.sort_key({}) < _record.sort_key(FIRST)
+
+
+def test_every_place_that_compares_takes_the_renewed_certificate():
+    key = {"public_key_sha256": _crypto.public_key_sha256(USER_KEY)}
+    # kubeconfig_render: the store's unless etcd has a newer usable one
+    chosen, _facts, source = _step_render.choose(FIRST, RENEWED, key, "alice", "c1", CA_PEM, True)
+    assert (chosen["serial"], source) == (RENEWED["serial"], "etcd")
+    # cert_inventory: which source holds the newer certificate
+    facts, newer_in = _inventory._pick(FIRST, RENEWED)  # pylint: disable=protected-access
+    assert (facts["serial"], newer_in) == (RENEWED["serial"], "etcd")
+    # the store keeps the newer record and takes a newer one over an older
+    first_text, renewed_text = json.dumps(FIRST), json.dumps(RENEWED)
+    times = _record.validity(RENEWED)
+    assert _store._should_write(first_text, renewed_text, times)  # pylint: disable=protected-access
+    assert not _store._should_write(renewed_text, first_text, _record.validity(FIRST))  # pylint: disable=protected-access
+    # etcd: an older certificate never goes over a newer one
+    assert _etcd.decide_record(renewed_text.encode(), first_text.encode(), False) == _etcd.KEPT_NEWER
+    assert _etcd.decide_record(first_text.encode(), renewed_text.encode(), False) == _etcd.UPDATED
