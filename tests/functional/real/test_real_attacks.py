@@ -24,7 +24,7 @@ from ansible_collections.kubepki.certs.plugins.module_utils import _csr
 
 CLUSTER = "cluster-1"
 USER_UID = ObjectIdentifier("1.3.6.1.4.1.57683.2")  # the user UID attribute kube-apiserver >= 1.33 reads
-CLIENT_USAGES = ["digital signature", "client auth"]
+CLIENT_USAGES = ("digital signature", "client auth")
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +65,7 @@ def request_pem(key, attributes, extensions=()):
 
 def create_as(kubeconfig, name, pem, signer=_csr.SIGNER_CLIENT, usages=CLIENT_USAGES, labels=None, annotations=None):
     """Create a CSR with kubectl under ``kubeconfig``'s identity."""
-    obj = _csr.build_object(name, pem, signer, usages, labels=labels, annotations=annotations)
+    obj = _csr.build_object(name, pem, signer, list(usages), labels=labels, annotations=annotations)
     kubectl(kubeconfig, "create", "-f", "-", stdin=json.dumps(obj))
 
 
@@ -196,7 +196,7 @@ def test_a_predicted_name_or_a_replayed_request_is_not_adopted_nor_approved(run_
     alice_pem = request_pem(alice_key, [(NameOID.ORGANIZATION_NAME, "dev"), (NameOID.COMMON_NAME, "alice")])
     public_sha = __import__("hashlib").sha256(alice_key.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)).hexdigest()
-    predicted = _csr.csr_name("alice", public_sha, "alice", ["dev"], _csr.SIGNER_CLIENT, CLIENT_USAGES)
+    predicted = _csr.csr_name("alice", public_sha, "alice", ["dev"], _csr.SIGNER_CLIENT, list(CLIENT_USAGES))
     labels = _csr.labels_for("alice", "default", CLUSTER)
     annotations = _csr.annotations_for("alice", "default", CLUSTER)
     create_as(lab["mallory"], predicted, alice_pem, labels=labels, annotations=annotations)
@@ -204,7 +204,7 @@ def test_a_predicted_name_or_a_replayed_request_is_not_adopted_nor_approved(run_
     create_as(lab["mallory"], "kubepki-alice-replayed", mallory_pem, labels=labels, annotations=annotations)
     common = {"kubeconfig": lab["admin"], "cluster": CLUSTER}
     tasks = [
-        module_task("kubepki.certs.csr_create", dict(common, users=[{"name": "alice", "csr": alice_pem}], usages=CLIENT_USAGES), "byo create"),
+        module_task("kubepki.certs.csr_create", dict(common, users=[{"name": "alice", "csr": alice_pem}], usages=list(CLIENT_USAGES)), "byo create"),
         module_task("kubepki.certs.csr_approve", dict(common, names=[predicted], policy={"key_must_match_store": False}), "approve predicted"),
         module_task("kubepki.certs.csr_approve", dict(common, users=[{"name": "alice", "groups": ["dev"]}], deny_on_violation=True,
                                                       policy={"key_must_match_store": False}), "approve by labels"),

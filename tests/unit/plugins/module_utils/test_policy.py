@@ -55,7 +55,7 @@ def test_allowed_groups_patterns(key):
 def test_expected_cn_groups_and_key(key):
     other = _crypto.generate_private_key()
     found = judge(make(key, cn="mallory", groups=("ops",)), {},
-                             {"common_name": "alice", "groups": ["dev"], "public_key_sha256": _crypto.public_key_sha256(other)})
+                  {"common_name": "alice", "groups": ["dev"], "public_key_sha256": _crypto.public_key_sha256(other)})
     assert rules(found) == ["common_name", "groups", "key_must_match_store"]
 
 

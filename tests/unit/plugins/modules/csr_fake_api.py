@@ -131,9 +131,9 @@ class FakeCluster:
             self.objects[name] = obj
         return 201, {}, json.dumps(obj).encode()
 
-
     # reviews: the caller is always the creator of the fake's CSRs; a SubjectAccessReview allows what cluster-admin
     # (system:masters) may do and, for others, what ``self.grants`` lists as (user, subresource)
+
     def _self_review(self, body):
         answer = dict(body, status={"userInfo": {"username": self.caller, "groups": ["system:masters", "system:authenticated"]}})
         return 201, {}, json.dumps(answer).encode()
