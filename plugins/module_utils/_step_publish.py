@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _crypto
+from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _csr
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
 from ansible_collections.kubepki.certs.plugins.module_utils._etcd import (
     ETCD_ARG_SPEC, endpoints_problem, key_segment_problem, transport_from_params,
@@ -89,7 +89,7 @@ def normalise(entry, index, params):
     if user != facts["common_name"]:
         raise KubePkiError("%s.user is %r but the certificate CN is %r" % (where, user, facts["common_name"]))
     given_orgs = entry.get("organizations")
-    if given_orgs not in (None, []) and list(given_orgs) != facts["organizations"]:
+    if given_orgs not in (None, []) and not _csr.same_groups(given_orgs, facts["organizations"]):
         raise KubePkiError("%s.organizations is %r but the certificate carries %r" % (where, given_orgs, facts["organizations"]))
     record = {
         "scope": scope, "cluster": cluster, "user": user,

@@ -264,3 +264,15 @@ def test_identical_runs_in_two_processes_at_once_both_succeed(run_module, base, 
             assert first["changed"] != second["changed"]
         assert len(stored_keys(kp_etcd, args["etcd_prefix"] + "/")) == len(batch)
     assert lost.value > 0, "the two processes never raced in %d rounds: the test proved nothing" % rounds
+
+
+def test_organizations_are_a_set(run_module, base, ca):
+    """The signer DER-sorts the organizations; a record listing the requested groups in another order is the same
+    certificate's (groups are a set everywhere else in the collection)."""
+    record = issued(ca, "carol", orgs=("dev", "ops"))
+    record["organizations"] = ["ops", "dev"]
+    failed, result = run_module(cert_to_etcd, dict(base, certificates=[record]))
+    assert not failed, result
+    record["organizations"] = ["ops"]
+    failed, result = run_module(cert_to_etcd, dict(base, certificates=[record]))
+    assert failed and "organizations is ['ops'] but the certificate carries ['dev', 'ops']" in result["msg"]
