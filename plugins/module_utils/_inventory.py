@@ -220,11 +220,16 @@ def summary(rows):
 
 # ---------------------------------------------------------------------- reports
 
+# A report holds timestamps, never durations from now: a file written by a scheduled job changes when the
+# certificates do, not with the clock; its reader computes the time left (Prometheus: expiry - time()).
+CLOCK_FIELDS = ("days_left",)
+
+
 def render_json(rows):
-    return json.dumps(rows, indent=2, sort_keys=True) + "\n"
+    return json.dumps([{k: v for k, v in row.items() if k not in CLOCK_FIELDS} for row in rows], indent=2, sort_keys=True) + "\n"
 
 
-_COLUMNS = ("SCOPE", "USER", "CLUSTER", "STATE", "DAYS LEFT", "NOT AFTER", "SERIAL", "KEY TYPE", "KEY SHA-256", "FOUND IN")
+_COLUMNS = ("SCOPE", "USER", "CLUSTER", "STATE", "NOT AFTER", "SERIAL", "KEY TYPE", "KEY SHA-256", "FOUND IN")
 
 
 def _table_cells(row):
@@ -233,19 +238,17 @@ def _table_cells(row):
         found += " (%s newer)" % row["newer_in"]
     elif row["sources_differ"]:
         found += " (differ)"
-    return (row["scope"], row["user"], row["cluster"] or "-", row["state"],
-            "-" if row["days_left"] is None else "%.2f" % row["days_left"], row["not_after"] or "-", row["serial"] or "-",
+    return (row["scope"], row["user"], row["cluster"] or "-", row["state"], row["not_after"] or "-", row["serial"] or "-",
             row["key_type"] or "-", (row["key_fingerprint"] or "-")[:16], found)
 
 
 def render_table(rows):
     """A plain-text table: one line per row under a header, columns padded, then a count by state."""
     cells = [_COLUMNS] + [_table_cells(row) for row in rows]
-    numeric = _COLUMNS.index("DAYS LEFT")
     widths = [max(len(str(line[i])) for line in cells) for i in range(len(_COLUMNS))]
     lines = []
     for line in cells:
-        parts = [str(v).rjust(widths[i]) if i == numeric else str(v).ljust(widths[i]) for i, v in enumerate(line)]
+        parts = [str(v).ljust(widths[i]) for i, v in enumerate(line)]
         lines.append("  ".join(parts).rstrip())
     counts = summary(rows)
     lines.append("")
@@ -259,8 +262,6 @@ _METRICS = (
      ("scope", "user", "cluster", "serial"), lambda r: r["expiry_timestamp"]),
     ("kubepki_certificate_not_before_timestamp_seconds", "Start of validity (notBefore) of the certificate, Unix time.",
      ("scope", "user", "cluster", "serial"), lambda r: None if r["not_before"] is None else _epoch(r["not_before"])),
-    ("kubepki_certificate_days_left", "Days until the certificate expires (negative once expired), two decimals.",
-     ("scope", "user", "cluster", "serial"), lambda r: r["days_left"]),
     ("kubepki_certificate_state", "1 for the state of each (scope, user, cluster): " + ", ".join(STATES) + ".",
      ("scope", "user", "cluster", "state"), lambda r: 1),
     ("kubepki_certificate_sources_differ", "1 when the store and etcd hold different certificates, 0 when the same (only where both hold one).",

@@ -82,8 +82,9 @@ attributes:
       - With O(dest), the diff shows the file's content before and after.
 notes:
   - Without O(dest) the module only reads, and is never C(changed).
-  - Days left and therefore the report change as time passes; with O(format=prometheus) or O(format=table) the days are
-    rounded to two decimals, so a file written by a frequent job changes about every 15 minutes.
+  - The report holds timestamps (C(not_after), C(expiry_timestamp)), never the time left, so a file written to O(dest) by a
+    scheduled job changes only when a certificate, a key or a state does. Compute the time left when reading it (in
+    Prometheus, C(kubepki_certificate_expiry_timestamp_seconds - time())). RV(inventory) still carries C(days_left).
 seealso:
   - module: kubepki.certs.user_certificates
   - module: kubepki.certs.kubeconfig_render
@@ -171,7 +172,9 @@ inventory:
       returned: always
       sample: 1798858245
     days_left:
-      description: Days until the end of validity, a float rounded to two decimals, negative once expired; null without a certificate.
+      description:
+        - Days until the end of validity, a float rounded to two decimals, negative once expired; null without a certificate.
+        - Only in this result, never in RV(report) or O(dest), which hold timestamps only.
       type: float
       returned: always
       sample: 29.73
@@ -259,7 +262,7 @@ report:
   description: The report as text, in O(format).
   returned: when O(format) is V(table) or V(prometheus), or O(dest) is set
   type: str
-  sample: "# HELP kubepki_certificate_days_left ...\n"
+  sample: "# HELP kubepki_certificate_expiry_timestamp_seconds ...\n"
 report_lines:
   description: RV(report) split into lines.
   returned: when RV(report) is

@@ -349,7 +349,7 @@ def test_table(run_module, world):
     assert header.split()[:4] == ["SCOPE", "USER", "CLUSTER", "STATE"]
     assert first.split()[:4] == ["default", "alice", "c1", "expiring"]
     assert record["serial"] in first and key_fingerprint(alice["private_key_pem"])[:16] in first
-    assert "%.2f" % result["inventory"][0]["days_left"] in first
+    assert result["inventory"][0]["not_after"] in first and "DAYS" not in header
     assert second.split()[:4] == ["default", "bob", "-", "missing_certificate"]
     assert header.index("STATE") == first.index("expiring") == second.index("missing_certificate")
     assert blank == "" and total == "2 entries: 1 expiring, 1 missing certificate"
@@ -366,18 +366,18 @@ def test_prometheus(run_module, world):
     failed, result = run_module(cert_inventory, world.with_etcd(format="prometheus"))
     assert not failed, result
     families = parse_exposition(result["report"])
-    for name in ("kubepki_certificate_expiry_timestamp_seconds", "kubepki_certificate_days_left", "kubepki_certificate_state"):
+    assert "kubepki_certificate_days_left" not in families  # the reader computes expiry - time()
+    for name in ("kubepki_certificate_expiry_timestamp_seconds", "kubepki_certificate_state"):
         assert families[name]["type"] == "gauge" and families[name]["help"]
     for record in records:
         facts = pem_facts(record["certificate"])
         labels = {"scope": "default", "user": record["user"], "cluster": record["cluster"], "serial": facts["serial"]}
         assert series(families, "kubepki_certificate_expiry_timestamp_seconds", **labels) == facts["expiry"]
         assert series(families, "kubepki_certificate_not_before_timestamp_seconds", **labels) == facts["not_before"]
-        assert abs(series(families, "kubepki_certificate_days_left", **labels) - (facts["expiry"] - time.time()) / 86400) < 0.01
     assert series(families, "kubepki_certificate_state", user="alice", cluster="c2") == 1
     assert ("state", "expiring") in next(k for k in families["kubepki_certificate_state"]["samples"] if ("cluster", "c2") in k)
     assert series(families, "kubepki_certificate_state", user="bob", state="missing_certificate") == 1
-    assert len(families["kubepki_certificate_days_left"]["samples"]) == 3  # a key without a certificate has no expiry
+    assert len(families["kubepki_certificate_expiry_timestamp_seconds"]["samples"]) == 3  # a key without a certificate has no expiry
     assert series(families, "kubepki_certificate_sources_differ", user="alice", cluster="c1") == 0
     assert len(families["kubepki_certificate_sources_differ"]["samples"]) == 1
 
@@ -404,9 +404,26 @@ def test_dest_written_atomically_and_only_on_change(run_module, world, tmp_path)
     assert os.stat(dest).st_ino != inode  # replaced by rename, never rewritten in place
     failed, result = run_module(cert_inventory, world.args(dest=str(dest)))  # json into the same file
     assert not failed and result["changed"] is True
-    assert json.loads(dest.read_text()) == result["inventory"]
+    assert json.loads(dest.read_text()) == [{k: v for k, v in row.items() if k != "days_left"} for row in result["inventory"]]
     failed, result = run_module(cert_inventory, world.args(dest=str(tmp_path)))
     assert failed and result["msg"] == "dest: %s is a directory" % tmp_path
+
+
+@pytest.mark.parametrize("report_format", ["prometheus", "json", "table"])
+def test_a_report_written_to_dest_does_not_change_with_the_clock(run_module, world, tmp_path, monkeypatch, report_format):
+    """A scheduled job writes the report again and again: only a change of the certificates changes the file."""
+    alice = world.key("alice")
+    world.to_store(world.cert("alice", "c1", alice["private_key_pem"], days=40))
+    dest = tmp_path / "report"
+    failed, result = run_module(cert_inventory, world.args(format=report_format, dest=str(dest)))
+    assert not failed and result["changed"] is True
+    first = dest.read_text()
+    later = time.time() + 6 * 3600
+    monkeypatch.setattr(cert_inventory.time, "time", lambda: later)
+    failed, result = run_module(cert_inventory, world.args(format=report_format, dest=str(dest)))
+    assert not failed and result["changed"] is False, result.get("diff")
+    assert dest.read_text() == first
+    assert result["inventory"][0]["days_left"] < 40 - 0.2  # the result itself still says how long is left
 
 
 def test_a_missing_store_is_not_created(run_module, tmp_path, monkeypatch):
