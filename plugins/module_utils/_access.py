@@ -72,6 +72,7 @@ def argument_spec():
     spec.update(copy.deepcopy(_kube.AUTH_ARG_SPEC))
     spec.update(copy.deepcopy(_store.STORE_ARG_SPEC))
     spec.update(copy.deepcopy(ETCD_ARG_SPEC))
+    spec.update(copy.deepcopy(_step_render.FILE_ARG_SPEC))
     return spec
 
 
@@ -143,6 +144,7 @@ class Access:
         clusters, their CA and auth settings, etcd options, dest_dir. KubePkiError names the parameter."""
         params = self.params
         _step_render.check_clusters(params["clusters"])
+        _step_render.file_options(params)
         if params["dest_dir"]:
             missing = [cluster["name"] for cluster in params["clusters"] if not cluster["server"]]
             if missing:
@@ -172,6 +174,7 @@ class Access:
         problem = _etcd.endpoints_problem(params)
         if problem:
             raise KubePkiError(problem)
+        _step_wait.check_timeout(params["timeout"])
         # the API clients: a kubeconfig that cannot be read, a missing context or a bad host is bad input
         for cluster in params["clusters"]:
             try:
@@ -231,7 +234,7 @@ class Access:
 
     def render_params(self):
         params = self.params
-        given = _common(params, ("scope", "key_scope", "dest_dir", "verify") + STORE_KEYS + ETCD_KEYS)
+        given = _common(params, ("scope", "key_scope", "dest_dir", "verify") + tuple(_step_render.FILE_ARG_SPEC) + STORE_KEYS + ETCD_KEYS)
         clusters = [{k: cluster[k] for k in ("name", "server", "ca_cert", "ca_data", "namespace", "context")}
                     for cluster in params["clusters"]]
         users = []
@@ -371,6 +374,7 @@ class Access:
             if params["result_detail"] == "changes":
                 only_changes(output)
             return output
+        check_etcd(params)
         if not self.module.check_mode:
             self.ensure_keys()
         self.prime()
@@ -520,6 +524,17 @@ class Access:
 LEAD = 10
 
 
+def check_etcd(params):
+    """An etcd that is configured but down (or refuses the credentials) is found before any key, CSR or record is
+    written: the job fails naming etcd_endpoints instead of leaving a new key or deleted CSRs behind."""
+    transport = _etcd.transport_from_params(params)
+    if transport is not None:
+        try:
+            transport.check()
+        finally:
+            transport.close()
+
+
 def lead_and_rest(users):
     """``users`` as the lead and the rest (a small batch in one piece)."""
     if len(users) <= 2 * LEAD:
@@ -582,6 +597,7 @@ class Offboarding:
         if not access.users:
             raise KubePkiError("users: state=absent needs the users to offboard (at least one)")
         _step_render.check_clusters(params["clusters"])
+        _step_render.file_options(params)
         if params["dest_dir"] and os.path.exists(params["dest_dir"]) and not os.path.isdir(params["dest_dir"]):
             raise KubePkiError("dest_dir %s is not a directory" % params["dest_dir"])
         for cluster in params["clusters"]:
@@ -594,6 +610,7 @@ class Offboarding:
                 _kube.get_client(access.step(_step_create.argument_spec(), access.create_params(cluster, state="absent"), []))
             except KubePkiError as error:
                 raise KubePkiError("clusters[%s].auth: %s" % (cluster["name"], error.msg), **error.details) from None
+        check_etcd(params)
 
     def key_cluster(self, cluster_name):
         return cluster_name if self.params["key_scope"] == "per_cluster" else ""
@@ -721,7 +738,16 @@ class Offboarding:
                         output["changed"] = True
                         self.module.warn("user %s: %s %d temporary file%s left by an interrupted run beside the kubeconfig: %s" % (
                             name, "would remove" if self.check else "removed", len(stale), "" if len(stale) == 1 else "s", ", ".join(stale)))
-                if params["dest_dir"] and not entry["kept_for"]:
+                if params["dest_dir"] and entry["kept_for"]:
+                    # still onboarded elsewhere: only the contexts of these clusters go
+                    path = os.path.join(params["dest_dir"], "%s.kubeconfig" % name)
+                    entry["kubeconfig"] = path
+                    removed, entry["kubeconfig_deleted"] = _step_render.drop_clusters(
+                        path, [c["name"] for c in clusters], _step_render.file_options(params), check=self.check)
+                    if removed:
+                        before.append({"user": name, "kubeconfig": path, "contexts": removed})
+                        output["changed"] = True
+                elif params["dest_dir"]:
                     path = os.path.join(params["dest_dir"], "%s.kubeconfig" % name)
                     entry["kubeconfig"] = path
                     if os.path.lexists(path):
@@ -742,7 +768,8 @@ class Offboarding:
                 elif params["key_scope"] == "per_cluster":
                     entry["key_deleted"] = any(k["user"] == name and k["action"] == "deleted" for r in results for k in r["keys"])
                 if entry["kept_for"]:
-                    kept = "shared key and the kubeconfig are" if params["key_scope"] == "shared" else "kubeconfig is"
+                    kept = "shared key and the kubeconfig's contexts of those clusters are" if params["key_scope"] == "shared" else (
+                        "kubeconfig's contexts of those clusters are")
                     self.module.warn("user %s still has certificates in clusters %s of scope %s: the %s kept; offboard those "
                                      "clusters too to remove them" % (name, ", ".join(entry["kept_for"]), params["scope"], kept))
                 if failed:

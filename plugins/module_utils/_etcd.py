@@ -408,6 +408,11 @@ class EtcdTransport:
         raise KubePkiError("etcd_endpoints: no etcd endpoint answered (tried %s)" % "; ".join(errors),
                            etcd_endpoints=self.endpoints)
 
+    def check(self):
+        """Reach etcd now (an endpoint answers, the credentials are accepted): a job finds an etcd that is down or
+        refuses it before it writes anything elsewhere. KubePkiError naming etcd_endpoints or etcd_username."""
+        self._connect()
+
     def _authenticate(self, client, session, url):
         try:
             reply = client.post(client.get_url("/auth/authenticate"), json={"name": self._username, "password": self._password})

@@ -75,9 +75,14 @@ def targets(params):
         found[name] = entry.get("name") or found.get(name)
     if not found and not params["csrs"]:
         raise KubePkiError("nothing to wait for: give names or csrs (entries with csr_name)")
-    if params["timeout"] < 0:
-        raise KubePkiError("timeout must not be negative, got %s" % params["timeout"])
+    check_timeout(params["timeout"])
     return list(found.items())
+
+
+def check_timeout(timeout):
+    """KubePkiError unless ``timeout`` (seconds to wait for the signer) is usable."""
+    if timeout < 0:
+        raise KubePkiError("timeout must not be negative, got %s" % timeout)
 
 
 def requested_expiration(obj):

@@ -70,7 +70,7 @@ def job(sandbox, tmp_path):
 
 def onboarded(run_playbook, job):
     out = run_playbook(PLAY, extra_vars=job)
-    assert out.rc == 0, out
+    assert out.rc == 0, out.failures()
     return out.result("access")
 
 
@@ -258,6 +258,38 @@ def test_bad_input_for_the_new_modes_is_refused_naming_the_option(run_playbook, 
     out = run_playbook(PLAY, extra_vars=dict(no_users, state="absent"))
     assert out.rc != 0 and "users: state=absent needs the users" in out.failures()[0][2], out
     assert not os.path.exists(job["store"])
+    for cluster in sandbox.names:
+        assert our_csrs(sandbox, cluster, job["scope"]) == []
+
+
+def dead_endpoint():
+    """A loopback URL nothing listens on."""
+    import socket  # pylint: disable=import-outside-toplevel
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return "http://127.0.0.1:%d" % sock.getsockname()[1]
+
+
+def test_an_etcd_that_is_down_is_found_before_anything_is_written(run_playbook, sandbox, job):
+    """Onboarding: no key is created for a new user, no CSR sent. Offboarding: no CSR is deleted. Both name etcd."""
+    down = dict(job, etcd=[dead_endpoint()])
+    out = run_playbook(PLAY, extra_vars=down)
+    assert out.rc != 0 and "etcd_endpoints: no etcd endpoint answered" in out.failures()[0][2], out
+    assert store_rows(job["store"], "keys") == []
+    for cluster in sandbox.names:
+        assert our_csrs(sandbox, cluster, job["scope"]) == []
+    onboarded(run_playbook, job)
+    before = {cluster: our_csrs(sandbox, cluster, job["scope"]) for cluster in sandbox.names}
+    out = run_playbook(PLAY, extra_vars=dict(down, state="absent", users=[USERS[0]]))
+    assert out.rc != 0 and "etcd_endpoints: no etcd endpoint answered" in out.failures()[0][2], out
+    assert {cluster: our_csrs(sandbox, cluster, job["scope"]) for cluster in sandbox.names} == before
+    assert store_rows(job["store"], "keys") == ["ob-alice", "ob-bob"]
+
+
+def test_a_negative_timeout_is_refused_before_anything_is_written(run_playbook, sandbox, job):
+    out = run_playbook(PLAY.replace("timeout: 60", "timeout: -1"), extra_vars=job)
+    assert out.rc != 0 and "timeout must not be negative, got -1" in out.failures()[0][2], out
+    assert store_rows(job["store"], "keys") == []
     for cluster in sandbox.names:
         assert our_csrs(sandbox, cluster, job["scope"]) == []
 
