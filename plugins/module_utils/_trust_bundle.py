@@ -41,6 +41,7 @@ NOT_SERVED_HINT = ("enable the ClusterTrustBundle feature gate (--feature-gates 
                    "and the API (--runtime-config certificates.k8s.io/v1beta1/clustertrustbundles=true; "
                    "certificates.k8s.io/v1alpha1/clustertrustbundles=true before Kubernetes 1.33)")
 CONFLICT_RETRIES = 3
+LAST_KNOWN = (1, 36)  # the newest minor line whose ClusterTrustBundle API version this module knows
 
 _BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----(.*?)-----END \1-----", re.DOTALL)
 _LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -226,9 +227,72 @@ def served_version(client, wanted="auto"):
     return None
 
 
+def server_version(client):
+    """(major, minor, text) of the server's ``GET /version`` (``v1.30.14``), or None when it cannot be read."""
+    try:
+        info = client.request("GET", "/version", what="the server version", retry=False)
+    except KubePkiError:
+        return None
+    if not isinstance(info, dict):
+        return None
+    text = info.get("gitVersion") or ""
+    found = re.match(r"v?(\d+)\.(\d+)", text)
+    if not found:
+        # some distributions write the minor as "30+"
+        found = re.match(r"(\d+)\D*\.(\d+)", "%s.%s" % (info.get("major") or "", info.get("minor") or ""))
+        text = text or "%s.%s" % (info.get("major"), info.get("minor"))
+    if not found:
+        return None
+    return int(found.group(1)), int(found.group(2)), text
+
+
+def newest_for(major, minor):
+    """The newest certificates.k8s.io version a Kubernetes ``major.minor`` can serve ClusterTrustBundles in (once
+    turned on), or None when it has none (before 1.27) or this module does not know (after LAST_KNOWN)."""
+    if (major, minor) < (1, 27) or (major, minor) > LAST_KNOWN:
+        return None
+    return "v1alpha1" if (major, minor) < (1, 33) else "v1beta1"
+
+
+def enable_hint(version, api=None):
+    """What turns ClusterTrustBundles on, in ``api`` (default: the newest there), for a server of ``version`` (a
+    server_version() answer, or None when unknown)."""
+    if version is None:
+        return NOT_SERVED_HINT
+    major, minor, text = version
+    if (major, minor) < (1, 27):
+        return "ClusterTrustBundles need Kubernetes 1.27 or later, and this server is %s" % text
+    newest = newest_for(major, minor)
+    if newest is None:
+        return "this server is %s; %s" % (text, NOT_SERVED_HINT)
+    api = api or newest
+    stage = "alpha" if newest == "v1alpha1" else "beta"
+    hint = ("this server is %s, where ClusterTrustBundles are %s (newest %s/%s) and off by default: turn on the "
+            "ClusterTrustBundle feature gate and the API, kube-apiserver --feature-gates ClusterTrustBundle=true "
+            "--runtime-config %s/%s/%s=true" % (text, stage, GROUP, newest, GROUP, api, RESOURCE))
+    if newest == "v1alpha1":
+        hint += " (or upgrade to Kubernetes 1.33 or later, where they are beta)"
+    return hint
+
+
 def not_served_error(client, wanted):
+    """The failure for a server that does not serve ClusterTrustBundles in ``wanted`` (or in any version with auto),
+    naming what it would take: the version it does serve them in, or the flags for its own Kubernetes version."""
     which = "%s/%s" % (GROUP, wanted) if wanted != "auto" else "any of %s" % ", ".join("%s/%s" % (GROUP, v) for v in VERSIONS)
-    return KubePkiError("the API server at %s does not serve ClusterTrustBundles in %s: %s" % (client.host, which, NOT_SERVED_HINT),
+    version = server_version(client)
+    if wanted == "auto":
+        hint = enable_hint(version)
+    else:
+        other = served_version(client, "auto")
+        newest = newest_for(version[0], version[1]) if version else None
+        if other is not None:
+            hint = "it serves them in %s/%s: set api_version to auto or %s" % (GROUP, other, other)
+        elif newest is not None and VERSIONS.index(wanted) < VERSIONS.index(newest):
+            hint = ("Kubernetes %s has no %s/%s at all (its newest is %s): set api_version to auto or %s; %s"
+                    % (version[2], GROUP, wanted, newest, newest, enable_hint(version)))
+        else:
+            hint = enable_hint(version, wanted)
+    return KubePkiError("the API server at %s does not serve ClusterTrustBundles in %s: %s" % (client.host, which, hint),
                         api_host=client.host)
 
 

@@ -15,7 +15,12 @@ description:
     for example to trust the CA that signs the collection's client certificates.
   - The API version is found by discovery; with O(api_version=auto) the newest of C(v1) (Kubernetes 1.37 and later),
     C(v1beta1) (1.33 to 1.36) and C(v1alpha1) (1.27 to 1.32) that the server serves for ClusterTrustBundles.
-    Before 1.37 the API is off by default; a server that serves none is reported with the flags to turn it on.
+  - Before 1.37 the API is off by default and the server must be started with it on. On Kubernetes 1.27 to 1.32 (alpha)
+    that is C(--feature-gates ClusterTrustBundle=true --runtime-config certificates.k8s.io/v1alpha1/clustertrustbundles=true)
+    on kube-apiserver; on 1.33 to 1.36 (beta) the same with C(v1beta1). Before 1.27 there is no ClusterTrustBundle API.
+    A server that serves none fails the task with its own version (from C(/version)) and the flags for that version,
+    unless O(if_served=true).
+  - Tested against real kube-apiservers 1.30 (C(v1alpha1), gate and API on; and off) and 1.36 (C(v1beta1), on and off).
   - The certificates are compared as a set (order, PEM line breaks, headers, text between blocks and duplicates do not
     count), so a re-run with the same CA is C(changed=false). The bundle written is the certificates re-encoded as plain
     PEM, in the order given, each once.
@@ -60,7 +65,9 @@ options:
   api_version:
     description:
       - The version of C(certificates.k8s.io) to use. V(auto) picks the newest the server serves ClusterTrustBundles in.
-      - A version given explicitly is still checked by discovery, so that a server not serving it is a clear failure.
+      - A version given explicitly is still checked by discovery, so that a server not serving it is a clear failure;
+        when the server serves ClusterTrustBundles in another version, or its Kubernetes version has no such API version
+        (V(v1beta1) on 1.32 and earlier), the failure names the version to use.
     type: str
     choices: [auto, v1, v1beta1, v1alpha1]
     default: auto

@@ -1,13 +1,16 @@
-"""cluster_trust_bundle against a REAL kube-apiserver v1.36 started with the ClusterTrustBundle feature gate and
-certificates.k8s.io/v1beta1/clustertrustbundles in --runtime-config: the server's own validation, dry runs and the
-attest admission check answer here, and kubectl shows what was written.
+"""cluster_trust_bundle against a REAL kube-apiserver started with the ClusterTrustBundle feature gate and the API in
+--runtime-config: certificates.k8s.io/v1beta1 on v1.36, certificates.k8s.io/v1alpha1 on v1.30 (the alpha API, the
+newest 1.27-1.32 have; KUBEPKI_K8S_ASSETS names which binaries, tools/real_pass.sh runs the 1.30 ones). The server's own
+validation, dry runs and the attest admission check answer here, and kubectl shows what was written.
 
 One cluster of its own (the pair of conftest.py starts without the feature gate), started once for the file; the
-tests run in order on it: publish, re-run, rotate the CA, a signer's bundle, a user without attest, delete.
+tests run in order on it: publish, re-run, rotate the CA, a signer's bundle, a user without attest, delete. One more
+cluster, without the gate, is started for the one test of what a user without the API is told.
 """
 
 import json
 import os
+import re
 import shutil
 import subprocess
 
@@ -22,13 +25,16 @@ SIGNER_BUNDLE = "example.com:kubepki:signing-ca"
 
 
 @pytest.fixture(scope="module")
-def ctb_cluster(real_assets, tmp_path_factory):
-    """One real cluster serving ClusterTrustBundles (certificates.k8s.io/v1beta1), with an etcd of its own."""
+def ctb_cluster(real_assets, real_version, tmp_path_factory):
+    """One real cluster serving ClusterTrustBundles (v1beta1 from 1.33, v1alpha1 before), with an etcd of its own;
+    ``ctb_api`` is that version, ``ctb_flags`` the feature gate and runtime-config it was started with."""
     from kubesandbox import controlplane  # pylint: disable=import-outside-toplevel
-    plane = controlplane.ControlPlane(str(tmp_path_factory.mktemp("real-ctb") / "ctb-1"), real_assets,
-                                      feature_gates={"ClusterTrustBundle": True},
-                                      apiserver_flags=["--runtime-config", "certificates.k8s.io/v1beta1/clustertrustbundles=true"])
+    api, gates, runtime_config = controlplane.trust_bundle_api(real_version)
+    plane = controlplane.ControlPlane(str(tmp_path_factory.mktemp("real-ctb") / "ctb-1"), real_assets, feature_gates=gates,
+                                      apiserver_flags=["--runtime-config", runtime_config])
     plane.start()
+    plane.ctb_api = api
+    plane.ctb_flags = {"feature-gates": ",".join("%s=%s" % (k, str(v).lower()) for k, v in gates.items()), "runtime-config": runtime_config}
     yield plane
     plane.stop()
 
@@ -62,13 +68,13 @@ def ders_of_files(*paths):
 
 
 def bundle(cluster, name):
-    return kubectl_json(cluster.kubeconfig, "get", "clustertrustbundles.v1beta1.certificates.k8s.io", name)
+    return kubectl_json(cluster.kubeconfig, "get", "clustertrustbundles.%s.certificates.k8s.io" % cluster.ctb_api, name)
 
 
 def test_publish_the_cluster_ca(run_playbook, ctb_cluster):
     out = publish(run_playbook, ctb_cluster, name="kubepki-client-ca", ca_file=ctb_cluster.ca_cert)
     assert not out.get("failed") and out["changed"], out
-    assert out["api_version"] == "certificates.k8s.io/v1beta1"
+    assert out["api_version"] == "certificates.k8s.io/" + ctb_cluster.ctb_api
     obj = bundle(ctb_cluster, "kubepki-client-ca")
     assert ders_of(obj["spec"]["trustBundle"]) == ders_of_files(ctb_cluster.ca_cert)
     assert obj["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "kubepki.certs"
@@ -147,7 +153,7 @@ def test_the_server_and_the_module_agree_on_what_is_refused(run_playbook, ctb_cl
         leaf = handle.read()
     out = publish(run_playbook, ctb_cluster, name="leaf-bundle", ca_data=leaf)
     assert out.get("failed") and "is not a CA certificate" in out["msg"], out
-    obj = {"apiVersion": "certificates.k8s.io/v1beta1", "kind": "ClusterTrustBundle", "metadata": {"name": "leaf-bundle"},
+    obj = {"apiVersion": "certificates.k8s.io/" + ctb_cluster.ctb_api, "kind": "ClusterTrustBundle", "metadata": {"name": "leaf-bundle"},
            "spec": {"trustBundle": leaf}}
     proc = subprocess.run(["kubectl", "--kubeconfig", ctb_cluster.kubeconfig, "create", "-f", "-"], input=json.dumps(obj),
                           capture_output=True, text=True, timeout=60, check=False)
@@ -163,11 +169,47 @@ def test_delete_all(run_playbook, ctb_cluster):
     assert kubectl(ctb_cluster.kubeconfig, "get", "clustertrustbundles", "-o", "name").strip() == ""
 
 
-def test_v1_asked_for_on_1_36_is_the_not_served_failure(run_playbook, ctb_cluster):
-    """1.36 serves ClusterTrustBundles in v1beta1 only: api_version=v1 fails clearly, it is not taken for a missing object."""
-    out = publish(run_playbook, ctb_cluster, name="kubepki-v1", ca_file=ctb_cluster.ca_cert, api_version="v1")
-    assert out.get("failed") and "does not serve ClusterTrustBundles in certificates.k8s.io/v1:" in out["msg"], out
-    assert "kubepki-v1" not in kubectl(ctb_cluster.kubeconfig, "get", "clustertrustbundles", "-o", "name")
+def test_a_version_the_server_does_not_serve_fails_naming_the_one_it_does(run_playbook, ctb_cluster):
+    """1.36 serves ClusterTrustBundles in v1beta1, 1.30 in v1alpha1: each api_version above that (v1; on 1.30 v1beta1
+    too) fails clearly, is not taken for a missing object, and says which version to ask for; nothing is written."""
+    newer = ["v1", "v1beta1", "v1alpha1"]
+    newer = newer[:newer.index(ctb_cluster.ctb_api)]
+    for asked in newer:
+        out = publish(run_playbook, ctb_cluster, name="kubepki-" + asked, ca_file=ctb_cluster.ca_cert, api_version=asked)
+        assert out.get("failed") and "does not serve ClusterTrustBundles in certificates.k8s.io/%s:" % asked in out["msg"], out
+        assert "it serves them in certificates.k8s.io/%s: set api_version to auto or %s" % (ctb_cluster.ctb_api, ctb_cluster.ctb_api) in out["msg"]
+        assert "kubepki-" + asked not in kubectl(ctb_cluster.kubeconfig, "get", "clustertrustbundles", "-o", "name")
+
+
+def flags_in(message):
+    """{flag: value} of the ``--name value`` pairs a message names."""
+    return dict(re.findall(r"--([a-z-]+) (\S+?)(?=[\s;,)]|$)", message))
+
+
+def test_a_server_without_the_api_is_told_the_flags_of_its_own_version(run_playbook, real_assets, ctb_cluster, tmp_path):
+    """A cluster started without the gate (the default before 1.37): the failure names the server's version and exactly
+    the flags ctb_cluster was started with - those that made the tests above pass on this version; if_served skips it and
+    state=absent warns. On 1.30 an explicit v1beta1 is told that 1.30 has no such API version."""
+    from kubesandbox import controlplane  # pylint: disable=import-outside-toplevel
+    plane = controlplane.ControlPlane(str(tmp_path / "plain"), real_assets).start()
+    try:
+        out = publish(run_playbook, plane, name="kubepki-client-ca", ca_file=plane.ca_cert)
+        assert out.get("failed") and "the API server at %s does not serve ClusterTrustBundles" % plane.server in out["msg"], out
+        assert "this server is %s" % plane.server_version in out["msg"], out["msg"]
+        assert flags_in(out["msg"]) == ctb_cluster.ctb_flags, out["msg"]
+        if ctb_cluster.ctb_api == "v1alpha1":
+            assert "v1beta1/clustertrustbundles" not in out["msg"] and "upgrade to Kubernetes 1.33" in out["msg"], out["msg"]
+            out = publish(run_playbook, plane, name="kubepki-client-ca", ca_file=plane.ca_cert, api_version="v1beta1")
+            assert out.get("failed") and "Kubernetes %s has no certificates.k8s.io/v1beta1 at all (its newest is v1alpha1): " \
+                "set api_version to auto or v1alpha1" % plane.server_version in out["msg"], out["msg"]
+            assert flags_in(out["msg"]) == ctb_cluster.ctb_flags, out["msg"]
+        out = publish(run_playbook, plane, name="kubepki-client-ca", ca_file=plane.ca_cert, if_served=True)
+        assert not out.get("failed") and not out["changed"] and out["served"] is False and out["api_version"] is None, out
+        out = publish(run_playbook, plane, name="kubepki-client-ca", state="absent")
+        assert not out.get("failed") and not out["changed"], out
+        assert any("serves no ClusterTrustBundle API" in warning for warning in out.get("warnings", [])), out
+    finally:
+        plane.stop()
 
 
 ROLE_PLAY = """

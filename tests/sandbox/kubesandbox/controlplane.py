@@ -3,9 +3,15 @@
 The Kubernetes binaries come as ``.xz`` files with a ``SHA256SUMS`` list in a directory named by
 ``KUBEPKI_K8S_ASSETS`` (like envtest's KUBEBUILDER_ASSETS). They are decompressed once into
 ``.cache/k8s/<digest>/`` of the repository, checked against the list, and shared by every test process.
+Any supported minor line works (v1.36 in ``../shared/k8s``, v1.30 in ``../shared/k8s-1.30``): ``binary_version()``
+says which one a directory holds, ``plane.server_version`` which one a started cluster answers with, and
+``trust_bundle_api()`` the flags that turn ClusterTrustBundles on for that version. A directory without
+``fakecri.xz`` (the 1.30 one) takes it from ``KUBEPKI_FAKECRI_ASSETS`` or from a ``k8s`` directory beside it
+(``fakecri_dir()``): it is the container runtime stand-in, not part of Kubernetes, and the same for every version.
 
     plane = ControlPlane(tmpdir + "/cluster-1", assets_dir()).start()
     plane.server, plane.kubeconfig, plane.ca_cert          # the same names as a sandbox ClusterInfo
+    plane.server_version                                    # "v1.30.14": what /version answered
     plane.stop()
 
     kubelet = Kubelet(tmpdir + "/node-a", assets_dir(), ["--config", ..., "--hostname-override", "node-a"]).start()
@@ -17,8 +23,10 @@ them when the process that started them is gone.
 """
 
 import hashlib
+import json
 import lzma
 import os
+import re
 import ssl
 import subprocess
 import sys
@@ -32,8 +40,8 @@ from cryptography.hazmat.primitives import serialization
 from . import etcd as etcdlib, launcher, pki
 
 ASSETS_ENV = "KUBEPKI_K8S_ASSETS"
+FAKECRI_ENV = "KUBEPKI_FAKECRI_ASSETS"
 REQUIRED = ("kube-apiserver", "kube-controller-manager")
-KUBELET_REQUIRED = ("kubelet", "fakecri")
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 CACHE = os.path.join(REPO, ".cache", "k8s")
 CONTROLLERS = ("csrapproving", "csrsigning", "csrcleaner", "bootstrapsigner", "tokencleaner",
@@ -89,15 +97,70 @@ def missing_assets(directory):
     return None
 
 
+def _lists(directory, name):
+    """True when ``directory`` has ``name``.xz and lists ``name`` in its SHA256SUMS."""
+    sums = os.path.join(directory, "SHA256SUMS")
+    return (os.path.isfile(os.path.join(directory, name + ".xz")) and os.path.isfile(sums)
+            and name in _read_sums(sums))
+
+
+def fakecri_dir(directory):
+    """The directory whose ``fakecri.xz`` (and SHA256SUMS) a kubelet of ``directory`` runs on, or None.
+
+    ``directory`` itself when it has one; else the directory named by KUBEPKI_FAKECRI_ASSETS; else ``k8s`` beside
+    ``directory`` (``../shared/k8s`` for ``../shared/k8s-1.30``, as that directory's README says)."""
+    if not directory:
+        return None
+    directory = os.path.abspath(directory)
+    candidates = [directory, os.environ.get(FAKECRI_ENV) or None, os.path.join(os.path.dirname(directory), "k8s")]
+    for candidate in candidates:
+        if candidate and _lists(candidate, "fakecri"):
+            return os.path.abspath(candidate)
+    return None
+
+
 def missing_kubelet(directory):
     """Why ``directory`` cannot run a kubelet (a sentence), or None when it can."""
     reason = missing_assets(directory)
     if reason:
         return reason
-    absent = [name for name in KUBELET_REQUIRED if not os.path.isfile(os.path.join(directory, name + ".xz"))]
-    if absent:
-        return "%s=%s lacks %s" % (ASSETS_ENV, directory, ", ".join(name + ".xz" for name in absent))
+    if not os.path.isfile(os.path.join(directory, "kubelet.xz")):
+        return "%s=%s lacks kubelet.xz" % (ASSETS_ENV, directory)
+    if fakecri_dir(directory) is None:
+        return ("%s=%s lacks fakecri.xz, and neither %s nor %s holds one with its SHA256SUMS"
+                % (ASSETS_ENV, directory, FAKECRI_ENV, os.path.join(os.path.dirname(os.path.abspath(directory)), "k8s")))
     return None
+
+
+_VERSION = re.compile(r"v?(\d+)\.(\d+)(?:\.(\d+))?")
+
+
+def parse_version(text):
+    """(major, minor, patch) of ``v1.30.14`` / ``Kubernetes v1.30.14``; None when there is no such number."""
+    found = _VERSION.search(text or "")
+    if not found:
+        return None
+    return int(found.group(1)), int(found.group(2)), int(found.group(3) or 0)
+
+
+def binary_version(directory):
+    """The version the kube-apiserver of ``directory`` reports (``v1.30.14``), from ``kube-apiserver --version``."""
+    exe = binaries(directory)["kube-apiserver"]
+    out = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=60, check=True).stdout
+    found = re.search(r"v\d+\.\d+\.\d+\S*", out)
+    if not found:
+        raise RuntimeError("%s --version printed no version: %r" % (exe, out))
+    return found.group(0)
+
+
+def trust_bundle_api(version):
+    """How a kube-apiserver of ``version`` (``v1.30.14`` or a parse_version tuple) serves ClusterTrustBundles when
+    asked to: (API version, feature gates, ``--runtime-config`` value). v1alpha1 from 1.27, v1beta1 from 1.33."""
+    parsed = parse_version(version) if isinstance(version, str) else tuple(version)
+    if parsed is None or parsed[:2] < (1, 27):
+        raise ValueError("ClusterTrustBundles need Kubernetes 1.27 or later, not %s" % (version,))
+    api = "v1alpha1" if parsed[:2] < (1, 33) else "v1beta1"
+    return api, {"ClusterTrustBundle": True}, "certificates.k8s.io/%s/clustertrustbundles=true" % api
 
 
 def _flag_groups(args):
@@ -133,8 +196,8 @@ def _read_sums(path):
     return sums
 
 
-def binaries(directory, cache=CACHE):
-    """{name: path} of the decompressed executables, verified against SHA256SUMS.
+def binaries(directory, cache=CACHE, names=None):
+    """{name: path} of the decompressed executables (all listed, or only ``names``), verified against SHA256SUMS.
 
     Each one is decompressed under a temporary name, checked and then renamed into place, so two processes
     doing this at once both end with a whole, verified file; an existing file was verified before its rename.
@@ -150,7 +213,7 @@ def binaries(directory, cache=CACHE):
     found = {}
     for name, digest in sorted(_read_sums(sums_path).items()):
         packed = os.path.join(directory, name + ".xz")
-        if not os.path.isfile(packed):
+        if (names is not None and name not in names) or not os.path.isfile(packed):
             continue
         path = os.path.join(target, name)
         if not os.path.exists(path):
@@ -284,10 +347,11 @@ class ControlPlane(_Processes):  # pylint: disable=too-many-instance-attributes
         self.admin_key = os.path.join(self.dir, "admin.key")
         self.controller_manager_port = None
         self.startup_seconds = None
+        self.server_version = None
         self._etcd = None
 
     def __repr__(self):
-        return "<ControlPlane %s %s>" % (self.name, self.server)
+        return "<ControlPlane %s %s %s>" % (self.name, self.server, self.server_version)
 
     # --- files --------------------------------------------------------------------------------------
     def _write_pki(self):
@@ -388,6 +452,8 @@ class ControlPlane(_Processes):  # pylint: disable=too-many-instance-attributes
             admin_context = ssl.create_default_context(cafile=self.ca_cert)
             admin_context.load_cert_chain(self.admin_cert, self.admin_key)
             self._wait("kube-apiserver", self.server + "/readyz", admin_context, timeout - (time.monotonic() - began))
+            with urllib.request.urlopen(self.server + "/version", context=admin_context, timeout=10) as response:
+                self.server_version = json.loads(response.read())["gitVersion"]
             self.controller_manager_port = etcdlib.free_port()
             self._spawn("kube-controller-manager", self._controller_manager_args(exes["kube-controller-manager"],
                                                                                  self.controller_manager_port))
@@ -400,6 +466,7 @@ class ControlPlane(_Processes):  # pylint: disable=too-many-instance-attributes
             self.stop()
             raise
         pki.write_file(self.path("server"), self.server + "\n")
+        pki.write_file(self.path("version"), self.server_version + "\n")
         self.startup_seconds = time.monotonic() - began
         return self
 
@@ -416,12 +483,14 @@ class ControlPlane(_Processes):  # pylint: disable=too-many-instance-attributes
             self._etcd.stop()
             self._etcd = None
         self._stop_watchdog()
-        if os.path.exists(self.path("server")):
-            os.unlink(self.path("server"))
+        for name in ("server", "version"):
+            if os.path.exists(self.path(name)):
+                os.unlink(self.path(name))
 
 
 class Kubelet(_Processes):
-    """A real kubelet on a fake container runtime (``fakecri``, no pod ever runs), both from ``assets``.
+    """A real kubelet on a fake container runtime (``fakecri``, no pod ever runs): the kubelet from ``assets``,
+    fakecri from ``fakecri_dir(assets)``.
 
     ``args`` are the kubelet's arguments; ``--container-runtime-endpoint`` / the KubeletConfiguration's
     ``containerRuntimeEndpoint`` must be ``self.cri_endpoint`` (``unix://<directory>/cri.sock``). Logs go to
@@ -453,7 +522,8 @@ class Kubelet(_Processes):
         reason = missing_kubelet(self.assets)
         if reason:
             raise RuntimeError(reason)
-        exes = binaries(self.assets)
+        exes = dict(binaries(self.assets))
+        exes["fakecri"] = binaries(fakecri_dir(self.assets), names=("fakecri",))["fakecri"]
         os.makedirs(self.dir, exist_ok=True)
         if len(self.socket) > 100:
             raise RuntimeError("%s is too long for a unix socket path" % self.socket)

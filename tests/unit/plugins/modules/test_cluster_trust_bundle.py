@@ -6,7 +6,9 @@ Three kinds of counterpart:
   below. It is a mock, used because no real server of v1 (Kubernetes 1.37) or v1alpha1 only (1.27-1.32) can run here,
   and because a 409 or 403 at a chosen moment cannot be provoked on a real server; the flows against a real
   kube-apiserver 1.36 are in tests/functional/real/test_real_trust_bundle.py;
-- the "not served" failure: the sandbox, a server that serves certificates.k8s.io/v1 without ClusterTrustBundles.
+- the "not served" failure: the sandbox, a server that serves certificates.k8s.io/v1 without ClusterTrustBundles, and
+  the stand-in answering /version as servers of several minor lines do, for the flags each one is told (the real 1.30
+  and 1.36 servers are in tests/functional/real/test_real_trust_bundle.py).
 """
 
 import datetime
@@ -36,8 +38,9 @@ def _status(code, message, reason):
 class FakeTrustBundles:
     """certificates.k8s.io discovery and the clustertrustbundles collection (create, get, update, delete, dryRun=All)."""
 
-    def __init__(self, versions=("v1beta1",), listed=None, deny_attest=False):
+    def __init__(self, versions=("v1beta1",), listed=None, deny_attest=False, server_version=None):
         self.versions = list(versions)  # versions serving clustertrustbundles
+        self.server_version = server_version  # the /version answer (a dict); None: 404
         self.listed = list(listed if listed is not None else ["v1"] + self.versions)  # versions in the APIGroup
         self.deny_attest = deny_attest
         self.objects = {}
@@ -48,6 +51,8 @@ class FakeTrustBundles:
     def send(self, method, path, query, body, _timeout, _stream):
         query = dict(query or {})
         self.requests.append((method, path, query))
+        if path == "/version" and self.server_version is not None:
+            return 200, {}, json.dumps(self.server_version).encode()
         if path == GROUP:
             entries = [{"groupVersion": "certificates.k8s.io/%s" % v, "version": v} for v in self.listed]
             return 200, {}, json.dumps({"kind": "APIGroup", "name": "certificates.k8s.io", "versions": entries}).encode()
@@ -312,6 +317,61 @@ def test_explicit_version_not_served_is_a_failure(run_module, api, cas):
     assert not failed and result["api_version"] == "certificates.k8s.io/v1beta1"
 
 
+def _version(git, major="1", minor=None):
+    return {"major": major, "minor": minor if minor is not None else git.split(".")[1], "gitVersion": git}
+
+
+@pytest.mark.parametrize("answer, expected, absent", [
+    (_version("v1.30.14"), ["this server is v1.30.14, where ClusterTrustBundles are alpha",
+                            "--feature-gates ClusterTrustBundle=true --runtime-config certificates.k8s.io/v1alpha1/clustertrustbundles=true",
+                            "upgrade to Kubernetes 1.33"], ["v1beta1/clustertrustbundles"]),
+    (_version("v1.27.0"), ["--runtime-config certificates.k8s.io/v1alpha1/clustertrustbundles=true"], ["v1beta1/clustertrustbundles"]),
+    (_version("v1.33.1"), ["this server is v1.33.1, where ClusterTrustBundles are beta",
+                           "--feature-gates ClusterTrustBundle=true --runtime-config certificates.k8s.io/v1beta1/clustertrustbundles=true"],
+     ["v1alpha1/clustertrustbundles", "upgrade"]),
+    (_version("v1.36.2"), ["--runtime-config certificates.k8s.io/v1beta1/clustertrustbundles=true"], ["v1alpha1/clustertrustbundles"]),
+    # a distribution's version string: the major and minor fields are read instead
+    ({"major": "1", "minor": "30+", "gitVersion": "custom-build"}, ["this server is custom-build",
+                                                                    "certificates.k8s.io/v1alpha1/clustertrustbundles=true"], ["v1beta1/c"]),
+    (_version("v1.26.9"), ["ClusterTrustBundles need Kubernetes 1.27 or later, and this server is v1.26.9"], ["--runtime-config"]),
+    # a version this module does not know the API of yet, and a /version it cannot read: both flag sets
+    (_version("v1.38.0"), ["this server is v1.38.0", "certificates.k8s.io/v1beta1/clustertrustbundles=true",
+                           "certificates.k8s.io/v1alpha1/clustertrustbundles=true before Kubernetes 1.33"], []),
+    (None, ["ClusterTrustBundle feature gate", "certificates.k8s.io/v1beta1/clustertrustbundles=true",
+            "certificates.k8s.io/v1alpha1/clustertrustbundles=true before Kubernetes 1.33"], ["this server is"]),
+])
+def test_not_served_names_the_flags_of_the_servers_version(run_module, monkeypatch, cas, answer, expected, absent):
+    api = install(monkeypatch, FakeTrustBundles(versions=(), listed=["v1"], server_version=answer))
+    failed, result = run_module(cluster_trust_bundle, args(name="kubepki-ca", ca_data=pem(cas[0])))
+    assert failed and "does not serve ClusterTrustBundles in any of" in result["msg"], result
+    for text in expected:
+        assert text in result["msg"], (text, result["msg"])
+    for text in absent:
+        assert text not in result["msg"], (text, result["msg"])
+    assert api.writes() == []
+
+
+def test_explicit_version_the_servers_line_lacks_names_the_one_to_use(run_module, monkeypatch, cas):
+    """api_version=v1beta1 on a 1.30 server without the API: 1.30 never has v1beta1, so the answer is v1alpha1 and its flags."""
+    install(monkeypatch, FakeTrustBundles(versions=(), listed=["v1"], server_version=_version("v1.30.14")))
+    failed, result = run_module(cluster_trust_bundle, args(name="kubepki-ca", ca_data=pem(cas[0]), api_version="v1beta1"))
+    assert failed and "Kubernetes v1.30.14 has no certificates.k8s.io/v1beta1 at all (its newest is v1alpha1): " \
+        "set api_version to auto or v1alpha1" in result["msg"], result["msg"]
+    assert "--runtime-config certificates.k8s.io/v1alpha1/clustertrustbundles=true" in result["msg"]
+    # an older version than the newest, on a line that has it: the flags to turn on that one
+    install(monkeypatch, FakeTrustBundles(versions=(), listed=["v1"], server_version=_version("v1.36.2")))
+    failed, result = run_module(cluster_trust_bundle, args(name="kubepki-ca", ca_data=pem(cas[0]), api_version="v1alpha1"))
+    assert failed and "--runtime-config certificates.k8s.io/v1alpha1/clustertrustbundles=true" in result["msg"], result["msg"]
+    assert "has no" not in result["msg"]
+
+
+def test_explicit_version_not_served_where_another_is_names_it(run_module, monkeypatch, cas):
+    install(monkeypatch, FakeTrustBundles(versions=("v1alpha1",), server_version=_version("v1.30.14")))
+    failed, result = run_module(cluster_trust_bundle, args(name="kubepki-ca", ca_data=pem(cas[0]), api_version="v1beta1"))
+    assert failed and "it serves them in certificates.k8s.io/v1alpha1: set api_version to auto or v1alpha1" in result["msg"], result
+    assert "--runtime-config" not in result["msg"]
+
+
 # ------------------------------------------------------------------ a server without the API: the sandbox
 
 def test_sandbox_serving_no_trust_bundles_gets_the_enable_hint(run_module, sandbox, cas):
@@ -320,8 +380,10 @@ def test_sandbox_serving_no_trust_bundles_gets_the_enable_hint(run_module, sandb
     failed, result = run_module(cluster_trust_bundle, {"kubeconfig": cluster.kubeconfig, "name": "kubepki-ca", "ca_data": pem(cas[0])})
     assert failed, result
     assert "does not serve ClusterTrustBundles" in result["msg"] and cluster.server in result["msg"]
-    assert "--feature-gates ClusterTrustBundle=true" in result["msg"]
-    assert "certificates.k8s.io/v1beta1/clustertrustbundles=true" in result["msg"]
+    # the sandbox answers /version as v1.32.0: the alpha API is what that version has
+    assert "this server is v1.32.0+kubesandbox" in result["msg"] and "--feature-gates ClusterTrustBundle=true" in result["msg"]
+    assert "--runtime-config certificates.k8s.io/v1alpha1/clustertrustbundles=true" in result["msg"]
+    assert "v1beta1/clustertrustbundles" not in result["msg"]
     failed, result = run_module(cluster_trust_bundle, {"kubeconfig": cluster.kubeconfig, "name": "kubepki-ca", "state": "absent"})
     assert not failed and not result["changed"] and result["api_version"] is None
     failed, result = run_module(cluster_trust_bundle, {"kubeconfig": cluster.kubeconfig, "name": "kubepki-ca", "ca_data": pem(cas[0]),
