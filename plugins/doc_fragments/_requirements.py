@@ -34,6 +34,15 @@ requirements:
   - etcd3gw >= 2.6.0 (only when etcd is read; it needs python >= 3.10)
 """
 
+    # The credential store only.
+    STORE = r"""
+options: {}
+requirements:
+  - python >= 3.9
+  - cryptography >= 42.0.0
+  - pymongo >= 4.3.2 (only with a MongoDB C(store_uri))
+"""
+
     # etcd only.
     ETCD = r"""
 options: {}

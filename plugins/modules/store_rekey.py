@@ -48,12 +48,9 @@ options:
         format, and moves an older store to it.
     type: str
     version_added: 0.1.0
-requirements:
-  - python >= 3.9
-  - cryptography >= 41.0.0
-  - pymongo >= 4.0 (only with a MongoDB C(store_uri))
 extends_documentation_fragment:
   - kubepki.certs._store
+  - kubepki.certs._requirements.STORE
   - kubepki.certs._attributes
   - kubepki.certs._attributes.ACTIONGROUP_STORE
 attributes:

@@ -27,10 +27,7 @@ FRAGMENTS = ("DOCUMENTATION", "STORE_ETCD", "ETCD")
 MODULES = sorted(os.path.basename(path)[:-3] for path in glob.glob(os.path.join(REPO, "plugins", "modules", "*.py"))
                  if not os.path.basename(path).startswith("_"))
 # Modules whose own requirements are known to be stale, with the reason; they are reported, not failed.
-KNOWN_STALE = {
-    "store_rekey": "its own requirements (cryptography >= 41.0.0, pymongo >= 4.0) predate the tested minimums; "
-                   "plugins/modules/store_rekey.py should take them from the doc fragment",
-}
+KNOWN_STALE = {}
 
 
 def _key(name):
