@@ -84,6 +84,96 @@ def render(entries, current_context=None):
     }
 
 
+def _named(items):
+    """``{name: value}`` of a kubeconfig list (``clusters``, ``users``); the first of a name wins."""
+    found = {}
+    for item in items or []:
+        if isinstance(item, dict) and isinstance(item.get("name"), str) and item["name"] not in found:
+            found[item["name"]] = item
+    return found
+
+
+def _context_of(item):
+    """The ``context`` mapping of a kubeconfig ``contexts`` item ({} when it has none)."""
+    value = item.get("context")
+    return value if isinstance(value, dict) else {}
+
+
+def _pem_of(value, what):
+    """The text of base64 ``value`` (a kubeconfig ``*-data`` field); KubePkiError naming ``what``."""
+    import base64  # pylint: disable=import-outside-toplevel
+    import binascii  # pylint: disable=import-outside-toplevel
+    try:
+        return base64.b64decode(value, validate=True).decode("utf-8")
+    except (TypeError, ValueError, binascii.Error, UnicodeDecodeError):
+        raise KubePkiError("its %s is not base64 PEM text" % what) from None
+
+
+# the fields render() writes, and the only ones a context must have to be carried into the next rendering
+_CLUSTER_FIELDS = {"server", "certificate-authority-data"}
+_USER_FIELDS = {"client-certificate-data", "client-key-data", "client-key"}
+
+
+def client_contexts(config):
+    """The contexts of an existing kubeconfig mapping (a file written before), in their order, each a dict with
+    ``context`` (its name), ``cluster`` (the name of its cluster), ``server``, ``ca_pem`` (or None), ``namespace``,
+    ``certificate_pem`` and ``problem``: None for a context of the kind render() writes (a server, inline CA data or
+    none, an inline client certificate and an inline or referred-to key), else why it is not one (the other fields
+    may then be None). A second context of the same cluster has a problem: the first one stands for the cluster."""
+    clusters, users = _named(config.get("clusters")), _named(config.get("users"))
+    found, seen = [], set()
+    for item in config.get("contexts") or []:
+        if not isinstance(item, dict):
+            continue
+        context = _context_of(item)
+        entry = {"context": item.get("name"), "cluster": context.get("cluster"), "server": None, "ca_pem": None,
+                 "namespace": context.get("namespace") or None, "certificate_pem": None, "problem": None}
+        found.append(entry)
+        cluster = (clusters.get(entry["cluster"]) or {}).get("cluster")
+        user = (users.get(context.get("user")) or {}).get("user")
+        if not isinstance(entry["context"], str) or not entry["context"] or not isinstance(entry["cluster"], str) or not entry["cluster"]:
+            entry["problem"] = "it has no name or no cluster"
+        elif entry["cluster"] in seen:
+            entry["problem"] = "an earlier context of the file is for the same cluster"
+        elif not isinstance(cluster, dict) or not isinstance(user, dict):
+            entry["problem"] = "its cluster or user entry is missing"
+        elif set(cluster) - _CLUSTER_FIELDS or set(user) - _USER_FIELDS or not user.get("client-certificate-data"):
+            entry["problem"] = "it is not a client-certificate context of the kind this module writes"
+        elif not isinstance(cluster.get("server"), str) or not cluster["server"]:
+            entry["problem"] = "its cluster has no server"
+        if entry["problem"] is None:
+            seen.add(entry["cluster"])
+            entry["server"] = cluster["server"]
+            try:
+                if cluster.get("certificate-authority-data"):
+                    entry["ca_pem"] = _pem_of(cluster["certificate-authority-data"], "certificate-authority-data")
+                entry["certificate_pem"] = _pem_of(user["client-certificate-data"], "client-certificate-data")
+            except KubePkiError as exc:
+                entry["problem"] = exc.msg
+    return found
+
+
+def without_clusters(config, names):
+    """``(config without the contexts of the clusters ``names``, the names of the contexts removed)``.
+
+    The cluster entries of ``names`` and the user entries only those contexts used go too; everything else stays as
+    it was. A ``current-context`` removed becomes the first context left (None when none is left)."""
+    names = set(names)
+    contexts = [item for item in config.get("contexts") or [] if isinstance(item, dict)]
+    removed = [item for item in contexts if _context_of(item).get("cluster") in names]
+    if not removed:
+        return config, []
+    left = [item for item in contexts if _context_of(item).get("cluster") not in names]
+    gone_users = {_context_of(item).get("user") for item in removed} - {_context_of(item).get("user") for item in left}
+    pruned = dict(config)
+    pruned["contexts"] = left
+    pruned["clusters"] = [item for item in config.get("clusters") or [] if not (isinstance(item, dict) and item.get("name") in names)]
+    pruned["users"] = [item for item in config.get("users") or [] if not (isinstance(item, dict) and item.get("name") in gone_users)]
+    if pruned.get("current-context") not in [item.get("name") for item in left]:
+        pruned["current-context"] = left[0].get("name") if left else None
+    return pruned, [item.get("name") for item in removed]
+
+
 # Scalars PyYAML writes plain (unquoted): no blank, no indicator at the start, no ": " or " #" inside; and only
 # when its resolver reads them back as strings, not as numbers, booleans, null or dates (checked in _plain()).
 _PLAIN = re.compile(r"[A-Za-z0-9_./+=~][A-Za-z0-9_./+=@~:-]*")

@@ -9,11 +9,17 @@
 from __future__ import annotations
 
 import copy
+import grp
 import os
+import pwd
+import re
+import stat
 from urllib.parse import urlsplit
 
 from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _kubeconfig, _record
-from ansible_collections.kubepki.certs.plugins.module_utils._files import read_regular_file, remove_stale_temps, write_atomically
+from ansible_collections.kubepki.certs.plugins.module_utils._files import (
+    _open_temp, _unlink_quietly, read_regular_file, remove_stale_temps,
+)
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
 from ansible_collections.kubepki.certs.plugins.module_utils._etcd import ETCD_ARG_SPEC, transport_from_params
 from ansible_collections.kubepki.certs.plugins.module_utils._store import (
@@ -28,6 +34,15 @@ CLUSTER_SPEC = dict(
     namespace=dict(type="str"),
     context=dict(type="str"),
 )
+
+# Ansible's file options for the kubeconfigs written (dest, dest_dir); user_certificates takes the same.
+FILE_ARG_SPEC = dict(
+    owner=dict(type="str"),
+    group=dict(type="str"),
+    mode=dict(type="raw"),
+)
+
+DEFAULT_MODE = 0o600
 
 
 def argument_spec():
@@ -51,7 +66,171 @@ def argument_spec():
         verify=dict(type="bool", default=False),
         expected_groups=dict(type="list", elements="str"),
     )
+    spec.update(copy.deepcopy(FILE_ARG_SPEC))
     return spec
+
+
+# ------------------------------------------------------------ file options (owner, group, mode), as Ansible's
+
+_WHO = {"u": (stat.S_IRWXU | stat.S_ISUID, 6), "g": (stat.S_IRWXG | stat.S_ISGID, 3), "o": (stat.S_IRWXO | stat.S_ISVTX, 0)}
+_SYMBOLIC = re.compile(r"\A[ugoa]*(?:[-+=][rwxXstugo]*)+\Z")
+_PERM_BITS = {"r": 4, "w": 2, "x": 1}
+
+
+def _symbolic_bits(perms, target, mode, masked, umask):
+    """The bits ``perms`` (of one clause) stand for, for the class ``target``, on a file of ``mode``."""
+    shift = _WHO[target][1]
+    bits = 0
+    for perm in perms:
+        if perm in "ugo":  # that class's permissions, copied
+            bits |= ((mode >> _WHO[perm][1]) & 0o7) << shift
+        elif perm in _PERM_BITS:
+            bit = _PERM_BITS[perm] << shift
+            bits |= bit & ~umask if masked else bit
+        elif perm == "X" and mode & 0o111:  # a regular file: x only when someone has it already
+            bits |= 1 << shift
+        elif perm == "s" and target in "ug":
+            bits |= stat.S_ISUID if target == "u" else stat.S_ISGID
+        elif perm == "t" and target == "o":
+            bits |= stat.S_ISVTX
+    return bits
+
+
+def _symbolic_mode(text, base, umask):
+    """``text`` (chmod's symbolic form, as Ansible reads it: clauses like ``u=rw,g+r,o-rwx``) applied to ``base``,
+    the mode of a regular file. A clause without u, g, o or a acts on all three except the bits of ``umask``."""
+    mode = base
+    for clause in text.split(","):
+        if not _SYMBOLIC.match(clause):
+            raise ValueError(clause)
+        who = re.match(r"[ugoa]*", clause).group(0)
+        targets = "ugo" if who == "" or "a" in who else who
+        for operator, perms in re.findall(r"([-+=])([rwxXstugo]*)", clause[len(who):]):
+            for target in targets:
+                bits = _symbolic_bits(perms, target, mode, who == "", umask)
+                if operator == "=":
+                    mode = (mode & ~_WHO[target][0]) | bits
+                elif operator == "+":
+                    mode |= bits
+                else:
+                    mode &= ~bits
+    return mode
+
+
+def file_mode(value, what="mode"):
+    """The numeric mode of the ``mode`` option: an integer as given, a string of octal digits (``0640``) or a symbolic
+    mode (``u=rw,g=r``) applied to the default 0600. None gives 0600. A mode that lets others (neither the owner nor
+    the group) read, write or search the file is refused: the kubeconfigs hold private keys."""
+    if value is None:
+        return DEFAULT_MODE
+    if isinstance(value, bool):
+        raise KubePkiError("%s %r is not a file mode" % (what, value))
+    if isinstance(value, int):
+        mode = value
+    else:
+        text = str(value).strip()
+        try:
+            mode = int(text, 8)
+        except ValueError:
+            umask = os.umask(0)
+            os.umask(umask)
+            try:
+                mode = _symbolic_mode(text, DEFAULT_MODE, umask)
+            except ValueError:
+                raise KubePkiError("%s %r is neither an octal mode (like '0640') nor a symbolic one (like 'u=rw,g=r')" % (what, value)) from None
+    if mode < 0 or mode > 0o7777:
+        raise KubePkiError("%s %r is not a file mode (permission bits only, at most 07777)" % (what, value))
+    if mode & 0o007:
+        raise KubePkiError("%s %r (%04o) would give others (neither the owner nor the group) access to the kubeconfigs, which hold "
+                           "private keys: give others no permission, like '0600' or '0640'" % (what, value, mode))
+    return mode
+
+
+def _owner_id(value, what):
+    """The uid (``what`` owner) or gid (``what`` group) of a name or a number; KubePkiError naming the option."""
+    text = str(value).strip()
+    if text.isdigit():
+        return int(text)
+    try:
+        return pwd.getpwnam(text).pw_uid if what == "owner" else grp.getgrnam(text).gr_gid
+    except KeyError:
+        raise KubePkiError("%s %r is not a %s on this host" % (what, value, "user" if what == "owner" else "group")) from None
+
+
+def file_options(params):
+    """``{"uid", "gid", "mode"}`` of the ``owner``, ``group`` and ``mode`` options, checked; uid and gid are None when
+    not given (a file written is then owned by whoever runs the module, as any new file). KubePkiError naming the option."""
+    given = [name for name in FILE_ARG_SPEC if params.get(name) not in (None, "")]
+    if given and not (params.get("dest") or params.get("dest_dir")):
+        raise KubePkiError("%s: only for the kubeconfig files written; give %s" % (
+            ", ".join(given), "dest or dest_dir" if "dest" in params else "dest_dir"))
+    return {
+        "uid": _owner_id(params["owner"], "owner") if params.get("owner") not in (None, "") else None,
+        "gid": _owner_id(params["group"], "group") if params.get("group") not in (None, "") else None,
+        "mode": file_mode(params.get("mode")),
+    }
+
+
+def _user_name(uid):
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def _group_name(gid):
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
+
+
+def attribute_changes(current, files):
+    """``(before, after)``: the attributes of an existing file (``current``, its ``os.stat``) that differ from
+    ``files`` (file_options()), for the diff; both empty when none differs. Owner and group count only when given."""
+    before, after = {}, {}
+    if stat.S_IMODE(current.st_mode) != files["mode"]:
+        before["mode"], after["mode"] = "%04o" % stat.S_IMODE(current.st_mode), "%04o" % files["mode"]
+    if files["uid"] is not None and current.st_uid != files["uid"]:
+        before["owner"], after["owner"] = _user_name(current.st_uid), _user_name(files["uid"])
+    if files["gid"] is not None and current.st_gid != files["gid"]:
+        before["group"], after["group"] = _group_name(current.st_gid), _group_name(files["gid"])
+    return before, after
+
+
+def write_file(path, text, files, what="dest"):
+    """Write ``text`` to ``path`` whole or not at all: through a temporary file beside it (mode 0600, with the name
+    pattern and lock of _files, so that remove_stale_temps knows a leftover), fsynced, given the owner, group and mode
+    of ``files`` (file_options()), and only then renamed over ``path``. KubePkiError naming ``what`` (or owner/group)
+    on failure; the temporary file is removed on any failure."""
+    path = os.path.abspath(path)
+    try:
+        fd, temp = _open_temp(path)
+    except OSError as exc:
+        raise KubePkiError("%s %s cannot be written: %s" % (what, path, exc.strerror or exc)) from None
+    try:
+        view = memoryview(text.encode("utf-8"))
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+        if files["uid"] is not None or files["gid"] is not None:
+            # just before the rename: a run killed after this leaves the one temporary file not ours to clean up
+            try:
+                os.fchown(fd, -1 if files["uid"] is None else files["uid"], -1 if files["gid"] is None else files["gid"])
+            except OSError as exc:
+                raise KubePkiError("owner/group: %s cannot be given to %s:%s: %s" % (
+                    path, "-" if files["uid"] is None else _user_name(files["uid"]),
+                    "-" if files["gid"] is None else _group_name(files["gid"]), exc.strerror or exc)) from None
+        os.fchmod(fd, files["mode"])  # after fchown, which may clear set-id bits
+        os.replace(temp, path)
+    except OSError as exc:
+        _unlink_quietly(temp)
+        raise KubePkiError("%s %s cannot be written: %s" % (what, path, exc.strerror or exc)) from None
+    except BaseException:
+        _unlink_quietly(temp)
+        raise
+    finally:
+        os.close(fd)
 
 
 def read_ca(cluster):
@@ -279,22 +458,150 @@ def user_key(store, scope, user, cluster, key_scope, key_path):
     return key
 
 
-def render_user(module, store, transport, user, dest, expected_groups, ca_pems, store_later, etcd_records=None, entry=None):
+class Dropped(Exception):
+    """A context of the existing kubeconfig that is not carried into the new one, and why (``msg``)."""
+
+    def __init__(self, msg):
+        super().__init__(msg)
+        self.msg = msg
+
+
+def _judged(call, *args):
+    """``call(*args)``, its KubePkiError (a judgement on a certificate or key, not a failure to reach the store or
+    etcd) turned into Dropped."""
+    try:
+        return call(*args)
+    except KubePkiError as exc:
+        raise Dropped(exc.msg) from None
+
+
+def kept_entry(store, transport, etcd_records, params, user, item, key_path):
+    """A context of the existing kubeconfig (``item``, of _kubeconfig.client_contexts()) for a cluster this run does not
+    render for ``user``: ``(render entry, facts, source, record loaded from etcd or None)``, or Dropped when the user
+    holds no certificate there that is valid now. The certificate is the one the store or etcd hold for (scope,
+    cluster, user), chosen as for the clusters of the run; only when neither holds one, the file's own. Either must be
+    valid now, have the user's CN, match the user's key (the stored one) and chain to the CA of the file's cluster.
+    Server, CA, namespace and context name come from the file: nothing else knows them. A store or etcd that cannot
+    be read fails the task (KubePkiError), it drops nothing."""
+    scope, name = params["scope"], item["cluster"]
+    if item["problem"]:
+        raise Dropped(item["problem"])
+    problem = url_problem(item["server"])
+    if problem:
+        raise Dropped("its server %r %s" % (item["server"], problem))
+    if key_path:
+        key = {"private_key_pem": None, "public_key_sha256": None, "path": key_path}
+    else:
+        key = store.get_key(scope, user, name if params["key_scope"] == "per_cluster" else "")
+        if key is None:
+            raise Dropped("the credential store holds no key of user %r for it (key_scope=%s)" % (user, params["key_scope"]))
+    stored = store.get_cert(scope, name, user)
+    if etcd_records is not None:
+        from_etcd = etcd_records.get((name, user))
+    else:
+        from_etcd = transport.get_record(scope, name, user) if transport is not None else None
+    loaded = None
+    if stored is not None or from_etcd is not None:
+        record, facts, source = _judged(choose, stored, from_etcd, key, user, name, item["ca_pem"], transport is not None)
+        if source == "etcd":
+            record = loaded = store_record(record, facts, scope, name, user)
+    else:
+        record, source = {"certificate": item["certificate_pem"]}, "kubeconfig"
+        facts, problem = _judged(usable, record, key, user, name, item["ca_pem"])
+        if problem:
+            raise Dropped("%s (the kubeconfig's own; neither the store nor etcd holds one)" % problem)
+    return ({"cluster": name, "server": item["server"], "ca_pem": item["ca_pem"], "user": user,
+             "certificate_pem": record["certificate"], "private_key_pem": key["private_key_pem"], "private_key_path": key.get("path"),
+             "namespace": item["namespace"], "context": item["context"]}, facts, source, loaded)
+
+
+def carry_over(module, store, transport, etcd_records, user, dest, existing, entries, run_names, key_path):
+    """What a user's kubeconfig holds: every cluster of the scope where the user holds a valid certificate.
+
+    ``entries`` are the render entries of this run's clusters for ``user``; ``existing`` is the text of the file at
+    ``dest`` (or None). Returns ``(entries in order, current context of the file or None, kept, dropped, loads)``: the
+    contexts of the file keep their places (those of this run's clusters rendered anew, the others kept when
+    kept_entry() allows it), this run's new contexts follow in the order of ``clusters``. ``kept`` and ``dropped`` are
+    for the result, ``loads`` the records kept_entry() loaded from etcd."""
+    kept, dropped, loads = [], [], []
+    if existing is None:
+        return entries, None, kept, dropped, loads
+    try:
+        previous = _kubeconfig.load(existing, what="dest %s" % dest)
+    except KubePkiError as exc:
+        module.warn("user %s: %s; it is replaced by this run's clusters only" % (user, exc.msg))
+        return entries, None, kept, dropped, loads
+    rendered = {entry["cluster"]: entry for entry in entries}
+    taken = {_kubeconfig.entry_names(user, entry["cluster"], entry.get("context"))[1]: entry["cluster"] for entry in entries}
+    ordered, placed = [], set()
+    for item in _kubeconfig.client_contexts(previous):
+        name = item["cluster"]
+        if name in run_names:
+            # this run's cluster: rendered anew, here (or left out when this run found no usable certificate for it)
+            if name in rendered and name not in placed:
+                ordered.append(rendered[name])
+                placed.add(name)
+            continue
+        try:
+            if item["context"] in taken:
+                raise Dropped("its name is that of the context of cluster %s in this run" % taken[item["context"]])
+            one, facts, source, loaded = kept_entry(store, transport, etcd_records, module.params, user, item, key_path)
+        except Dropped as why:
+            dropped.append({"name": name, "context": item["context"], "reason": why.msg})
+            module.warn("user %s: the context %r (cluster %s) of %s is dropped: %s" % (user, item["context"], name, dest, why.msg))
+            continue
+        taken[item["context"]] = name
+        ordered.append(one)
+        if loaded is not None:
+            loads.append(loaded)
+        kept.append({"name": name, "context": item["context"], "server": item["server"], "serial": facts["serial"],
+                     "not_after": facts["not_after"], "organizations": facts["organizations"], "source": source,
+                     "loaded_from_etcd": loaded is not None})
+    ordered.extend(entry for entry in entries if entry["cluster"] not in placed)
+    current = previous.get("current-context")
+    names = {_kubeconfig.entry_names(user, entry["cluster"], entry.get("context"))[1] for entry in ordered}
+    return ordered, current if current in names else None, kept, dropped, loads
+
+
+def file_diff(dest, existing, text, config, attributes):
+    """The diff of a kubeconfig file: its content (key redacted, certificates as fingerprints) when it changes, and its
+    attributes (``attributes``: before and after of attribute_changes()) when they do; one dict, or a list of both."""
+    diffs = []
+    if existing != text:
+        before = None
+        if existing is not None:
+            try:
+                before = _kubeconfig.redacted(_kubeconfig.load(existing, what="dest %s" % dest))
+            except KubePkiError:
+                before = {"unparsable": True}
+        diffs.append({"before": _kubeconfig.dump(before) if before else "", "after": _kubeconfig.dump(_kubeconfig.redacted(config)),
+                      "before_header": dest, "after_header": dest})
+    if attributes[1]:
+        diffs.append({"before": dict(attributes[0], path=dest), "after": dict(attributes[1], path=dest)})
+    return diffs[0] if len(diffs) == 1 else diffs
+
+
+def render_user(module, store, transport, user, dest, expected_groups, ca_pems, store_later, etcd_records=None, entry=None, files=None):
     """Render, check, write (or return) and optionally verify the kubeconfig of one user.
 
     Certificates loaded from etcd are appended to ``store_later``, for the caller to save in one batch. In batch
     mode (``module.failures`` is a list) a cluster without a usable certificate for the user is left out of the
-    kubeconfig and reported there; with no cluster left the user gets no kubeconfig and None is returned."""
+    kubeconfig and reported there; with no cluster left the user gets no kubeconfig and None is returned. An
+    existing ``dest`` keeps the contexts of the clusters not in this run where the user still holds a valid
+    certificate (carry_over()); ``files`` are its owner, group and mode (file_options())."""
     params = module.params
     scope = params["scope"]
     entry = entry or {}
+    files = files or file_options(params)
     failures = getattr(module, "failures", None)
     result = {}
     entries, used, loads = [], [], []
+    run_names = set()
     for cluster in params["clusters"]:
         name = cluster["name"]
         if entry.get("clusters") is not None and name not in entry["clusters"]:
             continue
+        run_names.add(name)
         try:
             key = user_key(store, scope, user, name, params["key_scope"], entry.get("client_key_path"))
             if key["private_key_pem"]:
@@ -330,13 +637,16 @@ def render_user(module, store, transport, user, dest, expected_groups, ca_pems, 
 
     if not entries and failures is not None:
         return None
-    config = _kubeconfig.render(entries, params["current_context"])
+    existing = read_existing(dest) if dest else None
+    entries, current, kept, dropped, kept_loads = carry_over(module, store, transport, etcd_records, user, dest, existing, entries,
+                                                            run_names, entry.get("client_key_path"))
+    loads.extend(kept_loads)
+    config = _kubeconfig.render(entries, params["current_context"] or current)
     # The raw key PEM is always masked; the base64 key data only when the kubeconfig is not returned, since
     # Ansible would otherwise mask it inside RV(kubeconfig) too and make the returned kubeconfig useless.
     for value in _kubeconfig.secret_values(config, encoded=bool(dest)):
         module.no_log_values.add(value)
     text = _kubeconfig.dump(config)
-    existing = read_existing(dest) if dest else None
     if text != existing:
         # A file equal to the rendering was checked when it was written; anything new is read back first.
         _kubeconfig.validate(text, entries)
@@ -353,23 +663,15 @@ def render_user(module, store, transport, user, dest, expected_groups, ca_pems, 
             module.warn("%s %d temporary file%s left beside %s by an interrupted run (they may hold the private key of user %s): %s" % (
                 "would remove" if module.check_mode else "removed", len(stale), "" if len(stale) == 1 else "s", dest, user,
                 ", ".join(stale)))
-        file_changed = existing != text
-        if not file_changed and existing is not None and (os.stat(dest).st_mode & 0o777) != 0o600:
-            file_changed = True
+        attributes = attribute_changes(os.stat(dest), files) if existing is not None else ({}, {})
+        file_changed = existing != text or bool(attributes[1])
         if file_changed and not module.check_mode:
-            write_atomically(dest, text)
+            write_file(dest, text, files)
         changed = changed or file_changed or bool(stale)
         result["dest"] = dest
+        result["kept"], result["dropped"] = kept, dropped
         if module._diff and file_changed:
-            before = None
-            if existing is not None:
-                try:
-                    before = _kubeconfig.redacted(_kubeconfig.load(existing, what="dest %s" % dest))
-                except KubePkiError:
-                    before = {"unparsable": True}
-            result["diff"] = {"before": _kubeconfig.dump(before) if before else "",
-                              "after": _kubeconfig.dump(_kubeconfig.redacted(config)),
-                              "before_header": dest, "after_header": dest}
+            result["diff"] = file_diff(dest, existing, text, config, attributes)
     else:
         result["kubeconfig"] = text
 
@@ -388,9 +690,34 @@ def render_user(module, store, transport, user, dest, expected_groups, ca_pems, 
     return result
 
 
+def drop_clusters(path, clusters, files, check=False):
+    """Offboarding from ``clusters`` (names): their contexts (with their cluster and user entries) taken out of the
+    kubeconfig at ``path``, every other context left as it is; the file is deleted when no context is left.
+    ``(removed context names, deleted)``; with ``check`` nothing is written. A file that is not a kubeconfig is left
+    alone. ``files``: the owner, group and mode of the file written (file_options())."""
+    existing = read_existing(path)
+    if existing is None:
+        return [], False
+    try:
+        config = _kubeconfig.load(existing, what=path)
+    except KubePkiError:
+        return [], False
+    pruned, removed = _kubeconfig.without_clusters(config, clusters)
+    if not removed:
+        return [], False
+    deleted = not pruned["contexts"]
+    if not check:
+        if deleted:
+            os.unlink(path)
+        else:
+            write_file(path, _kubeconfig.dump(pruned), files, what="dest_dir")
+    return removed, deleted
+
+
 def run(module):
     params = module.params
     validate_params(params)
+    files = file_options(params)
     ca_pems = {}
     for cluster in params["clusters"]:
         check_server(cluster)
@@ -404,7 +731,8 @@ def run(module):
             make_private_dirs(params["dest_dir"])
         loaded = []
         if params["user"]:
-            result = render_user(module, store, transport, params["user"], params["dest"], params["expected_groups"], ca_pems, loaded)
+            result = render_user(module, store, transport, params["user"], params["dest"], params["expected_groups"], ca_pems, loaded,
+                                 files=files)
         else:
             results = []
             etcd_records = None
@@ -417,13 +745,16 @@ def run(module):
             for entry in params["users"]:
                 dest = os.path.join(params["dest_dir"], "%s.kubeconfig" % entry["name"]) if params["dest_dir"] else None
                 expected = entry["groups"] if params["verify"] and entry["groups"] is not None else None
-                one = render_user(module, store, transport, entry["name"], dest, expected, ca_pems, loaded, etcd_records, entry)
+                one = render_user(module, store, transport, entry["name"], dest, expected, ca_pems, loaded, etcd_records, entry, files)
                 if one is None:
                     continue
                 one["user"] = entry["name"]
                 results.append(one)
             result = {"changed": any(item["changed"] for item in results), "users": results}
-            diffs = [item.pop("diff") for item in results if "diff" in item]
+            diffs = []
+            for item in results:
+                diff = item.pop("diff", None)
+                diffs.extend(diff if isinstance(diff, list) else [diff] if diff else [])
             if diffs:
                 result["diff"] = diffs
         # One batch for the certificates loaded from etcd. A failure above leaves them unsaved: etcd still holds

@@ -20,9 +20,19 @@ description:
     C(certificate-authority-data), C(client-certificate-data) and C(client-key-data) inline. Before it is written or
     returned, the text is read back the way the collection's modules read a kubeconfig, and every context must give back
     exactly the server, CA, certificate and key that were rendered.
-  - With O(dest) the file is written with mode C(0600) through a temporary file in the same directory and an atomic rename,
-    only when its content changes. Without O(dest) the kubeconfig is returned as RV(kubeconfig); set C(no_log) on such a
-    task, since the result contains the private key.
+  - With O(dest) the file is written with mode C(0600) (or O(mode), O(owner) and O(group)) through a temporary file in the
+    same directory and an atomic rename, only when its content or those attributes change. Without O(dest) the kubeconfig
+    is returned as RV(kubeconfig); set C(no_log) on such a task, since the result contains the private key.
+  - A user's kubeconfig holds every cluster of O(scope) where the user holds a valid certificate. When the file at O(dest)
+    (or in O(dest_dir)) exists, its contexts for clusters this task does not render for the user (not in O(clusters), or
+    not in O(users[].clusters)) are kept as long as the user still holds a certificate there that is valid now - the one
+    the store or etcd hold for the scope, cluster and user (chosen, and loaded from etcd, as for the other clusters), or,
+    when neither holds one, the file's own. It must be neither expired nor not yet valid, have the user's CN, match the
+    user's key and chain to the CA of the file's cluster; the context is then written with the store's key and that
+    certificate, and with the server, CA, namespace and context name the file gives it (nothing else knows them).
+    Otherwise the context is dropped, with a warning and the reason in RV(dropped). Only contexts of the kind this module
+    writes can be kept.
+  - Contexts the file has keep their places; new ones follow in the order of O(clusters).
   - With O(verify=true) the module logs in to each cluster with the rendered kubeconfig and returns the identity the cluster
     sees, so a wrong user name or group shows at once.
 author:
@@ -71,8 +81,9 @@ options:
         type: str
   dest_dir:
     description:
-      - With O(users), the directory the C(<name>.kubeconfig) files are written to (mode C(0600)); it is created with
-        mode C(0700) (and its parents) when it does not exist.
+      - With O(users), the directory the C(<name>.kubeconfig) files are written to (mode C(0600), or O(mode)); it is
+        created with mode C(0700) (and its parents) when it does not exist.
+      - Each file keeps the contexts of other clusters where its user still holds a valid certificate, as with O(dest).
     type: path
     version_added: 0.1.0
   clusters:
@@ -126,12 +137,15 @@ options:
     version_added: 0.1.0
   current_context:
     description:
-      - The C(current-context) of the kubeconfig; default the context of the first cluster.
+      - The C(current-context) of the kubeconfig. Default the current context of the existing O(dest) when the kubeconfig
+        still has that context, else the first context.
     type: str
     version_added: 0.1.0
   dest:
     description:
-      - File to write the kubeconfig to (mode C(0600)). Its directory must exist.
+      - File to write the kubeconfig to (mode C(0600), or O(mode)). Its directory must exist.
+      - An existing file keeps its contexts for clusters not in O(clusters) where the user still holds a valid
+        certificate; see the description.
       - It is written through a temporary file beside it (C(.<name>.*.tmp)), removed when writing fails. One that a
         killed run left behind (it may hold the private key) is removed, with a warning, the next time this kubeconfig
         is rendered; the same holds for O(dest_dir). Only regular files owned by the user running the module are removed,
@@ -139,9 +153,35 @@ options:
       - When not set, the kubeconfig is returned as RV(kubeconfig).
     type: path
     version_added: 0.1.0
+  owner:
+    description:
+      - Owner of the kubeconfig files written (O(dest), or each file in O(dest_dir)), a user name or a numeric id, as the
+        O(ansible.builtin.file#module:owner) of Ansible's file modules. Not set, a file written is owned by the user
+        running the module.
+      - Set on the temporary file before it is renamed into place. A kubeconfig whose content is current but whose owner
+        differs is written again (C(changed), and in the diff).
+    type: str
+    version_added: 0.1.0
+  group:
+    description:
+      - Group of the kubeconfig files written, a group name or a numeric id; as O(owner).
+    type: str
+    version_added: 0.1.0
+  mode:
+    description:
+      - Permissions of the kubeconfig files written, as the O(ansible.builtin.file#module:mode) of Ansible's file modules -
+        octal digits in a string (V('0640')) or a symbolic mode (V(u=rw,g=r)), which applies to C(0600). Quote octal
+        modes; YAML reads an unquoted V(0640) as a number, which is taken as the mode's value.
+      - Not set, C(0600). A mode that gives others (neither the owner nor the group) any permission is refused - the
+        files hold private keys.
+      - Set on the temporary file before it is renamed into place; a kubeconfig whose content is current but whose mode
+        differs is written again (C(changed), and in the diff).
+    type: raw
+    version_added: 0.1.0
   verify:
     description:
       - Log in to each cluster with the rendered kubeconfig and return the identity it sees as RV(identities).
+      - Only the contexts of O(clusters) are logged in with, not those kept from an existing file.
       - Uses SelfSubjectReview (C(authentication.k8s.io/v1), then C(v1beta1)); a cluster without it gets an authenticated
         C(GET /api) and only the success of the login is reported.
     type: bool
@@ -165,12 +205,14 @@ attributes:
   check_mode:
     support: full
     details:
-      - Nothing is written, neither O(dest) nor the store; C(changed) tells whether either would change.
+      - Nothing is written, neither O(dest) (content, owner, group, mode) nor the store; C(changed) tells whether either
+        would change.
       - O(verify) still logs in, which changes nothing.
   diff_mode:
     support: full
     details:
-      - The diff shows the kubeconfig structure with the key replaced by a marker and certificates by fingerprints.
+      - The diff shows the kubeconfig structure with the key replaced by a marker and certificates by fingerprints, and
+        the owner, group and mode of an existing file when they change.
 notes:
   - The private key leaves the store only here. Set C(no_log) on the task when O(dest) is not used.
 """
@@ -331,10 +373,97 @@ identities:
       elements: str
       returned: always
       sample: [team-a, system:authenticated]
+kept:
+  description:
+    - The contexts of the existing O(dest) kept for clusters not rendered in this task, each with the certificate it now
+      holds. With O(users), in each entry of RV(users).
+  returned: when O(dest) is set
+  type: list
+  elements: dict
+  sample:
+    - name: prod-3
+      context: alice@prod-3
+      server: https://10.0.0.3:6443
+      serial: 5e1b0d7f2a
+      not_after: "2026-01-02T03:04:05Z"
+      organizations: [team-a]
+      source: store
+      loaded_from_etcd: false
+  contains:
+    name:
+      description: Cluster name.
+      type: str
+      returned: always
+      sample: prod-3
+    context:
+      description: Context name in the kubeconfig.
+      type: str
+      returned: always
+      sample: alice@prod-3
+    server:
+      description: API server URL, from the existing file.
+      type: str
+      returned: always
+      sample: https://10.0.0.3:6443
+    serial:
+      description: Serial (hex) of the client certificate kept.
+      type: str
+      returned: always
+      sample: 5e1b0d7f2a
+    not_after:
+      description: End of validity of that certificate (RFC 3339).
+      type: str
+      returned: always
+      sample: "2026-01-02T03:04:05Z"
+    organizations:
+      description: The O values (groups) of that certificate.
+      type: list
+      elements: str
+      returned: always
+      sample: [team-a]
+    source:
+      description:
+        - Where the certificate came from - V(store), V(etcd), or V(kubeconfig) (the file's own, when neither the store
+          nor etcd holds one).
+      type: str
+      returned: always
+      sample: store
+    loaded_from_etcd:
+      description: Whether the certificate was (or, in check mode, would be) copied from etcd into the store.
+      type: bool
+      returned: always
+      sample: false
+dropped:
+  description:
+    - The contexts of the existing O(dest) left out, because the user holds no certificate valid now for their cluster
+      (or they are not of the kind this module writes). With O(users), in each entry of RV(users).
+  returned: when O(dest) is set
+  type: list
+  elements: dict
+  sample:
+    - name: prod-3
+      context: alice@prod-3
+      reason: "the certificate of user 'alice' for cluster 'prod-3' (serial 5e1b0d7f2a) expired at 2026-01-02T03:04:05Z"
+  contains:
+    name:
+      description: Cluster name.
+      type: str
+      returned: always
+      sample: prod-3
+    context:
+      description: Context name in the file.
+      type: str
+      returned: always
+      sample: alice@prod-3
+    reason:
+      description: Why it was left out.
+      type: str
+      returned: always
+      sample: "the certificate of user 'alice' for cluster 'prod-3' (serial 5e1b0d7f2a) expired at 2026-01-02T03:04:05Z"
 users:
   description:
-    - With O(users), one entry per user, in order, with the keys above (RV(dest), RV(clusters), RV(identities),
-      RV(current_context)) plus C(user) and C(changed).
+    - With O(users), one entry per user, in order, with the keys above (RV(dest), RV(clusters), RV(kept), RV(dropped),
+      RV(identities), RV(current_context)) plus C(user) and C(changed).
   returned: when O(users) is set
   type: list
   elements: dict

@@ -231,14 +231,43 @@ options:
     default: 300
   dest_dir:
     description:
-      - Directory for the kubeconfigs, C(<user>.kubeconfig) each (0600; the directory and its missing parents are created 0700). No kubeconfig is
-        rendered when not set.
-      - With O(state=absent), the offboarded users' C(<user>.kubeconfig) files are deleted from it.
+      - Directory for the kubeconfigs, C(<user>.kubeconfig) each (mode C(0600), or O(mode), O(owner) and O(group); the
+        directory and its missing parents are created 0700). No kubeconfig is rendered when not set.
+      - A user's kubeconfig holds every cluster of O(scope) where the user holds a valid certificate - a context for each
+        cluster of O(clusters), and the contexts of the existing file for other clusters as long as the user still holds
+        a certificate there that is valid now (the one the store or etcd hold, else the file's own, matching the user's
+        key), with the server and CA the file gives them. So a run for some of the clusters leaves the user's others in
+        place. A context that no longer qualifies is dropped, with a warning and the reason in the user's entry of
+        RV(users) (RV(kubepki.certs.kubeconfig_render#module:dropped)); see O(kubepki.certs.kubeconfig_render#module:dest).
+      - With O(state=absent), the contexts of O(clusters) are removed from the offboarded users' C(<user>.kubeconfig)
+        files, and the other contexts kept; a file is deleted when no context is left, or when the user holds no
+        certificate in another cluster of O(scope).
       - Temporary files that a run killed while writing a user's kubeconfig left beside it (C(.<user>.kubeconfig.*.tmp),
         which may hold the private key) are removed, with a warning, when that user's kubeconfig is rendered again and
         when that user is offboarded. Only regular files of that name pattern owned by the user running the module are
         removed, never one another run is still writing.
     type: path
+  owner:
+    description:
+      - Owner of the kubeconfig files written to O(dest_dir), a user name or a numeric id, as the O(ansible.builtin.file#module:owner)
+        of Ansible's file modules. Not set, a file written is owned by the user running the module.
+      - Set on the temporary file before it is renamed into place. A kubeconfig whose content is current but whose owner
+        differs is written again (C(changed), and in the diff).
+    type: str
+  group:
+    description:
+      - Group of the kubeconfig files written to O(dest_dir), a group name or a numeric id; as O(owner).
+    type: str
+  mode:
+    description:
+      - Permissions of the kubeconfig files written to O(dest_dir), as the O(ansible.builtin.file#module:mode) of Ansible's
+        file modules - octal digits in a string (V('0640')) or a symbolic mode (V(u=rw,g=r)), which applies to C(0600).
+        Quote octal modes; YAML reads an unquoted V(0640) as a number, which is taken as the mode's value.
+      - Not set, C(0600). A mode that gives others (neither the owner nor the group) any permission is refused - the
+        files hold private keys.
+      - Set on the temporary file before it is renamed into place; a kubeconfig whose content is current but whose mode
+        differs is written again (C(changed), and in the diff).
+    type: raw
   verify:
     description:
       - Log in to every cluster with each rendered kubeconfig and check that it sees the user and the groups.
@@ -286,7 +315,7 @@ notes:
   - The O(policy) defaults to allowing only the groups listed in O(users) (O(policy.allowed_groups) not set), and never
     C(system:masters), C(kubeadm:cluster-admins) or other C(system:*) groups unless O(policy.allowed_system_groups) lists
     them.
-  - Kubeconfigs carry private keys; they are written 0600 and never returned by this module.
+  - Kubeconfigs carry private keys; they are written 0600 (or O(mode)) and never returned by this module.
   - Within a cluster, CSRs are created and approved one after the other while the API server answers quickly (under
     10 ms a request, as on a local cluster); when the first requests take longer, the rest go out four at a time.
 seealso:
