@@ -635,7 +635,7 @@ class Offboarding:
             transport = _etcd.transport_from_params(params)
             if transport is not None:
                 try:
-                    held = {key.rsplit("/", 1)[1]: (key, record) for key, record in transport.list_records(params["scope"], cluster["name"])}
+                    held = {transport.identity_of(key)[2]: (key, record) for key, record in transport.list_records(params["scope"], cluster["name"])}
                 finally:
                     transport.close()
                 present = [name for name in names if name in held]
@@ -697,7 +697,7 @@ class Offboarding:
         if transport is not None:
             try:
                 for key, _record in transport.list_records(params["scope"]):
-                    cluster, user = key.rsplit("/", 2)[1:]
+                    _scope, cluster, user = transport.identity_of(key)
                     if user in names and cluster not in listed:
                         found.setdefault(user, set()).add(cluster)
             finally:

@@ -454,6 +454,13 @@ class EtcdTransport:
                 raise KubePkiError(problem)
         return "%s/certs/%s/%s/%s" % (self.prefix, scope, cluster, user)
 
+    def identity_of(self, key):
+        """``(scope, cluster, user)`` of a certificate record's key (the inverse of key_for), or None for a key under
+        ``<prefix>/certs/`` that is not one."""
+        base = self.prefix + "/certs/"
+        parts = key[len(base):].split("/") if key.startswith(base) else []
+        return tuple(parts) if len(parts) == 3 and all(parts) else None
+
     def get(self, key):
         """``(value bytes or None, mod_revision int or 0)`` of one key."""
         reply = self._post("/kv/range", {"key": _b64(key)})
@@ -637,7 +644,8 @@ class EtcdTransport:
         return [(action in WRITES, key, action) for key, action in zip(keys, actions)]
 
     def list_records(self, scope=None, cluster=None):
-        """``[(key, record)]`` under ``<prefix>/certs/[<scope>/[<cluster>/]]``; values that are not JSON are skipped."""
+        """``[(key, record)]`` under ``<prefix>/certs/[<scope>/[<cluster>/]]``; keys that are not a record's (identity_of)
+        and values that are not JSON are skipped."""
         prefix = self.prefix + "/certs/"
         if scope:
             prefix += scope + "/"
@@ -645,6 +653,8 @@ class EtcdTransport:
                 prefix += cluster + "/"
         found = []
         for key, value in self.list_prefix(prefix):
+            if self.identity_of(key) is None:
+                continue
             try:
                 record = json.loads(value.decode("utf-8"))
             except ValueError:

@@ -49,13 +49,11 @@ def store_certs(store, scope=None):
 
 def etcd_certs(transport, scope=None):
     """``{(scope, cluster, user): (etcd key, value text)}`` of the records under ``<prefix>/certs/``."""
-    base = transport.prefix + "/certs/"
     found = {}
-    for key, value in transport.list_prefix(base + (scope + "/" if scope else "")):
-        parts = key[len(base):].split("/")
-        if len(parts) != 3 or not all(parts):
-            continue  # not a certificate record of this collection
-        found[tuple(parts)] = (key, value.decode("utf-8", "replace"))
+    for key, value in transport.list_prefix(transport.prefix + "/certs/" + (scope + "/" if scope else "")):
+        identity = transport.identity_of(key)
+        if identity is not None:  # else not a certificate record of this collection
+            found[identity] = (key, value.decode("utf-8", "replace"))
     return found
 
 

@@ -193,7 +193,7 @@ class Creator:
                 # and one etcd range read instead of one read per user
                 self.etcd_records = {}
                 for key, record in self.etcd.list_records(self.params["scope"], self.params["cluster"]):
-                    self.etcd_records[key.rsplit("/", 1)[1]] = record
+                    self.etcd_records[self.etcd.identity_of(key)[2]] = record
             if listed is not None:
                 listed.update(csrs=self.prefetched, etcd=self.etcd_records)
 

@@ -481,3 +481,12 @@ def test_keys_held_back_by_a_lost_transaction_are_not_conflicts(transport, kp_et
     assert transport.get_record("default", "c1", "nat")["serial"] == "1a"
     assert transport.get_record("default", "c1", "ned")["serial"] == "1a"
     other.close()
+
+
+def test_the_key_layout_is_built_and_read_in_one_place():
+    """key_for builds <prefix>/certs/<scope>/<cluster>/<user>; identity_of reads it back, and nothing else."""
+    transport = _etcd.EtcdTransport(["http://127.0.0.1:1"], prefix="/kp")
+    key = transport.key_for("default", "c1", "alice")
+    assert key == "/kp/certs/default/c1/alice" and transport.identity_of(key) == ("default", "c1", "alice")
+    for other in ("/kp/certs/default/c1", "/kp/certs/default/c1/alice/extra", "/kp/certs//c1/alice", "/other/certs/default/c1/alice"):
+        assert transport.identity_of(other) is None, other
