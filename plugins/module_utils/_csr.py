@@ -409,11 +409,14 @@ def same_groups(first, second):
 
 
 def segment_problem(name):
-    """Why ``name`` cannot be one segment of an etcd key or a file name (user, cluster or scope), or None."""
+    """Why ``name`` cannot be one segment of an etcd key or a file name (user, cluster or scope), or None: the one
+    rule every such name follows (etcd keys, kubeconfig file names, CSR labels are built from it)."""
     if "/" in name or "\\" in name:
         return "must not contain '/' or '\\' (it becomes one segment of etcd keys and file names)"
     if name in (".", ".."):
-        return "must not be '.' or '..'"
+        return "is not a usable name: '.' and '..' read as paths in etcd keys and file names"
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        return "must not contain control characters (it becomes one segment of etcd keys and file names)"
     return None
 
 

@@ -28,7 +28,7 @@ import random
 import time
 from urllib.parse import urlsplit
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _record
+from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _csr, _record
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
 from ansible_collections.kubepki.certs.plugins.module_utils._files import NotRegularFile, read_regular_file
 
@@ -197,13 +197,8 @@ def key_segment_problem(value, field="name"):
     """
     if not isinstance(value, str) or not value:
         return "%s must be a non-empty string to build the etcd key, got %r" % (field, value)
-    if "/" in value:
-        return "%s %r must not contain '/' (it is one segment of the etcd key)" % (field, value)
-    if value in (".", ".."):
-        return "%s %r is not a usable name: '.' and '..' make ambiguous etcd keys" % (field, value)
-    if _has_control(value):
-        return "%s %r must not contain control characters (it is one segment of the etcd key)" % (field, value)
-    return None
+    problem = _csr.segment_problem(value)
+    return None if problem is None else "%s %r %s" % (field, value, problem)
 
 
 def _has_control(text):
