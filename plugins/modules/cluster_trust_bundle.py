@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: cluster_trust_bundle
 short_description: Publish CA certificates as a Kubernetes ClusterTrustBundle
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Ensures a cluster-scoped C(ClusterTrustBundle) (API group C(certificates.k8s.io)) holds exactly the given CA
     certificates, or that it is absent. Pods can then mount the bundle through a C(clusterTrustBundle) projected volume,

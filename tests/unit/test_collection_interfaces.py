@@ -231,3 +231,28 @@ def test_readme_group_table_matches_runtime(runtime_groups):
         if match.group(1) in GROUP_OPTIONS:
             rows[match.group(1)] = sorted(re.findall(r"`([a-z0-9_]+)`", match.group(2)))
     assert rows == {group: sorted(members) for group, members in runtime_groups.items()}
+
+
+def _versions_added(node, where):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "version_added":
+                yield where, str(value)
+            else:
+                yield from _versions_added(value, "%s.%s" % (where, key))
+    elif isinstance(node, list):
+        for item in node:
+            yield from _versions_added(item, where)
+
+
+def test_no_version_added_is_later_than_the_collection():
+    """A module or option cannot have been added in a release after the one being built."""
+    with open(os.path.join(REPO, "galaxy.yml"), encoding="utf-8") as handle:
+        release = tuple(int(part) for part in yaml.safe_load(handle)["version"].split("."))
+    later = []
+    for name in MODULES:
+        module = importlib.import_module("ansible_collections.kubepki.certs.plugins.modules.%s" % name)
+        for where, version in _versions_added(yaml.safe_load(module.DOCUMENTATION), name):
+            if tuple(int(part) for part in version.split(".")) > release:
+                later.append("%s: %s" % (where, version))
+    assert later == []
