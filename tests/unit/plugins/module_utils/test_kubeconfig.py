@@ -193,3 +193,42 @@ def test_dump_agrees_with_pyyaml_on_random_names():
         config = {"apiVersion": "v1", "clusters": [{"name": names[0], "cluster": {"server": names[1]}}],
                   "preferences": {}, names[2]: names[3], "current-context": names[3]}
         assert _kubeconfig.dump(config) == pyyaml_text(config), names
+
+
+# ---------------------------------------------------------------- reading back an existing file, offboarding a cluster
+
+def test_client_contexts_give_back_what_was_rendered(material):
+    items = entries(material)
+    items[1]["context"] = "prod"
+    found = _kubeconfig.client_contexts(_kubeconfig.load(_kubeconfig.dump(_kubeconfig.render(items))))
+    assert [(f["context"], f["cluster"], f["server"], f["namespace"], f["problem"]) for f in found] == [
+        ("alice@c1", "c1", "https://127.0.0.1:6443", None, None), ("prod", "c2", "https://127.0.0.1:6444", "team-a", None)]
+    assert all(f["ca_pem"] == material["ca_pem"] and f["certificate_pem"] == material["certificate_pem"] for f in found)
+
+
+def test_client_contexts_name_what_cannot_be_carried_over(material):
+    config = _kubeconfig.render(entries(material, names=("c1", "c2", "c3", "c4")))
+    config["contexts"].append({"name": "again", "context": {"cluster": "c1", "user": "alice@c1"}})
+    config["users"][1]["user"] = {"token": "t0ken"}
+    config["clusters"][2]["cluster"]["insecure-skip-tls-verify"] = True
+    config["users"][3]["user"]["client-certificate-data"] = "not base64!"
+    found = {f["context"]: f["problem"] for f in _kubeconfig.client_contexts(config)}
+    assert found["alice@c1"] is None
+    assert found["again"] == "an earlier context of the file is for the same cluster"
+    assert found["alice@c2"] == found["alice@c3"] == "it is not a client-certificate context of the kind this module writes"
+    assert found["alice@c4"] == "its client-certificate-data is not base64 PEM text"
+
+
+def test_without_clusters_removes_only_those_contexts(material):
+    config = _kubeconfig.render(entries(material, names=("c1", "c2", "c3")), current_context="alice@c2")
+    pruned, removed = _kubeconfig.without_clusters(config, ["c2"])
+    assert removed == ["alice@c2"]
+    assert [c["name"] for c in pruned["contexts"]] == ["alice@c1", "alice@c3"]
+    assert [c["name"] for c in pruned["clusters"]] == ["c1", "c3"] and [u["name"] for u in pruned["users"]] == ["alice@c1", "alice@c3"]
+    assert pruned["current-context"] == "alice@c1"
+    assert pruned["contexts"] == [c for c in config["contexts"] if c["name"] != "alice@c2"]
+    assert _kubeconfig.validate(_kubeconfig.dump(pruned))
+    same, none = _kubeconfig.without_clusters(config, ["c9"])
+    assert same is config and none == []
+    empty, removed = _kubeconfig.without_clusters(config, ["c1", "c2", "c3"])
+    assert empty["contexts"] == [] and empty["current-context"] is None and len(removed) == 3

@@ -341,3 +341,276 @@ def test_dest_dir_and_its_missing_parents_are_made_private(run_module, world):
     for directory in (dest_dir, dest_dir.parent, dest_dir.parent.parent):
         assert (os.stat(directory).st_mode & 0o777) == 0o700, directory
     assert (os.stat(world.tmp_path).st_mode & 0o777) == 0o755
+
+
+# ---------------------------------------------------------------- what a user's kubeconfig holds
+
+def two_clusters(world, port2=6444):
+    return world.args()["clusters"] + [{"name": "c2", "server": "https://127.0.0.1:%d" % port2, "ca_cert": str(world.tmp_path / "c2-ca.crt")}]
+
+
+def contexts_of(dest):
+    config = yaml.safe_load(dest.read_text())
+    return [c["name"] for c in config["contexts"]], config
+
+
+def cert_of(config, context):
+    user = next(c["context"]["user"] for c in config["contexts"] if c["name"] == context)
+    data = next(u["user"]["client-certificate-data"] for u in config["users"] if u["name"] == user)
+    return base64.b64decode(data).decode()
+
+
+@pytest.fixture
+def rendered(run_module, world):
+    """alice's kubeconfig for c1 and c2 (c2 known at a server of its own), written by a first run."""
+    world.to_store(world.cert("c1"))
+    world.to_store(world.cert("c2"))
+    dest = world.tmp_path / "alice.kubeconfig"
+    failed, result = run_module(kubeconfig_render, world.args(dest=str(dest), clusters=two_clusters(world, port2=7443)))
+    assert not failed and result["changed"], result
+    return dest
+
+
+def test_a_run_for_fewer_clusters_keeps_the_others(run_module, world, rendered):
+    """A run that names c1 only leaves the c2 context as it was: server and CA from the file, the certificate the
+    store holds; nothing changes, and the result says what was kept."""
+    before = rendered.read_text()
+    for check in (False, True):
+        failed, result = run_module(kubeconfig_render, world.args(dest=str(rendered), _ansible_check_mode=check))
+        assert not failed, result
+        assert rendered.read_text() == before
+        assert contexts_of(rendered)[0] == ["alice@c1", "alice@c2"]
+        assert result["changed"] is False
+        assert [(k["name"], k["context"], k["server"], k["source"]) for k in result["kept"]] == [
+            ("c2", "alice@c2", "https://127.0.0.1:7443", "store")]
+        assert result["dropped"] == [] and [c["name"] for c in result["clusters"]] == ["c1"]
+
+
+def test_a_kept_context_takes_the_newer_certificate_the_store_holds(run_module, world, rendered):
+    newer = world.cert("c2", days=60)
+    world.to_store(newer)
+    failed, result = run_module(kubeconfig_render, world.args(dest=str(rendered), _ansible_diff=True))
+    assert not failed and result["changed"] is True, result
+    assert [(k["name"], k["serial"]) for k in result["kept"]] == [("c2", newer["serial"])]
+    names, config = contexts_of(rendered)
+    assert names == ["alice@c1", "alice@c2"] and cert_of(config, "alice@c2") == newer["certificate"]
+    assert config["clusters"][1]["cluster"]["server"] == "https://127.0.0.1:7443"
+    assert "PRIVATE KEY" not in json.dumps(result)
+
+
+def test_a_kept_context_is_loaded_from_etcd_like_the_others(run_module, world, rendered):
+    newer = world.cert("c2", days=60)
+    world.to_etcd(newer)
+    failed, result = run_module(kubeconfig_render, world.with_etcd(dest=str(rendered)))
+    assert not failed and result["changed"] is True, result
+    assert [(k["name"], k["source"], k["loaded_from_etcd"]) for k in result["kept"]] == [("c2", "etcd", True)]
+    assert world.stored("c2")["serial"] == newer["serial"]
+
+
+def test_a_context_whose_certificate_expired_is_dropped_with_a_note(run_module, world, rendered, monkeypatch):
+    warned = []  # the run_module fixture replaces exit_json, which would carry the warnings: collect them here
+    monkeypatch.setattr(kubeconfig_render.AnsibleModule, "warn", lambda self, text: warned.append(text), raising=False)
+    with _store.open_store(world.uri, "") as store:
+        store.delete_cert("default", "c2", "alice")
+    world.to_store(world.cert("c2", days=-0.001))
+    failed, result = run_module(kubeconfig_render, world.args(dest=str(rendered), _ansible_check_mode=True, _ansible_diff=True))
+    assert not failed and result["changed"] is True
+    assert contexts_of(rendered)[0] == ["alice@c1", "alice@c2"], "check mode writes nothing"
+    failed, result = run_module(kubeconfig_render, world.args(dest=str(rendered)))
+    assert not failed and result["changed"] is True
+    [dropped] = result["dropped"]
+    assert (dropped["name"], dropped["context"]) == ("c2", "alice@c2") and "expired at" in dropped["reason"], dropped
+    assert any("alice@c2" in warning and "expired at" in warning for warning in warned), warned
+    assert contexts_of(rendered)[0] == ["alice@c1"] and result["kept"] == []
+    failed, result = run_module(kubeconfig_render, world.args(dest=str(rendered)))
+    assert not failed and result["changed"] is False and result["dropped"] == []
+
+
+def test_a_context_whose_certificate_no_longer_matches_the_key_is_dropped(run_module, world, rendered):
+    """The key was rotated (and c1 renewed with it): c2's certificate is of the old key and is no use."""
+    with _store.open_store(world.uri, "") as store:
+        store.delete_key("default", "alice")
+        world.key = store.ensure_key("default", "alice")[0]
+    world.to_store(world.cert("c1", days=40))
+    failed, result = run_module(kubeconfig_render, world.args(dest=str(rendered)))
+    assert not failed, result
+    [dropped] = result["dropped"]
+    assert dropped["name"] == "c2" and "does not match the stored private key" in dropped["reason"]
+    assert contexts_of(rendered)[0] == ["alice@c1"]
+
+
+def test_without_a_record_the_files_own_certificate_is_judged(run_module, world, rendered):
+    """Neither the store nor etcd holds a certificate of c2: the file's own is kept while it is valid and matches
+    the key, and dropped once it has expired."""
+    with _store.open_store(world.uri, "") as store:
+        store.delete_cert("default", "c2", "alice")
+    failed, result = run_module(kubeconfig_render, world.with_etcd(dest=str(rendered)))
+    assert not failed and result["changed"] is False, result
+    assert [(k["name"], k["source"]) for k in result["kept"]] == [("c2", "kubeconfig")]
+    config = yaml.safe_load(rendered.read_text())
+    config["users"][1]["user"]["client-certificate-data"] = _crypto.b64(world.cert("c2", days=-0.001)["certificate"])
+    rendered.write_text(yaml.safe_dump(config))
+    failed, result = run_module(kubeconfig_render, world.with_etcd(dest=str(rendered)))
+    assert not failed and result["changed"] is True, result
+    [dropped] = result["dropped"]
+    assert "expired at" in dropped["reason"] and "neither the store nor etcd holds one" in dropped["reason"]
+    assert contexts_of(rendered)[0] == ["alice@c1"]
+
+
+def test_contexts_keep_their_places_and_the_current_context(run_module, world, rendered):
+    failed, result = run_module(kubeconfig_render, world.args(dest=str(rendered), current_context="alice@c2"))
+    assert not failed and result["current_context"] == "alice@c2"
+    only_c2 = [c for c in two_clusters(world, port2=7443) if c["name"] == "c2"]
+    failed, result = run_module(kubeconfig_render, world.args(dest=str(rendered), clusters=only_c2))
+    assert not failed and result["changed"] is False, result
+    names, config = contexts_of(rendered)
+    assert names == ["alice@c1", "alice@c2"] and config["current-context"] == "alice@c2"
+    assert [k["name"] for k in result["kept"]] == ["c1"]
+
+
+def test_a_context_not_written_by_this_module_is_dropped(run_module, world, rendered):
+    config = yaml.safe_load(rendered.read_text())
+    config["users"][1]["user"] = {"token": "t0ken"}
+    rendered.write_text(yaml.safe_dump(config))
+    failed, result = run_module(kubeconfig_render, world.args(dest=str(rendered)))
+    assert not failed and result["changed"] is True
+    assert [(d["context"], d["reason"]) for d in result["dropped"]] == [
+        ("alice@c2", "it is not a client-certificate context of the kind this module writes")]
+    assert "t0ken" not in rendered.read_text()
+
+
+def test_users_batch_keeps_the_clusters_not_listed_for_a_user(run_module, world):
+    """users[].clusters (user_certificates renewing what is due) renders some clusters for a user: the others stay."""
+    world.to_store(world.cert("c1"))
+    world.to_store(world.cert("c2"))
+    dest_dir = world.tmp_path / "out"
+    args = users_args(world, users=[{"name": "alice"}], clusters=two_clusters(world), dest_dir=str(dest_dir))
+    failed, result = run_module(kubeconfig_render, args)
+    assert not failed, result
+    failed, result = run_module(kubeconfig_render, dict(args, users=[{"name": "alice", "clusters": ["c1"]}]))
+    assert not failed and result["changed"] is False, result
+    assert [k["name"] for k in result["users"][0]["kept"]] == ["c2"]
+    assert contexts_of(dest_dir / "alice.kubeconfig")[0] == ["alice@c1", "alice@c2"]
+
+
+# ---------------------------------------------------------------- owner, group and mode of the files written
+
+def ids(user, group):
+    """``(uid, gid)`` of a user and a group of this host."""
+    import grp  # pylint: disable=import-outside-toplevel
+    import pwd  # pylint: disable=import-outside-toplevel
+    return pwd.getpwnam(user).pw_uid, grp.getgrnam(group).gr_gid
+
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user needs root")
+
+
+@needs_root
+def test_owner_group_and_mode(run_module, world, monkeypatch):
+    world.to_store(world.cert())
+    dest = world.tmp_path / "config"
+    uid, gid = ids("nobody", "nogroup")
+    args = world.args(dest=str(dest), owner="nobody", group="nogroup", mode="0640")
+    failed, result = run_module(kubeconfig_render, dict(args, _ansible_check_mode=True))
+    assert not failed and result["changed"] and not dest.exists()
+
+    # the attributes are the temporary file's before it is renamed: the kubeconfig never exists without them
+    seen = []
+    real_replace = os.replace
+
+    def replace(src, dst):
+        seen.append(os.stat(src))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(_step_render.os, "replace", replace)
+    failed, result = run_module(kubeconfig_render, args)
+    assert not failed and result["changed"], result
+    [(temp)] = seen
+    assert (temp.st_uid, temp.st_gid, temp.st_mode & 0o7777) == (uid, gid, 0o640)
+    done = os.stat(dest)
+    assert (done.st_uid, done.st_gid, done.st_mode & 0o7777) == (uid, gid, 0o640)
+
+    failed, result = run_module(kubeconfig_render, args)
+    assert not failed and result["changed"] is False
+    failed, result = run_module(kubeconfig_render, dict(args, mode="u=rw,g=r"))
+    assert not failed and result["changed"] is False, "u=rw,g=r is 0640"
+
+    # only the mode differs: changed, with the attributes in the diff, in check mode too (and nothing touched then)
+    failed, result = run_module(kubeconfig_render, dict(args, mode="0600", _ansible_check_mode=True, _ansible_diff=True))
+    assert not failed and result["changed"] is True
+    assert result["diff"] == {"before": {"mode": "0640", "path": str(dest)}, "after": {"mode": "0600", "path": str(dest)}}
+    assert os.stat(dest).st_mode & 0o7777 == 0o640
+    failed, result = run_module(kubeconfig_render, dict(args, mode="0600"))
+    assert not failed and result["changed"] is True
+    assert (os.stat(dest).st_uid, os.stat(dest).st_mode & 0o7777) == (uid, 0o600)
+
+    # only the owner differs
+    failed, result = run_module(kubeconfig_render, dict(args, owner="root", mode="0600", _ansible_diff=True))
+    assert not failed and result["changed"] is True
+    assert result["diff"]["before"] == {"owner": "nobody", "path": str(dest)} and result["diff"]["after"]["owner"] == "root"
+    assert os.stat(dest).st_uid == 0
+
+    # content and attributes change together: both in the diff
+    world.to_store(world.cert(days=50))
+    failed, result = run_module(kubeconfig_render, dict(args, _ansible_diff=True))
+    assert not failed and result["changed"] and isinstance(result["diff"], list) and len(result["diff"]) == 2
+    assert "<redacted>" in result["diff"][0]["after"] and result["diff"][1]["after"]["owner"] == "nobody"
+
+
+@needs_root
+def test_owner_group_and_mode_for_dest_dir(run_module, world):
+    world.to_store(world.cert())
+    dest_dir = world.tmp_path / "out"
+    args = users_args(world, users=[{"name": "alice"}], dest_dir=str(dest_dir), owner="65534", group="65534", mode=0o640)
+    failed, result = run_module(kubeconfig_render, args)
+    assert not failed and result["changed"], result
+    done = os.stat(dest_dir / "alice.kubeconfig")
+    assert (done.st_uid, done.st_gid, done.st_mode & 0o7777) == (65534, 65534, 0o640)
+    failed, result = run_module(kubeconfig_render, dict(args, mode="g-r", _ansible_diff=True))
+    assert not failed and result["changed"] and result["diff"] == [
+        {"before": {"mode": "0640", "path": str(dest_dir / "alice.kubeconfig")}, "after": {"mode": "0600", "path": str(dest_dir / "alice.kubeconfig")}}]
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"mode": "0644"}, "mode '0644' (0644) would give others"),
+    ({"mode": "o+r"}, "mode 'o+r' (0604) would give others"),
+    ({"mode": "a+r"}, "mode 'a+r' (0644) would give others"),
+    ({"mode": 0o666}, "mode 438 (0666) would give others"),
+    ({"mode": "u=rw,q=r"}, "mode 'u=rw,q=r' is neither an octal mode"),
+    ({"mode": "17777"}, "mode '17777' is not a file mode"),
+    ({"owner": "no-such-user-here"}, "owner 'no-such-user-here' is not a user on this host"),
+    ({"group": "no-such-group-here"}, "group 'no-such-group-here' is not a group on this host"),
+])
+def test_bad_file_options_are_refused_naming_the_option(run_module, world, extra, message):
+    world.to_store(world.cert())
+    dest = world.tmp_path / "config"
+    failed, result = run_module(kubeconfig_render, world.args(dest=str(dest), **extra))
+    assert failed and message in result["msg"], result["msg"]
+    assert not dest.exists()
+
+
+def test_file_options_need_a_file(run_module, world):
+    world.to_store(world.cert())
+    failed, result = run_module(kubeconfig_render, world.args(mode="0640"))
+    assert failed and result["msg"] == "mode: only for the kubeconfig files written; give dest or dest_dir"
+
+
+@pytest.mark.parametrize("mode", ["u=rw,g=r", "g+r", "u+x", "g=u", "u-w", "=r", "+r", "g+rX", "u+x,g+X", "ug=rw,o=", "a-rwx,u=rw",
+                                  "u=rwx,g=rx,o=", "g+s", "u+s", "o+t", "go-rwx", "u=r,u+w", "g=u-w", "o="])
+def test_symbolic_modes_as_ansible_reads_them(mode):
+    """The symbolic modes are Ansible's own: the same result as AnsibleModule's parser, applied to a 0600 file."""
+    from ansible.module_utils.basic import AnsibleModule  # pylint: disable=import-outside-toplevel
+
+    class Stat:  # a regular file of mode 0600
+        st_mode = 0o100600
+
+    umask = os.umask(0o022)
+    try:
+        expected = AnsibleModule._symbolic_mode_to_octal(Stat(), mode)  # pylint: disable=protected-access
+        if expected & 0o007:
+            with pytest.raises(Exception, match="would give others"):
+                _step_render.file_mode(mode)
+        else:
+            assert _step_render.file_mode(mode) == expected, "%s: %04o" % (mode, expected)
+    finally:
+        os.umask(umask)
