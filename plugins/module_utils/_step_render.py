@@ -638,8 +638,8 @@ def render_user(module, store, transport, user, dest, expected_groups, ca_pems, 
     if not entries and failures is not None:
         return None
     existing = read_existing(dest) if dest else None
-    entries, current, kept, dropped, kept_loads = carry_over(module, store, transport, etcd_records, user, dest, existing, entries,
-                                                            run_names, entry.get("client_key_path"))
+    entries, current, kept, dropped, kept_loads = carry_over(
+        module, store, transport, etcd_records, user, dest, existing, entries, run_names, entry.get("client_key_path"))
     loads.extend(kept_loads)
     config = _kubeconfig.render(entries, params["current_context"] or current)
     # The raw key PEM is always masked; the base64 key data only when the kubeconfig is not returned, since

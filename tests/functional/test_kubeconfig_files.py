@@ -66,14 +66,14 @@ def as_nobody(path, cluster):
     return proc.returncode, proc.stdout + proc.stderr
 
 
-def onboard(run_playbook, setup, check=False, diff=False, **extra):
+def onboard(run_playbook, setup, extra, check=False, diff=False):
     return run_playbook("- ansible.builtin.import_playbook: %s\n" % ONBOARD, extra_vars=dict(setup["extra"], **extra), hosts=setup["hosts"],
                         check=check, diff=diff)
 
 
 def test_the_kubeconfig_files_take_owner_group_and_mode(run_playbook, sandbox, setup):
     files = {"user_access_kubeconfig_owner": "nobody", "user_access_kubeconfig_group": "nogroup", "user_access_kubeconfig_mode": "0640"}
-    out = onboard(run_playbook, setup, **files)
+    out = onboard(run_playbook, setup, files)
     assert out.rc == 0, out
     assert attributes(setup["path"]) == ("nobody", "nogroup", "0640")
     # the user the file was given to logs in with it, to every cluster
@@ -81,24 +81,24 @@ def test_the_kubeconfig_files_take_owner_group_and_mode(run_playbook, sandbox, s
         code, said = as_nobody(setup["path"], cluster)
         assert code == 0 and said.strip() == USER["name"], said
 
-    again = onboard(run_playbook, setup, **files)
+    again = onboard(run_playbook, setup, files)
     assert again.rc == 0 and again.changed == 0, job_result(again)
-    symbolic = onboard(run_playbook, setup, **dict(files, user_access_kubeconfig_mode="u=rw,g=r"))
+    symbolic = onboard(run_playbook, setup, dict(files, user_access_kubeconfig_mode="u=rw,g=r"))
     assert symbolic.rc == 0 and symbolic.changed == 0, job_result(symbolic)
 
     # only the mode differs: check mode reports it and touches nothing, the real run changes just that
-    checked = onboard(run_playbook, setup, check=True, diff=True, **dict(files, user_access_kubeconfig_mode="0600"))
+    checked = onboard(run_playbook, setup, dict(files, user_access_kubeconfig_mode="0600"), check=True, diff=True)
     assert checked.rc == 0 and checked.changed == 1, checked
     assert job_result(checked)["diff"] == [{"before": {"mode": "0640", "path": setup["path"]}, "after": {"mode": "0600", "path": setup["path"]}}]
     assert attributes(setup["path"]) == ("nobody", "nogroup", "0640")
-    out = onboard(run_playbook, setup, **dict(files, user_access_kubeconfig_mode="0600"))
+    out = onboard(run_playbook, setup, dict(files, user_access_kubeconfig_mode="0600"))
     assert out.rc == 0 and out.changed == 1, out
     assert attributes(setup["path"]) == ("nobody", "nogroup", "0600")
     code, said = as_nobody(setup["path"], sandbox.names[0])
     assert code == 0, said
 
     # the defaults again: the file goes back to the user running the play, 0600, and nobody is locked out
-    out = onboard(run_playbook, setup, user_access_kubeconfig_owner="root", user_access_kubeconfig_group="root")
+    out = onboard(run_playbook, setup, {"user_access_kubeconfig_owner": "root", "user_access_kubeconfig_group": "root"})
     assert out.rc == 0 and out.changed == 1, out
     assert attributes(setup["path"]) == ("root", "root", "0600")
     code, said = as_nobody(setup["path"], sandbox.names[0])
@@ -106,7 +106,7 @@ def test_the_kubeconfig_files_take_owner_group_and_mode(run_playbook, sandbox, s
 
 
 def test_a_world_readable_mode_is_refused_before_anything_is_done(run_playbook, sandbox, setup):
-    out = onboard(run_playbook, setup, user_access_kubeconfig_mode="0644")
+    out = onboard(run_playbook, setup, {"user_access_kubeconfig_mode": "0644"})
     assert out.rc != 0
     [(_task, _host, msg)] = out.failures()
     assert "mode '0644' (0644) would give others" in msg, msg

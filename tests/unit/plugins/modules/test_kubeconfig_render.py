@@ -390,11 +390,11 @@ def test_a_kept_context_takes_the_newer_certificate_the_store_holds(run_module, 
     newer = world.cert("c2", days=60)
     world.to_store(newer)
     failed, result = run_module(kubeconfig_render, world.args(dest=str(rendered), _ansible_diff=True))
-    assert not failed and result["changed"] is True, result
-    assert [(k["name"], k["serial"]) for k in result["kept"]] == [("c2", newer["serial"])]
     names, config = contexts_of(rendered)
     assert names == ["alice@c1", "alice@c2"] and cert_of(config, "alice@c2") == newer["certificate"]
     assert config["clusters"][1]["cluster"]["server"] == "https://127.0.0.1:7443"
+    assert not failed and result["changed"] is True, result
+    assert [(k["name"], k["serial"]) for k in result["kept"]] == [("c2", newer["serial"])]
     assert "PRIVATE KEY" not in json.dumps(result)
 
 
@@ -402,6 +402,7 @@ def test_a_kept_context_is_loaded_from_etcd_like_the_others(run_module, world, r
     newer = world.cert("c2", days=60)
     world.to_etcd(newer)
     failed, result = run_module(kubeconfig_render, world.with_etcd(dest=str(rendered)))
+    assert cert_of(contexts_of(rendered)[1], "alice@c2") == newer["certificate"]
     assert not failed and result["changed"] is True, result
     assert [(k["name"], k["source"], k["loaded_from_etcd"]) for k in result["kept"]] == [("c2", "etcd", True)]
     assert world.stored("c2")["serial"] == newer["serial"]
