@@ -99,6 +99,11 @@ def _context_of(item):
     return value if isinstance(value, dict) else {}
 
 
+def _text(value):
+    """``value`` when it is a non-empty string, else None."""
+    return value if isinstance(value, str) and value else None
+
+
 def _pem_of(value, what):
     """The text of base64 ``value`` (a kubeconfig ``*-data`` field); KubePkiError naming ``what``."""
     import base64  # pylint: disable=import-outside-toplevel
@@ -126,13 +131,15 @@ def client_contexts(config):
         if not isinstance(item, dict):
             continue
         context = _context_of(item)
-        entry = {"context": item.get("name"), "cluster": context.get("cluster"), "server": None, "ca_pem": None,
-                 "namespace": context.get("namespace") or None, "certificate_pem": None, "problem": None}
+        entry = {"context": _text(item.get("name")), "cluster": _text(context.get("cluster")), "server": None, "ca_pem": None,
+                 "namespace": _text(context.get("namespace")), "certificate_pem": None, "problem": None}
         found.append(entry)
         cluster = (clusters.get(entry["cluster"]) or {}).get("cluster")
-        user = (users.get(context.get("user")) or {}).get("user")
-        if not isinstance(entry["context"], str) or not entry["context"] or not isinstance(entry["cluster"], str) or not entry["cluster"]:
+        user = (users.get(_text(context.get("user"))) or {}).get("user")
+        if entry["context"] is None or entry["cluster"] is None:
             entry["problem"] = "it has no name or no cluster"
+        elif context.get("namespace") not in (None, "") and entry["namespace"] is None:
+            entry["problem"] = "its namespace is not a string"
         elif entry["cluster"] in seen:
             entry["problem"] = "an earlier context of the file is for the same cluster"
         elif not isinstance(cluster, dict) or not isinstance(user, dict):

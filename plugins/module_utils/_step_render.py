@@ -484,11 +484,9 @@ def kept_entry(store, transport, etcd_records, params, user, item, key_path):
     Server, CA, namespace and context name come from the file: nothing else knows them. A store or etcd that cannot
     be read fails the task (KubePkiError), it drops nothing."""
     scope, name = params["scope"], item["cluster"]
-    if item["problem"]:
-        raise Dropped(item["problem"])
     problem = url_problem(item["server"])
     if problem:
-        raise Dropped("its server %r %s" % (item["server"], problem))
+        raise Dropped("its server URL %s" % problem)  # not echoed: it could carry credentials
     if key_path:
         key = {"private_key_pem": None, "public_key_sha256": None, "path": key_path}
     else:
@@ -543,6 +541,8 @@ def carry_over(module, store, transport, etcd_records, user, dest, existing, ent
                 placed.add(name)
             continue
         try:
+            if item["problem"]:
+                raise Dropped(item["problem"])
             if item["context"] in taken:
                 raise Dropped("its name is that of the context of cluster %s in this run" % taken[item["context"]])
             one, facts, source, loaded = kept_entry(store, transport, etcd_records, module.params, user, item, key_path)
@@ -551,6 +551,8 @@ def carry_over(module, store, transport, etcd_records, user, dest, existing, ent
             module.warn("user %s: the context %r (cluster %s) of %s is dropped: %s" % (user, item["context"], name, dest, why.msg))
             continue
         taken[item["context"]] = name
+        if one["private_key_pem"]:
+            module.no_log_values.add(one["private_key_pem"])
         ordered.append(one)
         if loaded is not None:
             loads.append(loaded)

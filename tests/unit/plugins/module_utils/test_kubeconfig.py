@@ -232,3 +232,15 @@ def test_without_clusters_removes_only_those_contexts(material):
     assert same is config and none == []
     empty, removed = _kubeconfig.without_clusters(config, ["c1", "c2", "c3"])
     assert empty["contexts"] == [] and empty["current-context"] is None and len(removed) == 3
+
+
+def test_client_contexts_of_a_hand_edited_file_do_not_break(material):
+    config = _kubeconfig.render(entries(material))
+    config["contexts"][0]["name"] = ["not", "a", "name"]
+    config["contexts"][1]["context"]["cluster"] = {"c2": True}
+    config["contexts"].append("not a mapping")
+    config["contexts"].append({"name": "ns", "context": {"cluster": "c1", "user": "alice@c1", "namespace": ["x"]}})
+    found = _kubeconfig.client_contexts(config)
+    assert [(f["context"], f["cluster"], f["problem"]) for f in found] == [
+        (None, "c1", "it has no name or no cluster"), ("alice@c2", None, "it has no name or no cluster"),
+        ("ns", "c1", "its namespace is not a string")]

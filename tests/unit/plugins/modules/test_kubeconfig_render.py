@@ -615,3 +615,20 @@ def test_symbolic_modes_as_ansible_reads_them(mode):
             assert _step_render.file_mode(mode) == expected, "%s: %04o" % (mode, expected)
     finally:
         os.umask(umask)
+
+
+def test_a_hand_edited_file_is_judged_not_echoed(run_module, world, rendered, monkeypatch):
+    """Odd entries of a file edited by hand are dropped with a reason, never a crash; a server URL with credentials
+    in it is not repeated in the warning or the result."""
+    warned = []
+    monkeypatch.setattr(kubeconfig_render.AnsibleModule, "warn", lambda self, text: warned.append(text), raising=False)
+    config = yaml.safe_load(rendered.read_text())
+    config["clusters"][1]["cluster"]["server"] = "https://admin:s3cret@127.0.0.1:7443"
+    config["contexts"].append({"name": ["odd"], "context": {"cluster": ["c3"], "user": "alice@c2"}})
+    rendered.write_text(yaml.safe_dump(config))
+    failed, result = run_module(kubeconfig_render, world.args(dest=str(rendered)))
+    assert not failed, result
+    assert contexts_of(rendered)[0] == ["alice@c1"]
+    assert [d["reason"] for d in result["dropped"]] == [
+        "its server URL must not carry a query, a fragment or credentials", "it has no name or no cluster"]
+    assert "s3cret" not in json.dumps(result) and "s3cret" not in " ".join(warned)
