@@ -640,15 +640,25 @@ def render_user(module, store, transport, user, dest, expected_groups, ca_pems, 
     if not entries and failures is not None:
         return None
     existing = read_existing(dest) if dest else None
-    entries, current, kept, dropped, kept_loads = carry_over(
-        module, store, transport, etcd_records, user, dest, existing, entries, run_names, entry.get("client_key_path"))
-    loads.extend(kept_loads)
-    config = _kubeconfig.render(entries, params["current_context"] or current)
+    kept, dropped = [], []
+    wanted, config, text = params["current_context"], None, None
+    if wanted is None or wanted in {item["context"] for item in used}:
+        config = _kubeconfig.render(entries, wanted)
+        text = _kubeconfig.dump(config)
+    if existing is not None and text != existing:
+        # the file holds more (or other) than this run's clusters: what of it is still the user's (parsing it only
+        # then keeps a re-run of thousands of unchanged kubeconfigs as cheap as it was)
+        entries, current, kept, dropped, kept_loads = carry_over(
+            module, store, transport, etcd_records, user, dest, existing, entries, run_names, entry.get("client_key_path"))
+        loads.extend(kept_loads)
+        config = _kubeconfig.render(entries, wanted or current)
+        text = _kubeconfig.dump(config)
+    elif config is None:
+        config = _kubeconfig.render(entries, wanted)  # fails: current_context is none of the contexts
     # The raw key PEM is always masked; the base64 key data only when the kubeconfig is not returned, since
     # Ansible would otherwise mask it inside RV(kubeconfig) too and make the returned kubeconfig useless.
     for value in _kubeconfig.secret_values(config, encoded=bool(dest)):
         module.no_log_values.add(value)
-    text = _kubeconfig.dump(config)
     if text != existing:
         # A file equal to the rendering was checked when it was written; anything new is read back first.
         _kubeconfig.validate(text, entries)

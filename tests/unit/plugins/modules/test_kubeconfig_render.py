@@ -632,3 +632,11 @@ def test_a_hand_edited_file_is_judged_not_echoed(run_module, world, rendered, mo
     assert [d["reason"] for d in result["dropped"]] == [
         "its server URL must not carry a query, a fragment or credentials", "it has no name or no cluster"]
     assert "s3cret" not in json.dumps(result) and "s3cret" not in " ".join(warned)
+
+
+def test_current_context_may_name_a_kept_context(run_module, world, rendered):
+    failed, result = run_module(kubeconfig_render, world.args(dest=str(rendered), current_context="alice@c2"))
+    assert not failed and result["changed"] is True and result["current_context"] == "alice@c2", result
+    assert contexts_of(rendered)[1]["current-context"] == "alice@c2"
+    failed, result = run_module(kubeconfig_render, world.args(dest=str(rendered), current_context="nope"))
+    assert failed and "current_context 'nope' is none of the rendered contexts (alice@c1, alice@c2)" in result["msg"]
