@@ -137,8 +137,9 @@ options:
     version_added: 0.1.0
   current_context:
     description:
-      - The C(current-context) of the kubeconfig. Default the current context of the existing O(dest) when the kubeconfig
-        still has that context, else the first context.
+      - The C(current-context) of the kubeconfig, one of its contexts (a context kept from the existing O(dest) too).
+        Default the current context of the existing O(dest) when the kubeconfig still has that context, else the first
+        context.
     type: str
     version_added: 0.1.0
   dest:
