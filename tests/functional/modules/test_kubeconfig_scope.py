@@ -143,3 +143,51 @@ def test_the_role_on_one_cluster_of_two_keeps_the_other_context(run_playbook, sa
     assert out.rc == 0, out
     assert contexts(path) == ["%s@%s" % (USER["name"], first)]
     assert whoami(path, USER["name"], first) == USER["name"]
+
+
+RENEW_PLAY = """
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: access
+      kubepki.certs.user_certificates:
+        users: "{{ users | default(omit) }}"
+        clusters: "{{ clusters }}"
+        scope: "{{ scope }}"
+        store_uri: "{{ store }}"
+        etcd_endpoints: "{{ etcd }}"
+        etcd_prefix: "{{ prefix }}"
+        dest_dir: "{{ out | default(omit) }}"
+        expiration_seconds: "{{ lifetime | default(omit) }}"
+        renew_before: "{{ renew_before }}"
+        timeout: 60
+      register: access
+"""
+
+
+def test_renewing_what_is_due_in_one_cluster_keeps_the_other_context(run_playbook, sandbox, job):
+    """Renewing every known certificate (users omitted, as the renew playbook does on a schedule) renders a user's
+    kubeconfig for the clusters where something was due: the other clusters' contexts stay, with the newest
+    certificate the store holds for them."""
+    first, second = sandbox.names
+    path = os.path.join(job["out"], "%s.kubeconfig" % USER["name"])
+    both = sorted("%s@%s" % (USER["name"], name) for name in sandbox.names)
+    out = run_playbook(RENEW_PLAY, extra_vars=dict(job, lifetime=600, renew_before="1m"))
+    assert out.rc == 0, out
+    assert contexts(path) == both
+    # the second cluster's certificate renewed for longer, without rendering: only the first one is due within an hour
+    longer = {k: v for k, v in job.items() if k != "out"}
+    longer.update(clusters=clusters_of(sandbox, [second]), users=[dict(USER, force_renew=True)], renew_before="1m")
+    out = run_playbook(RENEW_PLAY, extra_vars=longer)
+    assert out.rc == 0, out
+    [renewed] = out.result("access")["clusters"][0]["certificates"]
+
+    known = {k: v for k, v in job.items() if k != "users"}
+    out = run_playbook(RENEW_PLAY, extra_vars=dict(known, renew_before="1h"))
+    assert out.rc == 0, out
+    assert sorted((e["cluster"], e["action"]) for e in out.result("access")["known"]) == [(first, "renew"), (second, "not_due")]
+    assert contexts(path) == both
+    assert whoami(path, USER["name"], first) == USER["name"]
+    assert whoami(path, USER["name"], second) == USER["name"]
+    [entry] = out.result("access")["users"]
+    assert [(k["name"], k["serial"]) for k in entry["kept"]] == [(second, renewed["serial"])], entry
