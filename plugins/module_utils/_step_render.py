@@ -479,8 +479,9 @@ def kept_entry(store, transport, etcd_records, params, user, item, key_path):
     """A context of the existing kubeconfig (``item``, of _kubeconfig.client_contexts()) for a cluster this run does not
     render for ``user``: ``(render entry, facts, source, record loaded from etcd or None)``, or Dropped when the user
     holds no certificate there that is valid now. The certificate is the one the store or etcd hold for (scope,
-    cluster, user), chosen as for the clusters of the run; only when neither holds one, the file's own. Either must be
-    valid now, have the user's CN, match the user's key (the stored one) and chain to the CA of the file's cluster.
+    cluster, user), chosen as for the clusters of the run. When neither holds one: with etcd configured, none is held
+    (etcd records what was issued, offboarding deletes it); without etcd, the file's own is judged. The certificate
+    must be valid now, have the user's CN, match the user's key (the stored one) and chain to the CA of the file's cluster.
     Server, CA, namespace and context name come from the file: nothing else knows them. A store or etcd that cannot
     be read fails the task (KubePkiError), it drops nothing."""
     scope, name = params["scope"], item["cluster"]
@@ -503,11 +504,14 @@ def kept_entry(store, transport, etcd_records, params, user, item, key_path):
         record, facts, source = _judged(choose, stored, from_etcd, key, user, name, item["ca_pem"], transport is not None)
         if source == "etcd":
             record = loaded = store_record(record, facts, scope, name, user)
+    elif transport is not None:
+        # etcd is where the certificates issued are recorded (and offboarding deletes them): none there, none held
+        raise Dropped("neither the credential store nor etcd holds a certificate of user %r for cluster %r" % (user, name))
     else:
         record, source = {"certificate": item["certificate_pem"]}, "kubeconfig"
         facts, problem = _judged(usable, record, key, user, name, item["ca_pem"])
         if problem:
-            raise Dropped("%s (the kubeconfig's own; neither the store nor etcd holds one)" % problem)
+            raise Dropped("%s (the kubeconfig's own; the credential store holds none and no etcd is configured)" % problem)
     return ({"cluster": name, "server": item["server"], "ca_pem": item["ca_pem"], "user": user,
              "certificate_pem": record["certificate"], "private_key_pem": key["private_key_pem"], "private_key_path": key.get("path"),
              "namespace": item["namespace"], "context": item["context"]}, facts, source, loaded)

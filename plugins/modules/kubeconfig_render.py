@@ -26,12 +26,13 @@ description:
   - A user's kubeconfig holds every cluster of O(scope) where the user holds a valid certificate. When the file at O(dest)
     (or in O(dest_dir)) exists, its contexts for clusters this task does not render for the user (not in O(clusters), or
     not in O(users[].clusters)) are kept as long as the user still holds a certificate there that is valid now - the one
-    the store or etcd hold for the scope, cluster and user (chosen, and loaded from etcd, as for the other clusters), or,
-    when neither holds one, the file's own. It must be neither expired nor not yet valid, have the user's CN, match the
-    user's key and chain to the CA of the file's cluster; the context is then written with the store's key and that
-    certificate, and with the server, CA, namespace and context name the file gives it (nothing else knows them).
-    Otherwise the context is dropped, with a warning and the reason in RV(dropped). Only contexts of the kind this module
-    writes can be kept.
+    the store or etcd hold for the scope, cluster and user (chosen, and loaded from etcd, as for the other clusters). When
+    neither holds one, the user holds none there if etcd is configured (etcd records what was issued, and offboarding
+    deletes it); without etcd the file's own certificate is judged. It must be neither expired nor not yet valid, have
+    the user's CN, match the user's key and chain to the CA of the file's cluster; the context is then written with the
+    store's key and that certificate, and with the server, CA, namespace and context name the file gives it (nothing
+    else knows them). Otherwise the context is dropped, with a warning and the reason in RV(dropped). Only contexts of
+    the kind this module writes can be kept.
   - Contexts the file has keep their places; new ones follow in the order of O(clusters).
   - With O(verify=true) the module logs in to each cluster with the rendered kubeconfig and returns the identity the cluster
     sees, so a wrong user name or group shows at once.

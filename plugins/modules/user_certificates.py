@@ -235,8 +235,8 @@ options:
         directory and its missing parents are created 0700). No kubeconfig is rendered when not set.
       - A user's kubeconfig holds every cluster of O(scope) where the user holds a valid certificate - a context for each
         cluster of O(clusters), and the contexts of the existing file for other clusters as long as the user still holds
-        a certificate there that is valid now (the one the store or etcd hold, else the file's own, matching the user's
-        key), with the server and CA the file gives them. So a run for some of the clusters leaves the user's others in
+        a certificate there that is valid now (the one the store or etcd hold; without etcd, when the store holds none,
+        the file's own; matching the user's key), with the server and CA the file gives them. So a run for some of the clusters leaves the user's others in
         place. A context that no longer qualifies is dropped, with a warning and the reason in the user's entry of
         RV(users) (RV(kubepki.certs.kubeconfig_render#module:dropped)); see O(kubepki.certs.kubeconfig_render#module:dest).
       - With O(state=absent), the contexts of O(clusters) are removed from the offboarded users' C(<user>.kubeconfig)

@@ -440,22 +440,34 @@ def test_a_context_whose_certificate_no_longer_matches_the_key_is_dropped(run_mo
     assert contexts_of(rendered)[0] == ["alice@c1"]
 
 
-def test_without_a_record_the_files_own_certificate_is_judged(run_module, world, rendered):
-    """Neither the store nor etcd holds a certificate of c2: the file's own is kept while it is valid and matches
-    the key, and dropped once it has expired."""
+def test_without_a_record_and_without_etcd_the_files_own_certificate_is_judged(run_module, world, rendered):
+    """The store holds no certificate of c2 and no etcd is configured: the file's own is kept while it is valid and
+    matches the key, and dropped once it has expired."""
     with _store.open_store(world.uri, "") as store:
         store.delete_cert("default", "c2", "alice")
-    failed, result = run_module(kubeconfig_render, world.with_etcd(dest=str(rendered)))
+    failed, result = run_module(kubeconfig_render, world.args(dest=str(rendered)))
+    assert contexts_of(rendered)[0] == ["alice@c1", "alice@c2"]
     assert not failed and result["changed"] is False, result
     assert [(k["name"], k["source"]) for k in result["kept"]] == [("c2", "kubeconfig")]
     config = yaml.safe_load(rendered.read_text())
     config["users"][1]["user"]["client-certificate-data"] = _crypto.b64(world.cert("c2", days=-0.001)["certificate"])
     rendered.write_text(yaml.safe_dump(config))
-    failed, result = run_module(kubeconfig_render, world.with_etcd(dest=str(rendered)))
+    failed, result = run_module(kubeconfig_render, world.args(dest=str(rendered)))
+    assert contexts_of(rendered)[0] == ["alice@c1"]
     assert not failed and result["changed"] is True, result
     [dropped] = result["dropped"]
-    assert "expired at" in dropped["reason"] and "neither the store nor etcd holds one" in dropped["reason"]
+    assert "expired at" in dropped["reason"] and "the kubeconfig's own" in dropped["reason"]
+
+
+def test_with_etcd_a_cluster_neither_the_store_nor_etcd_knows_is_dropped(run_module, world, rendered):
+    """etcd records what was issued (and offboarding deletes it): with etcd configured and no record of c2 anywhere,
+    the user holds no certificate there, whatever the file still carries."""
+    with _store.open_store(world.uri, "") as store:
+        store.delete_cert("default", "c2", "alice")
+    failed, result = run_module(kubeconfig_render, world.with_etcd(dest=str(rendered)))
     assert contexts_of(rendered)[0] == ["alice@c1"]
+    assert not failed and result["changed"] is True, result
+    assert [d["reason"] for d in result["dropped"]] == ["neither the credential store nor etcd holds a certificate of user 'alice' for cluster 'c2'"]
 
 
 def test_contexts_keep_their_places_and_the_current_context(run_module, world, rendered):
