@@ -459,9 +459,9 @@ class Access:
                 if name == user["name"]:
                     found.setdefault(tuple(sorted(set(record.get("organizations") or []))), []).append(cluster)
             if len(found) > 1:
+                listed = "; ".join("%s in %s" % (list(groups), ", ".join(sorted(clusters))) for groups, clusters in sorted(found.items()))
                 raise KubePkiError("users[%d] (%s).groups is not given, and the user's certificates on record name different groups: %s; "
-                                   "give groups" % (index, user["name"], "; ".join("%s in %s" % (list(groups), ", ".join(sorted(clusters)))
-                                                                                for groups, clusters in sorted(found.items()))))
+                                   "give groups" % (index, user["name"], listed))
             user["groups"] = list(next(iter(found))) if found else []
 
     def find_known(self):

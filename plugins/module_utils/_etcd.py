@@ -28,7 +28,7 @@ import random
 import time
 from urllib.parse import urlsplit
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _csr, _record
+from ansible_collections.kubepki.certs.plugins.module_utils import _csr, _record
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
 from ansible_collections.kubepki.certs.plugins.module_utils._files import NotRegularFile, read_regular_file
 
