@@ -1,11 +1,12 @@
-"""The threat model of docs/security.md, each line tried against a REAL v1.36 cluster.
+"""The threat model of docs/security.md, each line tried against a REAL cluster (v1.36, and v1.30 in the real pass).
 
 The attacker, mallory, is a second identity with nothing but ``create`` on certificatesigningrequests (a client
 certificate from the cluster CA and one RBAC binding). The collection runs as the cluster's admin, as an operator's
 playbook does. Every case produced a working credential before the approval policy read the request as encoded and
 looked at who asked; each test says what the policy refuses and checks the cluster afterwards with kubectl.
 
-One file on purpose: with ``--dist loadfile`` it runs on one worker, whose session already has the real clusters.
+One file on purpose: it starts one pair of real clusters (tests/functional/real/conftest.py), and with
+``--dist loadfile`` it runs on one worker.
 """
 
 import base64
