@@ -21,7 +21,7 @@ PYTEST_OPTS = -n $(PYTEST_WORKERS) --dist loadfile -p no:cacheprovider -rs
 # ../shared/k8s beside the checkout when it exists, unless KUBEPKI_K8S_ASSETS is already set.
 KUBEPKI_K8S_ASSETS ?= $(wildcard $(abspath $(CURDIR)/../shared/k8s))
 
-.PHONY: help venv test pytest test-deps test-ansible test-artifact sanity lint changelog-lint build demo bench sandbox-up sandbox-down clean
+.PHONY: help venv real-pass test pytest test-deps test-ansible test-artifact sanity lint changelog-lint build demo bench sandbox-up sandbox-down clean
 
 help:
 	@echo "make demo    - the main job end to end on two local sandbox clusters and real etcd"
@@ -46,9 +46,17 @@ $(COLLECTION_LINK):
 	ln -sfn $(CURDIR) $@
 
 # Each part stops make test when it fails; what each part runs and its wall time: README.md, "Development".
+# The real-cluster tests again on the oldest supported Kubernetes, v1.30 (tools/real_pass.sh): tests/functional/real
+# and the onboarding flow on real clusters. ../shared/k8s-1.30 beside the checkout when it exists.
+KUBEPKI_K8S_OLDEST ?= $(wildcard $(abspath $(CURDIR)/../shared/k8s-1.30))
+
+real-pass: venv
+	@if [ -n "$(KUBEPKI_K8S_OLDEST)" ]; then PYTEST_OPTS="$(PYTEST_OPTS)" tools/real_pass.sh "$(KUBEPKI_K8S_OLDEST)"; \
+	else echo "real-pass: ../shared/k8s-1.30 not found, the real-cluster pass on Kubernetes 1.30 is skipped"; fi
+
 test: venv
 	$(MAKE) --no-print-directory pytest
-# (the real-cluster pass on Kubernetes 1.30, tools/real_pass.sh, goes here)
+	$(MAKE) --no-print-directory real-pass
 	$(MAKE) --no-print-directory test-deps
 	$(MAKE) --no-print-directory test-ansible
 	$(MAKE) --no-print-directory test-artifact
