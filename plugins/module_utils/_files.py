@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import grp
 import os
+import pwd
 import re
 import secrets
 import stat
@@ -73,23 +75,29 @@ def _open_temp(path):
     raise OSError(errno.EEXIST, "no free temporary file name")
 
 
-def write_atomically(path, text, mode=0o600, what="dest"):
-    """Write ``text`` to ``path`` through a temporary file in the same directory, given ``mode`` before anything
-    is written into it, fsynced, then renamed over ``path``. KubePkiError naming ``what`` on failure. The temporary
-    file is removed on any failure (an exception of any kind); one left by a killed run is removed by
-    ``remove_stale_temps``."""
+def write_atomically(path, text, mode=0o600, what="dest", uid=None, gid=None):
+    """Write ``text`` to ``path`` whole or not at all: through a temporary file in the same directory (mode 0600 while
+    it is written), fsynced, given ``uid``/``gid`` (None: unchanged) and ``mode``, and only then renamed over ``path``.
+    KubePkiError naming ``what`` (or owner/group) on failure. The temporary file is removed on any failure (an
+    exception of any kind); one left by a killed run is removed by ``remove_stale_temps``."""
     path = os.path.abspath(path)
     try:
         fd, temp = _open_temp(path)
     except OSError as exc:
         raise KubePkiError("%s %s cannot be written: %s" % (what, path, exc.strerror or exc)) from None
     try:
-        os.fchmod(fd, mode)
-        data = text.encode("utf-8")
-        view = memoryview(data)
+        view = memoryview(text.encode("utf-8"))
         while view:
             view = view[os.write(fd, view):]
         os.fsync(fd)
+        if uid is not None or gid is not None:
+            # just before the rename: a run killed after this leaves the one temporary file not ours to clean up
+            try:
+                os.fchown(fd, -1 if uid is None else uid, -1 if gid is None else gid)
+            except OSError as exc:
+                raise KubePkiError("owner/group: %s cannot be given to %s:%s: %s" % (
+                    path, "-" if uid is None else user_name(uid), "-" if gid is None else group_name(gid), exc.strerror or exc)) from None
+        os.fchmod(fd, mode)  # after fchown, which may clear set-id bits
         os.replace(temp, path)
     except OSError as exc:
         _unlink_quietly(temp)
@@ -181,3 +189,19 @@ def read_regular_file(path, what, limit=-1):
         if not stat.S_ISREG(mode):
             raise NotRegularFile(what, path, mode)
         return handle.read(limit)
+
+
+def user_name(uid):
+    """The name of user ``uid`` (the id as text when it has none)."""
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def group_name(gid):
+    """The name of group ``gid`` (the id as text when it has none)."""
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)

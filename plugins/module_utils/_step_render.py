@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _kubeconfig, _record
 from ansible_collections.kubepki.certs.plugins.module_utils._files import (
-    _open_temp, _unlink_quietly, read_regular_file, remove_stale_temps,
+    group_name, user_name, read_regular_file, remove_stale_temps, write_atomically,
 )
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
 from ansible_collections.kubepki.certs.plugins.module_utils._etcd import ETCD_ARG_SPEC, transport_from_params
@@ -171,20 +171,6 @@ def file_options(params):
     }
 
 
-def _user_name(uid):
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return str(uid)
-
-
-def _group_name(gid):
-    try:
-        return grp.getgrgid(gid).gr_name
-    except KeyError:
-        return str(gid)
-
-
 def attribute_changes(current, files):
     """``(before, after)``: the attributes of an existing file (``current``, its ``os.stat``) that differ from
     ``files`` (file_options()), for the diff; both empty when none differs. Owner and group count only when given."""
@@ -192,45 +178,15 @@ def attribute_changes(current, files):
     if stat.S_IMODE(current.st_mode) != files["mode"]:
         before["mode"], after["mode"] = "%04o" % stat.S_IMODE(current.st_mode), "%04o" % files["mode"]
     if files["uid"] is not None and current.st_uid != files["uid"]:
-        before["owner"], after["owner"] = _user_name(current.st_uid), _user_name(files["uid"])
+        before["owner"], after["owner"] = user_name(current.st_uid), user_name(files["uid"])
     if files["gid"] is not None and current.st_gid != files["gid"]:
-        before["group"], after["group"] = _group_name(current.st_gid), _group_name(files["gid"])
+        before["group"], after["group"] = group_name(current.st_gid), group_name(files["gid"])
     return before, after
 
 
 def write_file(path, text, files, what="dest"):
-    """Write ``text`` to ``path`` whole or not at all: through a temporary file beside it (mode 0600, with the name
-    pattern and lock of _files, so that remove_stale_temps knows a leftover), fsynced, given the owner, group and mode
-    of ``files`` (file_options()), and only then renamed over ``path``. KubePkiError naming ``what`` (or owner/group)
-    on failure; the temporary file is removed on any failure."""
-    path = os.path.abspath(path)
-    try:
-        fd, temp = _open_temp(path)
-    except OSError as exc:
-        raise KubePkiError("%s %s cannot be written: %s" % (what, path, exc.strerror or exc)) from None
-    try:
-        view = memoryview(text.encode("utf-8"))
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-        if files["uid"] is not None or files["gid"] is not None:
-            # just before the rename: a run killed after this leaves the one temporary file not ours to clean up
-            try:
-                os.fchown(fd, -1 if files["uid"] is None else files["uid"], -1 if files["gid"] is None else files["gid"])
-            except OSError as exc:
-                raise KubePkiError("owner/group: %s cannot be given to %s:%s: %s" % (
-                    path, "-" if files["uid"] is None else _user_name(files["uid"]),
-                    "-" if files["gid"] is None else _group_name(files["gid"]), exc.strerror or exc)) from None
-        os.fchmod(fd, files["mode"])  # after fchown, which may clear set-id bits
-        os.replace(temp, path)
-    except OSError as exc:
-        _unlink_quietly(temp)
-        raise KubePkiError("%s %s cannot be written: %s" % (what, path, exc.strerror or exc)) from None
-    except BaseException:
-        _unlink_quietly(temp)
-        raise
-    finally:
-        os.close(fd)
+    """Write ``text`` to ``path`` whole or not at all, with the owner, group and mode of ``files`` (file_options())."""
+    write_atomically(path, text, mode=files["mode"], what=what, uid=files["uid"], gid=files["gid"])
 
 
 def read_ca(cluster):
