@@ -114,9 +114,10 @@ store:
 """
 
 import copy  # noqa: E402  pylint: disable=wrong-import-position
+import os  # noqa: E402  pylint: disable=wrong-import-position
 
 from ansible_collections.kubepki.certs.plugins.module_utils import _deps, _store  # noqa: E402  pylint: disable=wrong-import-position
-from ansible_collections.kubepki.certs.plugins.module_utils._errors import AnsibleModule, run_module  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.kubepki.certs.plugins.module_utils._errors import AnsibleModule, KubePkiError, run_module  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def argument_spec():
@@ -128,6 +129,13 @@ def argument_spec():
 def run(module):
     params = module.params
     new_passphrase = params.get("new_store_passphrase") or None
+    probe = _store.open_store_from_params(params, create=False)
+    missing = probe.kind == "embedded" and not os.path.lexists(probe.path)
+    probe.close()
+    if missing:
+        # a mistyped store_uri: re-encrypting makes no store, it would only report an empty new one as changed
+        raise KubePkiError("store_uri: there is no credential store at %s; store_rekey re-encrypts an existing store and "
+                           "creates none" % probe.location)
     store = _store.open_store_from_params(params, create=not module.check_mode)
     try:
         outcome = store.rekey(new_passphrase, check=module.check_mode)

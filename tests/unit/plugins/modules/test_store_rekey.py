@@ -127,11 +127,12 @@ def test_the_same_passphrase_moves_an_older_store_to_the_current_format(run_modu
     assert not failed and again["changed"] is False and again["keys_changed"] == 0
 
 
-def test_check_mode_on_a_missing_embedded_store_creates_nothing(run_module, tmp_path):
+@pytest.mark.parametrize("check", [False, True])
+def test_a_mistyped_store_uri_is_refused_and_creates_nothing(run_module, tmp_path, check):
+    """store_rekey re-encrypts a store that exists; a path with no store behind it is a typo, not a new store."""
     path = tmp_path / "absent" / "store.db"
-    failed, result = run_module(store_rekey, {"store_uri": str(path), "new_store_passphrase": "pw", "_ansible_check_mode": True})
-    assert not failed
-    assert (result["keys"], result["keys_changed"]) == (0, 0)
+    failed, result = run_module(store_rekey, {"store_uri": str(path), "new_store_passphrase": "pw", "_ansible_check_mode": check})
+    assert failed and "there is no credential store at" in result["msg"] and str(path).lstrip("/") in result["msg"], result
     assert not (tmp_path / "absent").exists()
 
 
