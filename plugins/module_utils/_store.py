@@ -51,6 +51,7 @@ import base64
 import contextlib
 import json
 import os
+import random
 import sqlite3
 import stat
 import tempfile
@@ -321,6 +322,9 @@ class _Rekey:
 
 PROTECTION_NAME = "key_protection"
 REKEY_ROUNDS = 5
+# A compare-and-replace of one certificate record is lost only when another writer's newer record won meanwhile, so
+# a record loses at most once per concurrent writer: the bound is there against a livelock, not against contention.
+CERT_WRITE_ROUNDS = 50
 
 # the fields of a key row that list_keys hands out: everything but the private key
 KEY_LISTING_FIELDS = ("scope", "user", "cluster", "key_type", "public_key_sha256", "created", "encrypted")
@@ -1644,7 +1648,7 @@ class MongoStore(CredentialStore):
                 return False
             return True
 
-        for _round in range(REKEY_ROUNDS):
+        for attempt in range(CERT_WRITE_ROUNDS):
             stored = self._read_cert(scope, cluster, user)
             if not _should_write(stored, text, times):
                 return False
@@ -1653,8 +1657,10 @@ class MongoStore(CredentialStore):
                     return True
             elif self._guard(self._certs.replace_one, dict(identity, record=stored), dict(identity, record=text)).matched_count == 1:
                 return True
+            # another writer replaced the record in between: let it finish before comparing again
+            time.sleep(random.uniform(0.001, 0.005) * min(attempt + 1, 10))
         raise KubePkiError("credential store %s: the certificate record of user %r, cluster %r kept changing while it was "
-                           "written; run again" % (self.location, user, cluster))
+                           "written (%d attempts); run again" % (self.location, user, cluster, CERT_WRITE_ROUNDS))
 
     def _delete_cert(self, scope, cluster, user):
         result = self._guard(self._certs.delete_one, {"scope": scope, "cluster": cluster, "user": user})
