@@ -115,25 +115,3 @@ def test_module_own_requirements_agree(name, request):
     assert wrong == {}, "plugins/modules/%s.py requirements: %s" % (name, wrong)
 
 
-def _names(path):
-    """{normalised name: pinned version or None} of a requirements file."""
-    found = {}
-    with open(os.path.join(REPO, path), encoding="utf-8") as handle:
-        for line in handle:
-            line = line.split("#")[0].strip()
-            if line:
-                name, _sep, version = line.partition("==")
-                found[_key(name.strip())] = version.strip() or None
-    return found
-
-
-def test_dependency_set_tooling_is_pinned():
-    """Every package of the test tooling of make test-deps (tests/requirements-deps*.txt) has its version pinned, in
-    tests/requirements.txt (which tools/dep_sets.sh uses as constraints) or in the file itself; none is a runtime
-    dependency."""
-    pinned = {name for name, version in _names(os.path.join("tests", "requirements.txt")).items() if version}
-    for path in (os.path.join("tests", "requirements-deps.txt"), os.path.join("tests", "requirements-deps-nodeps.txt")):
-        tooling = _names(path)
-        unpinned = sorted(name for name, version in tooling.items() if not version and name not in pinned)
-        assert tooling and not unpinned, "%s: not pinned: %s" % (path, unpinned)
-        assert not set(tooling) & set(ee_minimums()), (path, sorted(set(tooling) & set(ee_minimums())))

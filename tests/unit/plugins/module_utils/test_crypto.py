@@ -5,7 +5,7 @@ import pytest
 from ansible_collections.kubepki.certs.plugins.module_utils import _crypto
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
 
-from kubesandbox import pki
+import pki_support
 
 
 # rsa-3072 and rsa-4096 take seconds to generate and go through the same code as rsa-2048
@@ -35,20 +35,20 @@ def test_unknown_key_type():
 
 
 def test_certificate_facts_and_issuer():
-    ca = pki.make_ca("crypto-test-ca")
-    other = pki.make_ca("crypto-other-ca")
+    ca = pki_support.new_ca("crypto-test-ca")
+    other = pki_support.new_ca("crypto-other-ca")
     key = _crypto.generate_private_key()
-    leaf = pki.issue(ca, "alice", ["team-a", "team-b"], client=True, key=key)
-    pem = pki.cert_pem(leaf.cert).decode()
+    leaf = pki_support.client_cert(ca, "alice", ["team-a", "team-b"], key=key)
+    pem = pki_support.cert_pem(leaf.cert).decode()
     facts = _crypto.certificate_facts(pem)
     assert facts["common_name"] == "alice"
     assert facts["organizations"] == ["team-a", "team-b"]
     assert facts["serial"] == format(leaf.cert.serial_number, "x")
     assert facts["public_key_sha256"] == _crypto.public_key_sha256(key)
     assert _crypto.certificate_is_valid_now(facts)
-    _crypto.verify_issued_by(pem, pki.cert_pem(ca.cert).decode())
+    _crypto.verify_issued_by(pem, pki_support.cert_pem(ca.cert).decode())
     with pytest.raises(KubePkiError, match="is not signed by the given cluster CA"):
-        _crypto.verify_issued_by(pem, pki.cert_pem(other.cert).decode())
+        _crypto.verify_issued_by(pem, pki_support.cert_pem(other.cert).decode())
 
 
 def test_malformed_certificate():
@@ -67,9 +67,9 @@ def test_rfc3339():
 
 
 def test_remembered_facts_are_copies_and_failures_are_not_remembered():
-    ca = pki.make_ca("crypto-memo-ca")
+    ca = pki_support.new_ca("crypto-memo-ca")
     key = _crypto.generate_private_key()
-    pem = pki.cert_pem(pki.issue(ca, "bob", ["team-a"], client=True, key=key).cert).decode()
+    pem = pki_support.cert_pem(pki_support.client_cert(ca, "bob", ["team-a"], key=key).cert).decode()
     first = _crypto.certificate_facts(pem)
     first["organizations"].append("injected")
     first["common_name"] = "mallory"
@@ -91,6 +91,6 @@ def test_a_request_and_a_certificate_without_subject_alt_names_have_empty_name_l
     key = _crypto.generate_private_key("ec-p256")
     facts = _crypto.csr_facts(_crypto.build_csr_pem(key, "no-sans", ["dev"]))
     assert (facts["dns_names"], facts["ip_addresses"], facts["emails"], facts["uris"]) == ([], [], [], [])
-    ca = pki.make_ca("crypto-nosan-ca")
-    cert = _crypto.certificate_facts(pki.cert_pem(pki.issue(ca, "no-sans", ["dev"], client=True, key=key).cert).decode())
+    ca = pki_support.new_ca("crypto-nosan-ca")
+    cert = _crypto.certificate_facts(pki_support.cert_pem(pki_support.client_cert(ca, "no-sans", ["dev"], key=key).cert).decode())
     assert cert["common_name"] == "no-sans"

@@ -1,9 +1,9 @@
-"""_files: the atomic writer leaves no temporary file behind (and the next run removes one a killed run left), and
-user-supplied files that are not regular files are refused without hanging on them."""
+"""_files: the atomic writer leaves no temporary file behind, and user-supplied files that are not regular files are
+refused without hanging on them. A writer killed mid-write (a child process) and the next run removing what it left:
+tests/functional/inprocess/test_files_killed_writer.py."""
 
 import fcntl
 import os
-import signal
 import socket
 import stat
 
@@ -17,20 +17,6 @@ KEY_TEXT = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0
 
 def leftovers(directory, keep=()):
     return sorted(name for name in os.listdir(directory) if name not in keep)
-
-
-def killed_while_writing(dest):
-    """Run write_atomically(dest) in a child process that is SIGKILLed once the key is in the temporary file (a run
-    killed by a timeout or the OOM killer): whatever it leaves behind is what the writer's own naming produces."""
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        try:
-            os.fsync = lambda fd: os.kill(os.getpid(), signal.SIGKILL)
-            _files.write_atomically(str(dest), KEY_TEXT)
-        finally:
-            os._exit(3)
-    _pid, status = os.waitpid(pid, 0)
-    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
 
 
 def raise_(error):
@@ -57,27 +43,6 @@ def test_a_failed_write_leaves_no_temporary_file(tmp_path, monkeypatch, failure)
     with pytest.raises((KubePkiError, KeyboardInterrupt, UnicodeError)):
         _files.write_atomically(str(dest), text)
     assert leftovers(tmp_path) == []
-
-
-def test_a_killed_writer_leaves_a_temporary_file_that_the_next_run_removes(tmp_path):
-    alice, bob = tmp_path / "alice.kubeconfig", tmp_path / "bob.kubeconfig"
-    killed_while_writing(alice)
-    killed_while_writing(bob)
-    names = leftovers(tmp_path)
-    assert len(names) == 2 and all(name.endswith(".tmp") for name in names), names
-    [alice_temp] = [name for name in names if name.startswith(".alice.kubeconfig.")]
-    assert "PRIVATE KEY" in (tmp_path / alice_temp).read_text()
-    assert _files.temp_name_pattern(str(alice)).match(alice_temp)
-
-    # check mode names it and removes nothing
-    assert _files.remove_stale_temps(str(alice), check=True) == [str(tmp_path / alice_temp)]
-    assert alice_temp in leftovers(tmp_path)
-
-    assert _files.remove_stale_temps(str(alice)) == [str(tmp_path / alice_temp)]
-    remaining = leftovers(tmp_path)
-    assert len(remaining) == 1 and remaining[0].startswith(".bob.kubeconfig."), "bob's file is not alice's to remove"
-    _files.write_atomically(str(alice), "config\n")
-    assert leftovers(tmp_path) == sorted(["alice.kubeconfig", remaining[0]])
 
 
 def test_only_the_writers_own_names_of_that_file_are_removed(tmp_path):

@@ -252,28 +252,6 @@ def test_default_kubeconfig_when_not_in_a_cluster(tmp_path, monkeypatch):
     assert _kube.client_for(_kube.resolve_auth(params(), {})).host == "https://from-default:6443"
 
 
-def test_exec_credentials_go_through_the_kubernetes_library(monkeypatch):
-    _kube._CLIENTS.clear()
-    config = {"apiVersion": "v1", "kind": "Config", "current-context": "c",
-              "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1", "insecure-skip-tls-verify": True}}],
-              "users": [{"name": "u", "user": {"exec": {"apiVersion": "client.authentication.k8s.io/v1", "command": "true"}}}],
-              "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}]}
-    calls = []
-    real = _kube._build_configuration
-
-    def spy(auth):
-        calls.append(auth["context"])
-        return real(auth)
-
-    monkeypatch.setattr(_kube, "_build_configuration", spy)
-    try:
-        _kube.client_for(_kube.resolve_auth(params(kubeconfig=config), {}))
-    except KubePkiError:
-        pass  # the exec plugin returns nothing usable; what matters is which path was taken
-    assert calls == [None]
-    assert _kube_transport.connection_for(_kube.resolve_auth(params(kubeconfig=config), {}), "kubeconfig") is None
-
-
 def test_inline_kubeconfig_secrets_reach_no_log_values():
     _kube._CLIENTS.clear()
 

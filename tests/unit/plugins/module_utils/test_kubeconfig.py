@@ -8,17 +8,17 @@ import yaml
 from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _kubeconfig
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
 
-from kubesandbox import pki
+import pki_support
 
 
 @pytest.fixture(scope="module")
 def material():
-    ca = pki.make_ca("kubeconfig-test-ca")
+    ca = pki_support.new_ca("kubeconfig-test-ca")
     key = _crypto.generate_private_key()
-    cert = pki.issue(ca, "alice", ["team-a"], client=True, key=key)
+    cert = pki_support.client_cert(ca, "alice", ["team-a"], key=key)
     return {
-        "ca_pem": pki.cert_pem(ca.cert).decode(),
-        "certificate_pem": pki.cert_pem(cert.cert).decode(),
+        "ca_pem": pki_support.cert_pem(ca.cert).decode(),
+        "certificate_pem": pki_support.cert_pem(cert.cert).decode(),
         "private_key_pem": _crypto.private_key_to_pem(key),
     }
 

@@ -3,23 +3,34 @@
 - ``embedded``: the real SQLite store in a temporary directory.
 - ``mongomock``: MongoDB through mongomock. This is a stand-in: no MongoDB server can run on these
   machines, so the pymongo code paths (unique indexes, duplicate-key handling) run against mongomock.
-- ``mongodb``: a real MongoDB server, only when ``KUBEPKI_TEST_MONGODB_URI`` is set.
+
+The same contract tests run against real servers in the functional tier, with the ``Backend`` of this file: a MongoDB
+wire-protocol server (tests/functional/modules/test_store_mongodb_wire.py) and a real mongod when
+``KUBEPKI_TEST_MONGODB_URI`` is set (tests/functional/inprocess/test_store_mongodb_server.py); so do the races between
+processes (tests/functional/inprocess/test_store_processes.py). This file starts nothing.
 """
 
 import base64
 import contextlib
 import json
-import multiprocessing
 import os
 import re
 import sqlite3
+import sys
 import uuid
 
 import mongomock
 import pytest
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _store
-from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
+# tests/unit, for pki_support, also when the functional tier loads this file by its path
+UNIT_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if UNIT_DIR not in sys.path:
+    sys.path.insert(0, UNIT_DIR)
+
+import pki_support  # noqa: E402  pylint: disable=wrong-import-position
+
+from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _store  # noqa: E402
+from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError  # noqa: E402
 
 REAL_MONGO = os.environ.get("KUBEPKI_TEST_MONGODB_URI")
 
@@ -159,20 +170,17 @@ def quick_kdf(monkeypatch):
     monkeypatch.setitem(_store.KDF_DEFAULTS, "n", 2 ** 10)
 
 
-@pytest.fixture(params=["embedded", "mongomock", "mongodb"])
+@pytest.fixture(params=["embedded", "mongomock"])
 def backend(request, tmp_path):
-    if request.param == "mongodb" and not REAL_MONGO:
-        pytest.skip("KUBEPKI_TEST_MONGODB_URI is not set: no real MongoDB server to test against")
     item = Backend(request.param, tmp_path)
     yield item
     item.cleanup()
 
 
 def cert_record(key_pem, user="alice", cluster="c1", scope="default", organizations=("team-a",)):
-    from kubesandbox import pki  # pylint: disable=import-outside-toplevel
-    ca = pki.make_ca("store-test-ca")
-    cert = pki.issue(ca, user, list(organizations), client=True, key=_crypto.load_private_key(key_pem))
-    pem = pki.cert_pem(cert.cert).decode("ascii")
+    ca = pki_support.new_ca("store-test-ca")
+    cert = pki_support.client_cert(ca, user, list(organizations), key=_crypto.load_private_key(key_pem))
+    pem = pki_support.cert_pem(cert.cert).decode("ascii")
     facts = _crypto.certificate_facts(pem)
     return {
         "scope": scope, "cluster": cluster, "user": user, "common_name": user, "organizations": list(organizations),
@@ -345,31 +353,6 @@ def test_unencrypted_keys_readable_with_a_passphrase(backend):
 
 
 # ---------------------------------------------------------------- embedded only
-
-def _race(path, user, queue):
-    store = _store.open_store(path, "")
-    record, created = store.ensure_key("default", user)
-    queue.put((record["public_key_sha256"], created))
-    store.close()
-
-
-def test_embedded_two_processes_end_with_one_key(tmp_path):
-    path = str(tmp_path / "race" / "store.db")
-    context = multiprocessing.get_context("fork")
-    for attempt in range(3):
-        user = "racer-%d" % attempt
-        queue = context.Queue()
-        workers = [context.Process(target=_race, args=(path, user, queue)) for _index in range(4)]
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join(60)
-            assert worker.exitcode == 0
-        outcomes = [queue.get(timeout=5) for _worker in workers]
-        assert len({sha for sha, _created in outcomes}) == 1
-        assert sum(1 for _sha, created in outcomes if created) == 1
-    with sqlite3.connect(path) as db:
-        assert db.execute("SELECT COUNT(*) FROM keys").fetchone()[0] == 3
 
 
 def test_embedded_create_false_writes_nothing(tmp_path):
@@ -1076,26 +1059,6 @@ def test_concurrent_rotations_end_with_one_new_key(backend):
         assert sorted(kind for kind, _sha in outcomes) == ["conflict"] * 3 + ["rotated"]
         stored = backend.open().get_key("default", "alice")["public_key_sha256"]
         assert {new for _kind, new in outcomes} == {stored} and stored != sha
-
-
-def _rotate_in_process(path, sha, barrier, queue):
-    queue.put(_rotate(lambda: _store.open_store(path, "pw"), sha, barrier))
-
-
-def test_embedded_concurrent_rotations_in_processes(tmp_path):
-    path = str(tmp_path / "store.db")
-    sha = _store.open_store(path, "pw").ensure_key("default", "alice")[0]["public_key_sha256"]
-    context = multiprocessing.get_context("fork")
-    barrier, queue = context.Barrier(4), context.Queue()
-    workers = [context.Process(target=_rotate_in_process, args=(path, sha, barrier, queue)) for _index in range(4)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(60)
-        assert worker.exitcode == 0
-    outcomes = [queue.get(timeout=5) for _worker in workers]
-    assert sorted(kind for kind, _sha in outcomes) == ["conflict"] * 3 + ["rotated"]
-    assert {new for _kind, new in outcomes} == {_store.open_store(path, "pw").get_key("default", "alice")["public_key_sha256"]}
 
 
 # ---------------------------------------------------------------- an older certificate never replaces a newer one

@@ -1,7 +1,8 @@
 """An in-memory stand-in for the CSR slice of the Kubernetes API, plugged under _kube.KubeClient._send.
 
-Only for the unit tests of the csr_* modules: enough of the contract (create/get/list/delete, /approval, labels,
-field selector on metadata.name, a signer that issues on approval) to drive the modules in-process.
+Only for the unit tests: enough of the CSR contract (create/get/list/delete, /approval, labels, field selector on
+metadata.name, a signer that issues on approval) to drive the csr_* modules in-process, and of the ClusterTrustBundle
+one (``FakeTrustBundles``: discovery, create/get/update/delete, dryRun=All, conflicts) for cluster_trust_bundle.
 """
 
 import base64
@@ -171,3 +172,88 @@ def install(monkeypatch, cluster):
 
     monkeypatch.setattr(_kube, "client_for", client_for)
     return cluster
+
+
+# ---------------------------------------------------------------- ClusterTrustBundles (cluster_trust_bundle)
+
+TRUST_GROUP = "/apis/certificates.k8s.io"
+
+
+class FakeTrustBundles:
+    """certificates.k8s.io discovery and the clustertrustbundles collection (create, get, update, delete, dryRun=All)."""
+
+    def __init__(self, versions=("v1beta1",), listed=None, deny_attest=False, server_version=None):
+        self.versions = list(versions)  # versions serving clustertrustbundles
+        self.server_version = server_version  # the /version answer (a dict); None: 404
+        self.listed = list(listed if listed is not None else ["v1"] + self.versions)  # versions in the APIGroup
+        self.deny_attest = deny_attest
+        self.objects = {}
+        self.requests = []
+        self.conflicts = 0  # the next PUTs answered 409 after someone else changed the object
+        self.rv = 100
+
+    def send(self, method, path, query, body, _timeout, _stream):
+        query = dict(query or {})
+        self.requests.append((method, path, query))
+        if path == "/version" and self.server_version is not None:
+            return 200, {}, json.dumps(self.server_version).encode()
+        if path == TRUST_GROUP:
+            entries = [{"groupVersion": "certificates.k8s.io/%s" % v, "version": v} for v in self.listed]
+            return 200, {}, json.dumps({"kind": "APIGroup", "name": "certificates.k8s.io", "versions": entries}).encode()
+        for version in self.listed:
+            if path == "%s/%s" % (TRUST_GROUP, version):
+                resources = [{"name": "certificatesigningrequests"}] if version == "v1" else [{"name": "podcertificaterequests"}]
+                if version in self.versions:
+                    resources.append({"name": "clustertrustbundles"})
+                return 200, {}, json.dumps({"kind": "APIResourceList", "resources": resources}).encode()
+        for version in self.versions:
+            base = "%s/%s/clustertrustbundles" % (TRUST_GROUP, version)
+            if path == base and method == "POST":
+                return self._write(body, query, None)
+            if path.startswith(base + "/"):
+                return self._item(method, unquote(path[len(base) + 1:]), body, query)
+        return _status(404, "the server could not find the requested resource", "NotFound")
+
+    def _item(self, method, name, body, query):
+        obj = self.objects.get(name)
+        if obj is None:
+            return _status(404, 'clustertrustbundles.certificates.k8s.io "%s" not found' % name, "NotFound")
+        if method == "GET":
+            return 200, {}, json.dumps(obj).encode()
+        if method == "DELETE":
+            if query.get("dryRun") != "All":
+                del self.objects[name]
+            return 200, {}, b'{"kind":"Status","status":"Success"}'
+        if method == "PUT":
+            if self.conflicts:
+                self.conflicts -= 1
+                self.change_behind_our_back(name)
+                return _status(409, "the object has been modified; please apply your changes to the latest version", "Conflict")
+            if body["metadata"].get("resourceVersion") != obj["metadata"]["resourceVersion"]:
+                return _status(409, "the object has been modified", "Conflict")
+            return self._write(body, query, obj)
+        return _status(405, "method not allowed", "MethodNotAllowed")
+
+    def _write(self, body, query, old):
+        name = body["metadata"]["name"]
+        if old is None and name in self.objects:
+            return _status(409, 'clustertrustbundles.certificates.k8s.io "%s" already exists' % name, "AlreadyExists")
+        if body["spec"].get("signerName") and self.deny_attest:
+            return _status(403, 'clustertrustbundles.certificates.k8s.io "%s" is forbidden: user not permitted to attest for signerName "%s"'
+                           % (name, body["spec"]["signerName"]), "Forbidden")
+        obj = json.loads(json.dumps(body))
+        self.rv += 1
+        obj["metadata"]["resourceVersion"] = str(self.rv)
+        obj["metadata"].setdefault("uid", "uid-%s" % name)
+        obj["metadata"]["managedFields"] = [{"manager": "kubepki.certs"}]
+        if query.get("dryRun") != "All":
+            self.objects[name] = obj
+        return (200 if old else 201), {}, json.dumps(obj).encode()
+
+    def change_behind_our_back(self, name):
+        self.rv += 1
+        self.objects[name]["metadata"]["resourceVersion"] = str(self.rv)
+        self.objects[name]["metadata"].setdefault("labels", {})["touched-by"] = "someone-else"
+
+    def writes(self):
+        return [r for r in self.requests if r[0] in ("POST", "PUT", "DELETE")]

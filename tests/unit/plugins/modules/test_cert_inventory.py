@@ -1,7 +1,9 @@
-"""cert_inventory run in-process: the embedded store in a temporary directory, MongoDB through mongomock, real etcd.
+"""cert_inventory run in-process: the embedded store in a temporary directory, MongoDB through mongomock, no etcd.
 
-mongomock is a stand-in: no MongoDB server can run on these machines (as in test_store.py). Certificates are made
-with the sandbox's PKI helpers; the expected figures are read from the PEMs with cryptography, not from the module.
+mongomock is a stand-in: no MongoDB server can run on these machines (as in test_store.py). The runs with etcd
+configured are in tests/functional/inprocess/test_cert_inventory_on_etcd.py, against a real etcd; they share ``World``
+(which takes the etcd URL, None here). Certificates are made with pki_support; the expected figures are read from
+the PEMs with cryptography, not from the module.
 """
 
 import datetime
@@ -24,7 +26,7 @@ from cryptography.x509.oid import NameOID
 from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _etcd, _store
 from ansible_collections.kubepki.certs.plugins.modules import cert_inventory
 
-from kubesandbox import pki
+import pki_support
 
 UTC = datetime.timezone.utc
 
@@ -100,7 +102,7 @@ class World:
         self.tmp_path = tmp_path
         self.etcd_url = etcd_url
         self.prefix = "/inv-%s" % uuid.uuid4().hex[:8]
-        self.ca = pki.make_ca("inventory-ca")
+        self.ca = pki_support.new_ca("inventory-ca")
         if kind == "embedded":
             self.uri = str(tmp_path / "store" / "store.db")
             self.factory = None
@@ -126,7 +128,7 @@ class World:
         leaf = (x509.CertificateBuilder().subject_name(name).issuer_name(self.ca.cert.subject).public_key(key.public_key())
                 .serial_number(x509.random_serial_number()).not_valid_before(start)
                 .not_valid_after(start + datetime.timedelta(days=days)).sign(self.ca.key, hashes.SHA256()))
-        pem = pki.cert_pem(leaf).decode()
+        pem = pki_support.cert_pem(leaf).decode()
         facts = _crypto.certificate_facts(pem)
         return {"scope": scope, "cluster": cluster, "user": user, "common_name": user, "organizations": list(orgs),
                 "certificate": pem, "csr_name": "n", "csr_uid": "u", "signer_name": "kubernetes.io/kube-apiserver-client",
@@ -149,13 +151,13 @@ class World:
 
 
 @pytest.fixture
-def world(tmp_path, kp_etcd):
-    return World(tmp_path, kp_etcd.url)
+def world(tmp_path):
+    return World(tmp_path, None)
 
 
 @pytest.fixture(params=["embedded", "mongomock"])
-def any_world(request, tmp_path, kp_etcd, monkeypatch):
-    return World(tmp_path, kp_etcd.url, request.param, monkeypatch)
+def any_world(request, tmp_path, monkeypatch):
+    return World(tmp_path, None, request.param, monkeypatch)
 
 
 def by_identity(result):
@@ -232,67 +234,6 @@ def test_keys_are_never_decrypted(run_module, world):
     no_secrets(result, key)
 
 
-def test_store_and_etcd_compared(run_module, any_world, monkeypatch):
-    w = any_world
-    alice = w.key("alice")
-    same = w.cert("alice", "c1", alice["private_key_pem"])
-    w.to_store(same)
-    w.to_etcd(same)
-    old, new = w.cert("alice", "c2", alice["private_key_pem"], days=20), w.cert("alice", "c2", alice["private_key_pem"], days=60)
-    w.to_store(old)
-    w.to_etcd(new)  # etcd holds a newer certificate than the store
-    w.to_store(w.cert("alice", "c3", alice["private_key_pem"], days=60))
-    w.to_etcd(w.cert("alice", "c3", alice["private_key_pem"], days=20))  # the store is ahead
-    only_etcd = w.cert("bob", "c1", w.key("bob")["private_key_pem"])
-    w.to_etcd(only_etcd)
-    w.to_store(w.cert("carol", "c1", w.key("carol")["private_key_pem"]))
-    with _etcd.EtcdTransport([w.etcd_url], prefix=w.prefix) as transport:
-        transport.put_if_changed(w.prefix + "/certs/default/c9/mallory", "not json")
-        transport.put_if_changed(w.prefix + "/certs/not-a-record", "{}")
-
-    failed, result = run_module(cert_inventory, w.with_etcd(warn_within="30d"))
-    assert not failed, result
-    assert result["etcd_endpoint"] == w.etcd_url
-    rows = by_identity(result)
-    c1 = rows[("default", "alice", "c1")]
-    assert (c1["found_in"], c1["sources_differ"], c1["newer_in"], c1["state"]) == ("both", False, None, "valid")
-    assert c1["etcd"]["key"] == w.prefix + "/certs/default/c1/alice"
-    c2 = rows[("default", "alice", "c2")]
-    assert (c2["found_in"], c2["sources_differ"], c2["newer_in"]) == ("both", True, "etcd")
-    assert c2["serial"] == pem_facts(new["certificate"])["serial"] and c2["state"] == "valid"
-    assert c2["store"]["serial"] == pem_facts(old["certificate"])["serial"]
-    assert any("etcd holds a newer certificate" in note for note in c2["notes"])
-    c3 = rows[("default", "alice", "c3")]
-    assert (c3["newer_in"], c3["state"]) == ("store", "valid") and c3["etcd"]["not_after"] < c3["not_after"]
-    bob = rows[("default", "bob", "c1")]
-    assert (bob["found_in"], bob["state"], bob["serial"]) == ("etcd", "valid", pem_facts(only_etcd["certificate"])["serial"])
-    assert rows[("default", "carol", "c1")]["found_in"] == "store"
-    mallory = rows[("default", "mallory", "c9")]
-    assert mallory["state"] == "invalid" and "is not a JSON certificate record" in mallory["etcd"]["problem"]
-    assert len(rows) == 6
-
-    # without the etcd options only the store is read: bob's key has no certificate there
-    monkeypatch.delenv("KUBEPKI_ETCD_ENDPOINTS", raising=False)
-    failed, result = run_module(cert_inventory, w.args())
-    assert not failed and result["etcd_endpoint"] is None
-    assert {r["found_in"] for r in result["inventory"] if r["user"] != "bob"} == {"store"}
-    assert by_identity(result)[("default", "bob", "")]["state"] == "missing_certificate"
-    assert by_identity(result)[("default", "alice", "c2")]["serial"] == pem_facts(old["certificate"])["serial"]
-
-
-def test_a_damaged_store_record_leaves_the_etcd_one(run_module, world):
-    alice = world.key("alice")
-    good = world.cert("alice", "c1", alice["private_key_pem"])
-    world.to_etcd(good)
-    damaged = dict(good, certificate="-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
-    world.to_store(damaged)
-    failed, result = run_module(cert_inventory, world.with_etcd())
-    assert not failed, result
-    [row] = result["inventory"]
-    assert (row["state"], row["sources_differ"], row["serial"]) == ("valid", True, good["serial"])
-    assert "cannot be parsed" in row["store"]["problem"]
-
-
 def test_a_store_record_that_is_not_json_is_reported_not_fatal(run_module, world):
     """A record damaged past JSON (written into the file by hand here) is an ``invalid`` row; the others are reported."""
     alice = world.key("alice")
@@ -308,33 +249,6 @@ def test_a_store_record_that_is_not_json_is_reported_not_fatal(run_module, world
     assert (broken["state"], broken["found_in"], broken["serial"]) == ("invalid", "store", None)
     assert "the store record of user 'alice', cluster 'c2' (scope 'default') is not a JSON certificate record" in broken["store"]["problem"]
     assert result["summary"]["invalid"] == 1 and result["summary"]["total"] == 2
-
-
-def test_filters(run_module, world):
-    alice = world.key("alice")
-    world.to_store(world.cert("alice", "c1", alice["private_key_pem"]))
-    world.to_store(world.cert("alice", "c2", alice["private_key_pem"]))
-    bob_c1 = world.key("bob", "c1")
-    world.to_store(world.cert("bob", "c1", bob_c1["private_key_pem"]))
-    world.key("bob", "c3")
-    prod = world.key("alice", scope="prod")
-    world.to_etcd(world.cert("alice", "c1", prod["private_key_pem"], scope="prod"))
-
-    def identities(**args):
-        failed, result = run_module(cert_inventory, world.with_etcd(**args))
-        assert not failed, result
-        return sorted(by_identity(result))
-
-    assert identities(scope="prod") == [("prod", "alice", "c1")]
-    assert identities(users=["bob"]) == [("default", "bob", "c1"), ("default", "bob", "c3")]
-    assert identities(scope="default", clusters=["c2"]) == [("default", "alice", "c2")]
-    # a listed cluster where a user with a key has no certificate is reported missing
-    failed, result = run_module(cert_inventory, world.with_etcd(scope="default", clusters=["c1", "c3", "c4"]))
-    rows = by_identity(result)
-    assert sorted(rows) == [("default", "alice", c) for c in ("c1", "c3", "c4")] + [("default", "bob", "c1"), ("default", "bob", "c3")]
-    assert rows[("default", "alice", "c4")]["state"] == "missing_certificate"
-    assert rows[("default", "alice", "c4")]["key_scope"] == "shared"
-    assert rows[("default", "bob", "c3")]["key_scope"] == "per_cluster"
 
 
 def test_table(run_module, world):
@@ -353,33 +267,6 @@ def test_table(run_module, world):
     assert second.split()[:4] == ["default", "bob", "-", "missing_certificate"]
     assert header.index("STATE") == first.index("expiring") == second.index("missing_certificate")
     assert blank == "" and total == "2 entries: 1 expiring, 1 missing certificate"
-
-
-def test_prometheus(run_module, world):
-    alice = world.key("alice")
-    records = [world.cert("alice", "c1", alice["private_key_pem"], days=40), world.cert("alice", "c2", alice["private_key_pem"], days=5)]
-    records.append(world.cert('we"ird\\name', "c1", world.key('we"ird\\name')["private_key_pem"]))
-    for record in records:
-        world.to_store(record)
-    world.to_etcd(records[0])
-    world.key("bob")
-    failed, result = run_module(cert_inventory, world.with_etcd(format="prometheus"))
-    assert not failed, result
-    families = parse_exposition(result["report"])
-    assert "kubepki_certificate_days_left" not in families  # the reader computes expiry - time()
-    for name in ("kubepki_certificate_expiry_timestamp_seconds", "kubepki_certificate_state"):
-        assert families[name]["type"] == "gauge" and families[name]["help"]
-    for record in records:
-        facts = pem_facts(record["certificate"])
-        labels = {"scope": "default", "user": record["user"], "cluster": record["cluster"], "serial": facts["serial"]}
-        assert series(families, "kubepki_certificate_expiry_timestamp_seconds", **labels) == facts["expiry"]
-        assert series(families, "kubepki_certificate_not_before_timestamp_seconds", **labels) == facts["not_before"]
-    assert series(families, "kubepki_certificate_state", user="alice", cluster="c2") == 1
-    assert ("state", "expiring") in next(k for k in families["kubepki_certificate_state"]["samples"] if ("cluster", "c2") in k)
-    assert series(families, "kubepki_certificate_state", user="bob", state="missing_certificate") == 1
-    assert len(families["kubepki_certificate_expiry_timestamp_seconds"]["samples"]) == 3  # a key without a certificate has no expiry
-    assert series(families, "kubepki_certificate_sources_differ", user="alice", cluster="c1") == 0
-    assert len(families["kubepki_certificate_sources_differ"]["samples"]) == 1
 
 
 def test_dest_written_atomically_and_only_on_change(run_module, world, tmp_path):

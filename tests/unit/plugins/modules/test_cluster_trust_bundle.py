@@ -2,13 +2,13 @@
 
 Three kinds of counterpart:
 - input checks: run against an API stand-in that records requests, to show that nothing is sent for bad input;
-- the write flows (idempotence, update, check mode, diff, conflicts, version choice): an in-memory ClusterTrustBundle API
-  below. It is a mock, used because no real server of v1 (Kubernetes 1.37) or v1alpha1 only (1.27-1.32) can run here,
+- the write flows (idempotence, update, check mode, diff, conflicts, version choice): the in-memory ClusterTrustBundle
+  API of csr_fake_api.py (``FakeTrustBundles``). It is a mock, used because no real server of v1 (Kubernetes 1.37) or v1alpha1 only (1.27-1.32) can run here,
   and because a 409 or 403 at a chosen moment cannot be provoked on a real server; the flows against a real
   kube-apiserver 1.36 are in tests/functional/real/test_real_trust_bundle.py;
-- the "not served" failure: the sandbox, a server that serves certificates.k8s.io/v1 without ClusterTrustBundles, and
-  the stand-in answering /version as servers of several minor lines do, for the flags each one is told (the real 1.30
-  and 1.36 servers are in tests/functional/real/test_real_trust_bundle.py).
+- the "not served" failure: the stand-in answering /version as servers of several minor lines do, for the flags each one is told (the real 1.30
+  and 1.36 servers are in tests/functional/real/test_real_trust_bundle.py; the sandbox, a server that serves
+  certificates.k8s.io/v1 without ClusterTrustBundles, in tests/functional/inprocess/test_cluster_trust_bundle_sandbox.py).
 """
 
 import datetime
@@ -19,101 +19,14 @@ import sys
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from kubesandbox import pki
+
+import pki_support
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from csr_fake_api import install  # noqa: E402 pylint: disable=wrong-import-position
+from csr_fake_api import FakeTrustBundles, install  # noqa: E402 pylint: disable=wrong-import-position
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _kube  # noqa: E402
 from ansible_collections.kubepki.certs.plugins.modules import cluster_trust_bundle  # noqa: E402
-
-GROUP = "/apis/certificates.k8s.io"
-
-
-def _status(code, message, reason):
-    return code, {}, json.dumps({"kind": "Status", "status": "Failure", "message": message, "reason": reason, "code": code}).encode()
-
-
-class FakeTrustBundles:
-    """certificates.k8s.io discovery and the clustertrustbundles collection (create, get, update, delete, dryRun=All)."""
-
-    def __init__(self, versions=("v1beta1",), listed=None, deny_attest=False, server_version=None):
-        self.versions = list(versions)  # versions serving clustertrustbundles
-        self.server_version = server_version  # the /version answer (a dict); None: 404
-        self.listed = list(listed if listed is not None else ["v1"] + self.versions)  # versions in the APIGroup
-        self.deny_attest = deny_attest
-        self.objects = {}
-        self.requests = []
-        self.conflicts = 0  # the next PUTs answered 409 after someone else changed the object
-        self.rv = 100
-
-    def send(self, method, path, query, body, _timeout, _stream):
-        query = dict(query or {})
-        self.requests.append((method, path, query))
-        if path == "/version" and self.server_version is not None:
-            return 200, {}, json.dumps(self.server_version).encode()
-        if path == GROUP:
-            entries = [{"groupVersion": "certificates.k8s.io/%s" % v, "version": v} for v in self.listed]
-            return 200, {}, json.dumps({"kind": "APIGroup", "name": "certificates.k8s.io", "versions": entries}).encode()
-        for version in self.listed:
-            if path == "%s/%s" % (GROUP, version):
-                resources = [{"name": "certificatesigningrequests"}] if version == "v1" else [{"name": "podcertificaterequests"}]
-                if version in self.versions:
-                    resources.append({"name": "clustertrustbundles"})
-                return 200, {}, json.dumps({"kind": "APIResourceList", "resources": resources}).encode()
-        for version in self.versions:
-            base = "%s/%s/clustertrustbundles" % (GROUP, version)
-            if path == base and method == "POST":
-                return self._write(body, query, None)
-            if path.startswith(base + "/"):
-                from urllib.parse import unquote  # pylint: disable=import-outside-toplevel
-                return self._item(method, unquote(path[len(base) + 1:]), body, query)
-        return _status(404, "the server could not find the requested resource", "NotFound")
-
-    def _item(self, method, name, body, query):
-        obj = self.objects.get(name)
-        if obj is None:
-            return _status(404, 'clustertrustbundles.certificates.k8s.io "%s" not found' % name, "NotFound")
-        if method == "GET":
-            return 200, {}, json.dumps(obj).encode()
-        if method == "DELETE":
-            if query.get("dryRun") != "All":
-                del self.objects[name]
-            return 200, {}, b'{"kind":"Status","status":"Success"}'
-        if method == "PUT":
-            if self.conflicts:
-                self.conflicts -= 1
-                self.change_behind_our_back(name)
-                return _status(409, "the object has been modified; please apply your changes to the latest version", "Conflict")
-            if body["metadata"].get("resourceVersion") != obj["metadata"]["resourceVersion"]:
-                return _status(409, "the object has been modified", "Conflict")
-            return self._write(body, query, obj)
-        return _status(405, "method not allowed", "MethodNotAllowed")
-
-    def _write(self, body, query, old):
-        name = body["metadata"]["name"]
-        if old is None and name in self.objects:
-            return _status(409, 'clustertrustbundles.certificates.k8s.io "%s" already exists' % name, "AlreadyExists")
-        if body["spec"].get("signerName") and self.deny_attest:
-            return _status(403, 'clustertrustbundles.certificates.k8s.io "%s" is forbidden: user not permitted to attest for signerName "%s"'
-                           % (name, body["spec"]["signerName"]), "Forbidden")
-        obj = json.loads(json.dumps(body))
-        self.rv += 1
-        obj["metadata"]["resourceVersion"] = str(self.rv)
-        obj["metadata"].setdefault("uid", "uid-%s" % name)
-        obj["metadata"]["managedFields"] = [{"manager": "kubepki.certs"}]
-        if query.get("dryRun") != "All":
-            self.objects[name] = obj
-        return (200 if old else 201), {}, json.dumps(obj).encode()
-
-    def change_behind_our_back(self, name):
-        self.rv += 1
-        self.objects[name]["metadata"]["resourceVersion"] = str(self.rv)
-        self.objects[name]["metadata"].setdefault("labels", {})["touched-by"] = "someone-else"
-
-    def writes(self):
-        return [r for r in self.requests if r[0] in ("POST", "PUT", "DELETE")]
 
 
 @pytest.fixture
@@ -123,11 +36,11 @@ def api(monkeypatch):
 
 @pytest.fixture(scope="module")
 def cas():
-    return [pki.make_ca("ctb-test-ca-%d" % i) for i in range(3)]
+    return [pki_support.new_ca("ctb-test-ca-%d" % i) for i in range(3)]
 
 
 def pem(pair):
-    return pki.cert_pem(pair.cert).decode()
+    return pki_support.cert_pem(pair.cert).decode()
 
 
 def der_set(text):
@@ -144,7 +57,7 @@ def args(**kwargs):
 # ------------------------------------------------------------------ input checked before any request
 
 def test_private_key_is_refused_and_never_echoed(run_module, api, cas):
-    key = pki.key_pem(cas[0].key).decode()
+    key = pki_support.key_pem(cas[0].key).decode()
     failed, result = run_module(cluster_trust_bundle, args(name="kubepki-ca", ca_data=pem(cas[0]) + key))
     assert failed and "ca_data holds a private key" in result["msg"]
     body = "".join(key.strip().splitlines()[1:-1])
@@ -160,9 +73,9 @@ def test_private_key_is_refused_and_never_echoed(run_module, api, cas):
     ("garbage", "does not parse as an X.509 certificate"),
 ])
 def test_bad_pem_is_refused_before_any_request(run_module, api, cas, case, expected):
-    leaf = pki.issue(cas[0], "not-a-ca", client=True)
+    leaf = pki_support.client_cert(cas[0], "not-a-ca")
     data = {
-        "leaf": pem(cas[0]) + pki.cert_pem(leaf.cert).decode(),
+        "leaf": pem(cas[0]) + pki_support.cert_pem(leaf.cert).decode(),
         "csr": "-----BEGIN CERTIFICATE REQUEST-----\nMIIB\n-----END CERTIFICATE REQUEST-----\n",
         "empty": " \n",
         "text": "just a note, no certificate",
@@ -370,25 +283,6 @@ def test_explicit_version_not_served_where_another_is_names_it(run_module, monke
     failed, result = run_module(cluster_trust_bundle, args(name="kubepki-ca", ca_data=pem(cas[0]), api_version="v1beta1"))
     assert failed and "it serves them in certificates.k8s.io/v1alpha1: set api_version to auto or v1alpha1" in result["msg"], result
     assert "--runtime-config" not in result["msg"]
-
-
-# ------------------------------------------------------------------ a server without the API: the sandbox
-
-def test_sandbox_serving_no_trust_bundles_gets_the_enable_hint(run_module, sandbox, cas):
-    _kube._CLIENTS.clear()
-    cluster = sandbox.cluster(sandbox.names[0])
-    failed, result = run_module(cluster_trust_bundle, {"kubeconfig": cluster.kubeconfig, "name": "kubepki-ca", "ca_data": pem(cas[0])})
-    assert failed, result
-    assert "does not serve ClusterTrustBundles" in result["msg"] and cluster.server in result["msg"]
-    # the sandbox answers /version as v1.32.0: the alpha API is what that version has
-    assert "this server is v1.32.0+kubesandbox" in result["msg"] and "--feature-gates ClusterTrustBundle=true" in result["msg"]
-    assert "--runtime-config certificates.k8s.io/v1alpha1/clustertrustbundles=true" in result["msg"]
-    assert "v1beta1/clustertrustbundles" not in result["msg"]
-    failed, result = run_module(cluster_trust_bundle, {"kubeconfig": cluster.kubeconfig, "name": "kubepki-ca", "state": "absent"})
-    assert not failed and not result["changed"] and result["api_version"] is None
-    failed, result = run_module(cluster_trust_bundle, {"kubeconfig": cluster.kubeconfig, "name": "kubepki-ca", "ca_data": pem(cas[0]),
-                                                       "if_served": True})
-    assert not failed and not result["changed"] and result["served"] is False, result
 
 
 def test_expired_ca_still_counts_as_a_ca(run_module, api):

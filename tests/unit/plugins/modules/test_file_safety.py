@@ -12,7 +12,7 @@ import yaml
 from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _etcd, _store
 from ansible_collections.kubepki.certs.plugins.modules import cert_inventory, cluster_trust_bundle, csr_info, csr_wait, kubeconfig_render
 
-from kubesandbox import pki
+import pki_support
 
 KEY_TEXT = "-----BEGIN PRIVATE KEY-----\nleft by a killed run\n-----END PRIVATE KEY-----\n"
 # the name write_atomically gives its temporary file (.<name>.<8 of [a-z0-9_]>.tmp)
@@ -25,14 +25,14 @@ class Setup:
     def __init__(self, tmp_path):
         self.tmp_path = tmp_path
         self.uri = str(tmp_path / "store.db")
-        self.ca = pki.make_ca("file-safety-ca")
+        self.ca = pki_support.new_ca("file-safety-ca")
         self.ca_file = tmp_path / "c1-ca.crt"
-        self.ca_file.write_bytes(pki.cert_pem(self.ca.cert))
+        self.ca_file.write_bytes(pki_support.cert_pem(self.ca.cert))
         with _store.open_store(self.uri, "") as store:
             for user in ("alice", "bob"):
                 key = store.ensure_key("default", user)[0]
-                leaf = pki.issue(self.ca, user, ["dev"], client=True, key=_crypto.load_private_key(key["private_key_pem"]), days=30).cert
-                pem = pki.cert_pem(leaf).decode()
+                leaf = pki_support.client_cert(self.ca, user, ["dev"], key=_crypto.load_private_key(key["private_key_pem"]), days=30).cert
+                pem = pki_support.cert_pem(leaf).decode()
                 facts = _crypto.certificate_facts(pem)
                 store.put_cert({"scope": "default", "cluster": "c1", "user": user, "common_name": user, "organizations": ["dev"],
                                 "certificate": pem, "csr_name": "n-" + user, "csr_uid": "u", "signer_name": "kubernetes.io/kube-apiserver-client",
@@ -145,9 +145,9 @@ def test_a_fifo_in_the_api_credentials_is_refused_at_once(run_module, setup, whe
     """The kubeconfig itself, a file it names, or an explicit option: each a FIFO in turn."""
     tmp_path = setup.tmp_path
     fifo_path = fifo(tmp_path, "fifo-" + where)
-    client = pki.issue(setup.ca, "admin", ["system:masters"], client=True)
+    client = pki_support.client_cert(setup.ca, "admin", ["system:masters"])
     cert_file, key_file = tmp_path / "admin.crt", tmp_path / "admin.key"
-    cert_file.write_bytes(pki.cert_pem(client.cert))
+    cert_file.write_bytes(pki_support.cert_pem(client.cert))
     key_file.write_text(_crypto.private_key_to_pem(client.key))
     ca = {"certificate-authority": str(setup.ca_file)}
     user = {"client-certificate": str(cert_file), "client-key": str(key_file)}

@@ -1,4 +1,5 @@
-"""kubeconfig_render run in-process: embedded store in a temp dir, real etcd for the lazy load."""
+"""kubeconfig_render run in-process: embedded store in a temp dir, no etcd. The runs with etcd configured (the lazy
+load) are in tests/functional/inprocess/test_kubeconfig_render_on_etcd.py, against a real etcd."""
 
 import base64
 import datetime
@@ -13,7 +14,7 @@ import yaml
 from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _etcd, _step_render, _store
 from ansible_collections.kubepki.certs.plugins.modules import kubeconfig_render
 
-from kubesandbox import pki
+import pki_support
 
 
 class World:
@@ -25,9 +26,9 @@ class World:
         self.passphrase = passphrase
         self.etcd_url = etcd_url
         self.prefix = "/r-%s" % uuid.uuid4().hex[:8]
-        self.cas = {name: pki.make_ca("ca-" + name) for name in ("c1", "c2")}
+        self.cas = {name: pki_support.new_ca("ca-" + name) for name in ("c1", "c2")}
         for name, ca in self.cas.items():
-            (tmp_path / ("%s-ca.crt" % name)).write_bytes(pki.cert_pem(ca.cert))
+            (tmp_path / ("%s-ca.crt" % name)).write_bytes(pki_support.cert_pem(ca.cert))
         with _store.open_store(self.uri, passphrase) as store:
             self.key = store.ensure_key("default", "alice")[0]
 
@@ -35,10 +36,10 @@ class World:
         key = _crypto.load_private_key(key_pem or self.key["private_key_pem"])
         ca = ca or self.cas[cluster]
         if start is None:
-            leaf = pki.issue(ca, user, list(orgs), client=True, key=key, days=days).cert
+            leaf = pki_support.client_cert(ca, user, list(orgs), key=key, days=days).cert
         else:
             leaf = _future_cert(ca, user, key, start)
-        pem = pki.cert_pem(leaf).decode()
+        pem = pki_support.cert_pem(leaf).decode()
         facts = _crypto.certificate_facts(pem)
         return {"scope": "default", "cluster": cluster, "user": user, "common_name": user, "organizations": list(orgs),
                 "certificate": pem, "csr_name": "n", "csr_uid": "u", "signer_name": "kubernetes.io/kube-apiserver-client",
@@ -77,8 +78,8 @@ def _future_cert(ca, user, key, start):
 
 
 @pytest.fixture
-def world(tmp_path, kp_etcd):
-    return World(tmp_path, kp_etcd.url)
+def world(tmp_path):
+    return World(tmp_path, None)
 
 
 def test_write_idempotent_and_mode(run_module, world):
@@ -114,42 +115,12 @@ def test_returned_kubeconfig(run_module, world):
     assert base64.b64decode(config["users"][0]["user"]["client-key-data"]).decode() == world.key["private_key_pem"]
 
 
-def test_lazy_load_from_etcd(run_module, world):
-    record = world.cert()
-    world.to_etcd(record)
-    failed, result = run_module(kubeconfig_render, world.with_etcd(_ansible_check_mode=True))
-    assert not failed and result["changed"] and result["clusters"][0]["loaded_from_etcd"]
-    assert world.stored() is None
-    failed, result = run_module(kubeconfig_render, world.with_etcd())
-    assert not failed and result["changed"] and result["clusters"][0]["source"] == "etcd"
-    assert world.stored()["serial"] == record["serial"]
-    failed, result = run_module(kubeconfig_render, world.with_etcd())
-    assert not failed and result["changed"] is False and result["clusters"][0]["source"] == "store"
-
-
-def test_newer_certificate_in_etcd_replaces_the_stored_one(run_module, world):
-    old, new = world.cert(days=5), world.cert(days=20)
-    world.to_store(old)
-    world.to_etcd(new)
-    failed, result = run_module(kubeconfig_render, world.with_etcd())
-    assert not failed and result["clusters"][0]["serial"] == new["serial"]
-    assert world.stored()["serial"] == new["serial"]
-
-
-def test_older_or_bad_etcd_record_is_ignored_when_the_store_is_good(run_module, world):
-    good = world.cert(days=20)
-    world.to_store(good)
-    world.to_etcd(world.cert(days=5))
-    failed, result = run_module(kubeconfig_render, world.with_etcd())
-    assert not failed and result["clusters"][0]["serial"] == good["serial"] and result["changed"] is False
-
-
 def test_two_clusters_per_cluster_keys(run_module, world):
     with _store.open_store(world.uri, "") as store:
         keys = {name: store.ensure_key("default", "alice", name)[0] for name in ("c1", "c2")}
     for name in ("c1", "c2"):
         world.to_store(world.cert(name, key_pem=keys[name]["private_key_pem"]))
-    clusters = [{"name": name, "server": "https://127.0.0.1:%d" % port, "ca_data": pki.cert_pem(world.cas[name].cert).decode()}
+    clusters = [{"name": name, "server": "https://127.0.0.1:%d" % port, "ca_data": pki_support.cert_pem(world.cas[name].cert).decode()}
                 for name, port in (("c1", 6443), ("c2", 6444))]
     failed, result = run_module(kubeconfig_render, world.args(clusters=clusters, key_scope="per_cluster"))
     assert not failed, result
@@ -185,17 +156,6 @@ def test_wrong_ca(run_module, world):
     world.to_store(world.cert(ca=world.cas["c2"]))
     failed, result = run_module(kubeconfig_render, world.args())
     assert failed and "user 'alice' for cluster 'c1'" in result["msg"] and "is not signed by the given cluster CA" in result["msg"]
-
-
-def test_expired_in_etcd_and_nothing_in_store(run_module, world):
-    world.to_etcd(world.cert(days=-0.001))
-    failed, result = run_module(kubeconfig_render, world.with_etcd())
-    assert failed and "expired at" in result["msg"] and "found in etcd; the store has none" in result["msg"]
-
-
-def test_no_certificate_anywhere(run_module, world):
-    failed, result = run_module(kubeconfig_render, world.with_etcd())
-    assert failed and "no certificate for user 'alice' on cluster 'c1' in the credential store nor in etcd" in result["msg"]
 
 
 def test_missing_key(run_module, world):
@@ -247,8 +207,8 @@ def test_bad_store_uri(run_module, world):
     assert failed and "store_uri 'redis://localhost/0' has an unsupported scheme" in result["msg"]
 
 
-def test_wrong_and_missing_passphrase(run_module, tmp_path, kp_etcd):
-    world = World(tmp_path, kp_etcd.url, passphrase="right one")
+def test_wrong_and_missing_passphrase(run_module, tmp_path):
+    world = World(tmp_path, None, passphrase="right one")
     world.to_store(world.cert())
     failed, result = run_module(kubeconfig_render, dict(world.args(), store_passphrase="wrong one"))
     assert failed and "store_passphrase does not decrypt the stored key of user 'alice'" in result["msg"]
@@ -398,16 +358,6 @@ def test_a_kept_context_takes_the_newer_certificate_the_store_holds(run_module, 
     assert "PRIVATE KEY" not in json.dumps(result)
 
 
-def test_a_kept_context_is_loaded_from_etcd_like_the_others(run_module, world, rendered):
-    newer = world.cert("c2", days=60)
-    world.to_etcd(newer)
-    failed, result = run_module(kubeconfig_render, world.with_etcd(dest=str(rendered)))
-    assert cert_of(contexts_of(rendered)[1], "alice@c2") == newer["certificate"]
-    assert not failed and result["changed"] is True, result
-    assert [(k["name"], k["source"], k["loaded_from_etcd"]) for k in result["kept"]] == [("c2", "etcd", True)]
-    assert world.stored("c2")["serial"] == newer["serial"]
-
-
 def test_a_context_whose_certificate_expired_is_dropped_with_a_note(run_module, world, rendered, monkeypatch):
     warned = []  # the run_module fixture replaces exit_json, which would carry the warnings: collect them here
     monkeypatch.setattr(kubeconfig_render.AnsibleModule, "warn", lambda self, text: warned.append(text), raising=False)
@@ -457,17 +407,6 @@ def test_without_a_record_and_without_etcd_the_files_own_certificate_is_judged(r
     assert not failed and result["changed"] is True, result
     [dropped] = result["dropped"]
     assert "expired at" in dropped["reason"] and "the kubeconfig's own" in dropped["reason"]
-
-
-def test_with_etcd_a_cluster_neither_the_store_nor_etcd_knows_is_dropped(run_module, world, rendered):
-    """etcd records what was issued (and offboarding deletes it): with etcd configured and no record of c2 anywhere,
-    the user holds no certificate there, whatever the file still carries."""
-    with _store.open_store(world.uri, "") as store:
-        store.delete_cert("default", "c2", "alice")
-    failed, result = run_module(kubeconfig_render, world.with_etcd(dest=str(rendered)))
-    assert contexts_of(rendered)[0] == ["alice@c1"]
-    assert not failed and result["changed"] is True, result
-    assert [d["reason"] for d in result["dropped"]] == ["neither the credential store nor etcd holds a certificate of user 'alice' for cluster 'c2'"]
 
 
 def test_contexts_keep_their_places_and_the_current_context(run_module, world, rendered):
