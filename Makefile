@@ -68,7 +68,7 @@ ARTIFACT_TESTS := tests/functional/test_built_artifact.py tests/functional/test_
 ARTIFACT_IGNORE := $(addprefix --ignore ,$(ARTIFACT_TESTS))
 
 # With KUBEPKI_K8S_ASSETS the functional tests that use clusters run a second time, against real clusters
-# (KUBEPKI_TEST_CLUSTERS=real; tests/conftest.py); tests/functional/real runs on real clusters in the first pass.
+# (KUBEPKI_TEST_CLUSTERS=real; tests/functional/conftest.py); tests/functional/real runs on real clusters in the first pass.
 pytest: venv
 	@if [ -n "$(KUBEPKI_K8S_ASSETS)" ]; then echo "pytest: real-cluster tests use KUBEPKI_K8S_ASSETS=$(KUBEPKI_K8S_ASSETS)"; \
 	else echo "pytest: KUBEPKI_K8S_ASSETS not set, real-cluster tests and the real-cluster pass will be skipped"; fi
