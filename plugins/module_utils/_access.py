@@ -7,7 +7,8 @@
 """The whole job in one process: the steps of csr_create, csr_approve, csr_wait, cert_to_etcd and
 kubeconfig_render, run for many clusters side by side, then one kubeconfig per user.
 
-Each step is the same code its own module runs, given the parameters that module would get. Every input is
+Each step is the same code its own module runs, ``step.run(ctx, params)``, its parameters validated against
+that step's own argument spec as its module would validate them (see _context). Every input is
 checked first, for every user and cluster, before anything is written. Keys are then ensured once, before the
 clusters fan out, so parallel clusters only read the store. The steps run in batch mode: a user whose CSR
 cannot be created, approved or issued is set aside with the reason and the others go on; a cluster that cannot
@@ -21,7 +22,7 @@ import copy
 import os
 from concurrent.futures import ThreadPoolExecutor
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _csr, _crypto, _etcd, _files, _kube, _policy, _record, _store
+from ansible_collections.kubepki.certs.plugins.module_utils import _context, _csr, _crypto, _etcd, _files, _kube, _policy, _record, _store
 from ansible_collections.kubepki.certs.plugins.module_utils import _step_approve, _step_create, _step_publish
 from ansible_collections.kubepki.certs.plugins.module_utils import _step_render, _step_wait
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError, secrets_in
@@ -76,47 +77,6 @@ def argument_spec():
     return spec
 
 
-def with_defaults(spec, given):
-    """``given`` completed the way AnsibleModule completes a module's parameters: every option of ``spec``
-    present, defaults filled in, nested dict options completed too."""
-    out = {}
-    for name, option in spec.items():
-        value = given.get(name)
-        if value is None:
-            value = copy.deepcopy(option.get("default"))
-        sub = option.get("options")
-        if sub is not None and isinstance(value, dict):
-            value = with_defaults(sub, value)
-        elif sub is not None and isinstance(value, list):
-            value = [with_defaults(sub, item) if isinstance(item, dict) else item for item in value]
-        out[name] = value
-    return out
-
-
-class Step:
-    """What a step needs of the module that runs it: its own parameters, check and diff mode, warnings
-    (collected, and reported by the module in order) and a set for the secrets it handles.
-
-    The secrets are not put into the module's no_log_values: Ansible would then search every string of the
-    result for each of them (hundreds of keys against thousands of strings, seconds of work). Access.run
-    checks the finished result for them once instead, and hands to Ansible only those that occur in it."""
-
-    def __init__(self, module, spec, params, warnings, secrets, seen_csrs=None, failures=None):
-        self.params = with_defaults(spec, params)
-        self.seen_csrs = seen_csrs  # CSR objects the cluster's earlier steps got from the API, by name
-        # batch mode: a step appends {"user", "csr_name", "msg"} here for a user it cannot finish and goes on
-        self.failures = failures
-        # create step run in parts (user_certificates): the CSR and etcd lists of the first part, for the others
-        self.listed = None
-        self.check_mode = module.check_mode
-        self._diff = module._diff
-        self.no_log_values = secrets
-        self._warnings = warnings
-
-    def warn(self, message):
-        self._warnings.append(message)
-
-
 def _common(params, names):
     return {name: params[name] for name in names}
 
@@ -126,16 +86,22 @@ ETCD_KEYS = tuple(ETCD_ARG_SPEC)
 
 
 class Access:
-    """One run of the job for ``module`` (an AnsibleModule with argument_spec() above)."""
+    """One run of the job: ``ctx`` is the module's StepContext, ``params`` validated against argument_spec() above.
 
-    def __init__(self, module):
-        self.module = module
-        self.params = module.params
+    The steps get their own StepContext, one per cluster (with the cluster's ClusterSession and batch), and their
+    parameters validated against their own argument spec (step_params). The secrets the steps handle go into
+    ``self.secrets``, not into the module's: Ansible would search every string of the result for each of them
+    (hundreds of keys against thousands of strings, seconds of work). run() checks the finished result for them
+    once instead, and hands to Ansible only those that occur in it."""
+
+    def __init__(self, ctx, params):
+        self.ctx = ctx
+        self.params = params
         self.secrets = set()
         self.ca_pems = {}
         # the users of the task; with users omitted (renew every known certificate) found in the store and etcd,
         # and then per cluster (cluster_users) only those with a certificate there that is due
-        self.users = module.params["users"]
+        self.users = params["users"]
         self.cluster_users = None
         self.known = None
 
@@ -161,7 +127,7 @@ class Access:
             raise KubePkiError("parallel must be at least 1, got %s" % params["parallel"])
         # every user and cluster option through the create step's own checks, before anything is touched
         for cluster in self.active_clusters():
-            _step_create.validate(with_defaults(_step_create.argument_spec(), self.create_params(cluster)))
+            _step_create.validate(self.step_params(_step_create, self.create_params(cluster)))
         # what the approval step would refuse anyway (a system user name, a group, a key type) is refused now, not
         # after keys and CSRs exist
         policy = _policy.normalize(self.approve_params(params["clusters"][0], [])["policy"])
@@ -178,7 +144,7 @@ class Access:
         # the API clients: a kubeconfig that cannot be read, a missing context or a bad host is bad input
         for cluster in params["clusters"]:
             try:
-                _kube.get_client(self.step(_step_create.argument_spec(), self.create_params(cluster), []))
+                _kube.get_client(self.cluster_auth(cluster), self.secrets)
             except KubePkiError as error:
                 raise KubePkiError("clusters[%s].auth: %s" % (cluster["name"], error.msg), **error.details) from None
 
@@ -246,8 +212,15 @@ class Access:
         given.update(users=users, clusters=clusters)
         return given
 
-    def step(self, spec, params, warnings, seen_csrs=None, failures=None):
-        return Step(self.module, spec, params, warnings, self.secrets, seen_csrs, failures)
+    def step_params(self, step, given):
+        """``given`` validated against ``step``'s own argument spec, as the step's module would validate it."""
+        params, no_log = _context.validated(step.argument_spec(), given, step.__name__.rsplit("_", 1)[-1])
+        self.secrets.update(no_log)
+        return params
+
+    def context(self, warnings, batch=None, session=None):
+        """A step's StepContext: this run's modes, warnings into ``warnings``, secrets into self.secrets."""
+        return _context.StepContext(self.ctx.check_mode, self.ctx.diff, warnings.append, self.secrets, batch, session)
 
     # ------------------------------------------------------------ the work
 
@@ -279,40 +252,33 @@ class Access:
         user None when the whole cluster stopped at that step."""
         warnings, failures = [], []
         result = {"name": cluster["name"], "changed": False, "csrs": [], "approvals": [], "certificates": [], "etcd_records": []}
-        seen = {}
+        ctx = self.context(warnings, batch=failures, session=_context.ClusterSession())
         step_name = "create"
 
-        def step(spec, params, seen_csrs=None):
-            marked = len(failures)
-            one = self.step(spec, params, warnings, seen_csrs, failures)
-            return one, marked
-
-        def tag(since, name):
+        def run(step, given):
+            """``step`` in batch mode; what it set aside is tagged with the step and the cluster."""
+            since = len(failures)
+            output = step.run(ctx, self.step_params(step, given))
             for failure in failures[since:]:
-                failure.setdefault("step", name)
+                failure.setdefault("step", step_name)
                 failure.setdefault("cluster", cluster["name"])
+            return output, since
 
         try:
             fresh = []
-            listed = {}
             for chunk in lead_and_rest(self.users_of(cluster)):
                 step_name = "create"
-                one, since = step(_step_create.argument_spec(), self.create_params(cluster, users=chunk), seen)
-                one.listed = listed
-                created = _step_create.run(one)
-                tag(since, "create")
+                created, _since = run(_step_create, self.create_params(cluster, users=chunk))
                 result["csrs"].extend(created["csrs"])
                 result["changed"] = result["changed"] or created["changed"]
                 made = [c for c in created["csrs"] if c["action"] not in ("known", "failed") and c["csr_name"]]
-                if self.module.check_mode:
+                if self.ctx.check_mode:
                     # nothing was created: only requests that already exist can be decided on and looked at
                     made = [c for c in made if c["action"] == "adopted"]
                 undecided = [c for c in made if c["state"] not in ("approved", "issued")]
                 if undecided:
                     step_name = "approve"
-                    one, since = step(_step_approve.argument_spec(), self.approve_params(cluster, undecided), seen)
-                    approved = _step_approve.run(one)
-                    tag(since, "approve")
+                    approved, since = run(_step_approve, self.approve_params(cluster, undecided))
                     result["approvals"].extend(approved["csrs"])
                     result["changed"] = result["changed"] or approved["changed"]
                     refused = {f["csr_name"] for f in failures[since:]}
@@ -320,13 +286,11 @@ class Access:
                 fresh.extend(made)
             if fresh:
                 step_name = "wait"
-                one, since = step(_step_wait.argument_spec(), self.wait_params(cluster, fresh))
-                waited = _step_wait.run(one)
-                tag(since, "wait")
+                waited, _since = run(_step_wait, self.wait_params(cluster, fresh))
                 result["wait_stats"] = waited["wait_stats"]
                 if waited["certificates"]:
                     step_name = "publish"
-                    result["changed"] = self.carry(cluster, waited["certificates"], result) or result["changed"]
+                    result["changed"] = self.carry(ctx, cluster, waited["certificates"], result) or result["changed"]
                 # the PEM stays in etcd and the store; the result says what was issued
                 result["certificates"] = [{k: v for k, v in c.items() if k != "certificate"} for c in waited["certificates"]]
         except KubePkiError as error:
@@ -334,13 +298,13 @@ class Access:
                              "step": step_name, "msg": error.msg})
         return result, warnings, failures
 
-    def carry(self, cluster, certificates, result):
+    def carry(self, ctx, cluster, certificates, result):
         """Issued certificates to etcd, or straight into the store when no etcd is configured."""
         if endpoints_from_params(self.params):
-            published = _step_publish.run(self.step(_step_publish.argument_spec(), self.publish_params(cluster, certificates), []))
+            published = _step_publish.run(ctx, self.step_params(_step_publish, self.publish_params(cluster, certificates)))
             result["etcd_records"] = published["records"]
             return published["changed"]
-        if self.module.check_mode:
+        if self.ctx.check_mode:
             return True
         store = _store.open_store_from_params(self.params)
         try:
@@ -375,7 +339,7 @@ class Access:
                 only_changes(output)
             return output
         check_etcd(params)
-        if not self.module.check_mode:
+        if not self.ctx.check_mode:
             self.ensure_keys()
         self.prime()
         with ThreadPoolExecutor(max_workers=max(1, min(params["parallel"], len(clusters)))) as pool:
@@ -384,14 +348,14 @@ class Access:
         results, failures = [], []
         for result, warnings, failed in outcomes:
             for message in warnings:
-                self.module.warn("cluster %s: %s" % (result["name"], message))
+                self.ctx.warn("cluster %s: %s" % (result["name"], message))
             results.append(result)
             failures.extend(failed)
         output = {"changed": any(r["changed"] for r in results), "clusters": results}
         if self.known is not None:
             output["known"] = self.known
         keys_pending = any(c["key_created"] for r in results for c in r["csrs"])
-        if params["dest_dir"] and not (self.module.check_mode and keys_pending):
+        if params["dest_dir"] and not (self.ctx.check_mode and keys_pending):
             self.render(output, failures)
         if params["result_detail"] == "changes":
             only_changes(output)
@@ -435,7 +399,7 @@ class Access:
             store.close()
         for _scope, cluster, user in damaged:
             if cluster in names:
-                self.module.warn("the credential store's certificate record of user %s in cluster %s is damaged; left out" % (user, cluster))
+                self.ctx.warn("the credential store's certificate record of user %s in cluster %s is damaged; left out" % (user, cluster))
         transport = _etcd.transport_from_params(params)
         if transport is not None:
             try:
@@ -482,7 +446,7 @@ class Access:
                 entry.update(action="skipped", reason="no key in the store for it (a user who brings their own key renews with users listed)")
             elif _csr.name_problem(user):
                 entry.update(action="skipped", reason="the user name %s" % _csr.name_problem(user))
-            elif not _step_create.is_due(record, renew_before):
+            elif not _record.is_due(record, renew_before):
                 entry["action"] = "not_due"
             else:
                 entry["action"] = "renew"
@@ -498,9 +462,9 @@ class Access:
         """One kubeconfig per user, with a context for every cluster where that user has a usable certificate;
         a (user, cluster) without one is added to ``failures`` unless it is there already."""
         warnings, rendering = [], []
-        rendered = _step_render.run(self.step(_step_render.argument_spec(), self.render_params(), warnings, failures=rendering))
+        rendered = _step_render.run(self.context(warnings, batch=rendering), self.step_params(_step_render, self.render_params()))
         for message in warnings:
-            self.module.warn(message)
+            self.ctx.warn(message)
         stopped = {f["cluster"] for f in failures if f["user"] is None}
         known = {(f["cluster"], f["user"]) for f in failures}
         for failure in rendering:
@@ -515,7 +479,7 @@ class Access:
     def guard(self, output):
         """Give Ansible the secrets that occur in ``output`` or in the parameters it echoes back (an inline
         kubeconfig's credentials), so that they are masked there."""
-        self.module.no_log_values.update(secrets_in([output, self.params], self.secrets))
+        self.ctx.secrets.update(secrets_in([output, self.params], self.secrets))
 
 
 # Users whose requests are created and approved first, before the others are created. The controller-manager
@@ -573,9 +537,9 @@ def failure_message(failures, users, clusters):
     return head + " | ".join(lines)
 
 
-def run(module):
-    """user_certificates' work for ``module``: its result dict."""
-    return Access(module).run()
+def run(ctx, params):
+    """user_certificates' work: its result dict."""
+    return Access(ctx, params).run()
 
 
 class Offboarding:
@@ -588,9 +552,9 @@ class Offboarding:
 
     def __init__(self, access):
         self.access = access
-        self.module = access.module
+        self.ctx = access.ctx
         self.params = access.params
-        self.check = access.module.check_mode
+        self.check = access.ctx.check_mode
 
     def validate(self):
         access, params = self.access, self.params
@@ -601,13 +565,13 @@ class Offboarding:
         if params["dest_dir"] and os.path.exists(params["dest_dir"]) and not os.path.isdir(params["dest_dir"]):
             raise KubePkiError("dest_dir %s is not a directory" % params["dest_dir"])
         for cluster in params["clusters"]:
-            _step_create.validate(with_defaults(_step_create.argument_spec(), access.create_params(cluster, state="absent")))
+            _step_create.validate(access.step_params(_step_create, access.create_params(cluster, state="absent")))
         problem = _etcd.endpoints_problem(params)
         if problem:
             raise KubePkiError(problem)
         for cluster in params["clusters"]:
             try:
-                _kube.get_client(access.step(_step_create.argument_spec(), access.create_params(cluster, state="absent"), []))
+                _kube.get_client(access.cluster_auth(cluster), access.secrets)
             except KubePkiError as error:
                 raise KubePkiError("clusters[%s].auth: %s" % (cluster["name"], error.msg), **error.details) from None
         check_etcd(params)
@@ -623,8 +587,8 @@ class Offboarding:
         result = {"name": cluster["name"], "changed": False, "csrs": [], "etcd_records": [], "store_records": [], "keys": []}
         step_name = "create"
         try:
-            one = access.step(_step_create.argument_spec(), access.create_params(cluster, state="absent"), warnings)
-            removed = _step_create.run(one)
+            ctx = access.context(warnings)
+            removed = _step_create.run(ctx, access.step_params(_step_create, access.create_params(cluster, state="absent")))
             result["csrs"] = removed["csrs"]
             result["changed"] = removed["changed"]
             for entry in removed["csrs"]:
@@ -643,9 +607,9 @@ class Offboarding:
                     valid.append((name, _facts(held[name][1], cluster["name"], "etcd")))
                     before.append({"cluster": cluster["name"], "user": name, "etcd_record": held[name][0]})
                 if present:
-                    published = _step_publish.run(access.step(_step_publish.argument_spec(), dict(
+                    published = _step_publish.run(ctx, access.step_params(_step_publish, dict(
                         _common(params, ("scope",) + ETCD_KEYS), cluster=cluster["name"], state="absent",
-                        certificates=[{"user": name} for name in present]), warnings))
+                        certificates=[{"user": name} for name in present])))
                     result["etcd_records"] = published["records"]
                     result["changed"] = result["changed"] or published["changed"]
             step_name = "store"
@@ -714,7 +678,7 @@ class Offboarding:
         results, failures, valid, before = [], [], [], []
         for result, warnings, failed, still, seen in outcomes:
             for message in warnings:
-                self.module.warn("cluster %s: %s" % (result["name"], message))
+                self.ctx.warn("cluster %s: %s" % (result["name"], message))
             results.append(result)
             failures.extend(failed)
             valid.extend(still)
@@ -736,7 +700,7 @@ class Offboarding:
                     if stale:
                         before.append({"user": name, "temporary_files": stale})
                         output["changed"] = True
-                        self.module.warn("user %s: %s %d temporary file%s left by an interrupted run beside the kubeconfig: %s" % (
+                        self.ctx.warn("user %s: %s %d temporary file%s left by an interrupted run beside the kubeconfig: %s" % (
                             name, "would remove" if self.check else "removed", len(stale), "" if len(stale) == 1 else "s", ", ".join(stale)))
                 if params["dest_dir"] and entry["kept_for"]:
                     # still onboarded elsewhere: only the contexts of these clusters go
@@ -770,13 +734,13 @@ class Offboarding:
                 if entry["kept_for"]:
                     kept = "shared key and the kubeconfig's contexts of those clusters are" if params["key_scope"] == "shared" else (
                         "kubeconfig's contexts of those clusters are")
-                    self.module.warn("user %s still has certificates in clusters %s of scope %s: the %s kept; offboard those "
+                    self.ctx.warn("user %s still has certificates in clusters %s of scope %s: the %s kept; offboard those "
                                      "clusters too to remove them" % (name, ", ".join(entry["kept_for"]), params["scope"], kept))
                 if failed:
-                    self.module.warn("user %s: the key%s kept because clusters %s could not be finished; run again to finish" % (
+                    self.ctx.warn("user %s: the key%s kept because clusters %s could not be finished; run again to finish" % (
                         name, " is" if params["key_scope"] == "shared" else "s of those clusters are", ", ".join(failed)))
                 if entry["still_valid"]:
-                    self.module.warn(
+                    self.ctx.warn(
                         "user %s: Kubernetes cannot revoke client certificates; %s stay%s valid until notAfter: %s. Remove the "
                         "RBAC bindings of the user and of groups only this user needed to cut access sooner, and keep "
                         "certificate lifetimes short (expiration_seconds) for that reason" % (
@@ -787,7 +751,7 @@ class Offboarding:
         finally:
             if store is not None:
                 store.close()
-        if self.module._diff:
+        if self.ctx.diff:
             output["diff"] = {"before": {"offboarding": before}, "after": {"offboarding": []}}
         if failures:
             output["failures"] = failures
@@ -806,15 +770,9 @@ def _facts(record, cluster, source):
 
 def _still_valid(found, user):
     """The distinct certificates of ``user`` (by cluster and serial) that have not expired, oldest expiry first."""
-    now = _crypto.utc_now()
     seen = {}
     for name, cert in found:
-        if name != user or not cert.get("serial") or not cert.get("not_after"):
-            continue
-        try:
-            if _crypto.parse_rfc3339(cert["not_after"]) <= now:
-                continue
-        except KubePkiError:
+        if name != user or not cert.get("serial") or not _record.not_expired(cert):
             continue
         ident = (cert["cluster"], cert["serial"].lower())
         if ident in seen:

@@ -322,13 +322,6 @@ def _certificate_facts(pem, what):
     return facts
 
 
-def certificate_is_valid_now(facts, at=None, margin_seconds=0):
-    """True when ``at`` (default now) + margin lies inside the validity window of certificate ``facts``."""
-    at = at or utc_now()
-    return (parse_rfc3339(facts["not_before"]) <= at
-            and at + datetime.timedelta(seconds=margin_seconds) < parse_rfc3339(facts["not_after"]))
-
-
 _VERIFIED = set()
 
 

@@ -56,6 +56,15 @@ def probe(name):
     return True, version, minimum
 
 
+def load(*modules):
+    """The modules named (import names such as ``etcd3gw.client``), imported now and in that order, or None when one
+    of them cannot be imported. For the libraries a module imports only once a run really needs them."""
+    try:
+        return [importlib.import_module(name) for name in modules]
+    except ImportError:
+        return None
+
+
 def _version_tuple(text):
     parts = []
     for piece in str(text).split("."):

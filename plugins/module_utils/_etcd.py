@@ -28,7 +28,7 @@ import random
 import time
 from urllib.parse import urlsplit
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _csr, _record
+from ansible_collections.kubepki.certs.plugins.module_utils import _csr, _deps, _record
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
 from ansible_collections.kubepki.certs.plugins.module_utils._files import NotRegularFile, read_regular_file
 
@@ -43,13 +43,10 @@ def import_etcd3gw():
     """Import etcd3gw and requests into this module's globals; False when they are not installed."""
     global requests, Etcd3Client, etcd_exceptions  # pylint: disable=global-statement
     if Etcd3Client is None:
-        try:
-            import requests as requests_lib  # pylint: disable=import-outside-toplevel
-            from etcd3gw.client import Etcd3Client as client_class  # pylint: disable=import-outside-toplevel
-            from etcd3gw import exceptions as exceptions_lib  # pylint: disable=import-outside-toplevel
-        except ImportError:
+        loaded = _deps.load("requests", "etcd3gw.exceptions", "etcd3gw.client")
+        if loaded is None:
             return False
-        requests, Etcd3Client, etcd_exceptions = requests_lib, client_class, exceptions_lib
+        requests, etcd_exceptions, Etcd3Client = loaded[0], loaded[1], loaded[2].Etcd3Client
     return True
 
 

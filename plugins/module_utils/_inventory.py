@@ -15,6 +15,7 @@ Nothing here decrypts a private key: the store is read through its listings (``l
 from __future__ import annotations
 
 import calendar
+import datetime
 import json
 import math
 import os
@@ -167,13 +168,8 @@ def _state(row, key, facts, now, warn_seconds, notes):
         notes.append("the certificate's public key (SHA-256 %s) is not the stored key's (%s)" % (
             facts["public_key_sha256"], key["public_key_sha256"]))
         return "key_mismatch"
-    if _epoch(facts["not_before"]) > now:
-        return "not_yet_valid"
-    if row["expiry_timestamp"] <= now:
-        return "expired"
-    if row["expiry_timestamp"] - now <= warn_seconds:
-        return "expiring"
-    return "valid"
+    standing = _record.standing(facts, warn_seconds, at=datetime.datetime.fromtimestamp(now, datetime.timezone.utc))
+    return "expiring" if standing == "due" else standing
 
 
 def build(keys, stored, in_etcd, now, warn_seconds, users=(), clusters=(), etcd_used=False):

@@ -416,12 +416,11 @@ def status_of(error):
     return getattr(error, "status", None)
 
 
-def get_client(module, deadline=DEFAULT_DEADLINE):
-    """The KubeClient for a module's auth options, built once per module run (cached by config digest)."""
-    params = module.params
+def get_client(params, secrets, deadline=DEFAULT_DEADLINE):
+    """The KubeClient for the auth options in ``params``, built once per run (cached by config digest); the
+    credentials of an inline kubeconfig go into ``secrets``, the values to mask."""
     if isinstance(params.get("kubeconfig"), dict):
-        for value in kubeconfig_secrets(params["kubeconfig"]):
-            module.no_log_values.add(value)
+        secrets.update(kubeconfig_secrets(params["kubeconfig"]))
     elif params.get("kubeconfig") is not None and not isinstance(params["kubeconfig"], str):
         raise KubePkiError("kubeconfig must be a path or a dict, not %s" % type(params["kubeconfig"]).__name__)
     auth = resolve_auth(params)

@@ -4,10 +4,14 @@
 #
 # PRIVATE to kubepki.certs: this module_utils file may change in any release.
 
-"""Certificate records (store rows, etcd values, certificate facts): the one rule for which of two is newer.
+"""Certificate records (store rows, etcd values, certificate facts): the one rule for which of two is newer, and
+the one rule for where a certificate stands in time.
 
 Newer means issued later: the later ``not_before``, then the later ``not_after``. A renewal with a shorter
 lifetime is newer than the certificate it replaces although it expires sooner.
+
+Where it stands (``standing``): a certificate is valid from ``not_before`` (a few minutes early are forgiven: clocks
+differ) until ``not_after``, and due for renewal once ``renew_before`` seconds are left.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from ansible_collections.kubepki.certs.plugins.module_utils import _crypto
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
 
 _OLDEST = (datetime.datetime.min.replace(tzinfo=datetime.timezone.utc),) * 2
+# how far this host's clock may be behind the signer's: a certificate that starts within it counts as started
+CLOCK_SKEW = datetime.timedelta(minutes=5)
 
 
 def validity(record):
@@ -46,3 +52,30 @@ def newest(records):
     """The newest of ``records`` (None entries and records without readable validity left out), or None."""
     dated = [record for record in records if record and validity(record) is not None]
     return max(dated, key=sort_key) if dated else None
+
+
+def standing(record, renew_before=None, at=None):
+    """Where the certificate ``record`` stands at ``at`` (default now): ``unreadable`` (no readable validity),
+    ``not_yet_valid`` (it starts more than CLOCK_SKEW later), ``expired`` (``not_after`` reached), ``due`` (it
+    expires within ``renew_before`` seconds) or ``valid``."""
+    window = validity(record)
+    if window is None:
+        return "unreadable"
+    at = at or _crypto.utc_now()
+    if window[0] > at + CLOCK_SKEW:
+        return "not_yet_valid"
+    if window[1] <= at:
+        return "expired"
+    if at + datetime.timedelta(seconds=renew_before or 0) >= window[1]:
+        return "due"
+    return "valid"
+
+
+def is_due(record, renew_before):
+    """Whether ``record`` must be replaced: anything but ``valid`` (renew_before None: only at expiry)."""
+    return standing(record, renew_before) != "valid"
+
+
+def not_expired(record):
+    """Whether ``record`` is a certificate that is or will be valid: what offboarding cannot take back."""
+    return standing(record) in ("valid", "not_yet_valid")

@@ -83,17 +83,15 @@ def select(client, params, seen=None):
     return chosen
 
 
-def run(module):
-    params = module.params
+def run(ctx, params):
     approve = params["action"] == "approve"
     policy = _policy.normalize(params["policy"]) if approve else None
     if approve and params["key_scope"] == "per_cluster" and policy["key_must_match_store"] and not params["cluster"]:
         raise KubePkiError("cluster is required with key_scope=per_cluster to find the stored keys")
-    client = _kube.get_client(module)
-    chosen = select(client, params, getattr(module, "seen_csrs", None))
+    client = _kube.get_client(params, ctx.secrets)
+    chosen = select(client, params, ctx.seen())
     store = None
     results, pending = [], []
-    failures = getattr(module, "failures", None)
 
     def consider(name, info, entry):
         nonlocal store
@@ -130,7 +128,7 @@ def run(module):
             entry["user"] = user
             if policy["key_must_match_store"] and user:
                 if store is None:
-                    store = _store.open_store_from_params(params, create=not module.check_mode)
+                    store = _store.open_store_from_params(params, create=not ctx.check_mode)
                 key_cluster = params["cluster"] if params["key_scope"] == "per_cluster" else ""
                 scope = ((obj.get("metadata") or {}).get("annotations") or {}).get(_csr.ANN_SCOPE) or params["scope"]
                 key = store.get_key(scope, user, key_cluster)
@@ -140,9 +138,6 @@ def run(module):
             entry["violations"] = _policy.evaluate(obj, policy, expected, relaxations=relaxations,
                                                    own_identity=lambda: _kube.own_identity(client)["username"],
                                                    authorize=lambda subresource: _kube.may_requester(client, spec, subresource))
-            entry["requester"] = spec.get("username")
-            if relaxations:
-                entry["relaxations"] = relaxations
             entry["requester"] = spec.get("username")
             if relaxations:
                 entry["relaxations"] = relaxations
@@ -156,22 +151,21 @@ def run(module):
             try:
                 consider(name, info, entry)
             except KubePkiError as error:
-                if failures is None:
-                    raise
                 # batch mode: this CSR is reported, the others are decided on
+                if not ctx.set_aside(entry["user"], error.msg, csr_name=name):
+                    raise
                 entry["decision"] = "failed"
-                failures.append({"user": entry["user"], "csr_name": name, "msg": error.msg})
     finally:
         if store is not None:
             store.close()
 
     refused = [(e, o) for e, o in pending if e["violations"]]
-    if approve and refused and not params["deny_on_violation"] and failures is not None:
+    if approve and refused and not params["deny_on_violation"] and ctx.batch is not None:
         # batch mode: refused requests are left undecided and reported; the others are approved
         for entry, _obj in refused:
             entry["decision"] = "refused"
-            failures.append({"user": entry["user"], "csr_name": entry["name"],
-                             "msg": "the approval policy refuses CSR %s: %s" % (entry["name"], "; ".join(v["reason"] for v in entry["violations"]))})
+            ctx.set_aside(entry["user"], "the approval policy refuses CSR %s: %s" % (
+                entry["name"], "; ".join(v["reason"] for v in entry["violations"])), csr_name=entry["name"])
         pending = [(e, o) for e, o in pending if not e["violations"]]
     elif approve and refused and not params["deny_on_violation"]:
         lines = ["%s: %s" % (e["name"], "; ".join(v["reason"] for v in e["violations"])) for e, _o in refused]
@@ -192,12 +186,11 @@ def run(module):
                 reasons = "; ".join(v["reason"] for v in entry["violations"])
                 message = "Denied by kubepki.certs: %s" % reasons if reasons else "Denied by kubepki.certs"
         try:
-            did, _updated = _csr.decide(client, entry["name"], decision, reason, message, obj=obj, dry_run=module.check_mode)
+            did, _updated = _csr.decide(client, entry["name"], decision, reason, message, obj=obj, dry_run=ctx.check_mode)
         except KubePkiError as error:
-            if failures is None:
+            if not ctx.set_aside(entry["user"], error.msg, csr_name=entry["name"]):
                 raise
             entry["decision"] = "failed"
-            failures.append({"user": entry["user"], "csr_name": entry["name"], "msg": error.msg})
             return False
         entry["decision"] = decision.lower() if did else "unchanged"
         entry["state"] = decision.lower() if did else entry["state"]
@@ -206,6 +199,6 @@ def run(module):
     # each decision is its own request: a few are in flight at once
     changed = any(_kube.in_flight(decide, pending))
     output = {"changed": changed, "csrs": results}
-    if module._diff:
+    if ctx.diff:
         output["diff"] = {"before": {e["name"]: e["state_before"] for e in results}, "after": {e["name"]: e["state"] for e in results}}
     return output

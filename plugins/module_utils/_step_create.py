@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import copy
-import datetime
 import ipaddress
 
 from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _csr, _record
@@ -138,19 +137,6 @@ def validate(params):
     return plans, renew_before
 
 
-def is_due(record, renew_before):
-    """Whether the certificate ``record`` must be replaced: expired, not yet valid (beyond five minutes of clock
-    skew), or expiring within ``renew_before`` seconds (None: at expiry). A record without readable times is due."""
-    now = _crypto.utc_now()
-    try:
-        not_after = _crypto.parse_rfc3339(record["not_after"])
-        not_before = _crypto.parse_rfc3339(record.get("not_before") or record["not_after"])
-    except (KubePkiError, KeyError, TypeError, AttributeError):
-        return True
-    margin = datetime.timedelta(seconds=renew_before or 0)
-    return not (not_before <= now + datetime.timedelta(minutes=5) and now + margin < not_after)
-
-
 def _check_expiration(value, what):
     if value is not None and value < 600:
         raise KubePkiError("%s %s is too short: the API refuses durations under 600 seconds (10 minutes)" % (what, value))
@@ -161,10 +147,10 @@ def _check_expiration(value, what):
 # ---------------------------------------------------------------- the work
 
 class Creator:
-    def __init__(self, module, renew_before):
-        self.module = module
-        self.params = module.params
-        self.check = module.check_mode
+    def __init__(self, ctx, params, renew_before):
+        self.ctx = ctx
+        self.params = params
+        self.check = ctx.check_mode
         self.renew_before = renew_before
         self.client = None
         self.store = None
@@ -176,13 +162,13 @@ class Creator:
         self.etcd_records = None
 
     def open(self, plans):
-        self.client = _kube.get_client(self.module)
+        self.client = _kube.get_client(self.params, self.ctx.secrets)
         if any(plan["csr"] is None for plan in plans) and self.params["state"] == "present":
             self.store = _store.open_store_from_params(self.params, create=not self.check)
         if self.params["state"] == "present":
             self.etcd = _etcd.transport_from_params(self.params)
         # user_certificates runs this step for a batch in parts: the lists of its first part serve the others
-        listed = getattr(self.module, "listed", None)
+        listed = self.ctx.session.listed if self.ctx.session is not None else None
         if listed:
             self.prefetched, self.etcd_records = listed["csrs"], listed["etcd"]
         elif self.params["state"] == "present" and len(plans) > 1:
@@ -205,9 +191,7 @@ class Creator:
 
     def remember(self, obj):
         """Hand a CSR as the API returned it to the next step of the same run (user_certificates), if any."""
-        seen = getattr(self.module, "seen_csrs", None)
-        if seen is not None:
-            seen[(obj.get("metadata") or {}).get("name")] = obj
+        self.ctx.remember(obj)
 
     def close(self):
         for thing in (self.store, self.etcd):
@@ -239,7 +223,7 @@ class Creator:
 
     def due(self, record):
         """Whether ``record`` must be replaced: expired, not yet valid, or expiring within renew_before."""
-        return is_due(record, self.renew_before)
+        return _record.is_due(record, self.renew_before)
 
     # ------------------------------------------------------------ one user
 
@@ -404,7 +388,7 @@ def still_valid(obj):
         if not pem:
             return None
         facts = _crypto.certificate_facts(pem, what="the certificate of CSR %s" % (obj.get("metadata") or {}).get("name"))
-        if _crypto.parse_rfc3339(facts["not_after"]) <= _crypto.utc_now():
+        if not _record.not_expired(facts):
             return None
     except KubePkiError:
         return None
@@ -420,38 +404,37 @@ def _diff_view(obj):
             "expirationSeconds": spec.get("expirationSeconds"), "labels": meta.get("labels"), "state": _csr.csr_state(obj)}
 
 
-def _set_aside(work, failures, user_of, rest):
-    """``work`` for one user, where a KubePkiError becomes an entry in ``failures`` and ``(result, *rest)``, the
-    result with action ``failed``, instead of stopping the batch. ``work`` returns ``(the user's result, *rest)``."""
+def _set_aside(work, ctx, user_of, rest):
+    """``work`` for one user, where a KubePkiError is set aside in the batch and becomes ``(result, *rest)``, the
+    result with action ``failed``, instead of stopping it. ``work`` returns ``(the user's result, *rest)``."""
     def guarded(item):
         try:
             return work(item)
         except KubePkiError as error:
             user = user_of(item)
-            failures.append({"user": user, "csr_name": error.details.get("csr_name"), "msg": error.msg})
+            ctx.set_aside(user, error.msg, csr_name=error.details.get("csr_name"))
             result = {"name": user, "csr_name": error.details.get("csr_name"), "uid": None, "state": "absent", "action": "failed",
                       "key_created": False, "public_key_sha256": None, "renews_serial": "", "deleted": [], "error": error.msg}
             return (result,) + rest
     return guarded
 
 
-def run(module):
-    """csr_create's work for ``module`` (anything with params, check_mode, _diff and warn): its result dict."""
-    plans, renew_before = validate(module.params)
+def run(ctx, params):
+    """csr_create's work: its result dict."""
+    plans, renew_before = validate(params)
     for plan in plans:
         if plan.get("warning"):
-            module.warn(plan["warning"])
-    creator = Creator(module, renew_before)
+            ctx.warn(plan["warning"])
+    creator = Creator(ctx, params, renew_before)
     try:
         creator.open(plans)
         results, changed = [], False
-        failures = getattr(module, "failures", None)
-        if module.params["state"] == "present":
+        if params["state"] == "present":
             ensure, send = creator.ensure, creator.send
-            if failures is not None:
+            if ctx.batch is not None:
                 # batch mode: a user that fails is reported with the reason, the others go on
-                ensure = _set_aside(creator.ensure, failures, lambda plan: plan["user"], (False, None))
-                send = _set_aside(creator.send, failures, lambda job: job[0]["name"], (False, [], [], []))
+                ensure = _set_aside(creator.ensure, ctx, lambda plan: plan["user"], (False, None))
+                send = _set_aside(creator.send, ctx, lambda job: job[0]["name"], (False, [], [], []))
             decided = [ensure(plan) for plan in plans]
             # the API requests of different users do not depend on each other: a few are in flight at once
             sent = iter(_kube.in_flight(send, [job for job in decided if job[2] is not None]))
@@ -462,7 +445,7 @@ def run(module):
                     creator.before.extend(before)
                     creator.after.extend(after)
                     for message in warnings:
-                        module.warn(message)
+                        ctx.warn(message)
                 results.append(one)
                 changed = changed or one_changed
         else:
@@ -473,6 +456,6 @@ def run(module):
     finally:
         creator.close()
     output = {"changed": changed, "csrs": results}
-    if module._diff:
+    if ctx.diff:
         output["diff"] = {"before": {"csrs": creator.before}, "after": {"csrs": creator.after}}
     return output

@@ -120,15 +120,14 @@ def check_options(params):
         raise KubePkiError(problem)
 
 
-def run(module):
-    """cert_to_etcd's work for ``module``: its result dict. A failure carries the records handled so far.
+def run(ctx, params):
+    """cert_to_etcd's work: its result dict. A failure carries the records handled so far.
 
     Every option and every entry is checked before etcd is contacted. Each record's ``action`` says what was done:
     ``created``, ``updated``, ``unchanged`` (etcd already holds exactly this record), ``kept_newer`` (etcd holds a
     newer certificate for the key, left in place), ``kept_equal`` (etcd holds another certificate just as new),
     ``deleted``.
     """
-    params = module.params
     results, before, after = [], {}, {}
     transport = None
     try:
@@ -141,15 +140,15 @@ def run(module):
             if key in seen:
                 raise KubePkiError("certificates[%d] and certificates[%d] both address %s" % (seen[key], index, key))
             seen[key] = index
-        if module._diff:
+        if ctx.diff:
             for record in records:
                 key = transport.key_for(record["scope"], record["cluster"], record["user"])
                 before[key] = summary(transport.get_record(record["scope"], record["cluster"], record["user"]))
         if params["state"] == "present":
             # one read and a transaction per chunk for the whole batch
-            outcomes = transport.put_records(records, check_mode=module.check_mode)
+            outcomes = transport.put_records(records, check_mode=ctx.check_mode)
         else:
-            outcomes = transport.delete_records([(r["scope"], r["cluster"], r["user"]) for r in records], check_mode=module.check_mode)
+            outcomes = transport.delete_records([(r["scope"], r["cluster"], r["user"]) for r in records], check_mode=ctx.check_mode)
         for record, (changed, key, action) in zip(records, outcomes):
             after[key] = summary(record) if params["state"] == "present" else None
             item = {"key": key, "scope": record["scope"], "cluster": record["cluster"], "user": record["user"], "changed": changed,
@@ -165,7 +164,7 @@ def run(module):
         if transport is not None:
             transport.close()
     result = {"changed": any(item["changed"] for item in results), "records": results, "etcd_endpoint": endpoint}
-    if module._diff:
+    if ctx.diff:
         changed_keys = [item["key"] for item in results if item["changed"]]
         result["diff"] = {
             "before": {key: before.get(key) for key in changed_keys},

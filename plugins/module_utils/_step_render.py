@@ -117,6 +117,19 @@ def _symbolic_mode(text, base, umask):
     return mode
 
 
+def _mode_of_text(text, what):
+    try:
+        return int(text, 8)
+    except ValueError:
+        pass
+    umask = os.umask(0)
+    os.umask(umask)
+    try:
+        return _symbolic_mode(text, DEFAULT_MODE, umask)
+    except ValueError:
+        raise KubePkiError("%s %r is neither an octal mode (like '0640') nor a symbolic one (like 'u=rw,g=r')" % (what, text)) from None
+
+
 def file_mode(value, what="mode"):
     """The numeric mode of the ``mode`` option: an integer as given, a string of octal digits (``0640``) or a symbolic
     mode (``u=rw,g=r``) applied to the default 0600. None gives 0600. A mode that lets others (neither the owner nor
@@ -125,19 +138,7 @@ def file_mode(value, what="mode"):
         return DEFAULT_MODE
     if isinstance(value, bool):
         raise KubePkiError("%s %r is not a file mode" % (what, value))
-    if isinstance(value, int):
-        mode = value
-    else:
-        text = str(value).strip()
-        try:
-            mode = int(text, 8)
-        except ValueError:
-            umask = os.umask(0)
-            os.umask(umask)
-            try:
-                mode = _symbolic_mode(text, DEFAULT_MODE, umask)
-            except ValueError:
-                raise KubePkiError("%s %r is neither an octal mode (like '0640') nor a symbolic one (like 'u=rw,g=r')" % (what, value)) from None
+    mode = value if isinstance(value, int) else _mode_of_text(str(value).strip(), what)
     if mode < 0 or mode > 0o7777:
         raise KubePkiError("%s %r is not a file mode (permission bits only, at most 07777)" % (what, value))
     if mode & 0o007:
@@ -277,10 +278,10 @@ def usable(record, key, user, cluster, ca_pem):
     if key["public_key_sha256"] is not None and facts["public_key_sha256"] != key["public_key_sha256"]:
         return facts, "%s (serial %s) does not match the stored private key of user %r (public key %s..., certificate %s...)" % (
             where, facts["serial"], user, key["public_key_sha256"][:16], facts["public_key_sha256"][:16])
-    now = _crypto.utc_now()
-    if _crypto.parse_rfc3339(facts["not_after"]) <= now:
+    standing = _record.standing(facts)
+    if standing == "expired":
         return facts, "%s (serial %s) expired at %s" % (where, facts["serial"], facts["not_after"])
-    if _crypto.parse_rfc3339(facts["not_before"]) > now:
+    if standing == "not_yet_valid":
         return facts, "%s (serial %s) is not valid before %s" % (where, facts["serial"], facts["not_before"])
     if facts["common_name"] != user:
         return facts, "%s (serial %s) has CN %r, not %r" % (where, facts["serial"], facts["common_name"], user)
@@ -388,10 +389,10 @@ def validate_params(params):
         raise KubePkiError("expected_groups needs verify=true")
 
 
-def check_groups(module, identity, facts, expected):
+def check_groups(ctx, identity, facts, expected):
     expected = list(expected)
     if identity["groups"] is None:
-        module.warn("%s serves no SelfSubjectReview: expected_groups checked against the certificate's O values only" % identity["server"])
+        ctx.warn("%s serves no SelfSubjectReview: expected_groups checked against the certificate's O values only" % identity["server"])
         seen = list(facts["organizations"])
     else:
         seen = [group for group in identity["groups"] if group != "system:authenticated"]
@@ -473,7 +474,7 @@ def kept_entry(store, transport, etcd_records, params, user, item, key_path):
              "namespace": item["namespace"], "context": item["context"]}, facts, source, loaded)
 
 
-def carry_over(module, store, transport, etcd_records, user, dest, existing, entries, run_names, key_path):
+def carry_over(ctx, params, store, transport, etcd_records, user, dest, existing, entries, run_names, key_path):
     """What a user's kubeconfig holds: every cluster of the scope where the user holds a valid certificate.
 
     ``entries`` are the render entries of this run's clusters for ``user``; ``existing`` is the text of the file at
@@ -487,7 +488,7 @@ def carry_over(module, store, transport, etcd_records, user, dest, existing, ent
     try:
         previous = _kubeconfig.load(existing, what="dest %s" % dest)
     except KubePkiError as exc:
-        module.warn("user %s: %s; it is replaced by this run's clusters only" % (user, exc.msg))
+        ctx.warn("user %s: %s; it is replaced by this run's clusters only" % (user, exc.msg))
         return entries, None, kept, dropped, loads
     rendered = {entry["cluster"]: entry for entry in entries}
     taken = {_kubeconfig.entry_names(user, entry["cluster"], entry.get("context"))[1]: entry["cluster"] for entry in entries}
@@ -505,14 +506,14 @@ def carry_over(module, store, transport, etcd_records, user, dest, existing, ent
                 raise Dropped(item["problem"])
             if item["context"] in taken:
                 raise Dropped("its name is that of the context of cluster %s in this run" % taken[item["context"]])
-            one, facts, source, loaded = kept_entry(store, transport, etcd_records, module.params, user, item, key_path)
+            one, facts, source, loaded = kept_entry(store, transport, etcd_records, params, user, item, key_path)
         except Dropped as why:
             dropped.append({"name": name, "context": item["context"], "reason": why.msg})
-            module.warn("user %s: the context %r (cluster %s) of %s is dropped: %s" % (user, item["context"], name, dest, why.msg))
+            ctx.warn("user %s: the context %r (cluster %s) of %s is dropped: %s" % (user, item["context"], name, dest, why.msg))
             continue
         taken[item["context"]] = name
         if one["private_key_pem"]:
-            module.no_log_values.add(one["private_key_pem"])
+            ctx.secrets.add(one["private_key_pem"])
         ordered.append(one)
         if loaded is not None:
             loads.append(loaded)
@@ -543,19 +544,17 @@ def file_diff(dest, existing, text, config, attributes):
     return diffs[0] if len(diffs) == 1 else diffs
 
 
-def render_user(module, store, transport, user, dest, expected_groups, ca_pems, store_later, etcd_records=None, entry=None, files=None):
+def render_user(ctx, params, store, transport, user, dest, expected_groups, ca_pems, store_later, etcd_records=None, entry=None, files=None):
     """Render, check, write (or return) and optionally verify the kubeconfig of one user.
 
     Certificates loaded from etcd are appended to ``store_later``, for the caller to save in one batch. In batch
-    mode (``module.failures`` is a list) a cluster without a usable certificate for the user is left out of the
+    mode (``ctx.batch``) a cluster without a usable certificate for the user is left out of the
     kubeconfig and reported there; with no cluster left the user gets no kubeconfig and None is returned. An
     existing ``dest`` keeps the contexts of the clusters not in this run where the user still holds a valid
     certificate (carry_over()); ``files`` are its owner, group and mode (file_options())."""
-    params = module.params
     scope = params["scope"]
     entry = entry or {}
     files = files or file_options(params)
-    failures = getattr(module, "failures", None)
     result = {}
     entries, used, loads = [], [], []
     run_names = set()
@@ -567,7 +566,7 @@ def render_user(module, store, transport, user, dest, expected_groups, ca_pems, 
         try:
             key = user_key(store, scope, user, name, params["key_scope"], entry.get("client_key_path"))
             if key["private_key_pem"]:
-                module.no_log_values.add(key["private_key_pem"])
+                ctx.secrets.add(key["private_key_pem"])
             stored = store.get_cert(scope, name, user)
             if etcd_records is not None:
                 from_etcd = etcd_records.get((name, user))
@@ -575,9 +574,8 @@ def render_user(module, store, transport, user, dest, expected_groups, ca_pems, 
                 from_etcd = transport.get_record(scope, name, user) if transport is not None else None
             record, facts, source = choose(stored, from_etcd, key, user, name, ca_pems[name], transport is not None)
         except KubePkiError as error:
-            if failures is None:
+            if not ctx.set_aside(user, error.msg, cluster=name):
                 raise
-            failures.append({"user": user, "cluster": name, "msg": error.msg})
             continue
         loaded = False
         if source == "etcd":
@@ -597,7 +595,7 @@ def render_user(module, store, transport, user, dest, expected_groups, ca_pems, 
             "_facts": facts,
         })
 
-    if not entries and failures is not None:
+    if not entries and ctx.batch is not None:
         return None
     existing = read_existing(dest) if dest else None
     kept, dropped = [], []
@@ -609,7 +607,7 @@ def render_user(module, store, transport, user, dest, expected_groups, ca_pems, 
         # the file holds more (or other) than this run's clusters: what of it is still the user's (parsing it only
         # then keeps a re-run of thousands of unchanged kubeconfigs as cheap as it was)
         entries, current, kept, dropped, kept_loads = carry_over(
-            module, store, transport, etcd_records, user, dest, existing, entries, run_names, entry.get("client_key_path"))
+            ctx, params, store, transport, etcd_records, user, dest, existing, entries, run_names, entry.get("client_key_path"))
         loads.extend(kept_loads)
         config = _kubeconfig.render(entries, wanted or current)
         text = _kubeconfig.dump(config)
@@ -618,31 +616,31 @@ def render_user(module, store, transport, user, dest, expected_groups, ca_pems, 
     # The raw key PEM is always masked; the base64 key data only when the kubeconfig is not returned, since
     # Ansible would otherwise mask it inside RV(kubeconfig) too and make the returned kubeconfig useless.
     for value in _kubeconfig.secret_values(config, encoded=bool(dest)):
-        module.no_log_values.add(value)
+        ctx.secrets.add(value)
     if text != existing:
         # A file equal to the rendering was checked when it was written; anything new is read back first.
         _kubeconfig.validate(text, entries)
 
     # a certificate is loaded from etcd only when it differs from the stored one (see choose())
     changed = bool(loads)
-    if not module.check_mode:
+    if not ctx.check_mode:
         store_later.extend(loads)
 
     if dest:
         # what a run killed while writing this kubeconfig left beside it (holding the key) goes first
-        stale = remove_stale_temps(dest, check=module.check_mode)
+        stale = remove_stale_temps(dest, check=ctx.check_mode)
         if stale:
-            module.warn("%s %d temporary file%s left beside %s by an interrupted run (they may hold the private key of user %s): %s" % (
-                "would remove" if module.check_mode else "removed", len(stale), "" if len(stale) == 1 else "s", dest, user,
+            ctx.warn("%s %d temporary file%s left beside %s by an interrupted run (they may hold the private key of user %s): %s" % (
+                "would remove" if ctx.check_mode else "removed", len(stale), "" if len(stale) == 1 else "s", dest, user,
                 ", ".join(stale)))
         attributes = attribute_changes(os.stat(dest), files) if existing is not None else ({}, {})
         file_changed = existing != text or bool(attributes[1])
-        if file_changed and not module.check_mode:
+        if file_changed and not ctx.check_mode:
             write_file(dest, text, files)
         changed = changed or file_changed or bool(stale)
         result["dest"] = dest
         result["kept"], result["dropped"] = kept, dropped
-        if module._diff and file_changed:
+        if ctx.diff and file_changed:
             result["diff"] = file_diff(dest, existing, text, config, attributes)
     else:
         result["kubeconfig"] = text
@@ -652,7 +650,7 @@ def render_user(module, store, transport, user, dest, expected_groups, ca_pems, 
         for item in used:
             identity = _kubeconfig.whoami(config, item["context"])
             if expected_groups is not None:
-                check_groups(module, identity, item["_facts"], expected_groups)
+                check_groups(ctx, identity, item["_facts"], expected_groups)
             identities.append({k: identity[k] for k in ("context", "server", "authenticated", "method", "username", "groups")})
         result["identities"] = identities
 
@@ -686,8 +684,7 @@ def drop_clusters(path, clusters, files, check=False):
     return removed, deleted
 
 
-def run(module):
-    params = module.params
+def run(ctx, params):
     validate_params(params)
     files = file_options(params)
     ca_pems = {}
@@ -695,15 +692,15 @@ def run(module):
         check_server(cluster)
         ca_pems[cluster["name"]] = read_ca(cluster)
 
-    store = open_store_from_params(params, create=not module.check_mode)
+    store = open_store_from_params(params, create=not ctx.check_mode)
     transport = None
     try:
         transport = transport_from_params(params)
-        if params["dest_dir"] and not module.check_mode:
+        if params["dest_dir"] and not ctx.check_mode:
             make_private_dirs(params["dest_dir"])
         loaded = []
         if params["user"]:
-            result = render_user(module, store, transport, params["user"], params["dest"], params["expected_groups"], ca_pems, loaded,
+            result = render_user(ctx, params, store, transport, params["user"], params["dest"], params["expected_groups"], ca_pems, loaded,
                                  files=files)
         else:
             results = []
@@ -712,12 +709,12 @@ def run(module):
                 # One range read for the whole batch instead of one read per user and cluster.
                 etcd_records = {}
                 for key, record in transport.list_records(params["scope"]):
-                    cluster_name, user_name = key.rsplit("/", 2)[1:]
+                    _scope, cluster_name, user_name = transport.identity_of(key)
                     etcd_records[(cluster_name, user_name)] = record
             for entry in params["users"]:
                 dest = os.path.join(params["dest_dir"], "%s.kubeconfig" % entry["name"]) if params["dest_dir"] else None
                 expected = entry["groups"] if params["verify"] and entry["groups"] is not None else None
-                one = render_user(module, store, transport, entry["name"], dest, expected, ca_pems, loaded, etcd_records, entry, files)
+                one = render_user(ctx, params, store, transport, entry["name"], dest, expected, ca_pems, loaded, etcd_records, entry, files)
                 if one is None:
                     continue
                 one["user"] = entry["name"]

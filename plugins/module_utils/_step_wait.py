@@ -12,7 +12,7 @@ import copy
 import os
 import time
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _csr
+from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _csr, _record
 from ansible_collections.kubepki.certs.plugins.module_utils import _etcd, _kube, _secrets, _store, _waiter
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError, WaitTimeout
 from ansible_collections.kubepki.certs.plugins.module_utils._files import read_regular_file
@@ -113,7 +113,7 @@ def record_for(obj, params, ca_pem, user_hint=None):
             what, facts["common_name"], facts["organizations"], request["common_name"], request["organizations"]), csr_name=name)
     if ca_pem:
         _crypto.verify_issued_by(pem, ca_pem, what=what)
-    if not _crypto.certificate_is_valid_now(facts):
+    if _record.standing(facts) != "valid":
         raise KubePkiError("%s is not valid now (valid %s to %s)" % (what, facts["not_before"], facts["not_after"]), csr_name=name)
     requested = requested_expiration(obj)
     granted = facts["lifetime_seconds"]
@@ -157,24 +157,21 @@ def known_record(params, user, csr_name, store, etcd):
     return None
 
 
-def run(module):
-    params = module.params
+def run(ctx, params):
     wanted = targets(params)
     ca_pem = load_ca(params["cluster_ca"])
     if not wanted:
         # csr_create ran in check mode: nothing was created, nothing to wait for
         return {"changed": False, "certificates": [], "csrs": [], "wait_stats": {"seconds": 0}}
-    client = _kube.get_client(module, deadline=max(min(params["timeout"], 60), 10))
+    client = _kube.get_client(params, ctx.secrets, deadline=max(min(params["timeout"], 60), 10))
     started = time.monotonic()
     # CSRs from csr_create carry our label: list and watch only those (a single name uses a field selector)
     ours = not params["names"]
-    failures = getattr(module, "failures", None)
-    batch = failures is not None  # batch mode: one user's failure is reported and the others are waited for
+    batch = ctx.batch is not None  # batch mode: one user's failure is reported and the others are waited for
 
     def fail(error):
-        if not batch:
+        if not ctx.set_aside(users.get(error.details.get("csr_name")), error.msg, csr_name=error.details.get("csr_name")):
             raise error
-        failures.append({"user": users.get(error.details.get("csr_name")), "csr_name": error.details.get("csr_name"), "msg": error.msg})
 
     users = dict(wanted)
     waiter = _waiter.Waiter(client, [name for name, _user in wanted],
@@ -189,7 +186,7 @@ def run(module):
                 continue
             if user is not None:
                 if store is None:
-                    store = _store.open_store_from_params(params, create=not module.check_mode)
+                    store = _store.open_store_from_params(params, create=not ctx.check_mode)
                 if etcd is None:
                     etcd = _etcd.transport_from_params(params)
                 record = known_record(params, user, name, store, etcd)
@@ -206,7 +203,7 @@ def run(module):
             if thing is not None:
                 thing.close()
     timed_out = None
-    if module.check_mode:
+    if ctx.check_mode:
         objects = waiter.objects
     else:
         try:
@@ -238,7 +235,7 @@ def run(module):
             if state == "issued":
                 record = record_for(obj, params, ca_pem, user)
                 if record["lifetime_clamped"]:
-                    module.warn("CSR %s asked for %ss but was granted %ss: the signer ignored or clamped expirationSeconds" % (
+                    ctx.warn("CSR %s asked for %ss but was granted %ss: the signer ignored or clamped expirationSeconds" % (
                         name, record["requested_expiration_seconds"], record["granted_lifetime_seconds"]))
                 certificates.append(record)
             elif timed_out is not None:

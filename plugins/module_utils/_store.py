@@ -60,7 +60,7 @@ import urllib.parse
 
 from ansible.module_utils.common import warnings as ansible_warnings
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _files, _record
+from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _deps, _files, _record
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
 
 try:
@@ -81,14 +81,12 @@ def import_pymongo():
     """Import pymongo into this module's globals; False when it is not installed."""
     global pymongo, mongo_errors, mongo_concerns  # pylint: disable=global-statement
     if pymongo is None:
-        try:
-            import pymongo as pymongo_lib  # pylint: disable=import-outside-toplevel
-            from pymongo import errors as errors_lib  # pylint: disable=import-outside-toplevel
-            from pymongo import read_concern, write_concern  # pylint: disable=import-outside-toplevel
-        except ImportError:
+        loaded = _deps.load("pymongo.errors", "pymongo.read_concern", "pymongo.write_concern", "pymongo")
+        if loaded is None:
             return False
-        pymongo, mongo_errors = pymongo_lib, errors_lib
-        mongo_concerns = (write_concern.WriteConcern(w="majority", j=True), read_concern.ReadConcern("majority"))
+        errors, reads, writes = loaded[:3]
+        mongo_errors, mongo_concerns = errors, (writes.WriteConcern(w="majority", j=True), reads.ReadConcern("majority"))
+        pymongo = loaded[3]
     return True
 
 
@@ -1001,58 +999,16 @@ class CredentialStore:
         self.close()
 
     # ------------------------------------------------------------------ backend hooks
-
-    def _read_key(self, scope, user, cluster):
-        raise NotImplementedError
-
-    def _list_key_rows(self):
-        raise NotImplementedError
-
-    def _list_key_facts(self, scope):
-        """The stored key rows of ``scope`` (None: all) with the KEY_LISTING_FIELDS only, never the private key."""
-        raise NotImplementedError
-
-    def _list_cert_texts(self, scope):
-        """``[(scope, cluster, user, record text)]`` of the stored certificate records of ``scope`` (None: all)."""
-        raise NotImplementedError
-
-    def _key_modes(self):
-        """The set of ``encrypted`` values (bools) among the stored keys."""
-        raise NotImplementedError
-
-    def _sample_encrypted_pem(self):
-        raise NotImplementedError
-
-    def _read_protection(self):
-        raise NotImplementedError
-
-    def _insert_protection_if_absent(self, protection):
-        raise NotImplementedError
-
-    def _insert_key_if_absent(self, row):
-        raise NotImplementedError
-
-    def _upsert_key(self, row):
-        raise NotImplementedError
-
-    def _replace_key_if(self, row, expected_sha256):
-        raise NotImplementedError
-
-    def _apply_rekey(self, job):
-        """Store the rekey ``job`` (a _Rekey, prepared): its changed keys and its key_protection record."""
-        raise NotImplementedError
-
-    def _delete_key(self, scope, user, cluster):
-        raise NotImplementedError
-
-    def _read_cert(self, scope, cluster, user):
-        raise NotImplementedError
-
-    def _write_cert(self, scope, cluster, user, text, times):
-        raise NotImplementedError
-
-    def _delete_cert(self, scope, cluster, user):
-        raise NotImplementedError
+    # What each backend (SqliteStore, MongoStore) defines; everything above is written on these alone.
+    # keys:   _read_key(scope, user, cluster); _list_key_rows(); _list_key_facts(scope) (the rows of scope, None
+    #         for all, with KEY_LISTING_FIELDS only: never the private key); _key_modes() (the set of ``encrypted``
+    #         values stored); _sample_encrypted_pem(); _insert_key_if_absent(row); _upsert_key(row);
+    #         _replace_key_if(row, expected_sha256); _delete_key(scope, user, cluster)
+    # rekey:  _read_protection(); _insert_protection_if_absent(protection); _apply_rekey(job) (the changed keys of a
+    #         prepared _Rekey and its key_protection record, together)
+    # certs:  _list_cert_texts(scope) ([(scope, cluster, user, record text)] of scope, None for all);
+    #         _read_cert(scope, cluster, user); _write_cert(scope, cluster, user, text, times);
+    #         _delete_cert(scope, cluster, user)
 
 
 # ====================================================================== embedded (SQLite)

@@ -365,9 +365,8 @@ def desired_pem(params, no_log_values=None):
     return ders, pem
 
 
-def run(module):
+def run(ctx, params):
     """Ensure the bundle named ``name`` is present with exactly the given certificates, or absent."""
-    params = module.params
     name, signer_name, state, wanted = params["name"], params.get("signer_name") or None, params["state"], params["api_version"]
     if state == "absent" and not signer_name:
         # deleting needs no signer_name: a signer's bundle is found by its name alone
@@ -378,20 +377,20 @@ def run(module):
     if state == "present":
         if not params.get("ca_file") and not params.get("ca_data"):
             raise KubePkiError("state=present needs ca_file or ca_data (the CA certificate(s) to publish)")
-        ders, pem = desired_pem(params, module.no_log_values)
-    client = _kube.get_client(module)
+        ders, pem = desired_pem(params, ctx.secrets)
+    client = _kube.get_client(params, ctx.secrets)
     version = served_version(client, wanted)
     result = {"changed": False, "name": name, "signer_name": signer_name, "api_version": None, "certificates": [], "bundle": None}
     result["served"] = version is not None
     if version is None:
         if state == "absent":
-            module.warn("the API server serves no ClusterTrustBundle API, so there is no ClusterTrustBundle %s to delete" % name)
+            ctx.warn("the API server serves no ClusterTrustBundle API, so there is no ClusterTrustBundle %s to delete" % name)
             return result
         if params.get("if_served"):
             return result  # asked to publish only where the server serves the API
         raise not_served_error(client, wanted)
     result["api_version"] = "%s/%s" % (GROUP, version)
-    dry = {"dryRun": "All"} if module.check_mode else None
+    dry = {"dryRun": "All"} if ctx.check_mode else None
     existing = get(client, version, name)
     if state == "absent":
         if existing is not None:
@@ -401,7 +400,7 @@ def run(module):
                 if _kube.status_of(error) != 404:
                     raise _explain(error, (existing.get("spec") or {}).get("signerName"))
             result["changed"] = True
-        if module._diff:  # pylint: disable=protected-access
+        if ctx.diff:
             result["diff"] = {"before": _diff_view(existing), "after": {}}
         return result
     result["certificates"] = [cert_summary(der) for der in ders]
@@ -413,7 +412,7 @@ def run(module):
                                    "delete it first (state=absent)" % (name, current_signer or "(none)", signer_name or "(none)"))
             if server_set((existing.get("spec") or {}).get("trustBundle")) == set(ders):
                 result["bundle"] = _shown(existing)
-                if module._diff:  # pylint: disable=protected-access
+                if ctx.diff:
                     result["diff"] = {"before": _diff_view(existing), "after": _diff_view(existing)}
                 return result
             body = build(version, name, signer_name, pem, existing)
@@ -432,7 +431,7 @@ def run(module):
             raise _explain(error, signer_name)
         result["changed"] = True
         result["bundle"] = _shown(answer)
-        if module._diff:  # pylint: disable=protected-access
+        if ctx.diff:
             result["diff"] = {"before": _diff_view(existing), "after": _diff_view(answer if answer.get("spec") else body)}
         return result
     raise KubePkiError("ClusterTrustBundle %s kept changing while it was written (%d attempts)" % (name, CONFLICT_RETRIES + 1))

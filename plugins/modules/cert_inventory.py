@@ -291,7 +291,8 @@ import os
 import time
 
 from ansible_collections.kubepki.certs.plugins.module_utils import _csr, _deps, _files, _inventory
-from ansible_collections.kubepki.certs.plugins.module_utils._errors import AnsibleModule, KubePkiError, run_module
+from ansible_collections.kubepki.certs.plugins.module_utils._errors import AnsibleModule, KubePkiError
+from ansible_collections.kubepki.certs.plugins.module_utils._context import run_module
 from ansible_collections.kubepki.certs.plugins.module_utils._etcd import ETCD_ARG_SPEC, transport_from_params
 from ansible_collections.kubepki.certs.plugins.module_utils._store import STORE_ARG_SPEC, open_store_from_params
 
@@ -319,8 +320,7 @@ def _check_names(params):
                 raise KubePkiError("%s[%d]: %r is not a %s name (non-empty, no '/')" % (option, index, value, option[:-1]))
 
 
-def run(module):
-    params = module.params
+def run(ctx, params):
     _check_names(params)
     warn_seconds = _csr.parse_duration(params["warn_within"], what="warn_within")
     if params["dest"]:
@@ -332,7 +332,7 @@ def run(module):
         stored = _inventory.store_certs(store, params["scope"])
         location = store.location
         if store.kind == "embedded" and not os.path.lexists(store.path):
-            module.warn("the embedded store %s does not exist; it is read as empty" % store.path)
+            ctx.warn("the embedded store %s does not exist; it is read as empty" % store.path)
     in_etcd, endpoint = {}, None
     if transport is not None:
         with transport:
@@ -350,9 +350,9 @@ def run(module):
         before = _inventory.read_text(params["dest"])
         result["dest"] = params["dest"]
         result["changed"] = before != result["report"]
-        if result["changed"] and not module.check_mode:
+        if result["changed"] and not ctx.check_mode:
             _files.write_atomically(params["dest"], result["report"], mode=0o644)  # a report, no secret in it
-        if module._diff:  # pylint: disable=protected-access
+        if ctx.diff:
             result["diff"] = {"before": before or "", "after": result["report"],
                               "before_header": params["dest"], "after_header": params["dest"]}
     return result

@@ -172,7 +172,8 @@ etcd_endpoint:
 """
 
 from ansible_collections.kubepki.certs.plugins.module_utils import _deps, _step_publish  # noqa: E402  pylint: disable=wrong-import-position
-from ansible_collections.kubepki.certs.plugins.module_utils._errors import AnsibleModule, run_module  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.kubepki.certs.plugins.module_utils._errors import AnsibleModule  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.kubepki.certs.plugins.module_utils._context import run_module  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def main():

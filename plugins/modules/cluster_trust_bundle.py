@@ -174,7 +174,8 @@ bundle:
 import copy
 
 from ansible_collections.kubepki.certs.plugins.module_utils import _deps, _kube, _trust_bundle
-from ansible_collections.kubepki.certs.plugins.module_utils._errors import AnsibleModule, run_module
+from ansible_collections.kubepki.certs.plugins.module_utils._errors import AnsibleModule
+from ansible_collections.kubepki.certs.plugins.module_utils._context import run_module
 
 
 def argument_spec():

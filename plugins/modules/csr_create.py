@@ -255,7 +255,8 @@ csrs:
 """
 
 from ansible_collections.kubepki.certs.plugins.module_utils import _deps, _step_create
-from ansible_collections.kubepki.certs.plugins.module_utils._errors import AnsibleModule, run_module
+from ansible_collections.kubepki.certs.plugins.module_utils._errors import AnsibleModule
+from ansible_collections.kubepki.certs.plugins.module_utils._context import run_module
 
 
 def main():

@@ -147,7 +147,8 @@ csrs:
 import copy
 
 from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _csr, _deps, _kube
-from ansible_collections.kubepki.certs.plugins.module_utils._errors import AnsibleModule, KubePkiError, run_module
+from ansible_collections.kubepki.certs.plugins.module_utils._errors import AnsibleModule, KubePkiError
+from ansible_collections.kubepki.certs.plugins.module_utils._context import run_module
 
 
 def argument_spec():
@@ -193,8 +194,7 @@ def summarize(obj, now):
     return entry
 
 
-def run(module):
-    params = module.params
+def run(ctx, params):
     selectors = []
     if params["managed_only"]:
         selectors.append("%s=%s" % (_csr.MANAGED_BY, _csr.MANAGED_BY_VALUE))
@@ -205,7 +205,7 @@ def run(module):
         field = "spec.signerName=%s" % params["signer_name"]
     if len(params["names"]) == 1:
         field = ",".join(filter(None, [field, "metadata.name=%s" % params["names"][0]]))
-    client = _kube.get_client(module)
+    client = _kube.get_client(params, ctx.secrets)
     items, _version = _csr.list_objects(client, label_selector=",".join(selectors) or None, field_selector=field)
     now = _crypto.utc_now()
     found = []

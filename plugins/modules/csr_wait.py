@@ -190,7 +190,8 @@ wait_stats:
 """
 
 from ansible_collections.kubepki.certs.plugins.module_utils import _deps, _step_wait
-from ansible_collections.kubepki.certs.plugins.module_utils._errors import AnsibleModule, run_module
+from ansible_collections.kubepki.certs.plugins.module_utils._errors import AnsibleModule
+from ansible_collections.kubepki.certs.plugins.module_utils._context import run_module
 
 
 def main():

@@ -117,7 +117,8 @@ import copy  # noqa: E402  pylint: disable=wrong-import-position
 import os  # noqa: E402  pylint: disable=wrong-import-position
 
 from ansible_collections.kubepki.certs.plugins.module_utils import _deps, _store  # noqa: E402  pylint: disable=wrong-import-position
-from ansible_collections.kubepki.certs.plugins.module_utils._errors import AnsibleModule, KubePkiError, run_module  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.kubepki.certs.plugins.module_utils._errors import AnsibleModule, KubePkiError  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.kubepki.certs.plugins.module_utils._context import run_module  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def argument_spec():
@@ -126,8 +127,7 @@ def argument_spec():
     return spec
 
 
-def run(module):
-    params = module.params
+def run(ctx, params):
     new_passphrase = params.get("new_store_passphrase") or None
     probe = _store.open_store_from_params(params, create=False)
     missing = probe.kind == "embedded" and not os.path.lexists(probe.path)
@@ -136,15 +136,15 @@ def run(module):
         # a mistyped store_uri: re-encrypting makes no store, it would only report an empty new one as changed
         raise KubePkiError("store_uri: there is no credential store at %s; store_rekey re-encrypts an existing store and "
                            "creates none" % probe.location)
-    store = _store.open_store_from_params(params, create=not module.check_mode)
+    store = _store.open_store_from_params(params, create=not ctx.check_mode)
     try:
-        outcome = store.rekey(new_passphrase, check=module.check_mode)
+        outcome = store.rekey(new_passphrase, check=ctx.check_mode)
         location = store.location
     finally:
         store.close()
     if not new_passphrase and outcome["keys"]:
-        module.warn("new_store_passphrase is not set: the %d private keys of %s are %s unencrypted at rest" % (
-            outcome["keys"], location, "would be stored" if module.check_mode else "stored"))
+        ctx.warn("new_store_passphrase is not set: the %d private keys of %s are %s unencrypted at rest" % (
+            outcome["keys"], location, "would be stored" if ctx.check_mode else "stored"))
     return {"changed": outcome["changed"], "keys": outcome["keys"], "keys_changed": outcome["keys_changed"],
             "encrypted": outcome["encrypted"], "store": location}
 

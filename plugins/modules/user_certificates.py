@@ -558,7 +558,8 @@ store:
 """
 
 from ansible_collections.kubepki.certs.plugins.module_utils import _access, _deps  # noqa: E402  pylint: disable=wrong-import-position
-from ansible_collections.kubepki.certs.plugins.module_utils._errors import AnsibleModule, run_module  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.kubepki.certs.plugins.module_utils._errors import AnsibleModule  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.kubepki.certs.plugins.module_utils._context import run_module  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def main():

@@ -2,7 +2,7 @@
 
 import pytest
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _crypto
+from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _record
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
 
 import pki_support
@@ -45,7 +45,7 @@ def test_certificate_facts_and_issuer():
     assert facts["organizations"] == ["team-a", "team-b"]
     assert facts["serial"] == format(leaf.cert.serial_number, "x")
     assert facts["public_key_sha256"] == _crypto.public_key_sha256(key)
-    assert _crypto.certificate_is_valid_now(facts)
+    assert _record.standing(facts) == "valid"
     _crypto.verify_issued_by(pem, pki_support.cert_pem(ca.cert).decode())
     with pytest.raises(KubePkiError, match="is not signed by the given cluster CA"):
         _crypto.verify_issued_by(pem, pki_support.cert_pem(other.cert).decode())

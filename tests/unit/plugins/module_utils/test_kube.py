@@ -254,25 +254,17 @@ def test_default_kubeconfig_when_not_in_a_cluster(tmp_path, monkeypatch):
 
 def test_inline_kubeconfig_secrets_reach_no_log_values():
     _kube._CLIENTS.clear()
-
-    class Module:
-        no_log_values = set()
-        params = params(kubeconfig={"apiVersion": "v1", "kind": "Config", "current-context": "c",
-                                    "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:3"}}],
-                                    "users": [{"name": "u", "user": {"token": "very-secret"}}],
-                                    "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}]})
-
-    _kube.get_client(Module)
-    assert "very-secret" in Module.no_log_values
+    secrets = set()
+    _kube.get_client(params(kubeconfig={"apiVersion": "v1", "kind": "Config", "current-context": "c",
+                                        "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:3"}}],
+                                        "users": [{"name": "u", "user": {"token": "very-secret"}}],
+                                        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}]}), secrets)
+    assert "very-secret" in secrets
 
 
 def test_kubeconfig_of_the_wrong_type_is_named():
-    class Module:
-        no_log_values = set()
-        params = params(kubeconfig=["a", "b"])
-
     with pytest.raises(KubePkiError, match="kubeconfig must be a path or a dict"):
-        _kube.get_client(Module)
+        _kube.get_client(params(kubeconfig=["a", "b"]), set())
 
 
 def test_connection_errors_are_retried_only_within_the_connect_budget():

@@ -61,3 +61,41 @@ def test_every_place_that_compares_takes_the_renewed_certificate():
     # etcd: an older certificate never goes over a newer one
     assert _etcd.decide_record(renewed_text.encode(), first_text.encode(), False) == _etcd.KEPT_NEWER
     assert _etcd.decide_record(first_text.encode(), renewed_text.encode(), False) == _etcd.UPDATED
+
+
+def starting(offset, lifetime=datetime.timedelta(days=1)):
+    """A certificate of alice whose validity starts ``offset`` from now (negative: in the past)."""
+    return record(-offset, lifetime)
+
+
+CASES = [
+    # (certificate, where it stands now, due when renewing 12 hours before expiry)
+    (starting(datetime.timedelta(minutes=2)), "valid", False),      # a signer's clock two minutes ahead of ours
+    (starting(datetime.timedelta(hours=1)), "not_yet_valid", True),
+    (starting(-datetime.timedelta(hours=2)), "valid", False),
+    (starting(-datetime.timedelta(hours=20)), "valid", True),      # four hours left
+    (starting(-datetime.timedelta(days=2)), "expired", True),
+]
+
+
+def test_every_place_that_asks_whether_a_certificate_is_valid_now_answers_alike():
+    """Before, renewal forgave five minutes of clock skew and rendering, waiting and the inventory forgave none: a
+    certificate fresh from a signer whose clock ran ahead was not due (kept) and not usable (left out of the
+    kubeconfig) at the same time."""
+    key = {"public_key_sha256": _crypto.public_key_sha256(USER_KEY)}
+    now = NOW.timestamp()
+    for cert, standing, due in CASES:
+        assert _record.standing(cert) == standing, cert["not_before"]
+        assert _record.is_due(cert, 12 * 3600) is due, cert["not_before"]
+        _facts, problem = _step_render.usable(cert, key, "alice", "c1", CA_PEM)
+        assert (problem is None) is (standing == "valid"), (cert["not_before"], problem)
+        row = {"found_in": "store", "expiry_timestamp": _crypto.parse_rfc3339(cert["not_after"]).timestamp()}
+        state = _inventory._state(row, dict(key, cluster=""), cert, now, 12 * 3600, [])  # pylint: disable=protected-access
+        assert state == {"valid": "expiring" if due else "valid"}.get(standing, standing), cert["not_before"]
+        # offboarding warns about what it cannot take back: every certificate that is or will be valid
+        assert _record.not_expired(cert) is (standing != "expired")
+
+
+def test_a_record_without_readable_times_is_due_and_never_valid():
+    assert _record.standing({"not_after": "tomorrow"}) == "unreadable"
+    assert _record.is_due({}, None) and not _record.not_expired({})
