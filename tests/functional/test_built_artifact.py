@@ -11,14 +11,15 @@ run from outside the source tree.
   ANSIBLE_COLLECTIONS_PATH = the install dir and the venv's site-packages, against two real clusters
   (KUBEPKI_K8S_ASSETS, started by the test harness of the checkout: the harness may come from the checkout, the
   collection under test does not). The users log in with the kubeconfigs it wrote (``kubectl auth whoami``).
-- The unit tests the tarball ships (tests/unit) run in the installed tree, importing the installed collection.
-  Those that need what the tarball leaves out (tests/sandbox, tests/functional and tests/requirements.txt are in
-  galaxy.yml's build_ignore; an installed collection has MANIFEST.json, not galaxy.yml) are reported as skipped,
-  naming each file or test and why; any other failure fails.
+- The unit tests the tarball ships (tests/unit) run in the installed tree, importing the installed collection: every
+  one passes, none is skipped. None needs what the tarball leaves out (tests/sandbox, tests/functional and
+  tests/requirements.txt are in galaxy.yml's build_ignore; an installed collection has MANIFEST.json, not galaxy.yml):
+  a shipped file that imports or reads them, or a test failing only for that, fails the last test here, naming it.
 
 ``make test-artifact`` runs this file (``make pytest`` leaves it out); it builds its own venv (about 30 s).
 """
 
+import ast
 import json
 import os
 import re
@@ -32,8 +33,8 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PREFIX = "/kubepki-artifact"
 USERS = [{"name": "artifact-alice", "groups": ["dev", "ops"]}, {"name": "artifact-bob", "groups": ["dev"]}]
-# what the tarball must not need: the checkout's test harness and functional tests
-CHECKOUT_ONLY = re.compile(r"\bkubesandbox\b|[\"']functional[\"']")
+# what the tarball must not need: the checkout's test harness and functional tests (as module or path parts)
+CHECKOUT_ONLY = {"kubesandbox", "sandbox", "functional"}
 
 
 def _run(cmd, **kwargs):
@@ -169,37 +170,38 @@ def test_the_installed_onboarding_playbook_gives_users_working_kubeconfigs(insta
 # --- the unit tests the tarball ships, run in the installed tree -------------------------------------------------
 
 
+def _checkout_uses(path):
+    """``line N: name`` for each import of the kubesandbox harness and each call given a 'functional' or 'sandbox'
+    path part (os.path.join and the like) in one Python file, read as code (docstrings and comments do not count)."""
+    with open(path, encoding="utf-8") as handle:
+        tree = ast.parse(handle.read(), path)
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names = [node.module or ""]
+        elif isinstance(node, ast.Call):
+            names = [arg.value for arg in node.args if isinstance(arg, ast.Constant) and isinstance(arg.value, str)]
+        else:
+            continue
+        found.extend("line %d: %s" % (node.lineno, name) for name in names
+                     if set(name.replace("/", ".").split(".")) & CHECKOUT_ONLY)
+    return sorted(found, key=lambda hit: int(hit.split()[1][:-1]))
+
+
 def _checkout_lines(collection):
-    """{path relative to the collection: first line that needs the checkout} for the shipped Python files under
-    tests/ that use what the tarball leaves out (the kubesandbox harness of tests/sandbox, tests/functional)."""
+    """{path relative to the collection: first use of what the tarball leaves out} for the shipped Python files under
+    tests/ (the kubesandbox harness of tests/sandbox, tests/functional)."""
     found = {}
     for root, dirs, files in os.walk(os.path.join(collection, "tests")):
         dirs.sort()
         for name in sorted(files):
-            if not name.endswith(".py"):
-                continue
-            path = os.path.join(root, name)
-            with open(path, encoding="utf-8") as handle:
-                lines = handle.read().splitlines()
-            hits = ["line %d: %s" % (number, line.strip()) for number, line in enumerate(lines, 1)
-                    if CHECKOUT_ONLY.search(line) and not line.strip().startswith("#")
-                    and re.search(r"\bimport\b|\bfrom\b|os\.path\.join", line)]
-            if hits:
-                found[os.path.relpath(path, collection)] = hits[0]
+            if name.endswith(".py"):
+                hits = _checkout_uses(os.path.join(root, name))
+                if hits:
+                    found[os.path.relpath(os.path.join(root, name), collection)] = hits[0]
     return found
-
-
-def _runnable(blocking):
-    """pytest arguments for the shipped unit tests: a conftest that needs the checkout takes its whole directory out
-    (tests/conftest.py is left out by starting the conftest lookup at tests/unit instead); None when that is all."""
-    args = ["tests/unit", "--confcutdir", "tests/unit" if "tests/conftest.py" in blocking else "tests"]
-    for path in sorted(blocking):
-        if path == "tests/conftest.py":
-            continue
-        if os.path.dirname(path) == "tests/unit":
-            return None  # the unit tests' own conftest needs the checkout: nothing can run
-        args += ["--ignore", os.path.dirname(path)]
-    return args
 
 
 def _site():
@@ -223,16 +225,10 @@ def _checkout_need(text, collection):
 @pytest.fixture(scope="module")
 def shipped_units(installed, tmp_path_factory):
     """The shipped unit tests run in the installed tree with this venv's Python, ansible and pytest (as ``ansible-test
-    units --local`` would), the installed collection first on the import path and nothing of the checkout.
-    ``ansible-test units`` itself cannot run there while tests/conftest.py needs kubesandbox: it loads every conftest
-    from the collection root."""
+    units --local`` would), the installed collection first on the import path and nothing of the checkout."""
     collection = installed["collection"]
     assert os.path.isdir(os.path.join(collection, "tests", "unit")), "the tarball ships no tests/unit"
-    lines = _checkout_lines(collection)
-    blocking = {path: line for path, line in lines.items() if os.path.basename(path) == "conftest.py"}
-    found = {"lines": lines, "blocking": blocking, "checkout_only": {}, "failures": {}, "passed": 0, "args": _runnable(blocking)}
-    if found["args"] is None:
-        return found
+    found = {"lines": _checkout_lines(collection), "checkout_only": {}, "failures": {}, "skipped": {}, "passed": 0}
     tmp = str(tmp_path_factory.mktemp("shipped-units"))
     env = _outside_env(tmp, {"PYTHONPATH": installed["root"],
                              "ANSIBLE_COLLECTIONS_PATH": os.pathsep.join([installed["root"], _site()])})
@@ -240,11 +236,12 @@ def shipped_units(installed, tmp_path_factory):
                  cwd=collection, env=env).stdout.strip()
     assert where.startswith(installed["root"] + os.sep), where  # the installed copy, not the checkout's
     junit = os.path.join(tmp, "units.xml")
+    args = ["tests/unit"]
     proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:xdist", "-rs", "-q",
-                           "--continue-on-collection-errors", "--junitxml", junit] + found["args"],
+                           "--continue-on-collection-errors", "--junitxml", junit] + args,
                           cwd=collection, env=env, capture_output=True, text=True, timeout=900, check=False)
     found["output"] = proc.stdout[-6000:] + proc.stderr[-3000:]
-    print("shipped unit tests in the installed tree: pytest %s\n%s" % (" ".join(found["args"]), proc.stdout[-1500:]))
+    print("shipped unit tests in the installed tree: pytest %s\n%s" % (" ".join(args), proc.stdout[-1500:]))
     assert os.path.exists(junit), found["output"]
     for case in ElementTree.parse(junit).getroot().iter("testcase"):
         name = "%s::%s" % (case.get("classname"), case.get("name")) if case.get("classname") else case.get("name")
@@ -252,8 +249,11 @@ def shipped_units(installed, tmp_path_factory):
         if problem is None:
             problem = case.find("error")
         if problem is None:
-            if case.find("skipped") is None:
+            skipped = case.find("skipped")
+            if skipped is None:
                 found["passed"] += 1
+            else:
+                found["skipped"][name] = skipped.get("message") or ""
             continue
         text = (problem.get("message") or "") + "\n" + (problem.text or "")
         need = _checkout_need(text, collection)
@@ -265,31 +265,14 @@ def shipped_units(installed, tmp_path_factory):
 
 
 def test_shipped_unit_tests_run_from_the_installed_collection(shipped_units):
-    if shipped_units["args"] is None:
-        pytest.skip("no shipped unit test can run without the checkout: %s" % shipped_units["blocking"])
+    """Every shipped unit test passes in the installed tree; a skipped one does not count as passing."""
     assert shipped_units["failures"] == {}, shipped_units["output"]
+    assert shipped_units["skipped"] == {}, shipped_units["output"]
     assert shipped_units["passed"] > 0, shipped_units["output"]
 
 
 def test_shipped_unit_tests_that_need_the_checkout(shipped_units):
-    """The shipped conftests that need tests/sandbox or tests/functional (galaxy.yml leaves both out), each with the
-    directory it takes out and the files there that import kubesandbox, and each test that failed only for what the
-    tarball lacks. With none left, every shipped unit test passed in the test above."""
-    reasons = []
-    for path, line in sorted(shipped_units["blocking"].items()):
-        where = os.path.dirname(path) if path != "tests/conftest.py" else None
-        others = sorted(other for other in shipped_units["lines"] if where and other != path and other.startswith(where + "/"))
-        if where is None:
-            effect = "not loaded"
-        elif others:
-            effect = "not run, %s/, where %s need the checkout too" % (where, ", ".join(others))
-        else:
-            effect = "not run, %s/" % where
-        reasons.append("%s (%s): %s" % (path, line, effect))
-    by_need = {}
-    for name, need in sorted(shipped_units["checkout_only"].items()):
-        by_need.setdefault(need, []).append(name)
-    reasons += ["%s: %s" % (need, ", ".join(names)) for need, names in sorted(by_need.items())]
-    if reasons:
-        pytest.skip("shipped unit tests that need the checkout, not run or failed only for that in the installed collection: "
-                    + "; ".join(reasons))
+    """No shipped Python file under tests/ imports the sandbox harness or tests/functional (galaxy.yml leaves both
+    out), and no shipped unit test failed only for what the tarball lacks."""
+    assert shipped_units["lines"] == {}, "shipped files that need the checkout: %s" % shipped_units["lines"]
+    assert shipped_units["checkout_only"] == {}, "shipped unit tests that need the checkout: %s" % shipped_units["checkout_only"]

@@ -23,7 +23,7 @@ def _python_files():
 
 
 def _checkout_uses(path):
-    """``line: what`` for each import of kubesandbox or of tests/functional, and each path built with a
+    """``line: what`` for each import of the sandbox package or of tests/functional, and each path built with a
     'functional' or 'sandbox' part (os.path.join and the like), in one file."""
     with open(path, encoding="utf-8") as handle:
         tree = ast.parse(handle.read(), path)
