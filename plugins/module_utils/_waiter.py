@@ -351,3 +351,106 @@ def wait_for(client, names, timeout, label_selector=None, **kwargs):
     """{name: last object} once every CSR in ``names`` is issued or one ended (Denied/Failed/deleted); ``kwargs`` as Waiter's
     (``stop_on_failure=False``: once every CSR ended)."""
     return Waiter(client, names, label_selector=label_selector, **kwargs).run(timeout)
+
+
+# -------------------------------------------------------------- following every CSR, without end
+
+# pause after the n-th failure in a row while following (seconds), capped
+FOLLOW_BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0)
+
+
+def follow(client, stop, label_selector=None, watch_seconds=300, sleep=time.sleep, on_error=None):
+    """Every change of the CertificateSigningRequests of ``client`` (optionally under ``label_selector``), until
+    ``stop()`` is true: a generator of ``(kind, object)``.
+
+    It lists, yields ``("ADDED", obj)`` for each CSR found then ``("SYNCED", None)`` once after the first list, and
+    watches from the list's resourceVersion (``ADDED``, ``MODIFIED``, ``DELETED``). A stream that ends or drops
+    is resumed from the last resourceVersion seen (bookmarks included); a 410 Expired relists and yields only the
+    differences from what it had (``MODIFIED`` for a changed resourceVersion, ``DELETED`` for a CSR gone). Every
+    failure, transient or not (an apiserver that restarts refuses connections for a while, then may answer 503 or
+    401 until its caches are warm), is reported to ``on_error(error)`` and tried again after a pause from
+    FOLLOW_BACKOFF; it never ends on its own.
+    """
+    known = {}  # name -> resourceVersion of the last object yielded
+    version = None
+    synced = False
+    failures = 0
+
+    def pause():
+        nonlocal failures
+        failures += 1
+        sleep(FOLLOW_BACKOFF[min(failures, len(FOLLOW_BACKOFF)) - 1])
+
+    while not stop():
+        if version is None:
+            try:
+                items, version = _csr.list_objects(client, label_selector=label_selector)
+            except KubePkiError as exc:
+                if on_error is not None:
+                    on_error(exc)
+                pause()
+                continue
+            present = {}
+            for item in items:
+                meta = item.get("metadata") or {}
+                present[meta.get("name")] = meta.get("resourceVersion")
+                if known.get(meta.get("name")) != meta.get("resourceVersion"):
+                    yield ("MODIFIED" if meta.get("name") in known else "ADDED"), item
+            for name in sorted(set(known) - set(present)):
+                yield "DELETED", {"metadata": {"name": name, "resourceVersion": known[name]}, "_vanished": True}
+            known = present
+            if not synced:
+                synced = True
+                yield "SYNCED", None
+        query = {"watch": "true", "allowWatchBookmarks": "true", "resourceVersion": version,
+                 "timeoutSeconds": str(int(watch_seconds))}
+        if label_selector:
+            query["labelSelector"] = label_selector
+        try:
+            response = client.request("GET", path_for(), query=query, stream=True, timeout=(10, watch_seconds + 15),
+                                      deadline=watch_seconds + 15, what="watch CertificateSigningRequests", retry=False)
+        except KubePkiError as exc:
+            if status_of(exc) == 410:
+                version = None
+                continue
+            if on_error is not None:
+                on_error(exc)
+            pause()
+            continue
+        relist = got = False
+        try:
+            for event in iter_events(response):
+                got = True
+                kind = event.get("type")
+                obj = event.get("object") or {}
+                if kind == "ERROR":
+                    if obj.get("code") == 410:
+                        relist = True
+                    elif on_error is not None:
+                        on_error(KubePkiError("watching CertificateSigningRequests failed: %s (code %s, %s)" % (
+                            obj.get("message"), obj.get("code"), obj.get("reason")), status=obj.get("code")))
+                    break
+                meta = obj.get("metadata") or {}
+                if meta.get("resourceVersion"):
+                    version = meta["resourceVersion"]
+                failures = 0
+                if kind == "BOOKMARK":
+                    continue
+                if kind == "DELETED":
+                    known.pop(meta.get("name"), None)
+                else:
+                    known[meta.get("name")] = meta.get("resourceVersion")
+                yield kind, obj
+                if stop():
+                    return
+        except _STREAM_ERRORS as exc:
+            if on_error is not None:
+                on_error(KubePkiError("the watch of CertificateSigningRequests dropped: %s" % exc))
+            pause()
+        finally:
+            _close(response)
+        if relist:
+            version = None
+        elif not got:
+            # a stream that ended without a single event (a server going down closes them at once): do not spin
+            sleep(0.2)

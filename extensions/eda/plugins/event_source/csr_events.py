@@ -1,0 +1,354 @@
+# Copyright (c) kubepki.certs contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""kubepki.certs.csr_events: the CertificateSigningRequests of one or many clusters as events, for ansible-rulebook.
+
+Each cluster is listed, then watched from the list's resourceVersion (kubepki.certs' own list/watch code,
+``_waiter.follow``): a dropped stream is resumed, a 410 Expired relists, an apiserver that goes away is waited
+for. The Kubernetes I/O of each cluster runs in a thread of its own; the event loop only hands events on.
+
+Arguments (all optional but one way to reach a cluster):
+
+``clusters``
+    list of ``{name, kubeconfig, context, host, api_key, validate_certs, ca_cert, client_cert, client_key, proxy}``:
+    the auth options of kubepki.certs' modules, per cluster. Without it, one cluster named ``cluster`` (default
+    ``default``) from the same options given at the top level, or from the K8S_AUTH_* variables.
+``label_selector``
+    only CSRs with these labels.
+``watch_seconds``
+    how long one watch request lasts before it is renewed (default 300).
+``batch_signers``, ``batch_timeout``
+    for these signers (default ``[kubernetes.io/kubelet-serving]``) pending CSRs are also handed out in batches,
+    one ``pending`` event per cluster and signer at a time: the next batch follows once every CSR of the last one
+    has left the pending state (approved or denied by the action it triggered) or ``batch_timeout`` seconds
+    (default 30) have passed; after a timeout the CSRs still pending are handed out again.
+``renew_before``, ``due_interval``, ``scopes``, ``store_uri``, ``store_passphrase``, ``etcd_*``
+    with ``renew_before`` (``720h``, ``30d`` or seconds), every ``due_interval`` seconds (default 3600) the store
+    and, with ``etcd_endpoints``, the central etcd are read and one ``due`` event is put for every certificate of
+    these clusters (and of ``scopes``, default all) that expires within ``renew_before``.
+``max_events``
+    stop after this many events (for tests). The plugin then returns, which ends ansible-rulebook.
+
+Events (``event.type``):
+
+``csr``
+    ``{type, cluster, change: ADDED|MODIFIED|DELETED, initial, csr: {...}}`` for every change of a CSR: name, uid,
+    signer, requester (username, groups, uid), subject (common_name, common_names, organizations,
+    other_attributes), sans (dns, ip, email, uri), usages, expiration_seconds, key (type, public_key_sha256),
+    extensions, conditions, state, issued, managed (made by kubepki.certs) and kubepki (its user, scope and
+    cluster annotations). ``parse_error`` says why the request could not be read (its fields are then empty).
+``synced``
+    ``{type, cluster, count}`` once per cluster after the first list: every CSR that existed was put before it.
+``pending``
+    ``{type, cluster, signer, names, batch}`` (see ``batch_signers``).
+``due``
+    ``{type, cluster, scope, user, groups, serial, not_after, standing, source}``.
+``error``
+    ``{type, cluster, message}`` when talking to a cluster fails (it is tried again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+import threading
+import time
+
+try:
+    from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _csr, _kube, _record, _waiter
+except ImportError:  # loaded as a single file from a collections path that is not on sys.path
+    _ROOT = os.path.abspath(__file__)
+    for _level in range(8):
+        _ROOT = os.path.dirname(_ROOT)
+    sys.path.insert(0, _ROOT)
+    from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _csr, _kube, _record, _waiter
+
+from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
+
+LOG = logging.getLogger("kubepki.certs.csr_events")
+
+AUTH_KEYS = tuple(_kube.AUTH_ARG_SPEC)
+DEFAULT_BATCH_SIGNERS = (_csr.SIGNER_KUBELET_SERVING,)
+ETCD_KEYS = ("etcd_endpoints", "etcd_prefix", "etcd_ca_cert", "etcd_client_cert", "etcd_client_key", "etcd_username",
+             "etcd_password", "etcd_timeout")
+
+
+# ---------------------------------------------------------------- the events (pure)
+
+def csr_summary(obj):
+    """What an approver or a carrier needs to know of CSR ``obj``, read from the request as encoded."""
+    meta = obj.get("metadata") or {}
+    spec = obj.get("spec") or {}
+    labels = meta.get("labels") or {}
+    annotations = meta.get("annotations") or {}
+    state = _csr.csr_state(obj)
+    summary = {
+        "name": meta.get("name"),
+        "uid": meta.get("uid"),
+        "resource_version": meta.get("resourceVersion"),
+        "created": meta.get("creationTimestamp"),
+        "signer": spec.get("signerName"),
+        "usages": list(spec.get("usages") or []),
+        "expiration_seconds": spec.get("expirationSeconds"),
+        "requester": {"username": spec.get("username"), "groups": list(spec.get("groups") or []), "uid": spec.get("uid")},
+        "conditions": [{key: c.get(key) for key in ("type", "status", "reason", "message")}
+                       for c in (obj.get("status") or {}).get("conditions") or []],
+        "state": state,
+        "issued": state == "issued",
+        "managed": labels.get(_csr.MANAGED_BY) == _csr.MANAGED_BY_VALUE,
+        "kubepki": {"user": annotations.get(_csr.ANN_USER), "scope": annotations.get(_csr.ANN_SCOPE),
+                    "cluster": annotations.get(_csr.ANN_CLUSTER)},
+        "subject": {"common_name": None, "common_names": [], "organizations": [], "other_attributes": []},
+        "sans": {"dns": [], "ip": [], "email": [], "uri": []},
+        "key": {"type": None, "public_key_sha256": None},
+        "extensions": [],
+        "parse_error": None,
+    }
+    if not spec.get("request"):
+        summary["parse_error"] = "no spec.request" if not obj.get("_vanished") else None
+        return summary
+    try:
+        facts = _crypto.csr_facts(_csr.request_pem(obj), what="spec.request of CSR %s" % meta.get("name"))
+    except KubePkiError as exc:
+        summary["parse_error"] = exc.msg
+        return summary
+    summary["subject"] = {"common_name": facts.get("common_name"), "common_names": list(facts.get("common_names") or []),
+                          "organizations": list(facts.get("organizations") or []),
+                          "other_attributes": list(facts.get("other_subject_attributes") or [])}
+    summary["sans"] = {"dns": list(facts.get("dns_names") or []), "ip": list(facts.get("ip_addresses") or []),
+                       "email": list(facts.get("emails") or []), "uri": list(facts.get("uris") or [])}
+    summary["key"] = {"type": facts.get("key_type"), "public_key_sha256": facts.get("public_key_sha256")}
+    summary["extensions"] = [e.get("name") or e.get("oid") for e in facts.get("extensions") or []]
+    return summary
+
+
+def csr_event(cluster, change, obj, initial=False):
+    return {"type": "csr", "cluster": cluster, "change": change, "initial": initial, "csr": csr_summary(obj)}
+
+
+def synced_event(cluster, count):
+    return {"type": "synced", "cluster": cluster, "count": count}
+
+
+def due_event(record, renew_before, source):
+    return {"type": "due", "cluster": record.get("cluster"), "scope": record.get("scope"), "user": record.get("user"),
+            "groups": list(record.get("organizations") or []), "serial": record.get("serial"),
+            "not_after": record.get("not_after"), "standing": _record.standing(record, renew_before), "source": source}
+
+
+class Batches:
+    """Pending CSRs of the batch signers of one cluster, handed out one batch per signer at a time (pure: the
+    caller gives the time)."""
+
+    def __init__(self, cluster, signers, timeout):
+        self.cluster = cluster
+        self.signers = set(signers)
+        self.timeout = float(timeout)
+        self.pending = {signer: {} for signer in self.signers}  # signer -> {name: creation order}
+        self.outstanding = {signer: (set(), 0.0) for signer in self.signers}
+        self.handed = {signer: set() for signer in self.signers}
+        self.count = 0
+        self.ready = False
+        self._order = 0
+
+    def observe(self, change, obj):
+        spec = obj.get("spec") or {}
+        name = (obj.get("metadata") or {}).get("name")
+        signer = spec.get("signerName")
+        for known in self.pending.values():
+            if name in known and (change == "DELETED" or signer not in self.signers or _csr.csr_state(obj) != "pending"):
+                known.pop(name, None)
+        if signer in self.signers and change != "DELETED" and _csr.csr_state(obj) == "pending":
+            self._order += 1
+            self.pending[signer].setdefault(name, self._order)
+        if change == "DELETED" or _csr.csr_state(obj) != "pending":
+            for signer_handed in self.handed.values():
+                signer_handed.discard(name)
+
+    def due(self, now):
+        """The ``pending`` events to put now."""
+        if not self.ready:
+            return []
+        events = []
+        for signer in sorted(self.signers):
+            waiting = self.pending[signer]
+            names, sent = self.outstanding[signer]
+            open_names = names & set(waiting)
+            timed_out = bool(open_names) and now - sent >= self.timeout
+            if open_names and not timed_out:
+                continue
+            fresh = [n for n in sorted(waiting, key=waiting.get) if timed_out or n not in self.handed[signer]]
+            if not fresh:
+                self.outstanding[signer] = (set(), 0.0)
+                continue
+            self.count += 1
+            self.outstanding[signer] = (set(fresh), now)
+            self.handed[signer].update(fresh)
+            events.append({"type": "pending", "cluster": self.cluster, "signer": signer, "names": fresh, "batch": self.count})
+        return events
+
+
+# ---------------------------------------------------------------- arguments
+
+def cluster_specs(args):
+    """[(name, auth params)] from the plugin's arguments."""
+    given = args.get("clusters")
+    if given is None:
+        given = [dict({key: args[key] for key in AUTH_KEYS if args.get(key) is not None}, name=args.get("cluster") or "default")]
+    if not isinstance(given, list) or not given:
+        raise KubePkiError("csr_events: clusters must be a non-empty list of {name, kubeconfig, context, host, ...}")
+    specs, seen = [], set()
+    for index, entry in enumerate(given):
+        if not isinstance(entry, dict) or not entry.get("name"):
+            raise KubePkiError("csr_events: clusters[%d] needs a name" % index)
+        unknown = sorted(set(entry) - set(AUTH_KEYS) - {"name"})
+        if unknown:
+            raise KubePkiError("csr_events: clusters[%d] (%s): unknown option%s %s; known: name, %s" % (
+                index, entry["name"], "s" if len(unknown) > 1 else "", ", ".join(unknown), ", ".join(AUTH_KEYS)))
+        if entry["name"] in seen:
+            raise KubePkiError("csr_events: cluster %s is named twice" % entry["name"])
+        seen.add(entry["name"])
+        params = {key: entry.get(key) for key in AUTH_KEYS}
+        specs.append((entry["name"], params))
+    return specs
+
+
+# ---------------------------------------------------------------- the plugin
+
+class _Follower(threading.Thread):
+    """One cluster's list and watch, in a thread; events go to ``emit`` (thread-safe)."""
+
+    def __init__(self, name, params, args, emit, stopping):
+        super().__init__(name="csr_events:%s" % name, daemon=True)
+        self.cluster = name
+        self.params = params
+        self.args = args
+        self.emit = emit
+        self.stopping = stopping
+
+    def run(self):
+        secrets = set()
+        while not self.stopping.is_set():
+            try:
+                client = _kube.get_client(self.params, secrets)
+                break
+            except KubePkiError as exc:
+                self.emit({"type": "error", "cluster": self.cluster, "message": exc.msg})
+                self.stopping.wait(5)
+        else:
+            return
+        initial, count = True, 0
+
+        def on_error(exc):
+            LOG.warning("cluster %s: %s", self.cluster, getattr(exc, "msg", exc))
+            self.emit({"type": "error", "cluster": self.cluster, "message": getattr(exc, "msg", str(exc))})
+
+        for kind, obj in _waiter.follow(client, self.stopping.is_set, label_selector=self.args.get("label_selector"),
+                                        watch_seconds=int(self.args.get("watch_seconds") or 300),
+                                        sleep=self.stopping.wait, on_error=on_error):
+            if kind == "SYNCED":
+                initial = False
+                self.emit(synced_event(self.cluster, count), raw=("SYNCED", None))
+                continue
+            count += 1 if initial else 0
+            self.emit(csr_event(self.cluster, kind, obj, initial=initial), raw=(kind, obj))
+
+
+def _due_records(args, clusters):
+    """Every certificate record of ``clusters`` in the store and etcd that falls due within ``renew_before``."""
+    from ansible_collections.kubepki.certs.plugins.module_utils import _etcd, _store  # pylint: disable=import-outside-toplevel
+    renew_before = _csr.parse_duration(args["renew_before"], what="renew_before")
+    scopes = args.get("scopes")
+    events, seen = [], set()
+    store = _store.open_store(args.get("store_uri"), args.get("store_passphrase"), create=False)
+    try:
+        records = [(r, "store") for r in store.list_certs()]
+    finally:
+        store.close()
+    etcd = _etcd.transport_from_params({key: args.get(key) for key in ETCD_KEYS})
+    if etcd is not None:
+        try:
+            records += [(r, "etcd") for r in etcd.list_records()]
+        finally:
+            etcd.close()
+    for record, source in records:
+        key = (record.get("scope"), record.get("cluster"), record.get("user"), record.get("serial"))
+        if record.get("cluster") not in clusters or (scopes and record.get("scope") not in scopes) or key in seen:
+            continue
+        seen.add(key)
+        if _record.is_due(record, renew_before):
+            events.append(due_event(record, renew_before, source))
+    return events
+
+
+async def main(queue: asyncio.Queue, args: dict):  # pylint: disable=too-many-locals,too-many-branches,too-many-statements
+    """Put the events of every cluster in ``args`` on ``queue`` until cancelled (or ``max_events`` are put)."""
+    specs = cluster_specs(args)
+    loop = asyncio.get_running_loop()
+    inbox = asyncio.Queue()
+    stopping = threading.Event()
+    signers = args.get("batch_signers")
+    signers = list(DEFAULT_BATCH_SIGNERS) if signers is None else list(signers)
+    batches = {name: Batches(name, signers, args.get("batch_timeout") or 30) for name, _params in specs}
+    limit = args.get("max_events")
+    put = 0
+
+    def emit(event, raw=None):  # called from the threads
+        loop.call_soon_threadsafe(inbox.put_nowait, (event, raw))
+
+    followers = [_Follower(name, params, args, emit, stopping) for name, params in specs]
+    for follower in followers:
+        follower.start()
+    due_every = float(args.get("due_interval") or 3600)
+    next_due = time.monotonic() if args.get("renew_before") else None
+
+    async def deliver(event):
+        nonlocal put
+        await queue.put(event)
+        put += 1
+        return limit is not None and put >= int(limit)
+
+    try:
+        while True:
+            try:
+                event, raw = await asyncio.wait_for(inbox.get(), timeout=0.5)
+            except asyncio.TimeoutError:
+                event, raw = None, None
+            if event is not None:
+                tracker = batches.get(event.get("cluster"))
+                if raw is not None and tracker is not None:
+                    if raw[0] == "SYNCED":
+                        tracker.ready = True
+                    else:
+                        tracker.observe(raw[0], raw[1])
+                if await deliver(event):
+                    return
+            now = time.monotonic()
+            for tracker in batches.values():
+                for pending in tracker.due(now):
+                    if await deliver(pending):
+                        return
+            if next_due is not None and now >= next_due:
+                next_due = now + due_every
+                try:
+                    due = await asyncio.to_thread(_due_records, args, set(batches))
+                except KubePkiError as exc:
+                    due = [{"type": "error", "cluster": None, "message": "renew_before: %s" % exc.msg}]
+                for item in due:
+                    if await deliver(item):
+                        return
+    finally:
+        stopping.set()
+
+
+if __name__ == "__main__":
+    # python csr_events.py KUBECONFIG: print the events of one cluster (for a quick look)
+
+    class _Printer:
+        async def put(self, event):
+            print(event)  # noqa: T201
+
+    asyncio.run(main(_Printer(), {"kubeconfig": sys.argv[1] if len(sys.argv) > 1 else None}))

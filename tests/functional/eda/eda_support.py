@@ -1,0 +1,128 @@
+"""Helpers of the Monitor tests (tests/functional/eda): the engine's environment, one ansible-rulebook process, waiting."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import yaml
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+VENV_BIN = os.path.dirname(sys.executable)
+
+
+def engine_missing():
+    """Why the rulebook engine cannot run here (a sentence), or None."""
+    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+        return "java (17 or later) not found: the ansible-rulebook tests are skipped"
+    if not os.path.exists(os.path.join(VENV_BIN, "ansible-rulebook")) and shutil.which("ansible-rulebook") is None:
+        return "ansible-rulebook not installed (tests/requirements.txt): the ansible-rulebook tests are skipped"
+    return None
+
+
+def engine_executable():
+    """The ansible-rulebook of this venv, else the one on PATH."""
+    local = os.path.join(VENV_BIN, "ansible-rulebook")
+    return local if os.path.exists(local) else shutil.which("ansible-rulebook")
+
+
+def engine_env(tmp_dir, extra=None):
+    """The environment of ansible-rulebook and of the playbooks it runs: this venv first on PATH (ansible-runner
+    starts ansible-playbook from it), our collection on the collections path and on sys.path."""
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
+    root = os.path.join(repo, ".cache", "collections")
+    site = next(p for p in sys.path if p.endswith("site-packages"))
+    env = dict(os.environ)
+    env.update({
+        "PATH": VENV_BIN + os.pathsep + env.get("PATH", ""),
+        "ANSIBLE_COLLECTIONS_PATH": os.pathsep.join([root, site]),
+        "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
+        "ANSIBLE_LOCAL_TEMP": os.path.join(tmp_dir, "ansible-local"),
+        "ANSIBLE_HOME": os.path.join(tmp_dir, "ansible-home"),
+        "ANSIBLE_NOCOLOR": "1",
+        "PYTHONPATH": os.pathsep.join([root, os.path.join(repo, "tests", "sandbox")]),
+        "PYTHONUNBUFFERED": "1",
+    })
+    env.pop("KUBECONFIG", None)
+    env.update(extra or {})
+    return env
+
+
+class Monitor:
+    """One ansible-rulebook process running a rulebook of the collection; its output goes to ``log``."""
+
+    def __init__(self, executable, directory, rulebook, variables, env=None):
+        self.dir = str(directory)
+        os.makedirs(self.dir, exist_ok=True)
+        self.log = os.path.join(self.dir, "ansible-rulebook.log")
+        inventory = os.path.join(self.dir, "inventory.yml")
+        with open(inventory, "w", encoding="utf-8") as handle:
+            yaml.safe_dump({"all": {"hosts": {"localhost": {"ansible_connection": "local",
+                                                            "ansible_python_interpreter": sys.executable}}}}, handle)
+        self.vars = os.path.join(self.dir, "vars.yml")
+        with open(self.vars, "w", encoding="utf-8") as handle:
+            yaml.safe_dump(variables, handle)
+        self.cmd = [executable, "--rulebook", rulebook, "--inventory", inventory, "--vars", self.vars, "--print-events", "-v"]
+        self.env = engine_env(self.dir, env)
+        self.proc = None
+        self._watchdog = None
+
+    def start(self):
+        from kubesandbox import controlplane  # pylint: disable=import-outside-toplevel
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(self.cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,  # pylint: disable=consider-using-with
+                                         env=self.env, cwd=self.dir, start_new_session=True)
+        self._watchdog = controlplane.start_watchdog(os.getpid(), [(self.proc.pid, "ansible-rulebook")])
+        return self
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def output(self, size=20000):
+        with open(self.log, encoding="utf-8", errors="replace") as handle:
+            return handle.read()[-size:]
+
+    def stop(self):
+        """SIGTERM to the engine's process group (it and the playbooks it runs), then SIGKILL; by PID."""
+        if self.proc is not None and self.proc.poll() is None:
+            for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+                try:
+                    os.killpg(self.proc.pid, sig)
+                except ProcessLookupError:
+                    break
+                try:
+                    self.proc.wait(wait)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+        if self._watchdog is not None and self._watchdog.poll() is None:
+            self._watchdog.terminate()
+            self._watchdog.wait(10)
+
+
+def wait_until(what, probe, timeout=60.0, step=0.2):
+    """The first true value of ``probe()`` within ``timeout`` seconds; AssertionError naming ``what`` otherwise."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
+        time.sleep(step)
+
+
+def csr_objects(kubeconfig):
+    from kubesandbox.testing import kubectl_json  # pylint: disable=import-outside-toplevel
+    return kubectl_json(kubeconfig, "get", "csr")["items"]
+
+
+def conditions(obj):
+    return [c["type"] for c in (obj.get("status") or {}).get("conditions") or []]
+
+
+def dump(value):
+    return json.dumps(value, indent=1, sort_keys=True)[:4000]
