@@ -46,7 +46,7 @@ def mask_inputs(module, params=None):
     know from the argument spec's no_log: private key material pasted into any option (a key where a CSR,
     certificate or CA belongs), the credentials of an inline kubeconfig (also in ``clusters[].auth``), the password
     of a store URI, an etcd endpoint or a proxy, and the secrets read from the environment (see _secrets). Done
-    first, on the raw parameters (AnsibleModule below) and again on the validated ones (_context.run_module), so that they
+    first, on the raw parameters (AnsibleModule below) and again on the validated ones (_steps.context.run_module), so that they
     are masked in the echoed invocation, the error and the warnings even when a check fails before anything runs."""
     module.no_log_values.update(_secrets.input_secrets(module.params if params is None else params))
 

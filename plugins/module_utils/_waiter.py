@@ -366,7 +366,8 @@ def follow(client, stop, label_selector=None, watch_seconds=300, sleep=time.slee
     It lists, yields ``("ADDED", obj)`` for each CSR found then ``("SYNCED", None)`` once after the first list, and
     watches from the list's resourceVersion (``ADDED``, ``MODIFIED``, ``DELETED``). A stream that ends or drops
     is resumed from the last resourceVersion seen (bookmarks included); a 410 Expired relists and yields only the
-    differences from what it had (``MODIFIED`` for a changed resourceVersion, ``DELETED`` for a CSR gone). Every
+    differences from what it had (``MODIFIED`` for a changed resourceVersion, ``DELETED`` for a CSR gone), then
+    ``("RELISTED", None)``. Every
     failure, transient or not (an apiserver that restarts refuses connections for a while, then may answer 503 or
     401 until its caches are warm), is reported to ``on_error(error)`` and tried again after a pause from
     FOLLOW_BACKOFF; it never ends on its own.
@@ -399,9 +400,8 @@ def follow(client, stop, label_selector=None, watch_seconds=300, sleep=time.slee
             for name in sorted(set(known) - set(present)):
                 yield "DELETED", {"metadata": {"name": name, "resourceVersion": known[name]}, "_vanished": True}
             known = present
-            if not synced:
-                synced = True
-                yield "SYNCED", None
+            yield ("RELISTED" if synced else "SYNCED"), None
+            synced = True
         query = {"watch": "true", "allowWatchBookmarks": "true", "resourceVersion": version,
                  "timeoutSeconds": str(int(watch_seconds))}
         if label_selector:

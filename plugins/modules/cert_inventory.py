@@ -290,9 +290,10 @@ import copy
 import os
 import time
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _csr, _deps, _files, _inventory
+from ansible_collections.kubepki.certs.plugins.module_utils import _csr, _deps, _files
+from ansible_collections.kubepki.certs.plugins.module_utils._steps import inventory
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import AnsibleModule, KubePkiError
-from ansible_collections.kubepki.certs.plugins.module_utils._context import run_module
+from ansible_collections.kubepki.certs.plugins.module_utils._steps.context import run_module
 from ansible_collections.kubepki.certs.plugins.module_utils._etcd import ETCD_ARG_SPEC, transport_from_params
 from ansible_collections.kubepki.certs.plugins.module_utils._store import STORE_ARG_SPEC, open_store_from_params
 
@@ -302,8 +303,8 @@ def argument_spec():
         "scope": {"type": "str"},
         "users": {"type": "list", "elements": "str", "default": []},
         "clusters": {"type": "list", "elements": "str", "default": []},
-        "warn_within": {"type": "str", "default": _inventory.DEFAULT_WARN_WITHIN},
-        "format": {"type": "str", "choices": list(_inventory.FORMATS), "default": "json"},
+        "warn_within": {"type": "str", "default": inventory.DEFAULT_WARN_WITHIN},
+        "format": {"type": "str", "choices": list(inventory.FORMATS), "default": "json"},
         "dest": {"type": "path"},
     }
     spec.update(copy.deepcopy(STORE_ARG_SPEC))
@@ -324,30 +325,30 @@ def run(ctx, params):
     _check_names(params)
     warn_seconds = _csr.parse_duration(params["warn_within"], what="warn_within")
     if params["dest"]:
-        _inventory.check_dest(params["dest"])
+        inventory.check_dest(params["dest"])
     transport = transport_from_params(params)
     # read-only: a missing embedded store is read as empty, never created
     with open_store_from_params(params, create=False) as store:
-        keys = _inventory.store_keys(store, params["scope"])
-        stored = _inventory.store_certs(store, params["scope"])
+        keys = inventory.store_keys(store, params["scope"])
+        stored = inventory.store_certs(store, params["scope"])
         location = store.location
         if store.kind == "embedded" and not os.path.lexists(store.path):
             ctx.warn("the embedded store %s does not exist; it is read as empty" % store.path)
     in_etcd, endpoint = {}, None
     if transport is not None:
         with transport:
-            in_etcd = _inventory.etcd_certs(transport, params["scope"])
+            in_etcd = inventory.etcd_certs(transport, params["scope"])
             endpoint = transport.endpoint
-    rows = _inventory.build(keys, stored, in_etcd, time.time(), warn_seconds, users=params["users"],
+    rows = inventory.build(keys, stored, in_etcd, time.time(), warn_seconds, users=params["users"],
                             clusters=params["clusters"], etcd_used=transport is not None)
-    result = {"changed": False, "inventory": rows, "summary": _inventory.summary(rows), "store": location,
+    result = {"changed": False, "inventory": rows, "summary": inventory.summary(rows), "store": location,
               "etcd_endpoint": endpoint}
     if params["format"] != "json" or params["dest"]:
-        report = _inventory.RENDERERS[params["format"]](rows)
+        report = inventory.RENDERERS[params["format"]](rows)
         result["report"] = report
         result["report_lines"] = report.splitlines()
     if params["dest"]:
-        before = _inventory.read_text(params["dest"])
+        before = inventory.read_text(params["dest"])
         result["dest"] = params["dest"]
         result["changed"] = before != result["report"]
         if result["changed"] and not ctx.check_mode:

@@ -171,15 +171,16 @@ etcd_endpoint:
   sample: https://127.0.0.1:2379
 """
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _deps, _step_publish  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.kubepki.certs.plugins.module_utils import _deps  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.kubepki.certs.plugins.module_utils._steps import publish  # noqa: E402  pylint: disable=wrong-import-position
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import AnsibleModule  # noqa: E402  pylint: disable=wrong-import-position
-from ansible_collections.kubepki.certs.plugins.module_utils._context import run_module  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.kubepki.certs.plugins.module_utils._steps.context import run_module  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def main():
-    module = AnsibleModule(argument_spec=_step_publish.argument_spec(), supports_check_mode=True)
+    module = AnsibleModule(argument_spec=publish.argument_spec(), supports_check_mode=True)
     _deps.require(module, "cryptography", "etcd3gw")
-    run_module(module, _step_publish.run)
+    run_module(module, publish.run)
 
 
 if __name__ == "__main__":

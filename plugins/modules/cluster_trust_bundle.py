@@ -173,9 +173,10 @@ bundle:
 
 import copy
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _deps, _kube, _trust_bundle
+from ansible_collections.kubepki.certs.plugins.module_utils import _deps, _kube
+from ansible_collections.kubepki.certs.plugins.module_utils._steps import trust_bundle
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import AnsibleModule
-from ansible_collections.kubepki.certs.plugins.module_utils._context import run_module
+from ansible_collections.kubepki.certs.plugins.module_utils._steps.context import run_module
 
 
 def argument_spec():
@@ -185,7 +186,7 @@ def argument_spec():
         "ca_file": {"type": "path"},
         "ca_data": {"type": "str"},
         "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
-        "api_version": {"type": "str", "choices": ["auto"] + list(_trust_bundle.VERSIONS), "default": "auto"},
+        "api_version": {"type": "str", "choices": ["auto"] + list(trust_bundle.VERSIONS), "default": "auto"},
         "if_served": {"type": "bool", "default": False},
     }
     spec.update(copy.deepcopy(_kube.AUTH_ARG_SPEC))
@@ -195,7 +196,7 @@ def argument_spec():
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True, mutually_exclusive=[("ca_file", "ca_data")])
     _deps.require(module, "kubernetes", "cryptography")
-    run_module(module, _trust_bundle.run)
+    run_module(module, trust_bundle.run)
 
 
 if __name__ == "__main__":

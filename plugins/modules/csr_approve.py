@@ -176,15 +176,16 @@ csrs:
       sample: ["policy.allowed_system_users: system:kube-scheduler"]
 """
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _deps, _step_approve
+from ansible_collections.kubepki.certs.plugins.module_utils import _deps
+from ansible_collections.kubepki.certs.plugins.module_utils._steps import approve
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import AnsibleModule
-from ansible_collections.kubepki.certs.plugins.module_utils._context import run_module
+from ansible_collections.kubepki.certs.plugins.module_utils._steps.context import run_module
 
 
 def main():
-    module = AnsibleModule(argument_spec=_step_approve.argument_spec(), supports_check_mode=True)
+    module = AnsibleModule(argument_spec=approve.argument_spec(), supports_check_mode=True)
     _deps.require(module, "kubernetes", "cryptography")
-    run_module(module, _step_approve.run)
+    run_module(module, approve.run)
 
 
 if __name__ == "__main__":

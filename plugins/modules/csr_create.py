@@ -254,15 +254,16 @@ csrs:
                 "not_after": "2026-12-02T10:00:00Z"}]
 """
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _deps, _step_create
+from ansible_collections.kubepki.certs.plugins.module_utils import _deps
+from ansible_collections.kubepki.certs.plugins.module_utils._steps import create
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import AnsibleModule
-from ansible_collections.kubepki.certs.plugins.module_utils._context import run_module
+from ansible_collections.kubepki.certs.plugins.module_utils._steps.context import run_module
 
 
 def main():
-    module = AnsibleModule(argument_spec=_step_create.argument_spec(), supports_check_mode=True)
+    module = AnsibleModule(argument_spec=create.argument_spec(), supports_check_mode=True)
     _deps.require(module, "kubernetes", "cryptography")
-    run_module(module, _step_create.run)
+    run_module(module, create.run)
 
 
 if __name__ == "__main__":

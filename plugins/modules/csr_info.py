@@ -148,7 +148,7 @@ import copy
 
 from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _csr, _deps, _kube
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import AnsibleModule, KubePkiError
-from ansible_collections.kubepki.certs.plugins.module_utils._context import run_module
+from ansible_collections.kubepki.certs.plugins.module_utils._steps.context import run_module
 
 
 def argument_spec():

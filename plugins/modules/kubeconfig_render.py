@@ -482,19 +482,20 @@ store:
   sample: sqlite:///home/ops/.kubepki/store.db
 """
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _deps, _step_render  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.kubepki.certs.plugins.module_utils import _deps  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.kubepki.certs.plugins.module_utils._steps import render  # noqa: E402  pylint: disable=wrong-import-position
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import AnsibleModule  # noqa: E402  pylint: disable=wrong-import-position
-from ansible_collections.kubepki.certs.plugins.module_utils._context import run_module  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.kubepki.certs.plugins.module_utils._steps.context import run_module  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def main():
     module = AnsibleModule(
-        argument_spec=_step_render.argument_spec(), supports_check_mode=True,
+        argument_spec=render.argument_spec(), supports_check_mode=True,
         mutually_exclusive=[("user", "users"), ("dest", "dest_dir"), ("user", "dest_dir"), ("users", "dest"), ("users", "current_context")],
         required_one_of=[("user", "users")],
     )
     _deps.require(module, "cryptography", "kubernetes")
-    run_module(module, _step_render.run)
+    run_module(module, render.run)
 
 
 if __name__ == "__main__":

@@ -118,7 +118,7 @@ import os  # noqa: E402  pylint: disable=wrong-import-position
 
 from ansible_collections.kubepki.certs.plugins.module_utils import _deps, _store  # noqa: E402  pylint: disable=wrong-import-position
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import AnsibleModule, KubePkiError  # noqa: E402  pylint: disable=wrong-import-position
-from ansible_collections.kubepki.certs.plugins.module_utils._context import run_module  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.kubepki.certs.plugins.module_utils._steps.context import run_module  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def argument_spec():

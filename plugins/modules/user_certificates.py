@@ -557,15 +557,16 @@ store:
   sample: sqlite:///home/ops/.kubepki/store.db
 """
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _access, _deps  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.kubepki.certs.plugins.module_utils import _deps  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.kubepki.certs.plugins.module_utils._steps import pipeline  # noqa: E402  pylint: disable=wrong-import-position
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import AnsibleModule  # noqa: E402  pylint: disable=wrong-import-position
-from ansible_collections.kubepki.certs.plugins.module_utils._context import run_module  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.kubepki.certs.plugins.module_utils._steps.context import run_module  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def main():
-    module = AnsibleModule(argument_spec=_access.argument_spec(), supports_check_mode=True)
+    module = AnsibleModule(argument_spec=pipeline.argument_spec(), supports_check_mode=True)
     _deps.require(module, "kubernetes", "cryptography")
-    run_module(module, _access.run)
+    run_module(module, pipeline.run)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _etcd, _inventory, _record, _step_render, _store
+from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _etcd, _record, _store
+from ansible_collections.kubepki.certs.plugins.module_utils._steps import inventory, render
 
 NOW = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
 CA_KEY = ec.generate_private_key(ec.SECP256R1())
@@ -48,10 +49,10 @@ def test_the_rule():
 def test_every_place_that_compares_takes_the_renewed_certificate():
     key = {"public_key_sha256": _crypto.public_key_sha256(USER_KEY)}
     # kubeconfig_render: the store's unless etcd has a newer usable one
-    chosen, _facts, source = _step_render.choose(FIRST, RENEWED, key, "alice", "c1", CA_PEM, True)
+    chosen, _facts, source = render.choose(FIRST, RENEWED, key, "alice", "c1", CA_PEM, True)
     assert (chosen["serial"], source) == (RENEWED["serial"], "etcd")
     # cert_inventory: which source holds the newer certificate
-    facts, newer_in = _inventory._pick(FIRST, RENEWED)  # pylint: disable=protected-access
+    facts, newer_in = inventory._pick(FIRST, RENEWED)  # pylint: disable=protected-access
     assert (facts["serial"], newer_in) == (RENEWED["serial"], "etcd")
     # the store keeps the newer record and takes a newer one over an older
     first_text, renewed_text = json.dumps(FIRST), json.dumps(RENEWED)
@@ -87,10 +88,10 @@ def test_every_place_that_asks_whether_a_certificate_is_valid_now_answers_alike(
     for cert, standing, due in CASES:
         assert _record.standing(cert) == standing, cert["not_before"]
         assert _record.is_due(cert, 12 * 3600) is due, cert["not_before"]
-        _facts, problem = _step_render.usable(cert, key, "alice", "c1", CA_PEM)
+        _facts, problem = render.usable(cert, key, "alice", "c1", CA_PEM)
         assert (problem is None) is (standing == "valid"), (cert["not_before"], problem)
         row = {"found_in": "store", "expiry_timestamp": _crypto.parse_rfc3339(cert["not_after"]).timestamp()}
-        state = _inventory._state(row, dict(key, cluster=""), cert, now, 12 * 3600, [])  # pylint: disable=protected-access
+        state = inventory._state(row, dict(key, cluster=""), cert, now, 12 * 3600, [])  # pylint: disable=protected-access
         assert state == {"valid": "expiring" if due else "valid"}.get(standing, standing), cert["not_before"]
         # offboarding warns about what it cannot take back: every certificate that is or will be valid
         assert _record.not_expired(cert) is (standing != "expired")

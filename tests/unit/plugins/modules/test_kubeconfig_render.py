@@ -11,7 +11,8 @@ import uuid
 import pytest
 import yaml
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _etcd, _step_render, _store
+from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _etcd, _store
+from ansible_collections.kubepki.certs.plugins.module_utils._steps import render
 from ansible_collections.kubepki.certs.plugins.modules import kubeconfig_render
 
 import pki_support
@@ -239,12 +240,12 @@ def test_verify_unreachable_cluster(run_module, world):
 @pytest.mark.parametrize("server", ["https://", "https://:6443", "ftp://host", "https://host:99999", "https://ho st", "https://u:p@host",
                                     "https://host/?x=1", ""])
 def test_server_urls_that_are_not_api_servers(server):
-    assert _step_render.url_problem(server), server
+    assert render.url_problem(server), server
 
 
 @pytest.mark.parametrize("server", ["https://127.0.0.1:6443", "https://[::1]:6443", "http://localhost", "https://k8s.example.com/prefix"])
 def test_server_urls_that_are(server):
-    assert _step_render.url_problem(server) is None
+    assert render.url_problem(server) is None
 
 
 def users_args(world, **extra):
@@ -474,7 +475,7 @@ def test_owner_group_and_mode(run_module, world, monkeypatch):
         seen.append(os.stat(src))
         real_replace(src, dst)
 
-    monkeypatch.setattr(_step_render.os, "replace", replace)
+    monkeypatch.setattr(render.os, "replace", replace)
     failed, result = run_module(kubeconfig_render, args)
     assert not failed and result["changed"], result
     [(temp)] = seen
@@ -561,9 +562,9 @@ def test_symbolic_modes_as_ansible_reads_them(mode):
         expected = AnsibleModule._symbolic_mode_to_octal(Stat(), mode)  # pylint: disable=protected-access
         if expected & 0o007:
             with pytest.raises(Exception, match="would give others"):
-                _step_render.file_mode(mode)
+                render.file_mode(mode)
         else:
-            assert _step_render.file_mode(mode) == expected, "%s: %04o" % (mode, expected)
+            assert render.file_mode(mode) == expected, "%s: %04o" % (mode, expected)
     finally:
         os.umask(umask)
 

@@ -8,7 +8,7 @@
 kubeconfig_render, run for many clusters side by side, then one kubeconfig per user.
 
 Each step is the same code its own module runs, ``step.run(ctx, params)``, its parameters validated against
-that step's own argument spec as its module would validate them (see _context). Every input is
+that step's own argument spec as its module would validate them (see context). Every input is
 checked first, for every user and cluster, before anything is written. Keys are then ensured once, before the
 clusters fan out, so parallel clusters only read the store. The steps run in batch mode: a user whose CSR
 cannot be created, approved or issued is set aside with the reason and the others go on; a cluster that cannot
@@ -22,9 +22,8 @@ import copy
 import os
 from concurrent.futures import ThreadPoolExecutor
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _context, _csr, _crypto, _etcd, _files, _kube, _policy, _record, _store
-from ansible_collections.kubepki.certs.plugins.module_utils import _step_approve, _step_create, _step_publish
-from ansible_collections.kubepki.certs.plugins.module_utils import _step_render, _step_wait
+from ansible_collections.kubepki.certs.plugins.module_utils import _csr, _crypto, _etcd, _files, _kube, _policy, _record, _store
+from ansible_collections.kubepki.certs.plugins.module_utils._steps import approve, context, create, publish, render, wait
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError, secrets_in
 from ansible_collections.kubepki.certs.plugins.module_utils._etcd import ETCD_ARG_SPEC, endpoints_from_params
 
@@ -61,7 +60,7 @@ def argument_spec():
         "renew_before": {"type": "str"},
         "rotate_key": {"type": "bool", "default": False},
         "force": {"type": "bool", "default": False},
-        "policy": {"type": "dict", "default": {}, "options": copy.deepcopy(_step_approve.POLICY_OPTIONS)},
+        "policy": {"type": "dict", "default": {}, "options": copy.deepcopy(approve.POLICY_OPTIONS)},
         "reason": {"type": "str"},
         "condition_message": {"type": "str"},
         "timeout": {"type": "int", "default": 300},
@@ -73,7 +72,7 @@ def argument_spec():
     spec.update(copy.deepcopy(_kube.AUTH_ARG_SPEC))
     spec.update(copy.deepcopy(_store.STORE_ARG_SPEC))
     spec.update(copy.deepcopy(ETCD_ARG_SPEC))
-    spec.update(copy.deepcopy(_step_render.FILE_ARG_SPEC))
+    spec.update(copy.deepcopy(render.FILE_ARG_SPEC))
     return spec
 
 
@@ -109,17 +108,17 @@ class Access:
         """Every check that needs no cluster, before anything is written: users, groups under the policy,
         clusters, their CA and auth settings, etcd options, dest_dir. KubePkiError names the parameter."""
         params = self.params
-        _step_render.check_clusters(params["clusters"])
-        _step_render.file_options(params)
+        render.check_clusters(params["clusters"])
+        render.file_options(params)
         if params["dest_dir"]:
             missing = [cluster["name"] for cluster in params["clusters"] if not cluster["server"]]
             if missing:
                 raise KubePkiError("clusters: %s need server to be written into the kubeconfigs (dest_dir is set)" % ", ".join(missing))
-            _step_render.check_dest_dir(params["dest_dir"])
+            render.check_dest_dir(params["dest_dir"])
         for cluster in params["clusters"]:
             if cluster["server"]:
-                _step_render.check_server(cluster)
-            self.ca_pems[cluster["name"]] = _step_render.read_ca(cluster)
+                render.check_server(cluster)
+            self.ca_pems[cluster["name"]] = render.read_ca(cluster)
         if params["rotate_key"] and params["key_scope"] == "shared" and len(params["clusters"]) > 1:
             raise KubePkiError("rotate_key with key_scope=shared and %d clusters would replace the shared key once per cluster; "
                                "rotate with one cluster per task, or use key_scope=per_cluster" % len(params["clusters"]))
@@ -127,7 +126,7 @@ class Access:
             raise KubePkiError("parallel must be at least 1, got %s" % params["parallel"])
         # every user and cluster option through the create step's own checks, before anything is touched
         for cluster in self.active_clusters():
-            _step_create.validate(self.step_params(_step_create, self.create_params(cluster)))
+            create.validate(self.step_params(create, self.create_params(cluster)))
         # what the approval step would refuse anyway (a system user name, a group, a key type) is refused now, not
         # after keys and CSRs exist
         policy = _policy.normalize(self.approve_params(params["clusters"][0], [])["policy"])
@@ -140,7 +139,7 @@ class Access:
         problem = _etcd.endpoints_problem(params)
         if problem:
             raise KubePkiError(problem)
-        _step_wait.check_timeout(params["timeout"])
+        wait.check_timeout(params["timeout"])
         # the API clients: a kubeconfig that cannot be read, a missing context or a bad host is bad input
         for cluster in params["clusters"]:
             try:
@@ -200,7 +199,7 @@ class Access:
 
     def render_params(self):
         params = self.params
-        given = _common(params, ("scope", "key_scope", "dest_dir", "verify") + tuple(_step_render.FILE_ARG_SPEC) + STORE_KEYS + ETCD_KEYS)
+        given = _common(params, ("scope", "key_scope", "dest_dir", "verify") + tuple(render.FILE_ARG_SPEC) + STORE_KEYS + ETCD_KEYS)
         clusters = [{k: cluster[k] for k in ("name", "server", "ca_cert", "ca_data", "namespace", "context")}
                     for cluster in params["clusters"]]
         users = []
@@ -214,13 +213,13 @@ class Access:
 
     def step_params(self, step, given):
         """``given`` validated against ``step``'s own argument spec, as the step's module would validate it."""
-        params, no_log = _context.validated(step.argument_spec(), given, step.__name__.rsplit("_", 1)[-1])
+        params, no_log = context.validated(step.argument_spec(), given, step.__name__.rsplit(".", 1)[-1])
         self.secrets.update(no_log)
         return params
 
     def context(self, warnings, batch=None, session=None):
         """A step's StepContext: this run's modes, warnings into ``warnings``, secrets into self.secrets."""
-        return _context.StepContext(self.ctx.check_mode, self.ctx.diff, warnings.append, self.secrets, batch, session)
+        return context.StepContext(self.ctx.check_mode, self.ctx.diff, warnings.append, self.secrets, batch, session)
 
     # ------------------------------------------------------------ the work
 
@@ -252,7 +251,7 @@ class Access:
         user None when the whole cluster stopped at that step."""
         warnings, failures = [], []
         result = {"name": cluster["name"], "changed": False, "csrs": [], "approvals": [], "certificates": [], "etcd_records": []}
-        ctx = self.context(warnings, batch=failures, session=_context.ClusterSession())
+        ctx = self.context(warnings, batch=failures, session=context.ClusterSession())
         step_name = "create"
 
         def run(step, given):
@@ -268,7 +267,7 @@ class Access:
             fresh = []
             for chunk in lead_and_rest(self.users_of(cluster)):
                 step_name = "create"
-                created, _since = run(_step_create, self.create_params(cluster, users=chunk))
+                created, _since = run(create, self.create_params(cluster, users=chunk))
                 result["csrs"].extend(created["csrs"])
                 result["changed"] = result["changed"] or created["changed"]
                 made = [c for c in created["csrs"] if c["action"] not in ("known", "failed") and c["csr_name"]]
@@ -278,7 +277,7 @@ class Access:
                 undecided = [c for c in made if c["state"] not in ("approved", "issued")]
                 if undecided:
                     step_name = "approve"
-                    approved, since = run(_step_approve, self.approve_params(cluster, undecided))
+                    approved, since = run(approve, self.approve_params(cluster, undecided))
                     result["approvals"].extend(approved["csrs"])
                     result["changed"] = result["changed"] or approved["changed"]
                     refused = {f["csr_name"] for f in failures[since:]}
@@ -286,7 +285,7 @@ class Access:
                 fresh.extend(made)
             if fresh:
                 step_name = "wait"
-                waited, _since = run(_step_wait, self.wait_params(cluster, fresh))
+                waited, _since = run(wait, self.wait_params(cluster, fresh))
                 result["wait_stats"] = waited["wait_stats"]
                 if waited["certificates"]:
                     step_name = "publish"
@@ -301,7 +300,7 @@ class Access:
     def carry(self, ctx, cluster, certificates, result):
         """Issued certificates to etcd, or straight into the store when no etcd is configured."""
         if endpoints_from_params(self.params):
-            published = _step_publish.run(ctx, self.step_params(_step_publish, self.publish_params(cluster, certificates)))
+            published = publish.run(ctx, self.step_params(publish, self.publish_params(cluster, certificates)))
             result["etcd_records"] = published["records"]
             return published["changed"]
         if self.ctx.check_mode:
@@ -370,7 +369,7 @@ class Access:
         """``({(cluster, user): (the newest certificate record, "store" or "etcd")}, {(user, key cluster)})``: what the
         store and etcd hold for the scope and the task's clusters and signer, and the users with a key in the store."""
         params = self.params
-        _step_render.check_clusters(params["clusters"])
+        render.check_clusters(params["clusters"])
         problem = _csr.name_problem(params["scope"])
         if problem:
             raise KubePkiError("scope %r %s" % (params["scope"], problem))
@@ -462,7 +461,7 @@ class Access:
         """One kubeconfig per user, with a context for every cluster where that user has a usable certificate;
         a (user, cluster) without one is added to ``failures`` unless it is there already."""
         warnings, rendering = [], []
-        rendered = _step_render.run(self.context(warnings, batch=rendering), self.step_params(_step_render, self.render_params()))
+        rendered = render.run(self.context(warnings, batch=rendering), self.step_params(render, self.render_params()))
         for message in warnings:
             self.ctx.warn(message)
         stopped = {f["cluster"] for f in failures if f["user"] is None}
@@ -560,12 +559,12 @@ class Offboarding:
         access, params = self.access, self.params
         if not access.users:
             raise KubePkiError("users: state=absent needs the users to offboard (at least one)")
-        _step_render.check_clusters(params["clusters"])
-        _step_render.file_options(params)
+        render.check_clusters(params["clusters"])
+        render.file_options(params)
         if params["dest_dir"] and os.path.exists(params["dest_dir"]) and not os.path.isdir(params["dest_dir"]):
             raise KubePkiError("dest_dir %s is not a directory" % params["dest_dir"])
         for cluster in params["clusters"]:
-            _step_create.validate(access.step_params(_step_create, access.create_params(cluster, state="absent")))
+            create.validate(access.step_params(create, access.create_params(cluster, state="absent")))
         problem = _etcd.endpoints_problem(params)
         if problem:
             raise KubePkiError(problem)
@@ -588,7 +587,7 @@ class Offboarding:
         step_name = "create"
         try:
             ctx = access.context(warnings)
-            removed = _step_create.run(ctx, access.step_params(_step_create, access.create_params(cluster, state="absent")))
+            removed = create.run(ctx, access.step_params(create, access.create_params(cluster, state="absent")))
             result["csrs"] = removed["csrs"]
             result["changed"] = removed["changed"]
             for entry in removed["csrs"]:
@@ -607,7 +606,7 @@ class Offboarding:
                     valid.append((name, _facts(held[name][1], cluster["name"], "etcd")))
                     before.append({"cluster": cluster["name"], "user": name, "etcd_record": held[name][0]})
                 if present:
-                    published = _step_publish.run(ctx, access.step_params(_step_publish, dict(
+                    published = publish.run(ctx, access.step_params(publish, dict(
                         _common(params, ("scope",) + ETCD_KEYS), cluster=cluster["name"], state="absent",
                         certificates=[{"user": name} for name in present])))
                     result["etcd_records"] = published["records"]
@@ -706,8 +705,8 @@ class Offboarding:
                     # still onboarded elsewhere: only the contexts of these clusters go
                     path = os.path.join(params["dest_dir"], "%s.kubeconfig" % name)
                     entry["kubeconfig"] = path
-                    removed, entry["kubeconfig_deleted"] = _step_render.drop_clusters(
-                        path, [c["name"] for c in clusters], _step_render.file_options(params), check=self.check)
+                    removed, entry["kubeconfig_deleted"] = render.drop_clusters(
+                        path, [c["name"] for c in clusters], render.file_options(params), check=self.check)
                     if removed:
                         before.append({"user": name, "kubeconfig": path, "contexts": removed})
                         output["changed"] = True

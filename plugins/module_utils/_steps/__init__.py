@@ -1,0 +1,5 @@
+# Copyright (c) kubepki.certs contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+#
+# PRIVATE to kubepki.certs: the steps of the modules (see context.py); may change in any release.
