@@ -44,6 +44,9 @@ Events (``event.type``):
     ``{type, cluster, signer, names, batch}`` (see ``batch_signers``).
 ``due``
     ``{type, cluster, scope, user, groups, serial, not_after, standing, source}``.
+``relisted``
+    ``{type, cluster}`` after a watch expired (410 Gone) and the cluster was listed again; the changes missed were
+    put as ``csr`` events before it.
 ``error``
     ``{type, cluster, message}`` when talking to a cluster fails (it is tried again).
 """
@@ -252,6 +255,10 @@ class _Follower(threading.Thread):
             if kind == "SYNCED":
                 initial = False
                 self.emit(synced_event(self.cluster, count), raw=("SYNCED", None))
+                continue
+            if kind == "RELISTED":
+                # the watch expired (410): listed again, and the differences were put as csr events
+                self.emit({"type": "relisted", "cluster": self.cluster})
                 continue
             count += 1 if initial else 0
             self.emit(csr_event(self.cluster, kind, obj, initial=initial), raw=(kind, obj))
