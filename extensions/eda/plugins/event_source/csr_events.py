@@ -265,29 +265,36 @@ class _Follower(threading.Thread):
 
 
 def _due_records(args, clusters):
-    """Every certificate record of ``clusters`` in the store and etcd that falls due within ``renew_before``."""
+    """A ``due`` event for every (scope, cluster, user) of ``clusters`` whose newest certificate in the store and etcd
+    expires within ``renew_before``."""
     from ansible_collections.kubepki.certs.plugins.module_utils import _etcd, _store  # pylint: disable=import-outside-toplevel
     renew_before = _csr.parse_duration(args["renew_before"], what="renew_before")
     scopes = args.get("scopes")
-    events, seen = [], set()
+    found = {}
     store = _store.open_store(args.get("store_uri"), args.get("store_passphrase"), create=False)
     try:
-        records = [(r, "store") for r in store.list_certs()]
+        records = [(record, "store") for record in store.list_certs()]
     finally:
         store.close()
     etcd = _etcd.transport_from_params({key: args.get(key) for key in ETCD_KEYS})
     if etcd is not None:
         try:
-            records += [(r, "etcd") for r in etcd.list_records()]
+            records += [(record, "etcd") for _key, record in etcd.list_records()]
         finally:
             etcd.close()
     for record, source in records:
-        key = (record.get("scope"), record.get("cluster"), record.get("user"), record.get("serial"))
-        if record.get("cluster") not in clusters or (scopes and record.get("scope") not in scopes) or key in seen:
+        if record.get("cluster") not in clusters or (scopes and record.get("scope") not in scopes):
             continue
-        seen.add(key)
-        if _record.is_due(record, renew_before):
-            events.append(due_event(record, renew_before, source))
+        identity = (record.get("scope"), record.get("cluster"), record.get("user"))
+        found.setdefault(identity, []).append((record, source))
+    events = []
+    for identity in sorted(found):
+        newest = _record.newest([record for record, _source in found[identity]])
+        if newest is None:  # no readable validity: nothing to judge
+            continue
+        source = next(src for record, src in found[identity] if record is newest)
+        if _record.is_due(newest, renew_before):
+            events.append(due_event(newest, renew_before, source))
     return events
 
 
@@ -342,8 +349,9 @@ async def main(queue: asyncio.Queue, args: dict):  # pylint: disable=too-many-lo
                 next_due = now + due_every
                 try:
                     due = await asyncio.to_thread(_due_records, args, set(batches))
-                except KubePkiError as exc:
-                    due = [{"type": "error", "cluster": None, "message": "renew_before: %s" % exc.msg}]
+                except Exception as exc:  # pylint: disable=broad-exception-caught  # a source that ends stops the engine
+                    due = [{"type": "error", "cluster": None, "message": "reading the certificates that fall due: %s" % (
+                        getattr(exc, "msg", None) or exc)}]
                 for item in due:
                     if await deliver(item):
                         return

@@ -1,0 +1,83 @@
+"""The user_csrs and renew rulebooks under ansible-rulebook on a real v1.36 cluster: a person's own CSR is approved
+under the user policy and one that says more than the policy allows is denied with the reason; a certificate that
+falls due is issued again and carried to etcd."""
+
+import base64
+import json
+
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from kubesandbox.testing import kubectl, kubectl_json
+
+from eda_support import conditions, wait_until  # pylint: disable=import-error
+
+CLUSTER = "cluster-1"
+
+
+def own_request(attributes):
+    csr = x509.CertificateSigningRequestBuilder().subject_name(x509.Name([x509.NameAttribute(o, v) for o, v in attributes])).sign(
+        ec.generate_private_key(ec.SECP256R1()), hashes.SHA256())
+    return base64.b64encode(csr.public_bytes(serialization.Encoding.PEM)).decode()
+
+
+def test_people_bringing_their_own_csr_are_approved_under_the_user_policy_and_refused_with_the_reason(real_clusters, start_monitor, tmp_path):
+    info = real_clusters.cluster(CLUSTER)
+    admin = info.kubeconfig
+    kubectl(admin, "create", "clusterrole", "eda-csr-creator", "--verb=create", "--resource=certificatesigningrequests.certificates.k8s.io")
+    for user in ("eda-dora", "eda-eve"):
+        kubectl(admin, "create", "clusterrolebinding", user, "--clusterrole=eda-csr-creator", "--user=%s" % user)
+    monitor = start_monitor("kubepki.certs.user_csrs", {
+        "kubepki_clusters": [{"name": CLUSTER, "kubeconfig": admin}], "kubepki_deny_on_violation": True,
+        "kubepki_user_policy": {"requester_may_be_subject": True, "allowed_groups": ["dev"], "max_expiration_seconds": 86400}})
+    wait_until("the Monitor's first sync", lambda: monitor.running() and "'type': 'synced'" in monitor.output(), timeout=120)
+    cases = {
+        "eda-dora": ([(NameOID.ORGANIZATION_NAME, "dev"), (NameOID.COMMON_NAME, "eda-dora")], "Approved", None),
+        "eda-eve": ([(NameOID.COMMON_NAME, "eda-eve"), (NameOID.ORGANIZATIONAL_UNIT_NAME, "admins")], "Denied", "OU=admins"),
+    }
+    for user, (attributes, _decision, _why) in cases.items():
+        as_user = real_clusters.user_kubeconfig(CLUSTER, str(tmp_path / ("%s.kubeconfig" % user)), user)
+        obj = {"apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest", "metadata": {"name": user},
+               "spec": {"request": own_request(attributes), "signerName": "kubernetes.io/kube-apiserver-client",
+                        "usages": ["digital signature", "client auth"], "expirationSeconds": 3600}}
+        kubectl(as_user, "create", "-f", "-", stdin=json.dumps(obj))
+
+    def decided():
+        assert monitor.running(), monitor.output()
+        objs = {n: kubectl_json(admin, "get", "csr", n) for n in cases}
+        return objs if all(conditions(o) for o in objs.values()) else None
+
+    objs = wait_until("both decisions", decided, timeout=60)
+    for user, (_attributes, decision, why) in cases.items():
+        assert conditions(objs[user]) == [decision], objs[user]["status"]
+        if why:
+            assert why in objs[user]["status"]["conditions"][0]["message"]
+
+
+def test_a_certificate_that_falls_due_is_issued_again_and_carried(real_clusters, start_monitor, run_playbook, tmp_path):
+    info = real_clusters.cluster(CLUSTER)
+    store, out, prefix = str(tmp_path / "store.db"), str(tmp_path / "out"), "/kubepki-renew"
+    common = {"kubeconfig": info.kubeconfig, "store_uri": store, "etcd_endpoints": [real_clusters.etcd_url], "etcd_prefix": prefix,
+              "clusters": [{"name": CLUSTER, "server": info.server, "ca_cert": info.ca_cert}], "dest_dir": out}
+    # a certificate of ten minutes: due at once under renew_before 1h
+    result = run_playbook(yaml.safe_dump([{"hosts": "localhost", "gather_facts": False, "tasks": [
+        {"name": "onboard", "kubepki.certs.user_certificates": dict(common, users=[{"name": "eda-frank", "groups": ["dev"]}],
+                                                                     expiration_seconds=600, timeout=60)}]}]))
+    assert not result.result("onboard").get("failed"), result
+    key = "%s/certs/default/%s/eda-frank" % (prefix, CLUSTER)
+    first = json.loads(real_clusters.etcd_prefix(key)[key])
+    monitor = start_monitor("kubepki.certs.renew", {
+        "kubepki_clusters": [{"name": CLUSTER, "kubeconfig": info.kubeconfig}], "kubepki_renew_before": "1h", "kubepki_due_interval": 3600,
+        "kubepki_store_uri": store, "kubepki_etcd_endpoints": [real_clusters.etcd_url], "kubepki_etcd_prefix": prefix,
+        "kubepki_render_clusters": {CLUSTER: {"server": info.server, "ca_cert": info.ca_cert}}, "kubepki_kubeconfig_dir": out})
+
+    def renewed():
+        assert monitor.running(), monitor.output()
+        record = json.loads(real_clusters.etcd_prefix(key)[key])
+        return record if record["serial"] != first["serial"] else None
+
+    second = wait_until("the renewed certificate in etcd", renewed, timeout=120, step=1)
+    assert second["public_key_sha256"] == first["public_key_sha256"] and second["not_after"] > first["not_after"]
+    assert "'type': 'due'" in monitor.output()
