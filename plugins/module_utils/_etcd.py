@@ -671,3 +671,14 @@ def _short(exc):
     if len(text) > 300:
         text = text[:300] + "..."
     return "%s: %s" % (type(exc).__name__, text) if text else type(exc).__name__
+
+
+def check_reachable(params):
+    """An etcd that is configured but down (or refuses the credentials) is found before any key, CSR or record is
+    written: the job fails naming etcd_endpoints instead of leaving a new key or deleted CSRs behind."""
+    transport = transport_from_params(params)
+    if transport is not None:
+        try:
+            transport.check()
+        finally:
+            transport.close()

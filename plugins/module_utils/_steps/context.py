@@ -15,6 +15,7 @@ may use, stated rather than found on whatever object happens to call it.
 from __future__ import annotations
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible.module_utils.errors import UnsupportedError
 
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError, fail_from, mask_inputs
 
@@ -74,8 +75,24 @@ def validated(spec, given, step):
     returned as the second item, to be masked."""
     result = ArgumentSpecValidator(spec).validate(_given(given))
     if result.error_messages:
-        raise KubePkiError("the %s step's parameters are not valid: %s" % (step, "; ".join(result.error_messages)))
+        problems = ["unsupported parameters: %s" % error.msg if isinstance(error, UnsupportedError) else error.msg for error in result.errors.errors]
+        raise KubePkiError("the %s step's parameters are not valid: %s" % (step, "; ".join(problems)))
     return result.validated_parameters, result._no_log_values  # pylint: disable=protected-access
+
+
+def failure_message(failures, users, clusters):
+    """One line naming every (cluster, user) that could not be finished, and the step and reason."""
+    lines = []
+    for failure in failures:
+        who = "cluster %s" % failure["cluster"] if failure.get("cluster") else "all clusters"
+        if failure.get("user"):
+            who += ", user %s" % failure["user"]
+        lines.append("%s (%s): %s" % (who, failure.get("step", "?"), failure["msg"]))
+    stopped = sorted({f["cluster"] for f in failures if f.get("user") is None and f.get("cluster")})
+    left = sorted({(f.get("cluster"), f["user"]) for f in failures if f.get("user")})
+    head = "%d of %d clusters stopped, %d (cluster, user) pairs of %d users x %d clusters not finished; the rest were finished: " % (
+        len(stopped), clusters, len(left), users, clusters)
+    return head + " | ".join(lines)
 
 
 def _given(value):

@@ -19,11 +19,10 @@ naming each (cluster, user) left over.
 from __future__ import annotations
 
 import copy
-import os
 from concurrent.futures import ThreadPoolExecutor
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _csr, _crypto, _etcd, _files, _kube, _policy, _record, _store
-from ansible_collections.kubepki.certs.plugins.module_utils._steps import approve, context, create, publish, render, wait
+from ansible_collections.kubepki.certs.plugins.module_utils import _csr, _crypto, _etcd, _kube, _policy, _store
+from ansible_collections.kubepki.certs.plugins.module_utils._steps import approve, context, create, known, offboard, publish, render, wait
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError, secrets_in
 from ansible_collections.kubepki.certs.plugins.module_utils._etcd import ETCD_ARG_SPEC, endpoints_from_params
 
@@ -192,9 +191,9 @@ class Access:
         given.update(self.cluster_auth(cluster), cluster=cluster["name"], csrs=csrs, cluster_ca=self.ca_pems[cluster["name"]])
         return given
 
-    def publish_params(self, cluster, certificates):
+    def publish_params(self, cluster, certificates, state="present"):
         given = _common(self.params, ("scope",) + ETCD_KEYS)
-        given.update(cluster=cluster["name"], certificates=certificates, state="present")
+        given.update(cluster=cluster["name"], certificates=certificates, state=state)
         return given
 
     def render_params(self):
@@ -324,11 +323,11 @@ class Access:
     def _run(self):
         params = self.params
         if params["state"] == "absent":
-            return Offboarding(self).run()
+            return offboard.Offboarding(self).run()
         if self.users is None:
-            self.find_known()
+            self.users, self.cluster_users, self.known = known.due(self.ctx, params)
         elif any(user["groups"] is None for user in self.users):
-            self.resolve_groups()
+            known.resolve_groups(self.ctx, params, self.users)
         self.validate()
         clusters = self.active_clusters()
         if not clusters:
@@ -337,7 +336,7 @@ class Access:
             if params["result_detail"] == "changes":
                 only_changes(output)
             return output
-        check_etcd(params)
+        _etcd.check_reachable(params)
         if not self.ctx.check_mode:
             self.ensure_keys()
         self.prime()
@@ -360,102 +359,8 @@ class Access:
             only_changes(output)
         if failures:
             output["failures"] = failures
-            raise KubePkiError(failure_message(failures, len(self.users), len(clusters)), **output)
+            raise KubePkiError(context.failure_message(failures, len(self.users), len(clusters)), **output)
         return output
-
-    # ------------------------------------------------------------ renewing what is known
-
-    def records(self):
-        """``({(cluster, user): (the newest certificate record, "store" or "etcd")}, {(user, key cluster)})``: what the
-        store and etcd hold for the scope and the task's clusters and signer, and the users with a key in the store."""
-        params = self.params
-        render.check_clusters(params["clusters"])
-        problem = _csr.name_problem(params["scope"])
-        if problem:
-            raise KubePkiError("scope %r %s" % (params["scope"], problem))
-        problem = _etcd.endpoints_problem(params)
-        if problem:
-            raise KubePkiError(problem)
-        names = {cluster["name"] for cluster in params["clusters"]}
-        newest = {}
-
-        def offer(record, where):
-            if not isinstance(record, dict) or record.get("cluster") not in names or not record.get("user"):
-                return
-            if record.get("signer_name") not in (None, "", params["signer_name"]):
-                return  # another signer's certificate (a kubelet's, say): not this task's business
-            ident = (record["cluster"], record["user"])
-            if ident not in newest or _record.sort_key(record) > _record.sort_key(newest[ident][0]):
-                newest[ident] = (record, where)
-
-        store = _store.open_store_from_params(params, create=False)
-        try:
-            damaged = []
-            for record in store.list_certs(params["scope"], damaged=damaged):
-                offer(record, "store")
-            keys = {(row["user"], row["cluster"]) for row in store.list_keys(params["scope"])}
-        finally:
-            store.close()
-        for _scope, cluster, user in damaged:
-            if cluster in names:
-                self.ctx.warn("the credential store's certificate record of user %s in cluster %s is damaged; left out" % (user, cluster))
-        transport = _etcd.transport_from_params(params)
-        if transport is not None:
-            try:
-                for cluster in sorted(names):
-                    for _key, record in transport.list_records(params["scope"], cluster):
-                        offer(record, "etcd")
-            finally:
-                transport.close()
-        return newest, keys
-
-    def resolve_groups(self):
-        """Users listed without ``groups`` (``{name: bob, force_renew: true}``) keep the groups of their certificates on
-        record, so a renewal never silently drops them; ``groups: []`` alone means no groups. A user with no record has
-        none; records that disagree are refused, naming the option."""
-        newest, _keys = self.records()
-        for index, user in enumerate(self.users):
-            if user["groups"] is not None:
-                continue
-            found = {}
-            for (cluster, name), (record, _where) in newest.items():
-                if name == user["name"]:
-                    found.setdefault(tuple(sorted(set(record.get("organizations") or []))), []).append(cluster)
-            if len(found) > 1:
-                listed = "; ".join("%s in %s" % (list(groups), ", ".join(sorted(clusters))) for groups, clusters in sorted(found.items()))
-                raise KubePkiError("users[%d] (%s).groups is not given, and the user's certificates on record name different groups: %s; "
-                                   "give groups" % (index, user["name"], listed))
-            user["groups"] = list(next(iter(found))) if found else []
-
-    def find_known(self):
-        """users omitted: the users are those of the certificate records the store and etcd hold for the scope and
-        the given clusters (the newer of the two when both hold one), and in each cluster only those whose
-        certificate is due within renew_before. ``self.known`` lists every record considered and what became of it."""
-        params = self.params
-        if params["renew_before"] is None:
-            raise KubePkiError("users: required unless renew_before is set (without users, every certificate the store "
-                               "and etcd hold for scope and clusters that expires within renew_before is renewed)")
-        renew_before = _csr.parse_duration(params["renew_before"], "renew_before")
-        newest, keys = self.records()
-        self.known, self.cluster_users, users = [], {}, {}
-        for (cluster, user), (record, where) in sorted(newest.items()):
-            entry = {"user": user, "cluster": cluster, "serial": record.get("serial"), "not_after": record.get("not_after"), "source": where}
-            key_cluster = cluster if params["key_scope"] == "per_cluster" else ""
-            if (user, key_cluster) not in keys:
-                entry.update(action="skipped", reason="no key in the store for it (a user who brings their own key renews with users listed)")
-            elif _csr.name_problem(user):
-                entry.update(action="skipped", reason="the user name %s" % _csr.name_problem(user))
-            elif not _record.is_due(record, renew_before):
-                entry["action"] = "not_due"
-            else:
-                entry["action"] = "renew"
-                groups = sorted(set(record.get("organizations") or []))
-                self.cluster_users.setdefault(cluster, []).append({"name": user, "groups": groups, "expiration_seconds": None,
-                                                                   "force_renew": False})
-                if user not in users or _record.sort_key(record) > users[user][1]:
-                    users[user] = (groups, _record.sort_key(record))
-            self.known.append(entry)
-        self.users = [{"name": name, "groups": users[name][0], "expiration_seconds": None, "force_renew": False} for name in sorted(users)]
 
     def render(self, output, failures):
         """One kubeconfig per user, with a context for every cluster where that user has a usable certificate;
@@ -487,17 +392,6 @@ class Access:
 LEAD = 10
 
 
-def check_etcd(params):
-    """An etcd that is configured but down (or refuses the credentials) is found before any key, CSR or record is
-    written: the job fails naming etcd_endpoints instead of leaving a new key or deleted CSRs behind."""
-    transport = _etcd.transport_from_params(params)
-    if transport is not None:
-        try:
-            transport.check()
-        finally:
-            transport.close()
-
-
 def lead_and_rest(users):
     """``users`` as the lead and the rest (a small batch in one piece)."""
     if len(users) <= 2 * LEAD:
@@ -521,262 +415,6 @@ def only_changes(output):
         output["known"] = kept
 
 
-def failure_message(failures, users, clusters):
-    """One line naming every (cluster, user) that could not be finished, and the step and reason."""
-    lines = []
-    for failure in failures:
-        who = "cluster %s" % failure["cluster"] if failure.get("cluster") else "all clusters"
-        if failure.get("user"):
-            who += ", user %s" % failure["user"]
-        lines.append("%s (%s): %s" % (who, failure.get("step", "?"), failure["msg"]))
-    stopped = sorted({f["cluster"] for f in failures if f.get("user") is None and f.get("cluster")})
-    left = sorted({(f.get("cluster"), f["user"]) for f in failures if f.get("user")})
-    head = "%d of %d clusters stopped, %d (cluster, user) pairs of %d users x %d clusters not finished; the rest were finished: " % (
-        len(stopped), clusters, len(left), users, clusters)
-    return head + " | ".join(lines)
-
-
 def run(ctx, params):
     """user_certificates' work: its result dict."""
     return Access(ctx, params).run()
-
-
-class Offboarding:
-    """``state=absent`` for the users of ``access`` (an Access): in every cluster, side by side, the users' CSRs,
-    then their certificate records in etcd and in the store, and with key_scope=per_cluster their key of that
-    cluster; then each user's kubeconfig in dest_dir and, with key_scope=shared, the user's key. A key is deleted
-    last and only when every cluster of its user was finished, so that a re-run can finish what a failed cluster
-    left. The certificates issued stay valid until their notAfter (Kubernetes cannot revoke client certificates):
-    the result and a warning name each one."""
-
-    def __init__(self, access):
-        self.access = access
-        self.ctx = access.ctx
-        self.params = access.params
-        self.check = access.ctx.check_mode
-
-    def validate(self):
-        access, params = self.access, self.params
-        if not access.users:
-            raise KubePkiError("users: state=absent needs the users to offboard (at least one)")
-        render.check_clusters(params["clusters"])
-        render.file_options(params)
-        if params["dest_dir"] and os.path.exists(params["dest_dir"]) and not os.path.isdir(params["dest_dir"]):
-            raise KubePkiError("dest_dir %s is not a directory" % params["dest_dir"])
-        for cluster in params["clusters"]:
-            create.validate(access.step_params(create, access.create_params(cluster, state="absent")))
-        problem = _etcd.endpoints_problem(params)
-        if problem:
-            raise KubePkiError(problem)
-        for cluster in params["clusters"]:
-            try:
-                _kube.get_client(access.cluster_auth(cluster), access.secrets)
-            except KubePkiError as error:
-                raise KubePkiError("clusters[%s].auth: %s" % (cluster["name"], error.msg), **error.details) from None
-        check_etcd(params)
-
-    def key_cluster(self, cluster_name):
-        return cluster_name if self.params["key_scope"] == "per_cluster" else ""
-
-    def cluster(self, cluster):
-        """One cluster: ``(result, warnings, failures, still valid certificates [(user, entry)], diff before)``."""
-        access, params = self.access, self.params
-        warnings, failures, valid, before = [], [], [], []
-        names = [user["name"] for user in access.users]
-        result = {"name": cluster["name"], "changed": False, "csrs": [], "etcd_records": [], "store_records": [], "keys": []}
-        step_name = "create"
-        try:
-            ctx = access.context(warnings)
-            removed = create.run(ctx, access.step_params(create, access.create_params(cluster, state="absent")))
-            result["csrs"] = removed["csrs"]
-            result["changed"] = removed["changed"]
-            for entry in removed["csrs"]:
-                before.extend({"cluster": cluster["name"], "user": entry["name"], "csr": name} for name in entry["deleted"])
-                for cert in entry.get("certificates", []):
-                    valid.append((entry["name"], dict(cert, cluster=cluster["name"], source="csr")))
-            step_name = "publish"
-            transport = _etcd.transport_from_params(params)
-            if transport is not None:
-                try:
-                    held = {transport.identity_of(key)[2]: (key, record) for key, record in transport.list_records(params["scope"], cluster["name"])}
-                finally:
-                    transport.close()
-                present = [name for name in names if name in held]
-                for name in present:
-                    valid.append((name, _facts(held[name][1], cluster["name"], "etcd")))
-                    before.append({"cluster": cluster["name"], "user": name, "etcd_record": held[name][0]})
-                if present:
-                    published = publish.run(ctx, access.step_params(publish, dict(
-                        _common(params, ("scope",) + ETCD_KEYS), cluster=cluster["name"], state="absent",
-                        certificates=[{"user": name} for name in present])))
-                    result["etcd_records"] = published["records"]
-                    result["changed"] = result["changed"] or published["changed"]
-            step_name = "store"
-            store = _store.open_store_from_params(params, create=not self.check)
-            try:
-                damaged = []
-                held = {r["user"]: r for r in store.list_certs(params["scope"], damaged=damaged) if r.get("cluster") == cluster["name"]}
-                held.update({user: None for _scope, where, user in damaged if where == cluster["name"] and user not in held})
-                for name in names:
-                    if name not in held:
-                        continue
-                    if held[name] is not None:
-                        valid.append((name, _facts(held[name], cluster["name"], "store")))
-                    before.append({"cluster": cluster["name"], "user": name, "store_record": True})
-                    deleted = True if self.check else store.delete_cert(params["scope"], cluster["name"], name)
-                    result["store_records"].append({"user": name, "action": "deleted" if deleted else "unchanged"})
-                    result["changed"] = result["changed"] or deleted
-                if params["key_scope"] == "per_cluster":
-                    step_name = "key"
-                    keys = {row["user"] for row in store.list_keys(params["scope"]) if row["cluster"] == cluster["name"]}
-                    for name in names:
-                        if name in keys:
-                            before.append({"cluster": cluster["name"], "user": name, "key": True})
-                            deleted = True if self.check else store.delete_key(params["scope"], name, cluster["name"])
-                            result["keys"].append({"user": name, "cluster": cluster["name"], "action": "deleted" if deleted else "unchanged"})
-                            result["changed"] = result["changed"] or deleted
-            finally:
-                store.close()
-        except KubePkiError as error:
-            failures.append({"cluster": cluster["name"], "user": error.details.get("user"), "csr_name": error.details.get("csr_name"),
-                             "step": step_name, "msg": error.msg})
-        return result, warnings, failures, valid, before
-
-    def elsewhere(self):
-        """``{user: [cluster, ...]}``: the clusters outside this task where the store or etcd still hold a certificate
-        of each user (their shared key and kubeconfig are still needed there)."""
-        params = self.params
-        listed = {cluster["name"] for cluster in params["clusters"]}
-        names = {user["name"] for user in self.access.users}
-        found = {}
-        store = _store.open_store_from_params(params, create=False)
-        try:
-            for record in store.list_certs(params["scope"], damaged=[]):
-                if record.get("user") in names and record.get("cluster") not in listed:
-                    found.setdefault(record["user"], set()).add(record["cluster"])
-        finally:
-            store.close()
-        transport = _etcd.transport_from_params(params)
-        if transport is not None:
-            try:
-                for key, _record in transport.list_records(params["scope"]):
-                    _scope, cluster, user = transport.identity_of(key)
-                    if user in names and cluster not in listed:
-                        found.setdefault(user, set()).add(cluster)
-            finally:
-                transport.close()
-        return {user: sorted(clusters) for user, clusters in found.items()}
-
-    def run(self):
-        access, params = self.access, self.params
-        self.validate()
-        access.prime()
-        clusters = params["clusters"]
-        with ThreadPoolExecutor(max_workers=max(1, min(params["parallel"], len(clusters)))) as pool:
-            outcomes = [future.result() for future in [pool.submit(self.cluster, cluster) for cluster in clusters]]
-        results, failures, valid, before = [], [], [], []
-        for result, warnings, failed, still, seen in outcomes:
-            for message in warnings:
-                self.ctx.warn("cluster %s: %s" % (result["name"], message))
-            results.append(result)
-            failures.extend(failed)
-            valid.extend(still)
-            before.extend(seen)
-        output = {"changed": any(r["changed"] for r in results), "clusters": results, "offboarded": []}
-        blocked = {f["cluster"] for f in failures if f.get("user") is None}
-        elsewhere = self.elsewhere()
-        store = None
-        try:
-            for user in access.users:
-                name = user["name"]
-                entry = {"user": name, "finished": True, "key_deleted": False, "kubeconfig": None, "kubeconfig_deleted": False,
-                         "kept_for": elsewhere.get(name, []), "still_valid": _still_valid(valid, name)}
-                failed = sorted(blocked | {f["cluster"] for f in failures if f.get("user") == name})
-                entry["finished"] = not failed
-                if params["dest_dir"]:
-                    # what a run killed while writing this user's kubeconfig left beside it (the key in it): never wanted
-                    stale = _files.remove_stale_temps(os.path.join(params["dest_dir"], "%s.kubeconfig" % name), check=self.check)
-                    if stale:
-                        before.append({"user": name, "temporary_files": stale})
-                        output["changed"] = True
-                        self.ctx.warn("user %s: %s %d temporary file%s left by an interrupted run beside the kubeconfig: %s" % (
-                            name, "would remove" if self.check else "removed", len(stale), "" if len(stale) == 1 else "s", ", ".join(stale)))
-                if params["dest_dir"] and entry["kept_for"]:
-                    # still onboarded elsewhere: only the contexts of these clusters go
-                    path = os.path.join(params["dest_dir"], "%s.kubeconfig" % name)
-                    entry["kubeconfig"] = path
-                    removed, entry["kubeconfig_deleted"] = render.drop_clusters(
-                        path, [c["name"] for c in clusters], render.file_options(params), check=self.check)
-                    if removed:
-                        before.append({"user": name, "kubeconfig": path, "contexts": removed})
-                        output["changed"] = True
-                elif params["dest_dir"]:
-                    path = os.path.join(params["dest_dir"], "%s.kubeconfig" % name)
-                    entry["kubeconfig"] = path
-                    if os.path.lexists(path):
-                        before.append({"user": name, "kubeconfig": path})
-                        if not self.check:
-                            os.unlink(path)
-                        entry["kubeconfig_deleted"] = True
-                        output["changed"] = True
-                if params["key_scope"] == "shared" and not failed and not entry["kept_for"]:
-                    if store is None:
-                        store = _store.open_store_from_params(params, create=not self.check)
-                    if _has_key(store, params["scope"], name):
-                        before.append({"user": name, "key": True})
-                        if not self.check:
-                            store.delete_key(params["scope"], name, "")
-                        entry["key_deleted"] = True
-                        output["changed"] = True
-                elif params["key_scope"] == "per_cluster":
-                    entry["key_deleted"] = any(k["user"] == name and k["action"] == "deleted" for r in results for k in r["keys"])
-                if entry["kept_for"]:
-                    kept = "shared key and the kubeconfig's contexts of those clusters are" if params["key_scope"] == "shared" else (
-                        "kubeconfig's contexts of those clusters are")
-                    self.ctx.warn("user %s still has certificates in clusters %s of scope %s: the %s kept; offboard those "
-                                     "clusters too to remove them" % (name, ", ".join(entry["kept_for"]), params["scope"], kept))
-                if failed:
-                    self.ctx.warn("user %s: the key%s kept because clusters %s could not be finished; run again to finish" % (
-                        name, " is" if params["key_scope"] == "shared" else "s of those clusters are", ", ".join(failed)))
-                if entry["still_valid"]:
-                    self.ctx.warn(
-                        "user %s: Kubernetes cannot revoke client certificates; %s stay%s valid until notAfter: %s. Remove the "
-                        "RBAC bindings of the user and of groups only this user needed to cut access sooner, and keep "
-                        "certificate lifetimes short (expiration_seconds) for that reason" % (
-                            name, "this certificate" if len(entry["still_valid"]) == 1 else "these certificates",
-                            "s" if len(entry["still_valid"]) == 1 else "",
-                            "; ".join("serial %s (cluster %s) until %s" % (c["serial"], c["cluster"], c["not_after"]) for c in entry["still_valid"])))
-                output["offboarded"].append(entry)
-        finally:
-            if store is not None:
-                store.close()
-        if self.ctx.diff:
-            output["diff"] = {"before": {"offboarding": before}, "after": {"offboarding": []}}
-        if failures:
-            output["failures"] = failures
-            raise KubePkiError(failure_message(failures, len(access.users), len(clusters)), **output)
-        return output
-
-
-def _has_key(store, scope, user):
-    return any(row["user"] == user and row["cluster"] == "" for row in store.list_keys(scope))
-
-
-def _facts(record, cluster, source):
-    return {"cluster": cluster, "serial": record.get("serial"), "not_before": record.get("not_before"),
-            "not_after": record.get("not_after"), "csr_name": record.get("csr_name"), "source": source}
-
-
-def _still_valid(found, user):
-    """The distinct certificates of ``user`` (by cluster and serial) that have not expired, oldest expiry first."""
-    seen = {}
-    for name, cert in found:
-        if name != user or not cert.get("serial") or not _record.not_expired(cert):
-            continue
-        ident = (cert["cluster"], cert["serial"].lower())
-        if ident in seen:
-            seen[ident]["sources"] = sorted(set(seen[ident]["sources"]) | {cert["source"]})
-            continue
-        seen[ident] = {"cluster": cert["cluster"], "serial": cert["serial"], "not_before": cert.get("not_before"),
-                       "not_after": cert["not_after"], "csr_name": cert.get("csr_name"), "sources": [cert["source"]]}
-    return sorted(seen.values(), key=lambda c: (c["not_after"], c["cluster"], c["serial"]))

@@ -174,6 +174,21 @@ def install(monkeypatch, cluster):
     return cluster
 
 
+def install_clusters(monkeypatch, clusters):
+    """Several clusters at once (user_certificates): a client talks to the one of ``clusters`` ({host: FakeCluster})
+    its auth options name."""
+    _kube._CLIENTS.clear()
+
+    def client_for(auth, deadline=_kube.DEFAULT_DEADLINE):
+        client = _kube.KubeClient(None, deadline=deadline)
+        client.host = auth.get("host")
+        client._send = clusters[client.host].send
+        return client
+
+    monkeypatch.setattr(_kube, "client_for", client_for)
+    return clusters
+
+
 # ---------------------------------------------------------------- ClusterTrustBundles (cluster_trust_bundle)
 
 TRUST_GROUP = "/apis/certificates.k8s.io"
