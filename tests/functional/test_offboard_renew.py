@@ -13,28 +13,9 @@ import uuid
 
 import pytest
 from kubesandbox.testing import kubectl_json
+from playbook_files import playbook
 
-PLAY = """
-- hosts: localhost
-  gather_facts: false
-  tasks:
-    - name: access
-      kubepki.certs.user_certificates:
-        users: "{{ users | default(omit) }}"
-        state: "{{ state | default('present') }}"
-        clusters: "{{ clusters }}"
-        scope: "{{ scope }}"
-        store_uri: "{{ store }}"
-        etcd_endpoints: "{{ etcd }}"
-        etcd_prefix: "{{ prefix }}"
-        dest_dir: "{{ out }}"
-        expiration_seconds: "{{ lifetime | default(omit) }}"
-        renew_before: "{{ renew_before | default(omit) }}"
-        key_scope: "{{ key_scope | default('shared') }}"
-        result_detail: "{{ detail | default(omit) }}"
-        timeout: 60
-      register: access
-"""
+PLAY = playbook("modules/user_certificates.yml")
 
 USERS = [{"name": "ob-alice", "groups": ["dev", "ops"]}, {"name": "ob-bob", "groups": ["dev"]}]
 
@@ -287,7 +268,7 @@ def test_an_etcd_that_is_down_is_found_before_anything_is_written(run_playbook, 
 
 
 def test_a_negative_timeout_is_refused_before_anything_is_written(run_playbook, sandbox, job):
-    out = run_playbook(PLAY.replace("timeout: 60", "timeout: -1"), extra_vars=job)
+    out = run_playbook(PLAY, extra_vars=dict(job, api_timeout=-1))
     assert out.rc != 0 and "timeout must not be negative, got -1" in out.failures()[0][2], out
     assert store_rows(job["store"], "keys") == []
     for cluster in sandbox.names:

@@ -20,55 +20,11 @@ import pytest
 import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from playbook_files import playbook
 
-FLOW = """
-- hosts: localhost
-  gather_facts: false
-  tasks:
-    - name: access
-      kubepki.certs.user_certificates:
-        users: "{{ users }}"
-        clusters: "{{ clusters }}"
-        scope: "{{ scope }}"
-        store_uri: "{{ store }}"
-        etcd_endpoints: "{{ etcd }}"
-        etcd_prefix: "{{ prefix }}"
-        dest_dir: "{{ out }}"
-        expiration_seconds: "{{ lifetime }}"
-        renew_before: "{{ renew_before }}"
-        timeout: 60
-"""
+FLOW = playbook("modules/user_certificates.yml")
 
-INVENTORY = """
-- hosts: localhost
-  gather_facts: false
-  tasks:
-    - name: as a list
-      kubepki.certs.cert_inventory:
-        scope: "{{ scope }}"
-        store_uri: "{{ store }}"
-        etcd_endpoints: "{{ etcd }}"
-        etcd_prefix: "{{ prefix }}"
-        warn_within: 150m
-      register: listed
-    - name: as a table
-      kubepki.certs.cert_inventory:
-        scope: "{{ scope }}"
-        store_uri: "{{ store }}"
-        etcd_endpoints: "{{ etcd }}"
-        etcd_prefix: "{{ prefix }}"
-        warn_within: 150m
-        format: table
-    - name: as a textfile
-      kubepki.certs.cert_inventory:
-        scope: "{{ scope }}"
-        store_uri: "{{ store }}"
-        etcd_endpoints: "{{ etcd }}"
-        etcd_prefix: "{{ prefix }}"
-        warn_within: 150m
-        format: prometheus
-        dest: "{{ dest }}"
-"""
+INVENTORY = playbook("modules/cert_inventory_formats.yml")
 
 USERS = [{"name": "inv-alice", "groups": ["dev"]}, {"name": "inv-bob", "groups": ["dev", "ops"]}]
 WARN = 150 * 60

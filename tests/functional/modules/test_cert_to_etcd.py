@@ -8,6 +8,7 @@ import uuid
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "sandbox"))
 
 from kubesandbox import pki  # noqa: E402  pylint: disable=wrong-import-position
+from playbook_files import playbook  # noqa: E402  pylint: disable=wrong-import-position
 
 from ansible_collections.kubepki.certs.plugins.module_utils import _etcd  # noqa: E402  pylint: disable=wrong-import-position
 
@@ -23,23 +24,11 @@ def records(count=3):
     return found
 
 
-PLAY = """
-- hosts: localhost
-  gather_facts: false
-  tasks:
-    - name: publish
-      kubepki.certs.cert_to_etcd:
-        certificates: "{{ certs }}"
-        cluster: c1
-        state: "{{ wanted | default('present') }}"
-        etcd_endpoints: ["{{ etcd_url }}"]
-        etcd_prefix: "{{ prefix }}"
-        etcd_timeout: 2
-"""
+PLAY = playbook("modules/cert_to_etcd.yml")
 
 
 def test_publish_lifecycle(run_playbook, etcd_url):
-    extra = {"certs": records(), "etcd_url": etcd_url, "prefix": "/f-%s" % uuid.uuid4().hex[:8]}
+    extra = {"certs": records(), "etcd_url": etcd_url, "prefix": "/f-%s" % uuid.uuid4().hex[:8], "etcd_timeout": 2}
     checked = run_playbook(PLAY, extra_vars=extra, check=True, diff=True)
     assert checked.rc == 0, checked
     assert checked.changed == 1
@@ -57,7 +46,7 @@ def test_publish_lifecycle(run_playbook, etcd_url):
 
 
 def test_unreachable_etcd_fails_clearly(run_playbook):
-    extra = {"certs": records(1), "etcd_url": "http://127.0.0.1:9", "prefix": "/kubepki"}
+    extra = {"certs": records(1), "etcd_url": "http://127.0.0.1:9", "prefix": "/kubepki", "etcd_timeout": 2}
     outcome = run_playbook(PLAY, extra_vars=extra)
     assert outcome.rc != 0
     result = outcome.result("publish")
@@ -67,24 +56,13 @@ def test_unreachable_etcd_fails_clearly(run_playbook):
 def test_forged_facts_are_refused(run_playbook, etcd_url):
     forged = records(1)
     forged[0]["serial"] = "deadbeef"
-    outcome = run_playbook(PLAY, extra_vars={"certs": forged, "etcd_url": etcd_url, "prefix": "/kubepki-forged"})
+    outcome = run_playbook(PLAY, extra_vars={"certs": forged, "etcd_url": etcd_url, "prefix": "/kubepki-forged",
+                                                "etcd_timeout": 2})
     result = outcome.result("publish")
     assert result["failed"] and "certificates[0].serial is 'deadbeef' but the certificate says" in result["msg"]
 
 
-TWO_HOSTS = """
-- hosts: all
-  gather_facts: false
-  tasks:
-    - name: publish
-      kubepki.certs.cert_to_etcd:
-        certificates: "{{ certs }}"
-        cluster: c1
-        etcd_endpoints: ["{{ etcd_url }}"]
-        etcd_prefix: "{{ prefix }}-{{ item }}"
-        etcd_timeout: 5
-      loop: "{{ range(rounds) | list }}"
-"""
+TWO_HOSTS = playbook("modules/cert_to_etcd_every_host.yml")
 
 
 def test_two_hosts_publish_the_same_records_at_once(run_playbook, etcd_url):
@@ -102,34 +80,21 @@ def test_two_hosts_publish_the_same_records_at_once(run_playbook, etcd_url):
             assert sorted([mine["action"], theirs["action"]]) == ["created", "unchanged"], (mine, theirs)
 
 
-OLDER_THEN_NEWER = """
-- hosts: localhost
-  gather_facts: false
-  tasks:
-    - name: publish
-      kubepki.certs.cert_to_etcd:
-        certificates: "{{ certs }}"
-        cluster: c1
-        etcd_endpoints: ["{{ etcd_url }}"]
-        etcd_prefix: "{{ prefix }}"
-"""
-
-
 def test_an_older_certificate_is_kept_out(run_playbook, etcd_url):
     ca = pki.make_ca("functional-cte-age-ca")
     short = pki.cert_pem(pki.issue(ca, "zoe", ["team-a"], client=True, days=10).cert).decode()
     # issued in the same second or later and valid for longer: newer either way
     long = pki.cert_pem(pki.issue(ca, "zoe", ["team-a"], client=True, days=20).cert).decode()
     extra = {"etcd_url": etcd_url, "prefix": "/age-%s" % uuid.uuid4().hex[:8]}
-    newer = run_playbook(OLDER_THEN_NEWER, extra_vars=dict(extra, certs=[{"certificate": long}]))
+    newer = run_playbook(PLAY, extra_vars=dict(extra, certs=[{"certificate": long}]))
     assert newer.rc == 0 and newer.result("publish")["records"][0]["action"] == "created", newer
-    older = run_playbook(OLDER_THEN_NEWER, extra_vars=dict(extra, certs=[{"certificate": short}]))
+    older = run_playbook(PLAY, extra_vars=dict(extra, certs=[{"certificate": short}]))
     assert older.rc == 0 and older.changed == 0, older
     assert older.result("publish")["records"][0]["action"] == "kept_newer"
 
 
 def test_bad_prefix_is_refused_before_etcd_is_touched(run_playbook, etcd_url):
-    extra = {"certs": records(1), "etcd_url": etcd_url, "prefix": "/kubepki/../other"}
+    extra = {"certs": records(1), "etcd_url": etcd_url, "prefix": "/kubepki/../other", "etcd_timeout": 2}
     outcome = run_playbook(PLAY, extra_vars=extra)
     result = outcome.result("publish")
     assert result["failed"] and result["msg"] == "etcd_prefix '/kubepki/../other' must not contain a '..' segment"

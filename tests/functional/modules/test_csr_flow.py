@@ -11,56 +11,14 @@ import sys
 import uuid
 
 import pytest
+from playbook_files import playbook
 
 TESTS = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(os.path.dirname(TESTS), ".cache", "collections"))
 
 from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _kube  # noqa: E402 pylint: disable=wrong-import-position
 
-FLOW = """
-- hosts: all
-  gather_facts: false
-  tasks:
-    - name: create
-      kubepki.certs.csr_create:
-        kubeconfig: "{{ kc }}"
-        cluster: "{{ inventory_hostname }}"
-        users: "{{ users }}"
-        store_uri: "{{ store }}"
-        expiration_seconds: "{{ expiration | default(omit) }}"
-        renew_before: "{{ renew_before | default(omit) }}"
-        etcd_endpoints: "{{ etcd | default(omit) }}"
-        etcd_prefix: "{{ prefix }}"
-      register: created
-    - name: approve
-      kubepki.certs.csr_approve:
-        kubeconfig: "{{ kc }}"
-        cluster: "{{ inventory_hostname }}"
-        csrs: "{{ created.csrs }}"
-        store_uri: "{{ store }}"
-        policy:
-          allowed_groups: [dev, ops]
-          max_expiration_seconds: 86400
-      register: approved
-    - name: wait
-      kubepki.certs.csr_wait:
-        kubeconfig: "{{ kc }}"
-        cluster: "{{ inventory_hostname }}"
-        csrs: "{{ created.csrs }}"
-        cluster_ca: "{{ ca }}"
-        timeout: 60
-        store_uri: "{{ store }}"
-        etcd_endpoints: "{{ etcd | default(omit) }}"
-        etcd_prefix: "{{ prefix }}"
-      register: waited
-      when: not ansible_check_mode
-    - name: to etcd
-      kubepki.certs.cert_to_etcd:
-        certificates: "{{ waited.certificates }}"
-        etcd_endpoints: "{{ etcd_all }}"
-        etcd_prefix: "{{ prefix }}"
-      when: not ansible_check_mode
-"""
+FLOW = playbook("modules/csr_flow.yml")
 
 
 def hosts_for(sandbox, names=None):
@@ -151,18 +109,7 @@ def test_full_flow_both_clusters_check_mode_rerun_and_cleaner(run_playbook, sand
     assert new[0]["renews_serial"] == first.result("wait", "cluster-1")["certificates"][0]["serial"]
 
 
-CREATE_ONLY = """
-- hosts: all
-  gather_facts: false
-  tasks:
-    - name: create
-      kubepki.certs.csr_create:
-        kubeconfig: "{{ kc }}"
-        cluster: cluster-1
-        users: "{{ users }}"
-        store_uri: "{{ store }}"
-      register: created
-"""
+CREATE_ONLY = playbook("modules/csr_create_every_host.yml")
 
 
 def test_concurrent_runs_for_one_user_end_with_one_key_and_one_csr(run_playbook, sandbox, evars, names):
@@ -178,44 +125,8 @@ def test_concurrent_runs_for_one_user_end_with_one_key_and_one_csr(run_playbook,
     assert len(csrs_of(sandbox, "cluster-1", names[0])) == 1
 
 
-APPROVE = """
-- hosts: localhost
-  gather_facts: false
-  tasks:
-    - name: create
-      kubepki.certs.csr_create:
-        kubeconfig: "{{ kc }}"
-        cluster: cluster-1
-        users: "{{ users }}"
-        store_uri: "{{ store }}"
-      register: created
-    - name: approve
-      kubepki.certs.csr_approve:
-        kubeconfig: "{{ kc }}"
-        cluster: cluster-1
-        csrs: "{{ created.csrs }}"
-        store_uri: "{{ store }}"
-        action: "{{ action | default('approve') }}"
-        reason: "{{ reason | default(omit) }}"
-        condition_message: "{{ message | default(omit) }}"
-        policy: "{{ policy | default({}) }}"
-        deny_on_violation: "{{ deny_on_violation | default(false) }}"
-      register: approved
-      ignore_errors: true
-    - name: wait
-      kubepki.certs.csr_wait:
-        kubeconfig: "{{ kc }}"
-        cluster: cluster-1
-        csrs: "{{ created.csrs }}"
-        timeout: 30
-      register: waited
-      ignore_errors: true
-    - name: info
-      kubepki.certs.csr_info:
-        kubeconfig: "{{ kc }}"
-        users: "{{ users | map(attribute='name') }}"
-      register: info
-"""
+APPROVE = playbook("modules/csr_approve_decisions.yml")
+BY_NAME = playbook("modules/csr_approve_by_name.yml")
 
 
 def test_denial_fails_the_wait_at_once(run_playbook, sandbox, evars, names):
@@ -255,94 +166,20 @@ def test_signer_failure_fails_the_wait(run_playbook, sandbox, tmp_path):
             "spec": {"request": _crypto.b64(_crypto.build_csr_pem(key, "x", [])), "signerName": "kubernetes.io/kube-apiserver-client",
                      "usages": ["client auth", "server auth"]}}
     client.request("POST", _kube.path_for(), body=body)
-    play = """
-- hosts: localhost
-  gather_facts: false
-  tasks:
-    - name: approve
-      kubepki.certs.csr_approve:
-        kubeconfig: "{{ kc }}"
-        names: ["%s"]
-        policy: {key_must_match_store: false}
-      register: approved
-      ignore_errors: true
-    - name: approve anyway
-      kubepki.certs.csr_approve:
-        kubeconfig: "{{ kc }}"
-        names: ["%s"]
-        policy: {key_must_match_store: false, allowed_usages: {}}
-        deny_on_violation: false
-      ignore_errors: true
-    - name: wait
-      kubepki.certs.csr_wait:
-        kubeconfig: "{{ kc }}"
-        cluster: cluster-1
-        names: ["%s"]
-        timeout: 30
-      ignore_errors: true
-""" % (name, name, name)
-    out = run_playbook(play, extra_vars={"kc": sandbox.cluster("cluster-1").kubeconfig})
+    out = run_playbook(BY_NAME, extra_vars={"kc": sandbox.cluster("cluster-1").kubeconfig, "csr_name": name})
     assert "invalid usage for client certificate: server auth" in out.result("approve")["msg"]
     # the policy mirrors the signer, so approve by hand and let the signer fail it
     obj = client.request("GET", _kube.path_for(name))
     obj["status"] = {"conditions": [{"type": "Approved", "status": "True", "reason": "Test", "message": "by hand"}]}
     client.request("PUT", _kube.path_for(name, "approval"), body=obj)
-    head = play.split("    - name: approve anyway", maxsplit=1)[0]
-    tail = play.split("deny_on_violation: false\n      ignore_errors: true\n", maxsplit=1)[1]
-    out = run_playbook(head + tail,
-                       extra_vars={"kc": sandbox.cluster("cluster-1").kubeconfig})
+    out = run_playbook(BY_NAME, extra_vars={"kc": sandbox.cluster("cluster-1").kubeconfig, "csr_name": name, "approve_anyway": False})
     waited = out.result("wait")
     assert waited.get("failed"), waited
     assert name in waited["msg"] and "failed" in waited["msg"] and "SignerValidationFailure" in waited["msg"], waited["msg"]
     assert json.dumps(waited).count("BEGIN") == 0
 
 
-SERVING = """
-- hosts: localhost
-  gather_facts: false
-  tasks:
-    - name: create
-      kubepki.certs.csr_create:
-        kubeconfig: "{{ kc }}"
-        cluster: cluster-1
-        signer_name: kubernetes.io/kubelet-serving
-        users:
-          - name: "system:node:{{ node }}"
-            groups: [system:nodes]
-            dns_names: ["{{ node }}", "{{ node }}.nodes.example.com"]
-            ip_addresses: [10.0.0.7]
-        store_uri: "{{ store }}"
-      register: created
-    - name: refuse outside the allowed networks
-      kubepki.certs.csr_approve:
-        kubeconfig: "{{ kc }}"
-        csrs: "{{ created.csrs }}"
-        store_uri: "{{ store }}"
-        policy:
-          requester_must_be_node: false
-          allowed_dns_suffixes: [nodes.example.com]
-          allowed_ip_cidrs: [192.168.0.0/16]
-      register: refused
-      ignore_errors: true
-    - name: approve
-      kubepki.certs.csr_approve:
-        kubeconfig: "{{ kc }}"
-        csrs: "{{ created.csrs }}"
-        store_uri: "{{ store }}"
-        policy:
-          requester_must_be_node: false
-          allowed_dns_suffixes: [nodes.example.com]
-          allowed_ip_cidrs: [10.0.0.0/24]
-      register: approved
-    - name: wait
-      kubepki.certs.csr_wait:
-        kubeconfig: "{{ kc }}"
-        cluster: cluster-1
-        csrs: "{{ created.csrs }}"
-        cluster_ca: "{{ ca }}"
-        timeout: 60
-      register: waited
-"""
+SERVING = playbook("modules/csr_kubelet_serving.yml")
 
 
 def test_kubelet_serving_with_san_policy(run_playbook, sandbox, tmp_path):

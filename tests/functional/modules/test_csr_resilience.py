@@ -7,32 +7,9 @@ import time
 import uuid
 
 import pytest
+from playbook_files import playbook
 
-FLOW = """
-- hosts: localhost
-  gather_facts: false
-  tasks:
-    - name: create
-      kubepki.certs.csr_create:
-        kubeconfig: "{{ kc }}"
-        cluster: cluster-1
-        users: "{{ users }}"
-        store_uri: "{{ store }}"
-      register: created
-    - name: approve
-      kubepki.certs.csr_approve:
-        kubeconfig: "{{ kc }}"
-        cluster: cluster-1
-        csrs: "{{ created.csrs }}"
-        store_uri: "{{ store }}"
-    - name: wait
-      kubepki.certs.csr_wait:
-        kubeconfig: "{{ kc }}"
-        cluster: cluster-1
-        csrs: "{{ created.csrs }}"
-        timeout: 90
-      register: waited
-"""
+FLOW = playbook("modules/csr_create_approve_wait.yml")
 
 
 @pytest.fixture
@@ -59,8 +36,7 @@ def test_429_500_503_are_retried(run_playbook, sandbox, evars):
 def test_persistent_503_fails_naming_the_object(run_playbook, sandbox, evars):
     sandbox.inject_faults("cluster-1", 503, 10000, path="certificatesigningrequests", verb="create")
     try:
-        out = run_playbook(FLOW.replace("      register: created", "      register: created\n      ignore_errors: true"),
-                           extra_vars=evars, env={"KUBEPKI_TEST": "1"})
+        out = run_playbook(FLOW, extra_vars=dict(evars, create_may_fail=True), env={"KUBEPKI_TEST": "1"})
     finally:
         sandbox.clear_faults("cluster-1")
     created = out.result("create")
@@ -110,9 +86,7 @@ def test_dropped_watches_are_resumed_and_410_relists(run_playbook, sandbox, evar
 
 def test_wait_timeout_reports_last_state(run_playbook, sandbox, evars):
     # no approval: the CSRs stay pending
-    play = FLOW.replace("    - name: approve\n", "    - name: approve\n      when: false\n")
-    play = play.replace("timeout: 90", "timeout: 3").replace("      register: waited", "      register: waited\n      ignore_errors: true")
-    out = run_playbook(play, extra_vars=evars)
+    out = run_playbook(FLOW, extra_vars=dict(evars, approve_csrs=False, wait_timeout=3, wait_may_fail=True))
     waited = out.result("wait")
     assert waited.get("failed") and "timed out after 3s" in waited["msg"] and "=pending" in waited["msg"]
     assert set(waited["last_state"].values()) == {"pending"}
@@ -184,9 +158,7 @@ def test_clamped_lifetime_is_reported(run_playbook, sandbox, evars):
     # the signer's --cluster-signing-duration (30m) is shorter than the 2h asked for
     sandbox.set_options("cluster-1", signing_duration="30m")
     try:
-        play = FLOW.replace("        store_uri: \"{{ store }}\"\n      register: created",
-                            "        store_uri: \"{{ store }}\"\n        expiration_seconds: 7200\n      register: created")
-        out = run_playbook(play, extra_vars=dict(evars, users=evars["users"][:1]))
+        out = run_playbook(FLOW, extra_vars=dict(evars, users=evars["users"][:1], expiration=7200))
     finally:
         sandbox.set_options("cluster-1", signing_duration="8760h")
     assert out.rc == 0, out

@@ -9,30 +9,14 @@ import uuid
 from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _store  # pylint: disable=import-error
 
 from kubesandbox import pki
+from playbook_files import playbook
 
 KEY_TEXT = "-----BEGIN PRIVATE KEY-----\nleft by a killed run\n-----END PRIVATE KEY-----\n"
 LEFT = ".%s.k3j_9z0q.tmp"  # the writer's temporary name (.<name>.<8 of [a-z0-9_]>.tmp)
 
-RENDER = """
-- hosts: localhost
-  gather_facts: false
-  tasks:
-    - name: render
-      kubepki.certs.kubeconfig_render:
-        users: "{{ users }}"
-        clusters: [{name: c1, server: "https://127.0.0.1:6443", ca_cert: "{{ ca_file }}"}]
-        dest_dir: "{{ out }}"
-        store_uri: "{{ store }}"
-"""
+RENDER = playbook("modules/kubeconfig_render.yml")
 
-INVENTORY = """
-- hosts: localhost
-  gather_facts: false
-  tasks:
-    - name: inventory
-      kubepki.certs.cert_inventory:
-        store_uri: "{{ store }}"
-"""
+INVENTORY = playbook("modules/cert_inventory.yml")
 
 
 def left_by_a_killed_run(directory, name):
@@ -105,22 +89,7 @@ def test_cert_inventory_leaves_a_mistyped_store_uri_file_as_it_was(run_playbook,
     assert "is not a usable embedded store: it is not an SQLite database; nothing was changed" in out.result("inventory")["msg"]
 
 
-ACCESS = """
-- hosts: localhost
-  gather_facts: false
-  tasks:
-    - name: access
-      kubepki.certs.user_certificates:
-        users: "{{ users }}"
-        state: "{{ state | default('present') }}"
-        clusters: "{{ clusters }}"
-        scope: "{{ scope }}"
-        store_uri: "{{ store }}"
-        etcd_endpoints: "{{ etcd }}"
-        etcd_prefix: "{{ prefix }}"
-        dest_dir: "{{ out }}"
-        timeout: 60
-"""
+ACCESS = playbook("modules/user_certificates.yml")
 
 
 def test_offboarding_and_the_next_render_remove_what_a_killed_run_left(run_playbook, sandbox, tmp_path):

@@ -7,6 +7,7 @@ import sys
 import uuid
 
 import pytest
+from playbook_files import playbook
 
 TESTS = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(TESTS, "sandbox"))
@@ -27,23 +28,7 @@ def certificate_record(ca, key_pem, user="alice", cluster="c1", orgs=("team-a",)
             "public_key_sha256": facts["public_key_sha256"]}
 
 
-PLAY = """
-- hosts: localhost
-  gather_facts: false
-  tasks:
-    - name: render
-      kubepki.certs.kubeconfig_render:
-        user: "{{ user | default('alice') }}"
-        clusters:
-          - name: c1
-            server: "{{ server | default('https://127.0.0.1:6443') }}"
-            ca_cert: "{{ ca_file }}"
-        dest: "{{ dest }}"
-        store_uri: "{{ store }}"
-        etcd_endpoints: ["{{ etcd_url }}"]
-        etcd_prefix: "{{ prefix }}"
-        verify: "{{ verify | default(false) }}"
-"""
+PLAY = playbook("modules/kubeconfig_render.yml")
 
 
 @pytest.fixture
@@ -54,13 +39,13 @@ def setup(tmp_path, etcd_url):
     store = str(tmp_path / "store.db")
     with _store.open_store(store, "") as opened:
         key = opened.ensure_key("default", "alice")[0]
-    extra = {"ca_file": str(ca_file), "dest": str(tmp_path / "kubeconfig"), "store": store, "etcd_url": etcd_url,
+    extra = {"user": "alice", "ca_file": str(ca_file), "dest": str(tmp_path / "kubeconfig"), "store": store, "etcd": [etcd_url],
              "prefix": "/fr-%s" % uuid.uuid4().hex[:8]}
     return {"ca": ca, "key": key, "extra": extra, "tmp": tmp_path}
 
 
 def to_etcd(setup, record):
-    with _etcd.EtcdTransport([setup["extra"]["etcd_url"]], prefix=setup["extra"]["prefix"]) as transport:
+    with _etcd.EtcdTransport(setup["extra"]["etcd"], prefix=setup["extra"]["prefix"]) as transport:
         transport.put_record(record)
 
 

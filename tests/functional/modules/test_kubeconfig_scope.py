@@ -12,29 +12,13 @@ import uuid
 
 import pytest
 from kubesandbox.testing import kubectl_json
+from playbook_files import playbook
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 ONBOARD = os.path.join(REPO, "playbooks", "onboard_users.yml")
 OFFBOARD = os.path.join(REPO, "playbooks", "offboard_users.yml")
 
-PLAY = """
-- hosts: localhost
-  gather_facts: false
-  tasks:
-    - name: access
-      kubepki.certs.user_certificates:
-        users: "{{ users }}"
-        state: "{{ state | default('present') }}"
-        clusters: "{{ clusters }}"
-        scope: "{{ scope }}"
-        store_uri: "{{ store }}"
-        etcd_endpoints: "{{ etcd }}"
-        etcd_prefix: "{{ prefix }}"
-        dest_dir: "{{ out }}"
-        renew_before: 1h
-        timeout: 60
-      register: access
-"""
+PLAY = playbook("modules/user_certificates.yml")
 
 USER = {"name": "ks-alice", "groups": ["dev"]}
 
@@ -64,7 +48,7 @@ def context_fails(path, user, cluster):
 def job(sandbox, tmp_path):
     scope = "ks-" + uuid.uuid4().hex[:8]
     return {"users": [USER], "clusters": clusters_of(sandbox, sandbox.names), "scope": scope, "store": str(tmp_path / "store.db"),
-            "etcd": [sandbox.etcd_url], "prefix": "/ks-" + scope, "out": str(tmp_path / "out")}
+            "etcd": [sandbox.etcd_url], "prefix": "/ks-" + scope, "out": str(tmp_path / "out"), "renew_before": "1h"}
 
 
 def test_a_run_naming_fewer_clusters_keeps_the_others_and_offboarding_drops_only_its_own(run_playbook, sandbox, job):
@@ -145,26 +129,6 @@ def test_the_role_on_one_cluster_of_two_keeps_the_other_context(run_playbook, sa
     assert whoami(path, USER["name"], first) == USER["name"]
 
 
-RENEW_PLAY = """
-- hosts: localhost
-  gather_facts: false
-  tasks:
-    - name: access
-      kubepki.certs.user_certificates:
-        users: "{{ users | default(omit) }}"
-        clusters: "{{ clusters }}"
-        scope: "{{ scope }}"
-        store_uri: "{{ store }}"
-        etcd_endpoints: "{{ etcd }}"
-        etcd_prefix: "{{ prefix }}"
-        dest_dir: "{{ out | default(omit) }}"
-        expiration_seconds: "{{ lifetime | default(omit) }}"
-        renew_before: "{{ renew_before }}"
-        timeout: 60
-      register: access
-"""
-
-
 def test_renewing_what_is_due_in_one_cluster_keeps_the_other_context(run_playbook, sandbox, job):
     """Renewing every known certificate (users omitted, as the renew playbook does on a schedule) renders a user's
     kubeconfig for the clusters where something was due: the other clusters' contexts stay, with the newest
@@ -172,18 +136,18 @@ def test_renewing_what_is_due_in_one_cluster_keeps_the_other_context(run_playboo
     first, second = sandbox.names
     path = os.path.join(job["out"], "%s.kubeconfig" % USER["name"])
     both = sorted("%s@%s" % (USER["name"], name) for name in sandbox.names)
-    out = run_playbook(RENEW_PLAY, extra_vars=dict(job, lifetime=600, renew_before="1m"))
+    out = run_playbook(PLAY, extra_vars=dict(job, lifetime=600, renew_before="1m"))
     assert out.rc == 0, out
     assert contexts(path) == both
     # the second cluster's certificate renewed for longer, without rendering: only the first one is due within an hour
     longer = {k: v for k, v in job.items() if k != "out"}
     longer.update(clusters=clusters_of(sandbox, [second]), users=[dict(USER, force_renew=True)], renew_before="1m")
-    out = run_playbook(RENEW_PLAY, extra_vars=longer)
+    out = run_playbook(PLAY, extra_vars=longer)
     assert out.rc == 0, out
     [renewed] = out.result("access")["clusters"][0]["certificates"]
 
     known = {k: v for k, v in job.items() if k != "users"}
-    out = run_playbook(RENEW_PLAY, extra_vars=dict(known, renew_before="1h"))
+    out = run_playbook(PLAY, extra_vars=dict(known, renew_before="1h"))
     assert out.rc == 0, out
     assert sorted((e["cluster"], e["action"]) for e in out.result("access")["known"]) == [(first, "renew"), (second, "not_due")]
     assert contexts(path) == both

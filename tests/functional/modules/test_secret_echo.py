@@ -10,66 +10,9 @@ import uuid
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from playbook_files import playbook
 
-PLAY = """
-- hosts: localhost
-  gather_facts: false
-  vars:
-    api: https://127.0.0.1:9
-  tasks:
-    - name: a key as users[].csr (csr_create)
-      kubepki.certs.csr_create:
-        host: "{{ api }}"
-        cluster: c1
-        store_uri: "{{ store }}"
-        users: [{name: alice, csr: "{{ key }}"}]
-      ignore_errors: true
-
-    - name: a key as users[].csr (user_certificates, which has no such option)
-      kubepki.certs.user_certificates:
-        store_uri: "{{ store }}"
-        users: [{name: alice, csr: "{{ key }}"}]
-        clusters: [{name: c1, server: "{{ api }}"}]
-      ignore_errors: true
-
-    - name: a key as certificates[].certificate
-      kubepki.certs.cert_to_etcd:
-        cluster: c1
-        etcd_endpoints: [http://127.0.0.1:9]
-        certificates: [{user: alice, certificate: "{{ key }}"}]
-      ignore_errors: true
-
-    - name: a key as ca_data (kubeconfig_render)
-      kubepki.certs.kubeconfig_render:
-        user: alice
-        store_uri: "{{ store }}"
-        clusters: [{name: c1, server: "{{ api }}", ca_data: "{{ key }}"}]
-      ignore_errors: true
-
-    - name: base64 of a key as ca_data (user_certificates)
-      kubepki.certs.user_certificates:
-        store_uri: "{{ store }}"
-        users: [{name: alice}]
-        clusters: [{name: c1, server: "{{ api }}", ca_data: "{{ key | b64encode }}"}]
-      ignore_errors: true
-
-    - name: an inline kubeconfig beside an option the module does not know
-      kubepki.certs.csr_approve:
-        kubeconfig: "{{ inline }}"
-        cluster: c1
-        names: [some-csr]
-        not_an_option: 1
-      ignore_errors: true
-
-    - name: an inline kubeconfig beside an option of the wrong type
-      kubepki.certs.csr_create:
-        kubeconfig: "{{ inline }}"
-        cluster: c1
-        store_uri: "{{ store }}"
-        users: [{name: alice}]
-        force: maybe
-      ignore_errors: true
-"""
+PLAY = playbook("modules/pasted_keys.yml")
 
 EXPECTED = ["users[0] (alice).csr is not a PEM CERTIFICATE REQUEST", "Unsupported parameters", "is not a PEM CERTIFICATE",
             "clusters[c1].ca_data holds no PEM CERTIFICATE", "not_an_option", "force"]

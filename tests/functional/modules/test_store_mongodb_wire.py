@@ -39,6 +39,7 @@ import pymongo  # noqa: E402  pylint: disable=wrong-import-position
 from pymongo import monitoring  # noqa: E402  pylint: disable=wrong-import-position
 
 from kubesandbox.controlplane import start_watchdog  # noqa: E402  pylint: disable=wrong-import-position
+from playbook_files import playbook  # noqa: E402  pylint: disable=wrong-import-position
 
 from ansible_collections.kubepki.certs.plugins.module_utils import _store  # noqa: E402  pylint: disable=wrong-import-position
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError  # noqa: E402  pylint: disable=wrong-import-position
@@ -227,16 +228,7 @@ def test_key_writes_are_majority_and_journaled_and_key_reads_majority(wire_serve
 
 # ---------------------------------------------------------------- the server is down, or goes away
 
-PLAY = """
-- hosts: localhost
-  gather_facts: false
-  tasks:
-    - name: Rekey
-      kubepki.certs.store_rekey:
-        store_uri: "{{ uri }}"
-        new_store_passphrase: New-Phrase-7
-      ignore_errors: true
-"""
+PLAY = playbook("modules/store_rekey.yml")
 
 
 def test_a_server_down_at_start_fails_naming_the_uri_and_nothing_is_written(run_playbook, own_server, tmp_path):
@@ -246,7 +238,7 @@ def test_a_server_down_at_start_fails_naming_the_uri_and_nothing_is_written(run_
     home = tmp_path / "home"
     home.mkdir()
     started = time.monotonic()
-    outcome = run_playbook(PLAY, extra_vars={"uri": uri}, env={"HOME": str(home)})
+    outcome = run_playbook(PLAY, extra_vars={"uri": uri, "new": "New-Phrase-7"}, env={"HOME": str(home)})
     result = outcome.result("Rekey")
     assert result.get("failed"), outcome
     assert "store_uri: MongoDB at 127.0.0.1:%d is unreachable" % own_server.port in result["msg"], result["msg"]

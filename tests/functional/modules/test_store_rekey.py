@@ -1,18 +1,9 @@
 """store_rekey through ansible-playbook: the store is rekeyed, and no passphrase or URI password reaches the output."""
 
 from ansible_collections.kubepki.certs.plugins.module_utils import _store
+from playbook_files import playbook
 
-PLAY = """
-- hosts: localhost
-  gather_facts: false
-  tasks:
-    - name: Rekey
-      kubepki.certs.store_rekey:
-        store_uri: "{{ uri }}"
-        store_passphrase: "{{ current | default(omit) }}"
-        new_store_passphrase: "{{ new | default(omit) }}"
-      ignore_errors: true
-"""
+PLAY = playbook("modules/store_rekey.yml")
 
 SECRETS = ("Old-Store-Phrase-1", "New-Store-Phrase-2", "Mongo-Pass-3", "Wrong-Phrase-4")
 
@@ -60,21 +51,7 @@ def test_mongodb_password_is_not_in_the_output(run_playbook):
     assert_no_secret(outcome)
 
 
-RENDER = """
-- hosts: localhost
-  gather_facts: false
-  tasks:
-    - name: Render
-      kubepki.certs.kubeconfig_render:
-        user: alice
-        clusters:
-          - name: c1
-            server: https://127.0.0.1:6443
-            ca_cert: "{{ ca_file }}"
-        dest: "{{ dest }}"
-        store_uri: "{{ uri }}"
-        store_passphrase: "{{ current }}"
-"""
+RENDER = playbook("modules/kubeconfig_render.yml")
 
 
 def test_an_older_store_warns_until_the_same_passphrase_moves_it(run_playbook, tmp_path):
@@ -101,7 +78,8 @@ def test_an_older_store_warns_until_the_same_passphrase_moves_it(run_playbook, t
                         "serial": facts["serial"], "not_before": facts["not_before"], "not_after": facts["not_after"],
                         "public_key_sha256": facts["public_key_sha256"]})
     (tmp_path / "ca.crt").write_bytes(pki.cert_pem(ca.cert))
-    render_vars = {"uri": path, "current": passphrase, "ca_file": str(tmp_path / "ca.crt"), "dest": str(tmp_path / "kubeconfig")}
+    render_vars = {"user": "alice", "store": path, "passphrase": passphrase, "ca_file": str(tmp_path / "ca.crt"),
+                   "dest": str(tmp_path / "kubeconfig")}
 
     first = run_playbook(RENDER, extra_vars=render_vars)
     assert first.rc == 0 and first.changed == 1, first

@@ -11,24 +11,9 @@ import uuid
 
 import pytest
 from kubesandbox.testing import kubectl_json
+from playbook_files import playbook
 
-PLAY = """
-- hosts: localhost
-  gather_facts: false
-  tasks:
-    - name: access
-      kubepki.certs.user_certificates:
-        users: "{{ users }}"
-        clusters: "{{ clusters }}"
-        scope: "{{ scope }}"
-        store_uri: "{{ store }}"
-        etcd_endpoints: "{{ etcd | default(omit) }}"
-        etcd_prefix: "{{ prefix }}"
-        dest_dir: "{{ out }}"
-        renew_before: 1h
-        timeout: 60
-      register: access
-"""
+PLAY = playbook("modules/user_certificates.yml")
 
 USERS = [{"name": "uc-alice", "groups": ["dev", "ops"]}, {"name": "uc-bob", "groups": ["dev"]}]
 
@@ -54,7 +39,7 @@ def etcd_keys(box, prefix):
 def job(sandbox, tmp_path):
     scope = "uc-" + uuid.uuid4().hex[:8]
     return {"users": USERS, "clusters": clusters_of(sandbox), "scope": scope, "store": str(tmp_path / "store.db"),
-            "etcd": [sandbox.etcd_url], "prefix": "/uc-" + scope, "out": str(tmp_path / "out")}
+            "etcd": [sandbox.etcd_url], "prefix": "/uc-" + scope, "out": str(tmp_path / "out"), "renew_before": "1h"}
 
 
 def test_check_mode_then_run_then_rerun(run_playbook, sandbox, job):
@@ -143,7 +128,7 @@ def test_bad_input_is_refused_before_anything_is_written(run_playbook, sandbox, 
     out = run_playbook(PLAY, extra_vars=twice)
     assert out.failures()[0][2] == "clusters: %s listed more than once" % sandbox.names[0]
     rotate = dict(job, users=USERS, rotate_key=True)
-    out = run_playbook(PLAY.replace("renew_before: 1h", "renew_before: 1h\n        rotate_key: \"{{ rotate_key }}\""), extra_vars=rotate)
+    out = run_playbook(PLAY, extra_vars=rotate)
     assert "rotate_key with key_scope=shared and 2 clusters" in out.failures()[0][2], out
 
 
@@ -172,7 +157,7 @@ def test_a_cluster_a_round_trip_away(run_playbook, fresh_sandbox, tmp_path):
     fresh_sandbox.set_options(name, network_delay="30ms")
     users = [{"name": "far-%d" % i, "groups": ["dev"]} for i in range(8)]
     job = {"users": users, "clusters": clusters_of(fresh_sandbox), "scope": "far", "store": str(tmp_path / "store.db"),
-           "etcd": [fresh_sandbox.etcd_url], "prefix": "/far", "out": str(tmp_path / "out")}
+           "etcd": [fresh_sandbox.etcd_url], "prefix": "/far", "out": str(tmp_path / "out"), "renew_before": "1h"}
     first = run_playbook(PLAY, extra_vars=job)
     assert first.rc == 0, first
     [cluster] = first.result("access")["clusters"]
@@ -261,28 +246,7 @@ def test_one_user_that_fails_does_not_stop_the_others(run_playbook, sandbox, job
         assert sorted(c["name"] for c in cluster["csrs"] if c["action"] != "known") == ["uc-blocked"]
 
 
-BAD_INPUT = """
-- hosts: localhost
-  gather_facts: false
-  tasks:
-    - name: bad
-      kubepki.certs.user_certificates:
-        users: "{{ item.users | default(users) }}"
-        clusters: "{{ item.clusters | default(clusters) }}"
-        scope: "{{ item.scope | default(scope) }}"
-        store_uri: "{{ store }}"
-        etcd_endpoints: "{{ item.etcd | default(etcd) }}"
-        etcd_prefix: "{{ prefix }}"
-        dest_dir: "{{ item.out | default(out) }}"
-        renew_before: "{{ item.renew_before | default('1h') }}"
-        policy: "{{ item.policy | default({}) }}"
-        timeout: 30
-      loop: "{{ cases }}"
-      loop_control:
-        label: "{{ item.expect }}"
-      ignore_errors: true
-      register: bad
-"""
+BAD_INPUT = playbook("modules/user_certificates_bad_input.yml")
 
 
 def test_the_bad_input_suite_leaves_nothing_behind(run_playbook, sandbox, job, tmp_path):
@@ -327,19 +291,6 @@ def test_the_bad_input_suite_leaves_nothing_behind(run_playbook, sandbox, job, t
     assert etcd_keys(sandbox, job["prefix"]) == []
 
 
-SECRETS_PLAY = """
-- hosts: localhost
-  gather_facts: false
-  tasks:
-    - name: secrets
-      kubepki.certs.user_certificates:
-        users: "{{ users }}"
-        clusters: "{{ clusters }}"
-        store_uri: "{{ store }}"
-        timeout: 10
-"""
-
-
 def test_secrets_stay_hidden_at_vvv_even_when_input_is_refused(run_playbook, sandbox, tmp_path):
     """A MongoDB password in store_uri and the token of an inline kubeconfig appear nowhere in what
     ansible-playbook -vvv prints (the echoed invocation included), whether the run stops at validation or at
@@ -356,7 +307,7 @@ def test_secrets_stay_hidden_at_vvv_even_when_input_is_refused(run_playbook, san
     mongo = "mongodb://kpuser:%s@127.0.0.1:9/kubepki?serverSelectionTimeoutMS=300&connectTimeoutMS=300" % password
     for users, store in (([{"name": "bad/name"}], str(tmp_path / "store.db")),  # refused by validation
                          ([{"name": "uc-fine"}], mongo)):                       # fails at the store
-        out = run_playbook(SECRETS_PLAY, extra_vars={"users": users, "clusters": clusters, "store": store}, env=env)
+        out = run_playbook(PLAY, extra_vars={"users": users, "clusters": clusters, "store": store, "api_timeout": 10}, env=env)
         text = out.stdout + out.stderr
         assert out.rc != 0 and ("must not contain '/'" in text or "kpuser" in text), text[-2000:]
         assert token not in text and password not in text

@@ -7,6 +7,7 @@ import time
 import uuid
 
 import pytest
+from playbook_files import playbook
 
 from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _csr, _kube, _waiter
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError, WaitTimeout
@@ -167,37 +168,13 @@ def test_a_batch_timeout_tells_each_outcome(client, faults):
     assert _csr.certificate_pem(error.objects[names[0]])
 
 
-FLOW = """
-- hosts: localhost
-  gather_facts: false
-  tasks:
-    - name: create
-      kubepki.certs.csr_create:
-        kubeconfig: "{{ kc }}"
-        cluster: cluster-1
-        users: "{{ users }}"
-        store_uri: "{{ store }}"
-      register: created
-    - name: approve
-      kubepki.certs.csr_approve:
-        kubeconfig: "{{ kc }}"
-        cluster: cluster-1
-        csrs: "{{ created.csrs }}"
-        store_uri: "{{ store }}"
-    - name: wait
-      kubepki.certs.csr_wait:
-        kubeconfig: "{{ kc }}"
-        cluster: cluster-1
-        csrs: "{{ created.csrs }}"
-        timeout: %d
-      register: waited
-""" % TIMEOUT
+FLOW = playbook("modules/csr_create_approve_wait.yml")
 
 
 def test_csr_wait_under_failing_watches(run_playbook, sandbox, faults, tmp_path):
     tag = uuid.uuid4().hex[:6]
     extra = {"store": str(tmp_path / "store.db"), "kc": sandbox.cluster(CLUSTER).kubeconfig,
-             "users": [{"name": "wf-a-" + tag, "groups": ["dev"]}, {"name": "wf-b-" + tag, "groups": ["dev"]}]}
+             "users": [{"name": "wf-a-" + tag, "groups": ["dev"]}, {"name": "wf-b-" + tag, "groups": ["dev"]}], "wait_timeout": TIMEOUT}
     # signed a while after approval, so csr_wait has to wait while its watches fail
     sandbox.set_options(CLUSTER, signing_delay="6s")
     faults(503, "watch")
