@@ -2,25 +2,18 @@
 (or another control character) is refused before the environment file or manifest is written, and the value is not
 echoed in the output."""
 
-import json
 import os
 
+from playbook_files import playbook
 from roles_support import manifest_command, snapshot, task_result
 
 SECRET = "s3cr3t-oidc-client"
 
-PLAY = """
-- name: Flags with control characters
-  hosts: all
-  gather_facts: false
-  tasks:
-    - name: Edit
-      kubepki.certs.k8s_component_flags: {args}
-"""
+PLAY = playbook("roles/k8s_component_flags.yml")
 
 
 def run_module(run_playbook, args):
-    return run_playbook(PLAY.format(args=json.dumps(args)), env={"ANSIBLE_PIPELINING": "1"})
+    return run_playbook(PLAY, extra_vars={"edit": args}, env={"ANSIBLE_PIPELINING": "1"})
 
 
 def test_a_new_line_in_a_flag_name_or_value_never_reaches_the_file(run_playbook, node_tree):

@@ -1,11 +1,11 @@
 """k8s_component_flags: the flag editing itself, and the module run directly on edge cases."""
 
-import json
 import os
 import sys
 
 import pytest
 
+from playbook_files import playbook
 from roles_support import assert_ok, env_args, file_mode, manifest_command, task_result
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))),
@@ -38,18 +38,11 @@ def test_an_explicit_controller_list_stays_explicit():
     assert edit_args(with_defaults, {}, {"controllers": ["*", "bootstrapsigner"]}, []) == ["kube-controller-manager", "--controllers=*,bootstrapsigner"]
 
 
-PLAY = """
-- name: Module edge cases
-  hosts: all
-  gather_facts: false
-  tasks:
-    - name: Edit
-      kubepki.certs.k8s_component_flags: {args}
-"""
+PLAY = playbook("roles/k8s_component_flags.yml")
 
 
 def run_module(run_playbook, args, check=False):
-    return run_playbook(PLAY.format(args=json.dumps(args)), check=check, env={"ANSIBLE_PIPELINING": "1"})
+    return run_playbook(PLAY, extra_vars={"edit": args}, check=check, env={"ANSIBLE_PIPELINING": "1"})
 
 
 def test_env_file_is_created_and_export_lines_are_understood(run_playbook, tmp_path):
@@ -93,7 +86,7 @@ def test_static_pod_check_mode_and_diff(run_playbook, node_tree):
     with open(manifest, "rb") as handle:
         original = handle.read()
     args = {"path": manifest, "flags": {"v": 4}, "absent": ["allow-privileged"]}
-    result = assert_ok(run_playbook(PLAY.format(args=json.dumps(args)), check=True, diff=True))
+    result = assert_ok(run_playbook(PLAY, extra_vars={"edit": args}, check=True, diff=True))
     outcome = task_result(result, "Edit")
     assert outcome["changed"] is True
     assert "--v=4" in outcome["flags"] and "--allow-privileged=true" not in outcome["flags"]

@@ -9,6 +9,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from playbook_files import playbook
 from roles_support import assert_ok, env_args, file_mode, manifest_command, snapshot, task_result
 
 ROLE = "controller_manager_signing"
@@ -255,14 +256,7 @@ def test_generated_ca_is_shared_by_every_control_plane_host(node_tree, run_playb
         "cp-2": {"controller_manager_signing_root": roots["cp-2"], "controller_manager_signing_install_style": "systemd",
                  "controller_manager_signing_restart": False},
     }
-    play = """
-    - name: Two control-plane hosts
-      hosts: all
-      gather_facts: false
-      roles:
-        - role: kubepki.certs.controller_manager_signing
-          controller_manager_signing_ca_source: generate
-    """
+    play = playbook("roles/two_control_plane_hosts.yml")
     env = {"ANSIBLE_PIPELINING": "1"}
     first = assert_ok(run_playbook(play, hosts=hosts, env=env))
     assert "PRIVATE KEY" not in first.stdout + first.stderr

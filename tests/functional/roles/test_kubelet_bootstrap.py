@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from kubesandbox.testing import kubectl, kubectl_json
+from playbook_files import playbook
 from roles_support import assert_ok, env_args, file_mode, snapshot, task_result
 
 ROLE = "kubelet_bootstrap"
@@ -253,19 +254,12 @@ def serving_csr(kubeconfig, name, node, dns, ips):
     kubectl(kubeconfig, "create", "-f", "-", stdin=json.dumps(manifest))
 
 
-APPROVE_PLAY = """
-- name: Approve kubelet serving certificates under a policy
-  hosts: localhost
-  gather_facts: false
-  tasks:
-    - name: Approve
-      kubepki.certs.csr_approve:
-        kubeconfig: {kubeconfig}
-        names: [{name}]
-        policy:
-          key_must_match_store: false
-          allowed_ip_cidrs: [10.0.0.0/16]
-"""
+APPROVE_PLAY = playbook("modules/csr_approve.yml")
+
+
+def approval(kubeconfig, name):
+    """The variables of APPROVE_PLAY: kubelet serving certificates under a policy allowing only 10.0.0.0/16."""
+    return {"kc": kubeconfig, "csr_names": [name], "csr_policy": {"key_must_match_store": False, "allowed_ip_cidrs": ["10.0.0.0/16"]}}
 
 
 def test_serving_bootstrap_csr_approved_by_policy_and_forged_one_refused(sandbox, node_tree, run_role, run_playbook, tmp_path):
@@ -300,7 +294,7 @@ def test_serving_bootstrap_csr_approved_by_policy_and_forged_one_refused(sandbox
     # The node asks for another node's serving certificate, with an address outside the cluster network.
     serving_csr(as_node, forged, "victim-%s" % token_id, ["victim"], ["192.168.99.9"])
 
-    approved = assert_ok(run_playbook(APPROVE_PLAY.format(kubeconfig=cluster.kubeconfig, name=good)))
+    approved = assert_ok(run_playbook(APPROVE_PLAY, extra_vars=approval(cluster.kubeconfig, good)))
     assert task_result(approved, "Approve")["changed"] is True
     issued = wait_for_certificate(as_node, good)
     cert = x509.load_pem_x509_certificate(base64.b64decode(issued["status"]["certificate"]))
@@ -308,7 +302,7 @@ def test_serving_bootstrap_csr_approved_by_policy_and_forged_one_refused(sandbox
     assert sans.get_values_for_type(x509.DNSName) == [node]
     assert [str(ip) for ip in sans.get_values_for_type(x509.IPAddress)] == ["10.0.0.7"]
 
-    refused = run_playbook(APPROVE_PLAY.format(kubeconfig=cluster.kubeconfig, name=forged))
+    refused = run_playbook(APPROVE_PLAY, extra_vars=approval(cluster.kubeconfig, forged))
     assert refused.rc != 0
     message = task_result(refused, "Approve")["msg"]
     assert "is not the node" in message and "192.168.99.9" in message, message
