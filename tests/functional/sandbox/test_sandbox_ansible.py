@@ -23,7 +23,8 @@ def test_k8s_modules_in_playbook(c1, tmp_path):
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections, ANSIBLE_LOCAL_TEMP=str(tmp_path / "tmp"),
                HOME=str(tmp_path), ANSIBLE_NOCOLOR="1")
     proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", str(inventory),
-                           "-e", "@%s" % extra_vars, playbook_path("sandbox/kubernetes_core_csr.yml")], capture_output=True, text=True, env=env, timeout=240, check=False)
+                           "-e", "@%s" % extra_vars, playbook_path("sandbox/kubernetes_core_csr.yml")],
+                          capture_output=True, text=True, env=env, timeout=240, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     result = json.loads(out.read_text())
     assert result == {"created": True, "again": False, "user": "kubernetes-admin", "count": 1, "cm": True,
