@@ -19,6 +19,7 @@ import ipaddress
 
 from ansible_collections.kubepki.certs.plugins.module_utils import _secrets
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
+from ansible_collections.kubepki.certs.plugins.module_utils._files import read_regular_file
 
 try:
     from cryptography import x509
@@ -286,6 +287,24 @@ def load_certificate(pem, what="certificate"):
 
 
 _FACTS_CACHE = {}
+
+
+def ca_pem(what, text=None, path=None):
+    """The CA certificates a cluster is checked against, from PEM ``text`` or the file at ``path``: their CERTIFICATE
+    blocks, each parsed, as one PEM text; None when neither is given. KubePkiError names ``what`` (the option)."""
+    if path:
+        try:
+            text = read_regular_file(path, what).decode("utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise KubePkiError("%s: cannot read %s: %s" % (what, path, getattr(exc, "strerror", None) or exc)) from None
+    if text is None:
+        return None
+    blocks = split_pem_certificates(text)
+    if not blocks:
+        raise KubePkiError("%s%s holds no PEM CERTIFICATE" % (what, " (%s)" % path if path else ""))
+    for block in blocks:
+        load_certificate(block, what=what)
+    return "".join(blocks)
 
 
 def _memoized(compute, pem, what):

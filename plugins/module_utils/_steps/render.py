@@ -194,21 +194,8 @@ def read_ca(cluster):
     """The CA PEM of one ``clusters`` entry (or None), checked to hold at least one certificate."""
     where = "clusters[%s]" % cluster["name"]
     if cluster.get("ca_cert"):
-        try:
-            pem = read_regular_file(cluster["ca_cert"], "%s.ca_cert" % where).decode("utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise KubePkiError("%s.ca_cert: cannot read %s: %s" % (where, cluster["ca_cert"], getattr(exc, "strerror", None) or exc)) from None
-        what = "%s.ca_cert (%s)" % (where, cluster["ca_cert"])
-    elif cluster.get("ca_data"):
-        pem, what = cluster["ca_data"], "%s.ca_data" % where
-    else:
-        return None
-    blocks = _crypto.split_pem_certificates(pem)
-    if not blocks:
-        raise KubePkiError("%s holds no PEM CERTIFICATE" % what)
-    for block in blocks:
-        _crypto.load_certificate(block, what=what)
-    return "".join(blocks)
+        return _crypto.ca_pem("%s.ca_cert" % where, path=cluster["ca_cert"])
+    return _crypto.ca_pem("%s.ca_data" % where, text=cluster.get("ca_data") or None)
 
 
 def url_problem(url):

@@ -15,7 +15,6 @@ import time
 from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _csr, _record
 from ansible_collections.kubepki.certs.plugins.module_utils import _etcd, _kube, _secrets, _store, _waiter
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError, WaitTimeout
-from ansible_collections.kubepki.certs.plugins.module_utils._files import read_regular_file
 
 CLAMP_TOLERANCE = 360
 
@@ -39,24 +38,13 @@ def load_ca(value):
     if value is None:
         return None
     if "-----BEGIN" in value:
-        text = value
-    else:
-        if not os.path.exists(value):
-            # a file name is repeated; other text (a pasted key, base64 of one) is not, not even a part of it
-            if len(value) <= 4096 and "\n" not in value and not _secrets.holds_private_key(value):
-                raise KubePkiError("cluster_ca: %s is neither PEM text nor an existing file" % value)
-            raise KubePkiError("cluster_ca is neither PEM text nor the path of an existing file")
-        try:
-            text = read_regular_file(value, "cluster_ca").decode("utf-8", "replace")  # a FIFO or device is refused, not read
-        except OSError as exc:
-            raise KubePkiError("cluster_ca: cannot read %s: %s" % (value, exc.strerror or exc)) from None
-    if not _crypto.split_pem_certificates(text):
-        raise KubePkiError("cluster_ca holds no PEM CERTIFICATE")
-    try:
-        _crypto.load_certificate(text, what="cluster_ca")
-    except KubePkiError as exc:
-        raise KubePkiError("cluster_ca: %s" % exc.msg) from None
-    return text
+        return _crypto.ca_pem("cluster_ca", text=value)
+    if not os.path.exists(value):
+        # a file name is repeated; other text (a pasted key, base64 of one) is not, not even a part of it
+        if len(value) <= 4096 and "\n" not in value and not _secrets.holds_private_key(value):
+            raise KubePkiError("cluster_ca: %s is neither PEM text nor an existing file" % value)
+        raise KubePkiError("cluster_ca is neither PEM text nor the path of an existing file")
+    return _crypto.ca_pem("cluster_ca", path=value)
 
 
 def targets(params):
