@@ -38,6 +38,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from kubesandbox import controlplane, pki
 from kubesandbox.testing import KUBECTL, kubectl, kubectl_json
+from playbook_files import playbook
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 FIXTURES = os.path.join(REPO, "tests", "functional", "roles", "fixtures", "kubeadm", "etc", "kubernetes", "manifests")
@@ -90,22 +91,12 @@ def failures(data):
 
 
 def apply_role(workdir, role, variables):
-    play = "- hosts: localhost\n  gather_facts: false\n  roles:\n    - role: kubepki.certs.%s\n" % role
-    rc, data, tail = run_play(workdir, play, variables)
+    rc, data, tail = run_play(workdir, playbook("roles/apply_role.yml"), dict(variables, role_under_test=role))
     assert rc == 0, "%s failed: %s\n%s" % (role, failures(data), tail)
     return data
 
 
-APPROVE = """
-- hosts: localhost
-  gather_facts: false
-  tasks:
-    - name: Approve
-      kubepki.certs.csr_approve:
-        kubeconfig: "{{ kc }}"
-        names: "{{ csr_names }}"
-        policy: "{{ csr_policy }}"
-"""
+APPROVE = playbook("modules/csr_approve.yml")
 
 
 def approve(workdir, kubeconfig, names, policy):

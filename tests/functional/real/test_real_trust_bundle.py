@@ -19,6 +19,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from kubesandbox import launcher, pki
 from kubesandbox.testing import kubectl, kubectl_json
+from playbook_files import playbook
 
 SIGNER = "example.com/kubepki"
 SIGNER_BUNDLE = "example.com:kubepki:signing-ca"
@@ -212,12 +213,7 @@ def test_a_server_without_the_api_is_told_the_flags_of_its_own_version(run_playb
         plane.stop()
 
 
-ROLE_PLAY = """
-- hosts: localhost
-  gather_facts: false
-  roles:
-    - role: kubepki.certs.controller_manager_signing
-"""
+ROLE_PLAY = playbook("roles/apply_role.yml")
 
 
 def test_the_signing_role_publishes_its_ca(run_playbook, ctb_cluster, tmp_path):
@@ -231,7 +227,8 @@ def test_the_signing_role_publishes_its_ca(run_playbook, ctb_cluster, tmp_path):
                  "controller_manager_signing_ca_key_content": pki.key_pem(ca.key).decode(),
                  "controller_manager_signing_trust_bundle": True,
                  "controller_manager_signing_trust_bundle_name": "role-signing-ca",
-                 "controller_manager_signing_trust_bundle_kubeconfig": ctb_cluster.kubeconfig}
+                 "controller_manager_signing_trust_bundle_kubeconfig": ctb_cluster.kubeconfig,
+                 "role_under_test": "controller_manager_signing"}
     first = run_playbook(ROLE_PLAY, extra_vars=variables)
     assert first.rc == 0, first
     bundle = kubectl_json(ctb_cluster.kubeconfig, "get", "clustertrustbundles", "role-signing-ca")

@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from kubesandbox.testing import KUBECTL, kubectl, kubectl_json
+from playbook_files import playbook
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 PLAYBOOK = os.path.join(REPO, "playbooks", "onboard_users.yml")
@@ -167,19 +168,8 @@ def test_csr_approve_refuses_system_masters_on_a_real_cluster(run_playbook, real
     name = "real-masters-%s" % uuid.uuid4().hex[:6]
     signer = "example.com/kubepki-test"
     kubectl(info.kubeconfig, "create", "-f", "-", stdin=csr_manifest(name, csr_pem("mallory", ["system:masters"]), signer=signer))
-    play = """
-- hosts: localhost
-  gather_facts: false
-  tasks:
-    - name: approve
-      kubepki.certs.csr_approve:
-        kubeconfig: "{{ kc }}"
-        names: ["{{ csr }}"]
-        policy:
-          allowed_signers: ["{{ signer }}"]
-          key_must_match_store: false
-"""
-    out = run_playbook(play, extra_vars={"kc": info.kubeconfig, "csr": name, "signer": signer})
+    out = run_playbook(playbook("modules/csr_approve.yml"), extra_vars={
+        "kc": info.kubeconfig, "csr_names": [name], "csr_policy": {"allowed_signers": [signer], "key_must_match_store": False}})
     assert out.rc != 0
     [(_task, _host, msg)] = out.failures()
     assert name in msg and re.search(r"group system:masters .*never approved", msg), msg
@@ -243,19 +233,7 @@ def test_the_sandbox_and_a_real_cluster_agree_on_the_csr_contract(real_clusters,
     assert observe(sandbox.cluster(sandbox.names[0])) == real
 
 
-SHORT_SIGNER_PLAY = """
-- hosts: localhost
-  gather_facts: false
-  tasks:
-    - name: access
-      kubepki.certs.user_certificates:
-        users: [{name: real-brief, groups: [dev]}]
-        clusters: [{name: short, server: "{{ server }}", ca_cert: "{{ ca }}", auth: {kubeconfig: "{{ kc }}"}}]
-        expiration_seconds: 7200
-        store_uri: "{{ store }}"
-        timeout: 60
-      register: access
-"""
+SHORT_SIGNER_PLAY = playbook("modules/user_certificates.yml")
 
 
 def test_a_real_signer_granting_less_than_asked_is_reported_as_clamped(run_playbook, real_assets, tmp_path):
@@ -266,8 +244,9 @@ def test_a_real_signer_granting_less_than_asked_is_reported_as_clamped(run_playb
                                       controller_manager_flags=["--cluster-signing-duration=30m"])
     plane.start()
     try:
-        out = run_playbook(SHORT_SIGNER_PLAY, extra_vars={"server": plane.server, "ca": plane.ca_cert, "kc": plane.kubeconfig,
-                                                          "store": str(tmp_path / "store.db")})
+        short = {"name": "short", "server": plane.server, "ca_cert": plane.ca_cert, "auth": {"kubeconfig": plane.kubeconfig}}
+        out = run_playbook(SHORT_SIGNER_PLAY, extra_vars={"users": [{"name": "real-brief", "groups": ["dev"]}], "clusters": [short],
+                                                          "lifetime": 7200, "store": str(tmp_path / "store.db")})
     finally:
         plane.stop()
     assert out.rc == 0, out
