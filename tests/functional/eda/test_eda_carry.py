@@ -5,7 +5,6 @@ store and the user's kubeconfig."""
 import json
 import os
 
-import pytest
 import yaml
 from kubesandbox.testing import kubectl, kubectl_json
 
