@@ -37,7 +37,9 @@ from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 from cryptography.x509.oid import NameOID  # noqa: E402
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _csr, _kube, _waiter  # noqa: E402
+from ansible_collections.kubepki.certs.plugins.module_utils._csr import objects as _csr  # noqa: E402
+from ansible_collections.kubepki.certs.plugins.module_utils._kube import client as _kube  # noqa: E402
+from ansible_collections.kubepki.certs.plugins.module_utils._csr import waiter as _waiter  # noqa: E402
 from eda_support import Monitor, engine_executable, engine_missing  # noqa: E402
 from kubesandbox import controlplane  # noqa: E402
 

@@ -50,7 +50,8 @@ def collections_root():
 
 collections_root()
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _store  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.kubepki.certs.plugins.module_utils import _store  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.kubepki.certs.plugins.module_utils._pki import crypto as _crypto  # noqa: E402  pylint: disable=wrong-import-position
 
 PASSPHRASE = "benchmark passphrase"
 

@@ -3,7 +3,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 #
 # PRIVATE to kubepki.certs: this doc fragment may change in any release.
-# Mirrors plugins/module_utils/_kube.py AUTH_ARG_SPEC one to one.
+# Mirrors plugins/module_utils/_kube/client.py AUTH_ARG_SPEC one to one.
 
 from __future__ import annotations
 

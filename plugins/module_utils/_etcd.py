@@ -28,7 +28,9 @@ import random
 import time
 from urllib.parse import urlsplit
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _csr, _deps, _record
+from ansible_collections.kubepki.certs.plugins.module_utils import _deps
+from ansible_collections.kubepki.certs.plugins.module_utils._csr import objects as _csr
+from ansible_collections.kubepki.certs.plugins.module_utils._pki import record as _record
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
 from ansible_collections.kubepki.certs.plugins.module_utils._files import NotRegularFile, read_regular_file
 

@@ -19,8 +19,9 @@ import hashlib
 import json
 import re
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _kube, _kube_transport
-from ansible_collections.kubepki.certs.plugins.module_utils._crypto import b64
+from ansible_collections.kubepki.certs.plugins.module_utils._kube import client as _kube
+from ansible_collections.kubepki.certs.plugins.module_utils._kube import transport as _kube_transport
+from ansible_collections.kubepki.certs.plugins.module_utils._pki.crypto import b64
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
 
 try:

@@ -116,7 +116,8 @@ def input_secrets(params, environ=None):
     """Every secret of a module's parameters (raw or validated) and of the environment the modules read, as a
     set of strings for ``module.no_log_values``. Walks every string, dict key and list item."""
     # imported here: both modules import _errors, which uses this module
-    from ansible_collections.kubepki.certs.plugins.module_utils import _kube, _store  # pylint: disable=import-outside-toplevel
+    from ansible_collections.kubepki.certs.plugins.module_utils import _store  # pylint: disable=import-outside-toplevel
+    from ansible_collections.kubepki.certs.plugins.module_utils._kube import client as _kube  # pylint: disable=import-outside-toplevel
 
     environ = os.environ if environ is None else environ
     found = set()

@@ -60,7 +60,9 @@ import urllib.parse
 
 from ansible.module_utils.common import warnings as ansible_warnings
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _deps, _files, _record
+from ansible_collections.kubepki.certs.plugins.module_utils import _deps, _files
+from ansible_collections.kubepki.certs.plugins.module_utils._pki import crypto as _crypto
+from ansible_collections.kubepki.certs.plugins.module_utils._pki import record as _record
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
 
 try:

@@ -290,7 +290,8 @@ import copy
 import os
 import time
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _csr, _deps, _files
+from ansible_collections.kubepki.certs.plugins.module_utils import _deps, _files
+from ansible_collections.kubepki.certs.plugins.module_utils._csr import objects as _csr
 from ansible_collections.kubepki.certs.plugins.module_utils._steps import inventory
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import AnsibleModule, KubePkiError
 from ansible_collections.kubepki.certs.plugins.module_utils._steps.context import run_module

@@ -173,7 +173,8 @@ bundle:
 
 import copy
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _deps, _kube
+from ansible_collections.kubepki.certs.plugins.module_utils import _deps
+from ansible_collections.kubepki.certs.plugins.module_utils._kube import client as _kube
 from ansible_collections.kubepki.certs.plugins.module_utils._steps import trust_bundle
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import AnsibleModule
 from ansible_collections.kubepki.certs.plugins.module_utils._steps.context import run_module

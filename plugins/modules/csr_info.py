@@ -146,7 +146,10 @@ csrs:
 
 import copy
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _csr, _deps, _kube
+from ansible_collections.kubepki.certs.plugins.module_utils import _deps
+from ansible_collections.kubepki.certs.plugins.module_utils._pki import crypto as _crypto
+from ansible_collections.kubepki.certs.plugins.module_utils._csr import objects as _csr
+from ansible_collections.kubepki.certs.plugins.module_utils._kube import client as _kube
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import AnsibleModule, KubePkiError
 from ansible_collections.kubepki.certs.plugins.module_utils._steps.context import run_module
 

@@ -19,7 +19,8 @@ import re
 import pytest
 import yaml
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _etcd, _kube, _store
+from ansible_collections.kubepki.certs.plugins.module_utils import _etcd, _store
+from ansible_collections.kubepki.certs.plugins.module_utils._kube import client as _kube
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MODULES = sorted(os.path.basename(path)[:-3] for path in glob.glob(os.path.join(REPO, "plugins", "modules", "*.py"))

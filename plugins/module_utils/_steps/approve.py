@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import copy
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _csr, _kube, _policy, _store
+from ansible_collections.kubepki.certs.plugins.module_utils import _store
+from ansible_collections.kubepki.certs.plugins.module_utils._pki import crypto as _crypto
+from ansible_collections.kubepki.certs.plugins.module_utils._csr import objects as _csr
+from ansible_collections.kubepki.certs.plugins.module_utils._kube import client as _kube
+from ansible_collections.kubepki.certs.plugins.module_utils._csr import policy as _policy
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
 
 POLICY_OPTIONS = _policy.OPTIONS

@@ -11,8 +11,11 @@ from __future__ import annotations
 import copy
 import ipaddress
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _csr, _record
-from ansible_collections.kubepki.certs.plugins.module_utils import _etcd, _kube, _store
+from ansible_collections.kubepki.certs.plugins.module_utils._pki import crypto as _crypto
+from ansible_collections.kubepki.certs.plugins.module_utils._csr import objects as _csr
+from ansible_collections.kubepki.certs.plugins.module_utils._pki import record as _record
+from ansible_collections.kubepki.certs.plugins.module_utils import _etcd, _store
+from ansible_collections.kubepki.certs.plugins.module_utils._kube import client as _kube
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
 
 

@@ -20,7 +20,8 @@ import json
 import math
 import os
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _record
+from ansible_collections.kubepki.certs.plugins.module_utils._pki import crypto as _crypto
+from ansible_collections.kubepki.certs.plugins.module_utils._pki import record as _record
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
 from ansible_collections.kubepki.certs.plugins.module_utils._files import read_regular_file
 

@@ -10,7 +10,9 @@ listed without ``groups``. Reads only, for user_certificates (pipeline.py) and a
 
 from __future__ import annotations
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _csr, _etcd, _record, _store
+from ansible_collections.kubepki.certs.plugins.module_utils import _etcd, _store
+from ansible_collections.kubepki.certs.plugins.module_utils._csr import objects as _csr
+from ansible_collections.kubepki.certs.plugins.module_utils._pki import record as _record
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
 from ansible_collections.kubepki.certs.plugins.module_utils._steps import render
 

@@ -21,7 +21,11 @@ from __future__ import annotations
 import copy
 from concurrent.futures import ThreadPoolExecutor
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _csr, _crypto, _etcd, _kube, _policy, _store
+from ansible_collections.kubepki.certs.plugins.module_utils import _etcd, _store
+from ansible_collections.kubepki.certs.plugins.module_utils._csr import objects as _csr
+from ansible_collections.kubepki.certs.plugins.module_utils._pki import crypto as _crypto
+from ansible_collections.kubepki.certs.plugins.module_utils._kube import client as _kube
+from ansible_collections.kubepki.certs.plugins.module_utils._csr import policy as _policy
 from ansible_collections.kubepki.certs.plugins.module_utils._steps import approve, context, create, known, offboard, publish, render, wait
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError, secrets_in
 from ansible_collections.kubepki.certs.plugins.module_utils._etcd import ETCD_ARG_SPEC, endpoints_from_params

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import copy
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _csr
+from ansible_collections.kubepki.certs.plugins.module_utils._pki import crypto as _crypto
+from ansible_collections.kubepki.certs.plugins.module_utils._csr import objects as _csr
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
 from ansible_collections.kubepki.certs.plugins.module_utils._etcd import (
     ETCD_ARG_SPEC, endpoints_problem, key_segment_problem, transport_from_params,

@@ -16,7 +16,9 @@ import re
 import stat
 from urllib.parse import urlsplit
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _kubeconfig, _record
+from ansible_collections.kubepki.certs.plugins.module_utils import _kubeconfig
+from ansible_collections.kubepki.certs.plugins.module_utils._pki import crypto as _crypto
+from ansible_collections.kubepki.certs.plugins.module_utils._pki import record as _record
 from ansible_collections.kubepki.certs.plugins.module_utils._files import (
     group_name, user_name, read_regular_file, remove_stale_temps, write_atomically,
 )

@@ -21,7 +21,8 @@ import re
 
 from urllib.parse import quote
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _kube
+from ansible_collections.kubepki.certs.plugins.module_utils._pki import crypto as _crypto
+from ansible_collections.kubepki.certs.plugins.module_utils._kube import client as _kube
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
 from ansible_collections.kubepki.certs.plugins.module_utils._files import read_regular_file
 

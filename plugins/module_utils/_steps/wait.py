@@ -12,8 +12,12 @@ import copy
 import os
 import time
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _csr, _record
-from ansible_collections.kubepki.certs.plugins.module_utils import _etcd, _kube, _secrets, _store, _waiter
+from ansible_collections.kubepki.certs.plugins.module_utils._pki import crypto as _crypto
+from ansible_collections.kubepki.certs.plugins.module_utils._csr import objects as _csr
+from ansible_collections.kubepki.certs.plugins.module_utils._pki import record as _record
+from ansible_collections.kubepki.certs.plugins.module_utils import _etcd, _secrets, _store
+from ansible_collections.kubepki.certs.plugins.module_utils._kube import client as _kube
+from ansible_collections.kubepki.certs.plugins.module_utils._csr import waiter as _waiter
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError, WaitTimeout
 
 CLAMP_TOLERANCE = 360

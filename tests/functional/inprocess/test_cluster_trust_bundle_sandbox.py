@@ -5,7 +5,7 @@ tests/unit/plugins/modules/test_cluster_trust_bundle.py, whose CAs these tests s
 
 import pytest
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _kube
+from ansible_collections.kubepki.certs.plugins.module_utils._kube import client as _kube
 from ansible_collections.kubepki.certs.plugins.modules import cluster_trust_bundle
 
 from .unit_files import unit_module

@@ -2,7 +2,8 @@
 (a process, here ``true``): the module_utils do not build that connection themselves. The rest of _kube is
 unit-tested in tests/unit/plugins/module_utils/test_kube.py, whose ``params`` these tests share."""
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _kube, _kube_transport
+from ansible_collections.kubepki.certs.plugins.module_utils._kube import client as _kube
+from ansible_collections.kubepki.certs.plugins.module_utils._kube import transport as _kube_transport
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
 
 from .unit_files import unit_module

@@ -16,7 +16,8 @@ from playbook_files import playbook
 TESTS = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(os.path.dirname(TESTS), ".cache", "collections"))
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _kube  # noqa: E402 pylint: disable=wrong-import-position
+from ansible_collections.kubepki.certs.plugins.module_utils._pki import crypto as _crypto  # noqa: E402 pylint: disable=wrong-import-position
+from ansible_collections.kubepki.certs.plugins.module_utils._kube import client as _kube  # noqa: E402 pylint: disable=wrong-import-position
 
 FLOW = playbook("modules/csr_flow.yml")
 

@@ -6,7 +6,8 @@ import os
 import stat
 import uuid
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _store  # pylint: disable=import-error
+from ansible_collections.kubepki.certs.plugins.module_utils import _store  # pylint: disable=import-error
+from ansible_collections.kubepki.certs.plugins.module_utils._pki import crypto as _crypto  # pylint: disable=import-error
 
 from kubesandbox import pki
 from playbook_files import playbook

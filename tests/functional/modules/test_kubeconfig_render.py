@@ -15,7 +15,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(TESTS), ".cache", "collections")
 
 from kubesandbox import pki  # noqa: E402  pylint: disable=wrong-import-position
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _etcd, _store  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.kubepki.certs.plugins.module_utils import _etcd, _store  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.kubepki.certs.plugins.module_utils._pki import crypto as _crypto  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def certificate_record(ca, key_pem, user="alice", cluster="c1", orgs=("team-a",), days=30):

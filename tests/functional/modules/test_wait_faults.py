@@ -9,7 +9,10 @@ import uuid
 import pytest
 from playbook_files import playbook
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _csr, _kube, _waiter
+from ansible_collections.kubepki.certs.plugins.module_utils._pki import crypto as _crypto
+from ansible_collections.kubepki.certs.plugins.module_utils._csr import objects as _csr
+from ansible_collections.kubepki.certs.plugins.module_utils._kube import client as _kube
+from ansible_collections.kubepki.certs.plugins.module_utils._csr import waiter as _waiter
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError, WaitTimeout
 
 pytestmark = pytest.mark.sandbox_only("injected watch and list faults, a slow signer")

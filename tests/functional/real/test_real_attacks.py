@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 from kubesandbox.testing import kubectl, kubectl_json
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _csr
+from ansible_collections.kubepki.certs.plugins.module_utils._csr import objects as _csr
 
 CLUSTER = "cluster-1"
 USER_UID = ObjectIdentifier("1.3.6.1.4.1.57683.2")  # the user UID attribute kube-apiserver >= 1.33 reads
@@ -184,7 +184,7 @@ def test_what_the_v1_36_signer_copies_into_a_certificate(lab):
     assert cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is False
     assert cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value == x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH])
     # the same request made through the collection's approver is refused on each of those points
-    from ansible_collections.kubepki.certs.plugins.module_utils import _policy  # pylint: disable=import-outside-toplevel
+    from ansible_collections.kubepki.certs.plugins.module_utils._csr import policy as _policy  # pylint: disable=import-outside-toplevel
     reasons = " ".join(v["reason"] for v in _policy.evaluate(csr(lab, "attack-what-is-copied"), {}, {}, own_identity=lambda: "kubernetes-admin"))
     for fragment in ("2 common names", "OU=admins", "serialNumber=7", "user UID attribute=uid-7", "CA:TRUE", "kubernetes.default"):
         assert fragment in reasons, fragment

@@ -61,13 +61,21 @@ import threading
 import time
 
 try:
-    from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _csr, _kube, _record, _waiter
+    from ansible_collections.kubepki.certs.plugins.module_utils._pki import crypto as _crypto
+    from ansible_collections.kubepki.certs.plugins.module_utils._csr import objects as _csr
+    from ansible_collections.kubepki.certs.plugins.module_utils._kube import client as _kube
+    from ansible_collections.kubepki.certs.plugins.module_utils._pki import record as _record
+    from ansible_collections.kubepki.certs.plugins.module_utils._csr import waiter as _waiter
 except ImportError:  # loaded as a single file from a collections path that is not on sys.path
     _ROOT = os.path.abspath(__file__)
     for _level in range(8):
         _ROOT = os.path.dirname(_ROOT)
     sys.path.insert(0, _ROOT)
-    from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _csr, _kube, _record, _waiter
+    from ansible_collections.kubepki.certs.plugins.module_utils._pki import crypto as _crypto
+    from ansible_collections.kubepki.certs.plugins.module_utils._csr import objects as _csr
+    from ansible_collections.kubepki.certs.plugins.module_utils._kube import client as _kube
+    from ansible_collections.kubepki.certs.plugins.module_utils._pki import record as _record
+    from ansible_collections.kubepki.certs.plugins.module_utils._csr import waiter as _waiter
 
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
 

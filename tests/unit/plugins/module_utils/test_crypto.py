@@ -2,7 +2,8 @@
 
 import pytest
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _record
+from ansible_collections.kubepki.certs.plugins.module_utils._pki import crypto as _crypto
+from ansible_collections.kubepki.certs.plugins.module_utils._pki import record as _record
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
 
 import pki_support

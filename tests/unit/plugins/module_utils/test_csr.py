@@ -1,10 +1,11 @@
-"""Unit tests for plugins/module_utils/_csr.py."""
+"""Unit tests for plugins/module_utils/_csr/objects.py."""
 
 import base64
 
 import pytest
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _csr
+from ansible_collections.kubepki.certs.plugins.module_utils._pki import crypto as _crypto
+from ansible_collections.kubepki.certs.plugins.module_utils._csr import objects as _csr
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
 
 

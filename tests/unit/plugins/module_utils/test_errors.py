@@ -11,7 +11,8 @@ import pytest
 from ansible.module_utils.common.parameters import remove_values
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _errors
+from ansible_collections.kubepki.certs.plugins.module_utils import _errors
+from ansible_collections.kubepki.certs.plugins.module_utils._pki import crypto as _crypto
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import mask_inputs, secrets_in
 
 

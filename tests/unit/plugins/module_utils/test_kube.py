@@ -1,4 +1,4 @@
-"""Unit tests for plugins/module_utils/_kube.py: option resolution, precedence, retries, errors."""
+"""Unit tests for plugins/module_utils/_kube/client.py: option resolution, precedence, retries, errors."""
 
 import datetime
 import json
@@ -14,7 +14,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _kube, _kube_transport
+from ansible_collections.kubepki.certs.plugins.module_utils._kube import client as _kube
+from ansible_collections.kubepki.certs.plugins.module_utils._kube import transport as _kube_transport
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
 
 

@@ -5,7 +5,8 @@ import base64
 import pytest
 import yaml
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _kubeconfig
+from ansible_collections.kubepki.certs.plugins.module_utils import _kubeconfig
+from ansible_collections.kubepki.certs.plugins.module_utils._pki import crypto as _crypto
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
 
 import pki_support

@@ -1,8 +1,10 @@
-"""Unit tests for plugins/module_utils/_policy.py."""
+"""Unit tests for plugins/module_utils/_csr/policy.py."""
 
 import pytest
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _csr, _policy
+from ansible_collections.kubepki.certs.plugins.module_utils._pki import crypto as _crypto
+from ansible_collections.kubepki.certs.plugins.module_utils._csr import objects as _csr
+from ansible_collections.kubepki.certs.plugins.module_utils._csr import policy as _policy
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
 
 

@@ -1,4 +1,4 @@
-"""One rule for which certificate is newer, wherever the collection compares two (plugins/module_utils/_record.py).
+"""One rule for which certificate is newer, wherever the collection compares two (plugins/module_utils/_pki/record.py).
 
 The case that told the copies apart: a renewal with a shorter lifetime. The renewed certificate was issued later
 (newer not_before) but expires sooner (older not_after); etcd holds it, the store still holds the first one.
@@ -12,7 +12,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _etcd, _record, _store
+from ansible_collections.kubepki.certs.plugins.module_utils import _etcd, _store
+from ansible_collections.kubepki.certs.plugins.module_utils._pki import crypto as _crypto
+from ansible_collections.kubepki.certs.plugins.module_utils._pki import record as _record
 from ansible_collections.kubepki.certs.plugins.module_utils._steps import inventory, render
 
 NOW = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)

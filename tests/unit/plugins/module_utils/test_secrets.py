@@ -11,7 +11,8 @@ from ansible.module_utils.common.parameters import remove_values
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _secrets
+from ansible_collections.kubepki.certs.plugins.module_utils import _secrets
+from ansible_collections.kubepki.certs.plugins.module_utils._pki import crypto as _crypto
 
 PEM = serialization.Encoding.PEM
 

@@ -29,7 +29,8 @@ if UNIT_DIR not in sys.path:
 
 import pki_support  # noqa: E402  pylint: disable=wrong-import-position
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _store  # noqa: E402
+from ansible_collections.kubepki.certs.plugins.module_utils import _store  # noqa: E402
+from ansible_collections.kubepki.certs.plugins.module_utils._pki import crypto as _crypto  # noqa: E402
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError  # noqa: E402
 
 REAL_MONGO = os.environ.get("KUBEPKI_TEST_MONGODB_URI")

@@ -1,4 +1,4 @@
-"""Unit tests for plugins/module_utils/_waiter.py with a scripted API (list + watch streams).
+"""Unit tests for plugins/module_utils/_csr/waiter.py with a scripted API (list + watch streams).
 
 The API is a fake (FakeAPI) and time a fake clock: these tests pin exact request sequences and pacing (a
 connection that never opens, a list answered 401, five lists then a watch again) that no real server can be
@@ -10,7 +10,7 @@ import json
 import pytest
 import urllib3
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _waiter
+from ansible_collections.kubepki.certs.plugins.module_utils._csr import waiter as _waiter
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError, WaitTimeout
 
 

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _kube
+from ansible_collections.kubepki.certs.plugins.module_utils._kube import client as _kube
 
 BASE = "/apis/certificates.k8s.io/v1/certificatesigningrequests"
 

@@ -23,7 +23,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _etcd, _store
+from ansible_collections.kubepki.certs.plugins.module_utils import _etcd, _store
+from ansible_collections.kubepki.certs.plugins.module_utils._pki import crypto as _crypto
 from ansible_collections.kubepki.certs.plugins.modules import cert_inventory
 
 import pki_support

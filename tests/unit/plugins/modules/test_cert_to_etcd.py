@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _crypto
+from ansible_collections.kubepki.certs.plugins.module_utils._pki import crypto as _crypto
 from ansible_collections.kubepki.certs.plugins.modules import cert_to_etcd
 
 import pki_support

@@ -9,7 +9,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from csr_fake_api import FakeCluster, install  # noqa: E402 pylint: disable=wrong-import-position
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _crypto  # noqa: E402
+from ansible_collections.kubepki.certs.plugins.module_utils._pki import crypto as _crypto  # noqa: E402
 from ansible_collections.kubepki.certs.plugins.modules import csr_approve, csr_create  # noqa: E402
 
 

@@ -9,7 +9,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from csr_fake_api import FakeCluster, install  # noqa: E402 pylint: disable=wrong-import-position
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _csr, _store  # noqa: E402
+from ansible_collections.kubepki.certs.plugins.module_utils import _store  # noqa: E402
+from ansible_collections.kubepki.certs.plugins.module_utils._pki import crypto as _crypto  # noqa: E402
+from ansible_collections.kubepki.certs.plugins.module_utils._csr import objects as _csr  # noqa: E402
 from ansible_collections.kubepki.certs.plugins.modules import csr_create  # noqa: E402
 
 
@@ -176,7 +178,7 @@ def test_user_csr_with_other_cn_is_named(run_module, cluster, base):
 
 
 def test_missing_kubeconfig_is_named(run_module, monkeypatch, base):
-    from ansible_collections.kubepki.certs.plugins.module_utils import _kube
+    from ansible_collections.kubepki.certs.plugins.module_utils._kube import client as _kube
     _kube._CLIENTS.clear()
     args = dict(base, users=users("x"), kubeconfig="/nonexistent/kubeconfig")
     args.pop("host")

@@ -9,7 +9,8 @@ import stat
 import pytest
 import yaml
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _etcd, _store
+from ansible_collections.kubepki.certs.plugins.module_utils import _etcd, _store
+from ansible_collections.kubepki.certs.plugins.module_utils._pki import crypto as _crypto
 from ansible_collections.kubepki.certs.plugins.modules import cert_inventory, cluster_trust_bundle, csr_info, csr_wait, kubeconfig_render
 
 import pki_support

@@ -11,7 +11,8 @@ import uuid
 import pytest
 import yaml
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _etcd, _store
+from ansible_collections.kubepki.certs.plugins.module_utils import _etcd, _store
+from ansible_collections.kubepki.certs.plugins.module_utils._pki import crypto as _crypto
 from ansible_collections.kubepki.certs.plugins.module_utils._steps import render
 from ansible_collections.kubepki.certs.plugins.modules import kubeconfig_render
 

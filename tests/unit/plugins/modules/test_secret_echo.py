@@ -23,7 +23,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from csr_fake_api import FakeCluster, install  # noqa: E402 pylint: disable=wrong-import-position
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _deps  # noqa: E402
+from ansible_collections.kubepki.certs.plugins.module_utils import _deps  # noqa: E402
+from ansible_collections.kubepki.certs.plugins.module_utils._pki import crypto as _crypto  # noqa: E402
 from ansible_collections.kubepki.certs.plugins.modules import (  # noqa: E402
     cert_inventory, cert_to_etcd, cluster_trust_bundle, csr_approve, csr_create, csr_info, csr_wait, kubeconfig_render,
     user_certificates,

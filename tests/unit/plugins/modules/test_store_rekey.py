@@ -11,7 +11,8 @@ import mongomock
 import pytest
 from ansible.module_utils import basic
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _crypto, _store
+from ansible_collections.kubepki.certs.plugins.module_utils import _store
+from ansible_collections.kubepki.certs.plugins.module_utils._pki import crypto as _crypto
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
 from ansible_collections.kubepki.certs.plugins.modules import store_rekey
 

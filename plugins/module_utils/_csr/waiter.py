@@ -24,9 +24,9 @@ from __future__ import annotations
 import json
 import time
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _csr
+from ansible_collections.kubepki.certs.plugins.module_utils._csr import objects as _csr
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError, WaitTimeout
-from ansible_collections.kubepki.certs.plugins.module_utils._kube import path_for, status_of
+from ansible_collections.kubepki.certs.plugins.module_utils._kube.client import path_for, status_of
 
 try:
     import urllib3

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import datetime
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _crypto
+from ansible_collections.kubepki.certs.plugins.module_utils._pki import crypto as _crypto
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
 
 _OLDEST = (datetime.datetime.min.replace(tzinfo=datetime.timezone.utc),) * 2

@@ -16,8 +16,8 @@ import fnmatch
 import ipaddress
 import re
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _crypto
-from ansible_collections.kubepki.certs.plugins.module_utils import _csr
+from ansible_collections.kubepki.certs.plugins.module_utils._pki import crypto as _crypto
+from ansible_collections.kubepki.certs.plugins.module_utils._csr import objects as _csr
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
 
 KUBELET_SIGNERS = (_csr.SIGNER_KUBELET_CLIENT, _csr.SIGNER_KUBELET_SERVING)

@@ -25,7 +25,8 @@ from urllib.parse import quote, unquote, urlencode
 
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _kube_transport, _secrets
+from ansible_collections.kubepki.certs.plugins.module_utils import _secrets
+from ansible_collections.kubepki.certs.plugins.module_utils._kube import transport as _kube_transport
 
 try:
     import urllib3

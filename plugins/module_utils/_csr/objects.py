@@ -15,9 +15,9 @@ import base64
 import hashlib
 import re
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _crypto
+from ansible_collections.kubepki.certs.plugins.module_utils._pki import crypto as _crypto
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
-from ansible_collections.kubepki.certs.plugins.module_utils._kube import path_for, status_of
+from ansible_collections.kubepki.certs.plugins.module_utils._kube.client import path_for, status_of
 
 API_VERSION = "certificates.k8s.io/v1"
 KIND = "CertificateSigningRequest"
