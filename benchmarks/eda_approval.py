@@ -3,7 +3,8 @@
 (default 200), done two ways on the same real cluster in one run:
 
     floor    one Python thread that watches CSRs and approves each pending one at once (no policy, no Ansible)
-    monitor  ansible-rulebook running kubepki.certs.kubelet_serving (csr_events + csr_approve under the policy)
+    monitor  ansible-rulebook running kubepki.certs.kubelet_serving (csr_events deciding with the approval step of
+             csr_approve, under the policy, as each request is seen)
 
 Times are taken on this side: a CSR is "created" when its POST returned and "approved" when a separate watch first
 shows its Approved condition. Reports median and p95 per way, their ratios, and the engine's peak memory (the
@@ -178,9 +179,9 @@ def main():
             values, missing = latencies(created, observer, options.timeout)
             sampling.set()
             sampler.join()
-            actions = monitor.output(10 ** 8).count("'type': 'pending'")
+            decisions = monitor.output(10 ** 8).count("'type': 'decided'")
             results["ways"]["monitor"] = dict(summary(values), missing=len(missing), burst_seconds=max(created.values()) - began,
-                                              rss_idle_mib=idle / 2 ** 20, rss_peak_mib=peak[0] / 2 ** 20, batches=actions)
+                                              rss_idle_mib=idle / 2 ** 20, rss_peak_mib=peak[0] / 2 ** 20, decisions=decisions)
         finally:
             monitor.stop()
         observer.stopping.set()
@@ -204,7 +205,7 @@ def main():
             way, row["median"], row["p95"], row["max"], row["missing"], row["burst_seconds"],
             "1" if way == "floor" else "%.1f" % results["ratio_p95"], "1" if way == "floor" else "%.1f" % results["ratio_median"]))
     lines += ["", "Engine memory (ansible-rulebook with its JVM and the playbooks it runs): %.0f MiB idle after the first sync, "
-              "%.0f MiB peak during the burst. Batches handed to csr_approve: %d." % (mon["rss_idle_mib"], mon["rss_peak_mib"], mon["batches"]), ""]
+              "%.0f MiB peak during the burst. Decisions made (decided events): %d." % (mon["rss_idle_mib"], mon["rss_peak_mib"], mon["decisions"]), ""]
     with open(os.path.join(options.out, "eda-approval.md"), "w", encoding="utf-8") as handle:
         handle.write("\n".join(lines))
     print("\n".join(lines))  # noqa: T201

@@ -19,7 +19,6 @@ run from outside the source tree.
 ``make test-artifact`` runs this file (``make pytest`` leaves it out); it builds its own venv (about 30 s).
 """
 
-import ast
 import json
 import os
 import re
@@ -30,11 +29,11 @@ from xml.etree import ElementTree
 
 import pytest
 
+from inprocess.unit_files import unit_module
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PREFIX = "/kubepki-artifact"
 USERS = [{"name": "artifact-alice", "groups": ["dev", "ops"]}, {"name": "artifact-bob", "groups": ["dev"]}]
-# what the tarball must not need: the checkout's test harness and functional tests (as module or path parts)
-CHECKOUT_ONLY = {"kubesandbox", "sandbox", "functional"}
 
 
 def _run(cmd, **kwargs):
@@ -170,26 +169,6 @@ def test_the_installed_onboarding_playbook_gives_users_working_kubeconfigs(insta
 # --- the unit tests the tarball ships, run in the installed tree -------------------------------------------------
 
 
-def _checkout_uses(path):
-    """``line N: name`` for each import of the kubesandbox harness and each call given a 'functional' or 'sandbox'
-    path part (os.path.join and the like) in one Python file, read as code (docstrings and comments do not count)."""
-    with open(path, encoding="utf-8") as handle:
-        tree = ast.parse(handle.read(), path)
-    found = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            names = [node.module or ""]
-        elif isinstance(node, ast.Call):
-            names = [arg.value for arg in node.args if isinstance(arg, ast.Constant) and isinstance(arg.value, str)]
-        else:
-            continue
-        found.extend("line %d: %s" % (node.lineno, name) for name in names
-                     if set(name.replace("/", ".").split(".")) & CHECKOUT_ONLY)
-    return sorted(found, key=lambda hit: int(hit.split()[1][:-1]))
-
-
 def _checkout_lines(collection):
     """{path relative to the collection: first use of what the tarball leaves out} for the shipped Python files under
     tests/ (the kubesandbox harness of tests/sandbox, tests/functional)."""
@@ -198,7 +177,7 @@ def _checkout_lines(collection):
         dirs.sort()
         for name in sorted(files):
             if name.endswith(".py"):
-                hits = _checkout_uses(os.path.join(root, name))
+                hits = unit_module("test_unit_tier.py")._checkout_uses(os.path.join(root, name))  # pylint: disable=protected-access
                 if hits:
                     found[os.path.relpath(os.path.join(root, name), collection)] = hits[0]
     return found

@@ -1,5 +1,6 @@
 """Helpers of the Monitor tests (tests/functional/eda): the engine's environment, one ansible-rulebook process, waiting."""
 
+import ast
 import json
 import os
 import shutil
@@ -126,3 +127,15 @@ def conditions(obj):
 
 def dump(value):
     return json.dumps(value, indent=1, sort_keys=True)[:4000]
+
+
+def printed_events(log):
+    """The events ansible-rulebook printed (--print-events) in ``log``, as dicts."""
+    found = []
+    for block in log.split("Event:\n")[1:]:
+        text = block.split("\n****", 1)[0]
+        try:
+            found.append(ast.literal_eval(text))
+        except (ValueError, SyntaxError):
+            continue  # cut off at the start or the end of the log
+    return found

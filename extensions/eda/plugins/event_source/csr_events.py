@@ -23,6 +23,13 @@ Arguments (all optional but one way to reach a cluster):
     one ``pending`` event per cluster and signer at a time: the next batch follows once every CSR of the last one
     has left the pending state (approved or denied by the action it triggered) or ``batch_timeout`` seconds
     (default 30) have passed; after a timeout the CSRs still pending are handed out again.
+``approve``
+    ``{signers, policy, reason, condition_message, deny_on_violation}``: decide in the source itself, the moment a
+    pending CSR of these signers (default ``[kubernetes.io/kubelet-serving]``) is seen, with the approval step
+    csr_approve runs (same policy, same checks of the request as encoded, same conditions written), and put a
+    ``decided`` event for each decision. No process is started per decision: for approvals where seconds matter
+    (kubelets wait for their serving certificate). ``deny_on_violation`` defaults to true here; ``batch_signers``
+    then defaults to none.
 ``renew_before``, ``due_interval``, ``scopes``, ``store_uri``, ``store_passphrase``, ``etcd_*``
     with ``renew_before`` (``720h``, ``30d`` or seconds), every ``due_interval`` seconds (default 3600) the store
     and, with ``etcd_endpoints``, the central etcd are read and one ``due`` event is put for every certificate of
@@ -42,6 +49,9 @@ Events (``event.type``):
     ``{type, cluster, count}`` once per cluster after the first list: every CSR that existed was put before it.
 ``pending``
     ``{type, cluster, signer, names, batch}`` (see ``batch_signers``).
+``decided``
+    ``{type, cluster, name, signer, requester, decision: approved|denied|unchanged|skipped|failed, violations,
+    message}`` (see ``approve``).
 ``due``
     ``{type, cluster, scope, user, groups, serial, not_after, standing, source}``.
 ``relisted``
@@ -78,6 +88,7 @@ except ImportError:  # loaded as a single file from a collections path that is n
     from ansible_collections.kubepki.certs.plugins.module_utils._csr import waiter as _waiter
 
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
+from ansible_collections.kubepki.certs.plugins.module_utils._steps import approve as _approve, context as _context
 
 LOG = logging.getLogger("kubepki.certs.csr_events")
 
@@ -227,6 +238,40 @@ def cluster_specs(args):
     return specs
 
 
+class Approver:
+    """The approval step (what csr_approve runs) for one cluster, called in its follower's thread."""
+
+    def __init__(self, cluster, params, options):
+        options = dict(options or {})
+        self.signers = set(options.pop("signers", None) or DEFAULT_BATCH_SIGNERS)
+        options.setdefault("deny_on_violation", True)
+        given = dict({key: value for key, value in params.items() if value is not None}, cluster=cluster, names=[], action="approve",
+                     **options)
+        self.params, _secrets = _context.validated(_approve.argument_spec(), given, "approve")
+        self.cluster = cluster
+
+    def wants(self, change, obj):
+        return (change != "DELETED" and (obj.get("spec") or {}).get("signerName") in self.signers
+                and _csr.csr_state(obj) == "pending")
+
+    def decide(self, obj):
+        """The ``decided`` event of one pending CSR, decided now on the object as seen (a 409 is read again)."""
+        name = (obj.get("metadata") or {}).get("name")
+        session = _context.ClusterSession()
+        session.csrs[name] = obj
+        ctx = _context.StepContext(warn=lambda message: LOG.warning("cluster %s: %s", self.cluster, message), session=session)
+        event = {"type": "decided", "cluster": self.cluster, "name": name, "signer": (obj.get("spec") or {}).get("signerName"),
+                 "requester": (obj.get("spec") or {}).get("username"), "decision": "failed", "violations": [], "message": None}
+        try:
+            result = _approve.run(ctx, dict(self.params, names=[name]))
+        except KubePkiError as exc:
+            event["message"] = exc.msg
+            return event
+        for entry in result["csrs"]:
+            event.update(decision=entry["decision"], violations=[v["reason"] for v in entry.get("violations") or []])
+        return event
+
+
 # ---------------------------------------------------------------- the plugin
 
 class _Follower(threading.Thread):
@@ -239,6 +284,7 @@ class _Follower(threading.Thread):
         self.args = args
         self.emit = emit
         self.stopping = stopping
+        self.approver = Approver(name, params, args["approve"]) if args.get("approve") else None
 
     def run(self):
         secrets = set()
@@ -270,6 +316,8 @@ class _Follower(threading.Thread):
                 continue
             count += 1 if initial else 0
             self.emit(csr_event(self.cluster, kind, obj, initial=initial), raw=(kind, obj))
+            if self.approver is not None and self.approver.wants(kind, obj):
+                self.emit(self.approver.decide(obj))
 
 
 def _due_records(args, clusters):
@@ -313,7 +361,7 @@ async def main(queue: asyncio.Queue, args: dict):  # pylint: disable=too-many-lo
     inbox = asyncio.Queue()
     stopping = threading.Event()
     signers = args.get("batch_signers")
-    signers = list(DEFAULT_BATCH_SIGNERS) if signers is None else list(signers)
+    signers = ([] if args.get("approve") else list(DEFAULT_BATCH_SIGNERS)) if signers is None else list(signers)
     batches = {name: Batches(name, signers, args.get("batch_timeout") or 30) for name, _params in specs}
     limit = args.get("max_events")
     put = 0
