@@ -1,0 +1,110 @@
+"""The event source kubepki.certs.csr_events without the engine: the events it puts, its batches, and the decisions it
+makes itself (``approve``) against the in-memory API of the unit tier (tests/unit/plugins/modules/csr_fake_api.py).
+
+ansible-rulebook itself, real clusters and a real kubelet are in tests/functional/eda."""
+
+import base64
+import ipaddress
+import os
+import sys
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "plugins", "modules"))
+
+from csr_fake_api import FakeCluster, install  # noqa: E402 pylint: disable=wrong-import-position
+
+from ansible_collections.kubepki.certs.extensions.eda.plugins.event_source import csr_events  # noqa: E402
+from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError  # noqa: E402
+
+SERVING = "kubernetes.io/kubelet-serving"
+HOST = "https://serving.invalid"
+
+
+def serving_request(node, ips=("192.0.2.7",), extra_names=()):
+    subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:nodes"),
+                         x509.NameAttribute(NameOID.COMMON_NAME, "system:node:" + node)])
+    sans = [x509.DNSName(node)] + [x509.DNSName(name) for name in extra_names] + [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
+    csr = (x509.CertificateSigningRequestBuilder().subject_name(subject).add_extension(x509.SubjectAlternativeName(sans), critical=False)
+           .sign(ec.generate_private_key(ec.SECP256R1()), hashes.SHA256()))
+    return base64.b64encode(csr.public_bytes(serialization.Encoding.PEM)).decode()
+
+
+def pending(cluster, name, node, **kwargs):
+    """A serving CSR of ``node`` as the node itself made it, stored in ``cluster``."""
+    obj = {"metadata": {"name": name, "resourceVersion": "1", "uid": "u-" + name},
+           "spec": {"request": serving_request(node, **kwargs), "signerName": SERVING, "usages": ["digital signature", "server auth"],
+                    "username": "system:node:" + node, "groups": ["system:nodes", "system:authenticated"]},
+           "status": {}}
+    cluster.objects[name] = obj
+    return obj
+
+
+@pytest.fixture
+def cluster(monkeypatch):
+    fake = FakeCluster(auto_issue=False)
+    return install(monkeypatch, fake)
+
+
+def approver(policy=None):
+    return csr_events.Approver("c1", {"host": HOST}, {"signers": [SERVING], "reason": "KubepkiKubeletServing",
+                                                      "policy": dict(policy or {"allowed_ip_cidrs": ["192.0.2.0/24"]},
+                                                                     allowed_signers=[SERVING], key_must_match_store=False)})
+
+
+def test_the_csr_event_reads_the_request_as_encoded():
+    obj = pending(FakeCluster(), "n1-serving", "n1", extra_names=("n1.nodes.example",))
+    event = csr_events.csr_event("c1", "ADDED", obj, initial=True)
+    assert (event["type"], event["cluster"], event["change"], event["initial"]) == ("csr", "c1", "ADDED", True)
+    csr = event["csr"]
+    assert csr["subject"]["common_name"] == "system:node:n1" and csr["subject"]["organizations"] == ["system:nodes"]
+    assert csr["sans"]["dns"] == ["n1", "n1.nodes.example"] and csr["sans"]["ip"] == ["192.0.2.7"]
+    assert csr["requester"]["username"] == "system:node:n1" and csr["state"] == "pending" and not csr["issued"]
+    broken = dict(obj, spec=dict(obj["spec"], request=base64.b64encode(b"not a request").decode()))
+    assert csr_events.csr_summary(broken)["parse_error"]
+
+
+def test_batches_hand_out_each_pending_csr_once_until_it_is_decided_or_times_out():
+    batches = csr_events.Batches("c1", [SERVING], timeout=30)
+    cluster = FakeCluster()
+    first, second = pending(cluster, "a", "n1"), pending(cluster, "b", "n2")
+    batches.observe("ADDED", first)
+    assert batches.due(0) == []  # nothing before the first sync
+    batches.ready = True
+    assert [e["names"] for e in batches.due(1)] == [["a"]]
+    batches.observe("ADDED", second)
+    assert batches.due(2) == []  # a is still being decided
+    batches.observe("MODIFIED", dict(first, status={"conditions": [{"type": "Approved", "status": "True"}]}))
+    assert [e["names"] for e in batches.due(3)] == [["b"]]
+    assert [e["names"] for e in batches.due(40)] == [["b"]]  # timed out: handed out again
+
+
+def test_the_source_approves_what_the_policy_allows_and_denies_the_rest_with_the_reason(cluster):
+    decide = approver()
+    good = pending(cluster, "n1-serving", "n1")
+    assert decide.wants("ADDED", good) and not decide.wants("DELETED", good)
+    event = decide.decide(good)
+    assert (event["type"], event["name"], event["decision"], event["violations"]) == ("decided", "n1-serving", "approved", [])
+    assert [c["type"] for c in cluster.objects["n1-serving"]["status"]["conditions"]] == ["Approved"]
+    assert not decide.wants("MODIFIED", cluster.objects["n1-serving"])  # decided: never again
+    outside = pending(cluster, "n2-serving", "n2", ips=("198.51.100.9",))
+    event = decide.decide(outside)
+    assert event["decision"] == "denied" and any("198.51.100.9" in reason for reason in event["violations"]), event
+    condition = cluster.objects["n2-serving"]["status"]["conditions"][0]
+    assert condition["type"] == "Denied" and "198.51.100.9" in condition["message"]
+
+
+def test_a_request_that_names_another_node_is_denied(cluster):
+    other = pending(cluster, "n3-serving", "n3")
+    other["spec"]["username"] = "system:node:n4"  # node n4 asks for n3's certificate
+    event = approver().decide(other)
+    assert event["decision"] == "denied" and event["violations"], event
+
+
+def test_a_bad_approve_option_stops_the_source_before_it_starts():
+    with pytest.raises(KubePkiError, match="approve step's parameters are not valid: .*deny_on_violation"):
+        csr_events.Approver("c1", {"host": HOST}, {"deny_on_violation": "sometimes"})
