@@ -174,8 +174,10 @@ def test_role_defaults_are_all_documented_options():
 
 
 def test_playbook_variables_in_the_docs_are_read_somewhere():
-    """kubepki_* names in the docs (inventory or extra variables, such as kubepki_become) are read by a playbook or role."""
+    """kubepki_* names in the docs (inventory or extra variables, such as kubepki_become) are read by a playbook, a role or a
+    rulebook."""
     sources = glob.glob(os.path.join(REPO, "playbooks", "*.yml")) + glob.glob(os.path.join(REPO, "roles", "**", "*.yml"), recursive=True)
+    sources += glob.glob(os.path.join(REPO, "extensions", "eda", "rulebooks", "*.yml"))
     used = set()
     for path in sources:
         with open(path, encoding="utf-8") as handle:
