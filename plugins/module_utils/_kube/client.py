@@ -14,7 +14,6 @@ and convert every field, which we neither need nor want for the few CSR calls ma
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import os
@@ -96,11 +95,6 @@ CONNECT_BUDGET = 15.0
 USER_AGENT = "kubepki.certs"
 
 _CLIENTS = {}
-
-
-def auth_argument_spec():
-    """A fresh copy of AUTH_ARG_SPEC to merge into a module's argument spec."""
-    return copy.deepcopy(AUTH_ARG_SPEC)
 
 
 def _env_bool(text):
