@@ -341,7 +341,7 @@ def run(ctx, params):
             in_etcd = inventory.etcd_certs(transport, params["scope"])
             endpoint = transport.endpoint
     rows = inventory.build(keys, stored, in_etcd, time.time(), warn_seconds, users=params["users"],
-                            clusters=params["clusters"], etcd_used=transport is not None)
+                           clusters=params["clusters"], etcd_used=transport is not None)
     result = {"changed": False, "inventory": rows, "summary": inventory.summary(rows), "store": location,
               "etcd_endpoint": endpoint}
     if params["format"] != "json" or params["dest"]:

@@ -113,5 +113,3 @@ def test_module_own_requirements_agree(name, request):
     wrong = {key: {"documented": version, "meta/ee-requirements.txt": ee.get(key)} for key, version in listed.items()
              if ee.get(key) != version}
     assert wrong == {}, "plugins/modules/%s.py requirements: %s" % (name, wrong)
-
-

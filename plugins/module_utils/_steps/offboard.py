@@ -211,7 +211,7 @@ class Offboarding:
                     kept = "shared key and the kubeconfig's contexts of those clusters are" if params["key_scope"] == "shared" else (
                         "kubeconfig's contexts of those clusters are")
                     self.ctx.warn("user %s still has certificates in clusters %s of scope %s: the %s kept; offboard those "
-                                     "clusters too to remove them" % (name, ", ".join(entry["kept_for"]), params["scope"], kept))
+                                  "clusters too to remove them" % (name, ", ".join(entry["kept_for"]), params["scope"], kept))
                 if failed:
                     self.ctx.warn("user %s: the key%s kept because clusters %s could not be finished; run again to finish" % (
                         name, " is" if params["key_scope"] == "shared" else "s of those clusters are", ", ".join(failed)))

@@ -20,7 +20,7 @@ def play(tasks):
 
 
 def test_a_csr_approved_by_hand_after_the_play_timed_out_reaches_etcd_the_store_and_the_kubeconfig(real_clusters, start_monitor, run_playbook,
-                                                                                                    tmp_path):
+                                                                                                   tmp_path):
     info = real_clusters.cluster(CLUSTER)
     store = str(tmp_path / "store.db")
     out = tmp_path / "kubeconfigs"

@@ -64,7 +64,7 @@ def test_a_certificate_that_falls_due_is_issued_again_and_carried(real_clusters,
     # a certificate of ten minutes: due at once under renew_before 1h
     result = run_playbook(yaml.safe_dump([{"hosts": "localhost", "gather_facts": False, "tasks": [
         {"name": "onboard", "kubepki.certs.user_certificates": dict(common, users=[{"name": "eda-frank", "groups": ["dev"]}],
-                                                                     expiration_seconds=600, timeout=60)}]}]))
+                                                                    expiration_seconds=600, timeout=60)}]}]))
     assert not result.result("onboard").get("failed"), result
     key = "%s/certs/default/%s/eda-frank" % (prefix, CLUSTER)
     first = json.loads(real_clusters.etcd_prefix(key)[key])

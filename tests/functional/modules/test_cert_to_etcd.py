@@ -57,7 +57,7 @@ def test_forged_facts_are_refused(run_playbook, etcd_url):
     forged = records(1)
     forged[0]["serial"] = "deadbeef"
     outcome = run_playbook(PLAY, extra_vars={"certs": forged, "etcd_url": etcd_url, "prefix": "/kubepki-forged",
-                                                "etcd_timeout": 2})
+                                             "etcd_timeout": 2})
     result = outcome.result("publish")
     assert result["failed"] and "certificates[0].serial is 'deadbeef' but the certificate says" in result["msg"]
 

@@ -11,7 +11,6 @@ from playbook_files import playbook_path
 from sandbox_helpers import b64, csr_pem, unique
 
 
-
 def test_k8s_modules_in_playbook(c1, tmp_path):
     name = unique()
     out = tmp_path / "result.json"

@@ -66,5 +66,3 @@ def test_unusable_endpoint_is_named(run_module, ca):
     finally:
         server.shutdown()
         server.server_close()
-
-
