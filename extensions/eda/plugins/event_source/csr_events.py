@@ -34,6 +34,9 @@ Arguments (all optional but one way to reach a cluster):
     with ``renew_before`` (``720h``, ``30d`` or seconds), every ``due_interval`` seconds (default 3600) the store
     and, with ``etcd_endpoints``, the central etcd are read and one ``due`` event is put for every certificate of
     these clusters (and of ``scopes``, default all) that expires within ``renew_before``.
+``event_types``
+    put only the events of these types (default all): a rulebook that acts on ``decided`` events alone spares the
+    engine a ``csr`` event for every change of every CSR.
 ``max_events``
     stop after this many events (for tests). The plugin then returns, which ends ansible-rulebook.
 
@@ -69,6 +72,7 @@ import os
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 try:
     from ansible_collections.kubepki.certs.plugins.module_utils._pki import crypto as _crypto
@@ -94,6 +98,7 @@ LOG = logging.getLogger("kubepki.certs.csr_events")
 
 AUTH_KEYS = tuple(_kube.AUTH_ARG_SPEC)
 DEFAULT_BATCH_SIGNERS = (_csr.SIGNER_KUBELET_SERVING,)
+DECIDING = 4  # decisions in flight per cluster (approve)
 ETCD_KEYS = ("etcd_endpoints", "etcd_prefix", "etcd_ca_cert", "etcd_client_cert", "etcd_client_key", "etcd_username",
              "etcd_password", "etcd_timeout")
 
@@ -285,6 +290,16 @@ class _Follower(threading.Thread):
         self.emit = emit
         self.stopping = stopping
         self.approver = Approver(name, params, args["approve"]) if args.get("approve") else None
+        self.deciding = set()  # names of the CSRs being decided now
+        self.lock = threading.Lock()
+
+    def _decide(self, obj):
+        name = (obj.get("metadata") or {}).get("name")
+        try:
+            self.emit(self.approver.decide(obj))
+        finally:
+            with self.lock:
+                self.deciding.discard(name)
 
     def run(self):
         secrets = set()
@@ -298,6 +313,7 @@ class _Follower(threading.Thread):
         else:
             return
         initial, count = True, 0
+        self.pool = ThreadPoolExecutor(max_workers=DECIDING, thread_name_prefix="csr_events:%s:decide" % self.cluster)
 
         def on_error(exc):
             LOG.warning("cluster %s: %s", self.cluster, getattr(exc, "msg", exc))
@@ -317,7 +333,12 @@ class _Follower(threading.Thread):
             count += 1 if initial else 0
             self.emit(csr_event(self.cluster, kind, obj, initial=initial), raw=(kind, obj))
             if self.approver is not None and self.approver.wants(kind, obj):
-                self.emit(self.approver.decide(obj))
+                name = (obj.get("metadata") or {}).get("name")
+                with self.lock:
+                    fresh = name not in self.deciding
+                    self.deciding.add(name)
+                if fresh:  # a few decisions at a time, each CSR once while it is being decided
+                    self.pool.submit(self._decide, obj)
 
 
 def _due_records(args, clusters):
@@ -375,8 +396,12 @@ async def main(queue: asyncio.Queue, args: dict):  # pylint: disable=too-many-lo
     due_every = float(args.get("due_interval") or 3600)
     next_due = time.monotonic() if args.get("renew_before") else None
 
+    types = set(args["event_types"]) if args.get("event_types") else None
+
     async def deliver(event):
         nonlocal put
+        if types is not None and event["type"] not in types:
+            return False
         await queue.put(event)
         put += 1
         return limit is not None and put >= int(limit)
