@@ -27,11 +27,21 @@ from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubeP
 _TEMP_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789_"
 _TEMP_RANDOM = 8
 _TEMP_ATTEMPTS = 100
+_ANY_TEMP = re.compile(r"\A\..+\.[a-z0-9_]{%d}\.tmp\Z" % _TEMP_RANDOM)
 
 
 def temp_name_pattern(path):
     """The compiled pattern of the names (not paths) of the temporary files write_atomically uses for ``path``."""
     return re.compile(r"\A\.%s\.[a-z0-9_]{%d}\.tmp\Z" % (re.escape(os.path.basename(path)), _TEMP_RANDOM))
+
+
+def temp_names(directory):
+    """The names in ``directory`` shaped like a temporary file of write_atomically, for any target: listed once for a
+    batch of files in one directory (remove_stale_temps' ``listed``). None when the directory cannot be listed."""
+    try:
+        return [name for name in os.listdir(directory) if _ANY_TEMP.match(name)]
+    except OSError:
+        return None
 
 
 def _temp_path(path):
@@ -109,17 +119,18 @@ def write_atomically(path, text, mode=0o600, what="dest", uid=None, gid=None):
         os.close(fd)
 
 
-def remove_stale_temps(path, check=False):
+def remove_stale_temps(path, check=False, listed=None):
     """Remove the temporary files of ``path`` that runs of write_atomically killed mid-write left behind: names of
     the writer's pattern for this very file, regular files owned by the effective user, not locked by a write in
     flight. Symbolic links, directories, other non-regular files and other users' files are left alone. Returns
-    their paths, sorted; with ``check`` nothing is removed. Best effort: a file that cannot be removed is skipped."""
+    their paths, sorted; with ``check`` nothing is removed. Best effort: a file that cannot be removed is skipped.
+    ``listed``: temp_names() of the directory, when the caller lists it once for many files."""
     directory = os.path.dirname(os.path.abspath(path))
-    pattern = temp_name_pattern(path)
-    try:
-        names = sorted(name for name in os.listdir(directory) if pattern.match(name))
-    except OSError:
+    listed = temp_names(directory) if listed is None else listed
+    if not listed:
         return []
+    pattern = temp_name_pattern(path)
+    names = sorted(name for name in listed if pattern.match(name))
     removed = []
     for name in names:
         temp = os.path.join(directory, name)

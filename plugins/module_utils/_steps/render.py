@@ -20,7 +20,7 @@ from ansible_collections.kubepki.certs.plugins.module_utils import _kubeconfig
 from ansible_collections.kubepki.certs.plugins.module_utils._pki import crypto as _crypto
 from ansible_collections.kubepki.certs.plugins.module_utils._pki import record as _record
 from ansible_collections.kubepki.certs.plugins.module_utils._files import (
-    group_name, user_name, read_regular_file, remove_stale_temps, write_atomically,
+    group_name, user_name, read_regular_file, remove_stale_temps, temp_names, write_atomically,
 )
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
 from ansible_collections.kubepki.certs.plugins.module_utils._etcd import ETCD_ARG_SPEC, transport_from_params
@@ -533,7 +533,8 @@ def file_diff(dest, existing, text, config, attributes):
     return diffs[0] if len(diffs) == 1 else diffs
 
 
-def render_user(ctx, params, store, transport, user, dest, expected_groups, ca_pems, store_later, etcd_records=None, entry=None, files=None):
+def render_user(ctx, params, store, transport, user, dest, expected_groups, ca_pems, store_later, etcd_records=None, entry=None, files=None,
+                temps=None):
     """Render, check, write (or return) and optionally verify the kubeconfig of one user.
 
     Certificates loaded from etcd are appended to ``store_later``, for the caller to save in one batch. In batch
@@ -617,7 +618,7 @@ def render_user(ctx, params, store, transport, user, dest, expected_groups, ca_p
 
     if dest:
         # what a run killed while writing this kubeconfig left beside it (holding the key) goes first
-        stale = remove_stale_temps(dest, check=ctx.check_mode)
+        stale = remove_stale_temps(dest, check=ctx.check_mode, listed=temps)
         if stale:
             ctx.warn("%s %d temporary file%s left beside %s by an interrupted run (they may hold the private key of user %s): %s" % (
                 "would remove" if ctx.check_mode else "removed", len(stale), "" if len(stale) == 1 else "s", dest, user,
@@ -700,10 +701,13 @@ def run(ctx, params):
                 for key, record in transport.list_records(params["scope"]):
                     _scope, cluster_name, user_name = transport.identity_of(key)
                     etcd_records[(cluster_name, user_name)] = record
+            # and one listing of dest_dir for what killed runs left there, instead of one per user
+            temps = temp_names(params["dest_dir"]) if params["dest_dir"] else None
             for entry in params["users"]:
                 dest = os.path.join(params["dest_dir"], "%s.kubeconfig" % entry["name"]) if params["dest_dir"] else None
                 expected = entry["groups"] if params["verify"] and entry["groups"] is not None else None
-                one = render_user(ctx, params, store, transport, entry["name"], dest, expected, ca_pems, loaded, etcd_records, entry, files)
+                one = render_user(ctx, params, store, transport, entry["name"], dest, expected, ca_pems, loaded, etcd_records, entry, files,
+                                  temps)
                 if one is None:
                     continue
                 one["user"] = entry["name"]
