@@ -1524,14 +1524,18 @@ class MongoStore(CredentialStore):
     def _replace_protection(self, stored, protection):
         return self._guard(self._meta.replace_one, self._protection_filter(stored), dict(protection)).matched_count == 1
 
-    def _insert_protection_if_absent(self, protection):
+    def _insert_new(self, collection, document):
+        """Insert ``document``; False when the collection holds one with the same unique key already."""
         def insert():
             try:
-                self._meta.insert_one(dict(protection, _id=PROTECTION_NAME))
+                collection.insert_one(document)
             except mongo_errors.DuplicateKeyError:
                 return False
             return True
         return self._guard(insert)
+
+    def _insert_protection_if_absent(self, protection):
+        return self._insert_new(self._meta, dict(protection, _id=PROTECTION_NAME))
 
     def _replace_key_if(self, row, expected_sha256):
         identity = {"scope": row["scope"], "user": row["user"], "cluster": row["cluster"], "public_key_sha256": expected_sha256}
@@ -1573,14 +1577,7 @@ class MongoStore(CredentialStore):
 
     def _insert_key_if_absent(self, row):
         self._ensure_index("_keys")
-
-        def insert():
-            try:
-                self._keys.insert_one(dict(row))
-            except mongo_errors.DuplicateKeyError:
-                return False
-            return True
-        return self._guard(insert)
+        return self._insert_new(self._keys, dict(row))
 
     def _upsert_key(self, row):
         self._ensure_index("_keys")
@@ -1598,20 +1595,12 @@ class MongoStore(CredentialStore):
         """Compare, then replace only while the stored record is the one compared (a changed one is compared again)."""
         self._ensure_index("_certs")
         identity = {"scope": scope, "cluster": cluster, "user": user}
-
-        def insert():
-            try:
-                self._certs.insert_one(dict(identity, record=text))
-            except mongo_errors.DuplicateKeyError:
-                return False
-            return True
-
         for attempt in range(CERT_WRITE_ROUNDS):
             stored = self._read_cert(scope, cluster, user)
             if not _should_write(stored, text, times):
                 return False
             if stored is None:
-                if self._guard(insert):
+                if self._insert_new(self._certs, dict(identity, record=text)):
                     return True
             elif self._guard(self._certs.replace_one, dict(identity, record=stored), dict(identity, record=text)).matched_count == 1:
                 return True
