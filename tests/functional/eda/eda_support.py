@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -139,3 +140,11 @@ def printed_events(log):
         except (ValueError, SyntaxError):
             continue  # cut off at the start or the end of the log
     return found
+
+
+def free_port():
+    """A TCP port free on 127.0.0.1 now: each real kubelet gets its own (port 0 means the default 10250, and two test
+    files may each run a kubelet at the same time)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from eda_support import Monitor, conditions, csr_objects, engine_executable, engine_missing, wait_until  # pylint: disable=import-error
+from eda_support import Monitor, conditions, csr_objects, engine_executable, engine_missing, free_port, wait_until  # pylint: disable=import-error
 
 CLUSTER = "cluster-1"
 NODE = "node-a"
@@ -94,7 +94,7 @@ def start_kubelet(lab, assets, request):
     # the node's own client certificate (CN=system:node:node-a, O=system:nodes); the serving one it asks for itself
     kubeconfig = lab["clusters"].user_kubeconfig(CLUSTER, os.path.join(node_dir, "kubelet.kubeconfig"), "system:node:" + NODE, ["system:nodes"])
     config = {"apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration", "failSwapOn": False, "failCgroupV1": False,
-              "cgroupDriver": "cgroupfs", "rotateCertificates": True, "serverTLSBootstrap": True, "address": "127.0.0.1", "port": 0,
+              "cgroupDriver": "cgroupfs", "rotateCertificates": True, "serverTLSBootstrap": True, "address": "127.0.0.1", "port": free_port(),
               "readOnlyPort": 0, "healthzPort": 0, "authentication": {"x509": {"clientCAFile": info.ca_cert}},
               "authorization": {"mode": "AlwaysAllow"}, "containerRuntimeEndpoint": kubelet.cri_endpoint}
     config_path = os.path.join(node_dir, "kubelet.yaml")

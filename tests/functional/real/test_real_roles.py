@@ -23,6 +23,7 @@ import os
 import secrets
 import shlex
 import shutil
+import socket
 import stat
 import subprocess
 import sys
@@ -369,7 +370,7 @@ def test_a_real_kubelet_bootstraps_with_the_files_the_role_wrote(world, real_ass
         "kubelet_bootstrap_extra_flags": {"hostname-override": NODE, "root-dir": os.path.join(node_dir, "var", "lib", "kubelet", "root")},
         # what a kubelet needs to run here (README of the assets): no swap or cgroup checks, loopback only, no ports
         "kubelet_bootstrap_config_settings": {
-            "failSwapOn": False, "failCgroupV1": False, "cgroupDriver": "cgroupfs", "address": "127.0.0.1", "port": 0,
+            "failSwapOn": False, "failCgroupV1": False, "cgroupDriver": "cgroupfs", "address": "127.0.0.1", "port": _free_port(),
             "readOnlyPort": 0, "healthzPort": 0, "authentication": {"x509": {"clientCAFile": world["paths"]["ca_cert"]}},
             "authorization": {"mode": "AlwaysAllow"}, "containerRuntimeEndpoint": kubelet.cri_endpoint},
     })
@@ -423,3 +424,11 @@ def test_a_real_kubelet_bootstraps_with_the_files_the_role_wrote(world, real_ass
     assert sorted(sans.get_values_for_type(x509.IPAddress)) == sorted(node_ips)
     approved = kubectl_json(plane.kubeconfig, "get", "csr", serving[0]["metadata"]["name"])
     assert "Approved" in conditions(approved) and "Denied" not in conditions(approved)
+
+
+def _free_port():
+    """A TCP port free on 127.0.0.1 now, for this kubelet alone (port 0 means the default 10250, which another test
+    file's kubelet may hold at the same time)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
