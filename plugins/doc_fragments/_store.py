@@ -3,7 +3,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 #
 # PRIVATE to kubepki.certs: this doc fragment may change in any release.
-# Mirrors plugins/module_utils/_store.py STORE_ARG_SPEC one to one.
+# Mirrors plugins/module_utils/_store/__init__.py STORE_ARG_SPEC one to one.
 
 from __future__ import annotations
 

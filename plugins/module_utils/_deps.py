@@ -65,6 +65,25 @@ def load(*modules):
         return None
 
 
+class Lazy:
+    """Libraries a module_utils file imports at their first use, not when it is imported itself: a run that never
+    needs one does not pay its start-up cost. ``Lazy(name="import.name", ...)``; ``ready()`` imports them all (False
+    when one cannot be imported), after which each is the attribute of its name and ``loaded`` is True."""
+
+    def __init__(self, **modules):
+        self._modules = modules
+        self.loaded = False
+
+    def ready(self):
+        if not self.loaded:
+            found = load(*self._modules.values())
+            if found is None:
+                return False
+            self.__dict__.update(zip(self._modules, found))
+            self.loaded = True
+        return True
+
+
 def _version_tuple(text):
     parts = []
     for piece in str(text).split("."):

@@ -295,11 +295,6 @@ def _as_record(value):
     return record if isinstance(record, dict) else None
 
 
-def record_value(record):
-    """The etcd value of a certificate record: canonical JSON, so the same record is the same bytes."""
-    return json.dumps(record, sort_keys=True, separators=(",", ":"))
-
-
 def decide_delete(before, _data, lost):
     """Delete: nothing to do when absent (also when a concurrent run deleted it first); a key changed by another
     writer after we read it is a conflict, not deleted blindly."""
@@ -621,7 +616,7 @@ class EtcdTransport:
     def put_records(self, records, check_mode=False):
         """``[(changed, key, action)]`` after putting every record (settle with decide_record: one read per prefix,
         few transactions, a lost race re-read and decided again, never an older certificate over a newer one)."""
-        items = [(self.key_for(r.get("scope"), r.get("cluster"), r.get("user")), record_value(r)) for r in records]
+        items = [(self.key_for(r.get("scope"), r.get("cluster"), r.get("user")), _record.dumps(r)) for r in records]
         actions = self.settle(items, decide_record, check_mode=check_mode)
         return [(action in WRITES, key, action) for (key, _value), action in zip(items, actions)]
 

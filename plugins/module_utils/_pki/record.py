@@ -17,6 +17,7 @@ differ) until ``not_after``, and due for renewal once ``renew_before`` seconds a
 from __future__ import annotations
 
 import datetime
+import json
 
 from ansible_collections.kubepki.certs.plugins.module_utils._pki import crypto as _crypto
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
@@ -24,6 +25,47 @@ from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubeP
 _OLDEST = (datetime.datetime.min.replace(tzinfo=datetime.timezone.utc),) * 2
 # how far this host's clock may be behind the signer's: a certificate that starts within it counts as started
 CLOCK_SKEW = datetime.timedelta(minutes=5)
+
+
+# The fields of a certificate record: an etcd value and a store record hold these (docs/internals.md).
+FIELDS = (
+    "scope", "cluster", "user", "common_name", "organizations", "certificate", "csr_name", "csr_uid",
+    "signer_name", "serial", "not_before", "not_after", "public_key_sha256",
+)
+
+
+def dumps(record):
+    """The byte-stable JSON text of a record, as etcd and the store keep it: the same record is always the same bytes."""
+    return json.dumps(record, sort_keys=True, separators=(",", ":"))
+
+
+def checked_validity(record, what):
+    """``(not_before, not_after)`` of a record about to be written, as aware datetimes; None when either is missing.
+    A value that is not a timestamp is refused: KubePkiError naming ``what``."""
+    values = []
+    for field in ("not_before", "not_after"):
+        text = record.get(field)
+        if text is None or text == "":
+            return None
+        try:
+            values.append(_crypto.parse_rfc3339(text))
+        except KubePkiError:
+            raise KubePkiError("%s: %s %r is not an RFC 3339 timestamp" % (what, field, text)) from None
+    return tuple(values)
+
+
+def replaces(stored_text, text, times):
+    """Whether the record ``text`` (validity ``times``) is written over ``stored_text``: never when equal, never when
+    the stored record is newer; a record as new replaces it, and so does one over a damaged record."""
+    if stored_text == text:
+        return False
+    if stored_text is None or times is None:
+        return True
+    try:
+        stored = json.loads(stored_text)
+    except ValueError:
+        return True
+    return order(stored, json.loads(text)) in (None, -1, 0)
 
 
 def validity(record):

@@ -42,7 +42,7 @@ class Offboarding:
         if params["dest_dir"] and os.path.exists(params["dest_dir"]) and not os.path.isdir(params["dest_dir"]):
             raise KubePkiError("dest_dir %s is not a directory" % params["dest_dir"])
         for cluster in params["clusters"]:
-            create.validate(access.step_params(create, access.create_params(cluster, state="absent")))
+            create.validate(access.create_checked(cluster, state="absent"))
         problem = _etcd.endpoints_problem(params)
         if problem:
             raise KubePkiError(problem)
@@ -65,7 +65,7 @@ class Offboarding:
         step_name = "create"
         try:
             ctx = access.context(warnings)
-            removed = create.run(ctx, access.step_params(create, access.create_params(cluster, state="absent")))
+            removed = create.run(ctx, access.create_checked(cluster, state="absent"))
             result["csrs"] = removed["csrs"]
             result["changed"] = removed["changed"]
             for entry in removed["csrs"]:

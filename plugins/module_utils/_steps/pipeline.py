@@ -29,6 +29,7 @@ from ansible_collections.kubepki.certs.plugins.module_utils._csr import policy a
 from ansible_collections.kubepki.certs.plugins.module_utils._steps import approve, context, create, known, offboard, publish, render, wait
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError, secrets_in
 from ansible_collections.kubepki.certs.plugins.module_utils._etcd import ETCD_ARG_SPEC, endpoints_from_params
+from ansible_collections.kubepki.certs.plugins.module_utils._pki import record as _record
 
 USER_SPEC = {
     "name": {"type": "str", "required": True},
@@ -106,6 +107,7 @@ class Access:
         self.users = params["users"]
         self.cluster_users = None
         self.known = None
+        self.checked = {}
 
     def validate(self):
         """Every check that needs no cluster, before anything is written: users, groups under the policy,
@@ -129,7 +131,7 @@ class Access:
             raise KubePkiError("parallel must be at least 1, got %s" % params["parallel"])
         # every user and cluster option through the create step's own checks, before anything is touched
         for cluster in self.active_clusters():
-            create.validate(self.step_params(create, self.create_params(cluster)))
+            create.validate(self.create_checked(cluster))
         # what the approval step would refuse anyway (a system user name, a group, a key type) is refused now, not
         # after keys and CSRs exist
         policy = _policy.normalize(self.approve_params(params["clusters"][0], [])["policy"])
@@ -170,13 +172,20 @@ class Access:
         """The clusters with any user to work on."""
         return [cluster for cluster in self.params["clusters"] if self.users_of(cluster)]
 
-    def create_params(self, cluster, state="present", users=None):
+    def create_params(self, cluster, state="present"):
         params = self.params
         given = _common(params, ("scope", "signer_name", "key_type", "key_scope", "expiration_seconds",
                                  "renew_before", "rotate_key", "force") + STORE_KEYS + ETCD_KEYS)
-        given.update(self.cluster_auth(cluster), cluster=cluster["name"], state=state,
-                     users=self.users_of(cluster) if users is None else users)
+        given.update(self.cluster_auth(cluster), cluster=cluster["name"], state=state, users=self.users_of(cluster))
         return given
+
+    def create_checked(self, cluster, state="present"):
+        """The create step's parameters for ``cluster``, validated once per run: validate() checks them before
+        anything is written, and the step then runs on them chunk by chunk."""
+        key = (cluster["name"], state)
+        if key not in self.checked:
+            self.checked[key] = self.step_params(create, self.create_params(cluster, state=state))
+        return self.checked[key]
 
     def approve_params(self, cluster, csrs):
         params = self.params
@@ -257,10 +266,10 @@ class Access:
         ctx = self.context(warnings, batch=failures, session=context.ClusterSession())
         step_name = "create"
 
-        def run(step, given):
+        def run(step, params):
             """``step`` in batch mode; what it set aside is tagged with the step and the cluster."""
             since = len(failures)
-            output = step.run(ctx, self.step_params(step, given))
+            output = step.run(ctx, params)
             for failure in failures[since:]:
                 failure.setdefault("step", step_name)
                 failure.setdefault("cluster", cluster["name"])
@@ -268,9 +277,10 @@ class Access:
 
         try:
             fresh = []
-            for chunk in lead_and_rest(self.users_of(cluster)):
+            checked = self.create_checked(cluster)
+            for chunk in lead_and_rest(checked["users"]):
                 step_name = "create"
-                created, _since = run(create, self.create_params(cluster, users=chunk))
+                created, _since = run(create, dict(checked, users=chunk))
                 result["csrs"].extend(created["csrs"])
                 result["changed"] = result["changed"] or created["changed"]
                 made = [c for c in created["csrs"] if c["action"] not in ("known", "failed") and c["csr_name"]]
@@ -280,7 +290,7 @@ class Access:
                 undecided = [c for c in made if c["state"] not in ("approved", "issued")]
                 if undecided:
                     step_name = "approve"
-                    approved, since = run(approve, self.approve_params(cluster, undecided))
+                    approved, since = run(approve, self.step_params(approve, self.approve_params(cluster, undecided)))
                     result["approvals"].extend(approved["csrs"])
                     result["changed"] = result["changed"] or approved["changed"]
                     refused = {f["csr_name"] for f in failures[since:]}
@@ -288,7 +298,7 @@ class Access:
                 fresh.extend(made)
             if fresh:
                 step_name = "wait"
-                waited, _since = run(wait, self.wait_params(cluster, fresh))
+                waited, _since = run(wait, self.step_params(wait, self.wait_params(cluster, fresh)))
                 result["wait_stats"] = waited["wait_stats"]
                 if waited["certificates"]:
                     step_name = "publish"
@@ -310,7 +320,7 @@ class Access:
             return True
         store = _store.open_store_from_params(self.params)
         try:
-            return store.put_certs([{field: record[field] for field in _store.CERT_FIELDS} for record in certificates]) > 0
+            return store.put_certs([{field: record[field] for field in _record.FIELDS} for record in certificates]) > 0
         finally:
             store.close()
 

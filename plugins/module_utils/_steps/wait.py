@@ -141,7 +141,7 @@ def known_record(params, user, csr_name, store, etcd):
         record = backend.get_cert(params["scope"], params["cluster"], user) if source == "store" else backend.get_record(
             params["scope"], params["cluster"], user)
         if record and record.get("csr_name") == csr_name:
-            out = {field: record.get(field) for field in _store.CERT_FIELDS}
+            out = {field: record.get(field) for field in _record.FIELDS}
             facts = _crypto.certificate_facts(out["certificate"], what="the %s certificate of %s" % (source, user))
             out.update(requested_expiration_seconds=None, granted_lifetime_seconds=facts["lifetime_seconds"], lifetime_clamped=False,
                        source=source)

@@ -9,6 +9,7 @@ import uuid
 import pytest
 
 from ansible_collections.kubepki.certs.plugins.module_utils import _etcd
+from ansible_collections.kubepki.certs.plugins.module_utils._pki import record as _record
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
 
 
@@ -241,7 +242,7 @@ def interleave(monkeypatch, transport, kp_etcd, prefix, value_of_the_other):
 
 def test_lost_race_to_an_identical_value_is_unchanged(transport, kp_etcd, prefix, monkeypatch):
     mine = dated(user="fay")
-    other = interleave(monkeypatch, transport, kp_etcd, prefix, _etcd.record_value(mine))
+    other = interleave(monkeypatch, transport, kp_etcd, prefix, _record.dumps(mine))
     assert transport.put_records([mine]) == [(False, prefix + "/certs/default/c1/fay", "unchanged")]
     assert transport.lost_transactions == 1
     other.close()
@@ -249,7 +250,7 @@ def test_lost_race_to_an_identical_value_is_unchanged(transport, kp_etcd, prefix
 
 def test_lost_race_to_a_newer_certificate_keeps_it(transport, kp_etcd, prefix, monkeypatch):
     newer = dated(user="gus", serial="2b", not_before="2025-06-01T00:00:00Z", not_after="2026-06-01T00:00:00Z")
-    other = interleave(monkeypatch, transport, kp_etcd, prefix, _etcd.record_value(newer))
+    other = interleave(monkeypatch, transport, kp_etcd, prefix, _record.dumps(newer))
     assert transport.put_records([dated(user="gus")])[0][2] == "kept_newer"
     assert transport.lost_transactions == 1
     assert transport.get_record("default", "c1", "gus")["serial"] == "2b"
@@ -258,7 +259,7 @@ def test_lost_race_to_a_newer_certificate_keeps_it(transport, kp_etcd, prefix, m
 
 def test_lost_race_to_an_older_certificate_writes_ours(transport, kp_etcd, prefix, monkeypatch):
     older = dated(user="hal", serial="0a", not_before="2024-06-01T00:00:00Z", not_after="2025-06-01T00:00:00Z")
-    other = interleave(monkeypatch, transport, kp_etcd, prefix, _etcd.record_value(older))
+    other = interleave(monkeypatch, transport, kp_etcd, prefix, _record.dumps(older))
     assert transport.put_records([dated(user="hal")])[0][2] == "updated"  # over the older record the other writer left
     assert transport.lost_transactions == 1
     assert transport.get_record("default", "c1", "hal")["serial"] == "1a"
@@ -344,7 +345,7 @@ def test_keys_held_back_by_a_lost_transaction_are_not_conflicts(transport, kp_et
 
     def read_then_someone_writes(key_prefix):
         seen = real_range(key_prefix)
-        other.put_if_changed(touched, _etcd.record_value(dated(user="ned", serial="00", not_before="2020-01-01T00:00:00Z")))
+        other.put_if_changed(touched, _record.dumps(dated(user="ned", serial="00", not_before="2020-01-01T00:00:00Z")))
         return seen
 
     monkeypatch.setattr(transport, "range_with_revisions", read_then_someone_writes)

@@ -59,8 +59,8 @@ def test_every_place_that_compares_takes_the_renewed_certificate():
     # the store keeps the newer record and takes a newer one over an older
     first_text, renewed_text = json.dumps(FIRST), json.dumps(RENEWED)
     times = _record.validity(RENEWED)
-    assert _store._should_write(first_text, renewed_text, times)  # pylint: disable=protected-access
-    assert not _store._should_write(renewed_text, first_text, _record.validity(FIRST))  # pylint: disable=protected-access
+    assert _record.replaces(first_text, renewed_text, times)  # pylint: disable=protected-access
+    assert not _record.replaces(renewed_text, first_text, _record.validity(FIRST))  # pylint: disable=protected-access
     # etcd: an older certificate never goes over a newer one
     assert _etcd.decide_record(renewed_text.encode(), first_text.encode(), False) == _etcd.KEPT_NEWER
     assert _etcd.decide_record(first_text.encode(), renewed_text.encode(), False) == _etcd.UPDATED

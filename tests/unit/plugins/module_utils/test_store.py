@@ -551,7 +551,7 @@ def test_a_new_store_appears_complete(tmp_path, monkeypatch):
 
 
 def test_unreachable_mongodb_names_the_host_not_the_password(monkeypatch):
-    monkeypatch.setattr(_store, "MONGO_TIMEOUT_MS", 300)
+    monkeypatch.setattr(_store.mongodb, "TIMEOUT_MS", 300)
     with pytest.raises(KubePkiError) as caught:
         _store.MongoStore("mongodb://admin:hunter22pw@127.0.0.1:9/kubepki", "", timeout_ms=300)
     assert "MongoDB at 127.0.0.1:9 is unreachable" in caught.value.msg
@@ -659,15 +659,15 @@ class KdfCounter:
 
     def __init__(self, monkeypatch):
         self.calls = 0
-        real = _store.Scrypt
+        real = _store.sealing.Scrypt
         counter = self
 
         def counting(**kwargs):
             counter.calls += 1
             return real(**kwargs)
 
-        monkeypatch.setattr(_store, "Scrypt", counting)
-        monkeypatch.setattr(_store, "_KEK_CACHE", {})
+        monkeypatch.setattr(_store.sealing, "Scrypt", counting)
+        monkeypatch.setattr(_store.sealing, "_KEK_CACHE", {})
 
 
 def test_a_run_pays_one_kdf_and_the_check_opens_no_key(backend, monkeypatch):
@@ -753,7 +753,7 @@ def legacy_store(backend, passphrase, users=("alice", "bob")):
 
 def test_an_older_store_is_still_read_and_written_with_a_warning(backend, monkeypatch):
     said = []
-    monkeypatch.setattr(_store.ansible_warnings, "warn", said.append)
+    monkeypatch.setattr(_store.base.ansible_warnings, "warn", said.append)
     rows = legacy_store(backend, "old pw")
     store = backend.open(passphrase="old pw")
     for row in rows:
@@ -777,7 +777,7 @@ def test_rekey_with_the_same_passphrase_moves_an_older_store_to_the_kek_format(b
     assert backend.open(passphrase="old pw").rekey("old pw") == {"keys": 3, "keys_changed": 3, "changed": True, "encrypted": True}
     assert "ENCRYPTED PRIVATE KEY" not in backend.raw_dump()
     said = []
-    monkeypatch.setattr(_store.ansible_warnings, "warn", said.append)
+    monkeypatch.setattr(_store.base.ansible_warnings, "warn", said.append)
     reader = backend.open(passphrase="old pw")
     assert [reader.get_key("default", row["user"]) for row in rows] == before
     assert reader.ensure_key("default", "dave")[1] is True

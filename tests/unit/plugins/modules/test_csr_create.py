@@ -10,6 +10,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from csr_fake_api import FakeCluster, install  # noqa: E402 pylint: disable=wrong-import-position
 
 from ansible_collections.kubepki.certs.plugins.module_utils import _store  # noqa: E402
+from ansible_collections.kubepki.certs.plugins.module_utils._pki import record as _record  # noqa: E402
 from ansible_collections.kubepki.certs.plugins.module_utils._pki import crypto as _crypto  # noqa: E402
 from ansible_collections.kubepki.certs.plugins.module_utils._csr import objects as _csr  # noqa: E402
 from ansible_collections.kubepki.certs.plugins.modules import csr_create  # noqa: E402
@@ -65,7 +66,7 @@ def test_known_certificate_keeps_rerun_unchanged_after_cleaner(run_module, clust
     from ansible_collections.kubepki.certs.plugins.modules import csr_wait
     failed, waited = run_module(csr_wait, {"host": base["host"], "cluster": "c1", "names": [name]})
     assert not failed, waited
-    record = {k: waited["certificates"][0][k] for k in _store.CERT_FIELDS}
+    record = {k: waited["certificates"][0][k] for k in _record.FIELDS}
     with _store.open_store(base["store_uri"]) as store:
         store.put_cert(record)
     del cluster.objects[name]  # the cleaner
@@ -221,7 +222,7 @@ def test_a_rotation_that_lost_the_race_takes_the_winners_key(run_module, cluster
     from ansible_collections.kubepki.certs.plugins.modules import csr_wait
     failed, waited = run_module(csr_wait, {"host": base["host"], "cluster": "c1", "names": [name]})
     with _store.open_store(base["store_uri"]) as store:
-        store.put_cert({k: waited["certificates"][0][k] for k in _store.CERT_FIELDS})
+        store.put_cert({k: waited["certificates"][0][k] for k in _record.FIELDS})
     winner = {}
     real_replace = _store.SqliteStore.replace_key
 

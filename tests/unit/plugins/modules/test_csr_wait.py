@@ -10,6 +10,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from csr_fake_api import FakeCluster, install  # noqa: E402 pylint: disable=wrong-import-position
 
 from ansible_collections.kubepki.certs.plugins.module_utils import _store  # noqa: E402
+from ansible_collections.kubepki.certs.plugins.module_utils._pki import record as _record  # noqa: E402
 from ansible_collections.kubepki.certs.plugins.modules import csr_approve, csr_create, csr_info, csr_wait  # noqa: E402
 
 
@@ -42,7 +43,7 @@ def test_records_have_the_contract_fields(run_module, cluster, base):
     assert not result["changed"]
     assert len(result["certificates"]) == 2
     record = result["certificates"][0]
-    assert set(_store.CERT_FIELDS) <= set(record)
+    assert set(_record.FIELDS) <= set(record)
     assert record["user"] == "alice" and record["common_name"] == "alice" and record["organizations"] == ["dev"]
     assert record["scope"] == "default" and record["cluster"] == "c1"
     assert record["requested_expiration_seconds"] == 3600 and not record["lifetime_clamped"]
@@ -88,14 +89,14 @@ def test_missing_csr_is_named(run_module, cluster, base):
 def test_gone_csr_answered_from_store(run_module, cluster, base):
     csrs = flow(run_module, base, names=("alice",))
     failed, first = run_module(csr_wait, dict(base, csrs=csrs))
-    record = {k: first["certificates"][0][k] for k in _store.CERT_FIELDS}
+    record = {k: first["certificates"][0][k] for k in _record.FIELDS}
     with _store.open_store(base["store_uri"]) as store:
         store.put_cert(record)
     cluster.objects.clear()
     failed, again = run_module(csr_wait, dict(base, csrs=csrs))
     assert not failed, again
     assert again["certificates"][0]["source"] == "store"
-    assert {k: again["certificates"][0][k] for k in _store.CERT_FIELDS} == record
+    assert {k: again["certificates"][0][k] for k in _record.FIELDS} == record
 
 
 @pytest.mark.parametrize("override,fragment", [

@@ -5,7 +5,6 @@ mongomock is a stand-in: no MongoDB server runs on these machines. The module op
 the test's mongomock client (the real pymongo error classes stay).
 """
 
-import types
 
 import mongomock
 import pytest
@@ -31,7 +30,7 @@ def store_uri(request, tmp_path, monkeypatch):
         return str(tmp_path / "state" / "store.db")
     client = mongomock.MongoClient("mongodb://kubepki:mongopw1@mongo.invalid/kubepki_rekey")
     assert _store.import_pymongo()
-    monkeypatch.setattr(_store, "pymongo", types.SimpleNamespace(MongoClient=lambda *args, **kwargs: client))
+    monkeypatch.setattr(_store.mongodb.pymongo.client, "MongoClient", lambda *args, **kwargs: client)
     return "mongodb://kubepki:mongopw1@mongo.invalid/kubepki_rekey"
 
 
@@ -110,7 +109,7 @@ def legacy_store(uri, passphrase, users=("alice", "bob", "carol")):
 
 def test_the_same_passphrase_moves_an_older_store_to_the_current_format(run_module, store_uri, monkeypatch):
     said = []
-    monkeypatch.setattr(_store.ansible_warnings, "warn", said.append)
+    monkeypatch.setattr(_store.base.ansible_warnings, "warn", said.append)
     before = legacy_store(store_uri, "the pass")
     assert len(said) == 1 and "older at-rest format" in said[0]  # reading it warns
     args = {"store_uri": store_uri, "store_passphrase": "the pass", "new_store_passphrase": "the pass"}
