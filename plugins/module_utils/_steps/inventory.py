@@ -52,7 +52,7 @@ def store_certs(store, scope=None):
 def etcd_certs(transport, scope=None):
     """``{(scope, cluster, user): (etcd key, value text)}`` of the records under ``<prefix>/certs/``."""
     found = {}
-    for key, value in transport.list_prefix(transport.prefix + "/certs/" + (scope + "/" if scope else "")):
+    for key, value in transport.list_prefix(transport.records_prefix(scope)):
         identity = transport.identity_of(key)
         if identity is not None:  # else not a certificate record of this collection
             found[identity] = (key, value.decode("utf-8", "replace"))

@@ -161,7 +161,7 @@ def test_batch_put_writes_only_what_changed_in_few_transactions(transport, prefi
     assert [action for _changed, _key, action in outcome][:3] == ["created", "unchanged", "created"]
     # one range read per cluster prefix, then 150 puts in ceil(150 / TXN_CHUNK) transactions
     assert posts.count("/kv/range") == 2
-    assert posts.count("/kv/txn") == -(-150 // _etcd.TXN_CHUNK)
+    assert posts.count("/kv/txn") == -(-150 // _etcd.transport.TXN_CHUNK)
     assert transport.get_record("default", "c1", "u149")["user"] == "u149"
     assert all(changed is False for changed, _key, _action in transport.put_records(batch))
 
@@ -312,7 +312,7 @@ def test_deleting_what_a_concurrent_run_deleted_is_unchanged(transport, kp_etcd,
 def test_a_failure_mid_batch_names_what_was_written(transport, kp_etcd, prefix, monkeypatch):
     """Batches go in transactions of TXN_CHUNK keys: when a later one cannot be written (here a concurrent writer
     leaves a value that is no dated record), the keys already written are named and stay written."""
-    size = _etcd.TXN_CHUNK + 3
+    size = _etcd.transport.TXN_CHUNK + 3
     batch = [dated(user="m%03d" % i) for i in range(size)]
     other = _etcd.EtcdTransport([kp_etcd.url], prefix=prefix)
     real_range = transport.range_with_revisions
@@ -327,8 +327,8 @@ def test_a_failure_mid_batch_names_what_was_written(transport, kp_etcd, prefix, 
     with pytest.raises(KubePkiError) as caught:
         transport.put_records(batch)
     assert "etcd key %s was changed by another writer" % victim in caught.value.msg
-    assert "%d other key(s) of this batch were written before" % _etcd.TXN_CHUNK in caught.value.msg
-    assert len(caught.value.details["written_keys"]) == _etcd.TXN_CHUNK
+    assert "%d other key(s) of this batch were written before" % _etcd.transport.TXN_CHUNK in caught.value.msg
+    assert len(caught.value.details["written_keys"]) == _etcd.transport.TXN_CHUNK
     stored = {key for key, _r in transport.list_records()}
     assert stored == set(caught.value.details["written_keys"])
     other.close()

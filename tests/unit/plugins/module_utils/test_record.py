@@ -62,8 +62,8 @@ def test_every_place_that_compares_takes_the_renewed_certificate():
     assert _record.replaces(first_text, renewed_text, times)  # pylint: disable=protected-access
     assert not _record.replaces(renewed_text, first_text, _record.validity(FIRST))  # pylint: disable=protected-access
     # etcd: an older certificate never goes over a newer one
-    assert _etcd.decide_record(renewed_text.encode(), first_text.encode(), False) == _etcd.KEPT_NEWER
-    assert _etcd.decide_record(first_text.encode(), renewed_text.encode(), False) == _etcd.UPDATED
+    assert _etcd.transport.decide_record(renewed_text.encode(), first_text.encode(), False) == _etcd.transport.KEPT_NEWER
+    assert _etcd.transport.decide_record(first_text.encode(), renewed_text.encode(), False) == _etcd.transport.UPDATED
 
 
 def starting(offset, lifetime=datetime.timedelta(days=1)):

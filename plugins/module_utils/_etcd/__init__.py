@@ -1,0 +1,41 @@
+# Copyright (c) kubepki.certs contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+#
+# PRIVATE to kubepki.certs: this module_utils file may change in any release.
+
+"""etcd, where the certificate records are carried between clusters: ``options`` (the modules' etcd options, checked
+without connecting) and ``transport`` (the client: records under ``<prefix>/certs/<scope>/<cluster>/<user>``)."""
+
+from __future__ import annotations
+
+from ansible_collections.kubepki.certs.plugins.module_utils._etcd.options import (  # noqa: F401 (the package's interface)
+    DEFAULT_PREFIX, ENV_ENDPOINTS, ETCD_ARG_SPEC, endpoints_from_params, endpoints_problem, key_segment_problem, options_problem,
+)
+from ansible_collections.kubepki.certs.plugins.module_utils._etcd.transport import EtcdTransport, import_etcd3gw  # noqa: F401
+
+
+def transport_from_params(params):
+    """An ``EtcdTransport`` for a module's ``etcd_*`` options; ``None`` when no endpoint is configured."""
+    endpoints = endpoints_from_params(params)
+    if not endpoints:
+        return None
+    # only an unset option takes its default: an empty prefix or a zero timeout is refused, not replaced
+    prefix, timeout = params.get("etcd_prefix"), params.get("etcd_timeout")
+    return EtcdTransport(
+        endpoints, prefix=DEFAULT_PREFIX if prefix is None else prefix,
+        ca_cert=params.get("etcd_ca_cert"), client_cert=params.get("etcd_client_cert"),
+        client_key=params.get("etcd_client_key"), username=params.get("etcd_username"),
+        password=params.get("etcd_password"), timeout=5.0 if timeout is None else timeout)
+
+
+
+def check_reachable(params):
+    """An etcd that is configured but down (or refuses the credentials) is found before any key, CSR or record is
+    written: the job fails naming etcd_endpoints instead of leaving a new key or deleted CSRs behind."""
+    transport = transport_from_params(params)
+    if transport is not None:
+        try:
+            transport.check()
+        finally:
+            transport.close()
