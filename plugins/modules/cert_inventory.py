@@ -286,31 +286,27 @@ etcd_endpoint:
   sample: https://127.0.0.1:2379
 """
 
-import copy
 import os
 import time
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _deps, _files
+from ansible_collections.kubepki.certs.plugins.module_utils import _files
 from ansible_collections.kubepki.certs.plugins.module_utils._csr import objects as _csr
 from ansible_collections.kubepki.certs.plugins.module_utils._steps import inventory
-from ansible_collections.kubepki.certs.plugins.module_utils._errors import AnsibleModule, KubePkiError
-from ansible_collections.kubepki.certs.plugins.module_utils._steps.context import run_module
+from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
+from ansible_collections.kubepki.certs.plugins.module_utils._steps.context import module_main, options
 from ansible_collections.kubepki.certs.plugins.module_utils._etcd import ETCD_ARG_SPEC, transport_from_params
 from ansible_collections.kubepki.certs.plugins.module_utils._store import STORE_ARG_SPEC, open_store_from_params
 
 
 def argument_spec():
-    spec = {
+    return options({
         "scope": {"type": "str"},
         "users": {"type": "list", "elements": "str", "default": []},
         "clusters": {"type": "list", "elements": "str", "default": []},
         "warn_within": {"type": "str", "default": inventory.DEFAULT_WARN_WITHIN},
         "format": {"type": "str", "choices": list(inventory.FORMATS), "default": "json"},
         "dest": {"type": "path"},
-    }
-    spec.update(copy.deepcopy(STORE_ARG_SPEC))
-    spec.update(copy.deepcopy(ETCD_ARG_SPEC))
-    return spec
+    }, STORE_ARG_SPEC, ETCD_ARG_SPEC)
 
 
 def _check_names(params):
@@ -330,7 +326,7 @@ def run(ctx, params):
     transport = transport_from_params(params)
     # read-only: a missing embedded store is read as empty, never created
     with open_store_from_params(params, create=False) as store:
-        keys = inventory.store_keys(store, params["scope"])
+        keys = store.list_keys(params["scope"])
         stored = inventory.store_certs(store, params["scope"])
         location = store.location
         if store.kind == "embedded" and not os.path.lexists(store.path):
@@ -361,9 +357,7 @@ def run(ctx, params):
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    _deps.require(module, "cryptography")
-    run_module(module, run)
+    module_main(argument_spec(), run, ("cryptography",))
 
 
 if __name__ == "__main__":

@@ -171,16 +171,12 @@ etcd_endpoint:
   sample: https://127.0.0.1:2379
 """
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _deps  # noqa: E402  pylint: disable=wrong-import-position
 from ansible_collections.kubepki.certs.plugins.module_utils._steps import publish  # noqa: E402  pylint: disable=wrong-import-position
-from ansible_collections.kubepki.certs.plugins.module_utils._errors import AnsibleModule  # noqa: E402  pylint: disable=wrong-import-position
-from ansible_collections.kubepki.certs.plugins.module_utils._steps.context import run_module  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.kubepki.certs.plugins.module_utils._steps.context import module_main  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def main():
-    module = AnsibleModule(argument_spec=publish.argument_spec(), supports_check_mode=True)
-    _deps.require(module, "cryptography", "etcd3gw")
-    run_module(module, publish.run)
+    module_main(publish.argument_spec(), publish.run, ("cryptography", "etcd3gw"))
 
 
 if __name__ == "__main__":

@@ -171,17 +171,14 @@ bundle:
            "spec": {"trustBundle": "-----BEGIN CERTIFICATE-----..."}}
 """
 
-import copy
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _deps
 from ansible_collections.kubepki.certs.plugins.module_utils._kube import client as _kube
 from ansible_collections.kubepki.certs.plugins.module_utils._steps import trust_bundle
-from ansible_collections.kubepki.certs.plugins.module_utils._errors import AnsibleModule
-from ansible_collections.kubepki.certs.plugins.module_utils._steps.context import run_module
+from ansible_collections.kubepki.certs.plugins.module_utils._steps.context import module_main, options
 
 
 def argument_spec():
-    spec = {
+    return options({
         "name": {"type": "str", "required": True},
         "signer_name": {"type": "str"},
         "ca_file": {"type": "path"},
@@ -189,15 +186,11 @@ def argument_spec():
         "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
         "api_version": {"type": "str", "choices": ["auto"] + list(trust_bundle.VERSIONS), "default": "auto"},
         "if_served": {"type": "bool", "default": False},
-    }
-    spec.update(copy.deepcopy(_kube.AUTH_ARG_SPEC))
-    return spec
+    }, _kube.AUTH_ARG_SPEC)
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True, mutually_exclusive=[("ca_file", "ca_data")])
-    _deps.require(module, "kubernetes", "cryptography")
-    run_module(module, trust_bundle.run)
+    module_main(argument_spec(), trust_bundle.run, ("kubernetes", "cryptography"), mutually_exclusive=[("ca_file", "ca_data")])
 
 
 if __name__ == "__main__":

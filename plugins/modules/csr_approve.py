@@ -176,16 +176,12 @@ csrs:
       sample: ["policy.allowed_system_users: system:kube-scheduler"]
 """
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _deps
 from ansible_collections.kubepki.certs.plugins.module_utils._steps import approve
-from ansible_collections.kubepki.certs.plugins.module_utils._errors import AnsibleModule
-from ansible_collections.kubepki.certs.plugins.module_utils._steps.context import run_module
+from ansible_collections.kubepki.certs.plugins.module_utils._steps.context import module_main
 
 
 def main():
-    module = AnsibleModule(argument_spec=approve.argument_spec(), supports_check_mode=True)
-    _deps.require(module, "kubernetes", "cryptography")
-    run_module(module, approve.run)
+    module_main(approve.argument_spec(), approve.run, ("kubernetes", "cryptography"))
 
 
 if __name__ == "__main__":

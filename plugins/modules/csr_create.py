@@ -254,16 +254,12 @@ csrs:
                 "not_after": "2026-12-02T10:00:00Z"}]
 """
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _deps
 from ansible_collections.kubepki.certs.plugins.module_utils._steps import create
-from ansible_collections.kubepki.certs.plugins.module_utils._errors import AnsibleModule
-from ansible_collections.kubepki.certs.plugins.module_utils._steps.context import run_module
+from ansible_collections.kubepki.certs.plugins.module_utils._steps.context import module_main
 
 
 def main():
-    module = AnsibleModule(argument_spec=create.argument_spec(), supports_check_mode=True)
-    _deps.require(module, "kubernetes", "cryptography")
-    run_module(module, create.run)
+    module_main(create.argument_spec(), create.run, ("kubernetes", "cryptography"))
 
 
 if __name__ == "__main__":

@@ -144,27 +144,23 @@ csrs:
       sample: {"app.kubernetes.io/managed-by": "kubepki.certs"}
 """
 
-import copy
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _deps
 from ansible_collections.kubepki.certs.plugins.module_utils._pki import crypto as _crypto
 from ansible_collections.kubepki.certs.plugins.module_utils._csr import objects as _csr
 from ansible_collections.kubepki.certs.plugins.module_utils._kube import client as _kube
-from ansible_collections.kubepki.certs.plugins.module_utils._errors import AnsibleModule, KubePkiError
-from ansible_collections.kubepki.certs.plugins.module_utils._steps.context import run_module
+from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
+from ansible_collections.kubepki.certs.plugins.module_utils._steps.context import module_main, options
 
 
 def argument_spec():
-    spec = {
+    return options({
         "names": {"type": "list", "elements": "str", "default": []},
         "users": {"type": "list", "elements": "str", "default": []},
         "signer_name": {"type": "str"},
         "label_selector": {"type": "str"},
         "managed_only": {"type": "bool", "default": False},
         "state": {"type": "list", "elements": "str", "choices": list(_csr.STATES), "default": []},
-    }
-    spec.update(copy.deepcopy(_kube.AUTH_ARG_SPEC))
-    return spec
+    }, _kube.AUTH_ARG_SPEC)
 
 
 def summarize(obj, now):
@@ -227,9 +223,7 @@ def run(ctx, params):
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    _deps.require(module, "kubernetes", "cryptography")
-    run_module(module, run)
+    module_main(argument_spec(), run, ("kubernetes", "cryptography"))
 
 
 if __name__ == "__main__":

@@ -189,16 +189,12 @@ wait_stats:
            "fallback_lists": 0, "list_failures": 0, "seconds": 0.4}
 """
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _deps
 from ansible_collections.kubepki.certs.plugins.module_utils._steps import wait
-from ansible_collections.kubepki.certs.plugins.module_utils._errors import AnsibleModule
-from ansible_collections.kubepki.certs.plugins.module_utils._steps.context import run_module
+from ansible_collections.kubepki.certs.plugins.module_utils._steps.context import module_main
 
 
 def main():
-    module = AnsibleModule(argument_spec=wait.argument_spec(), supports_check_mode=True)
-    _deps.require(module, "kubernetes", "cryptography")
-    run_module(module, wait.run)
+    module_main(wait.argument_spec(), wait.run, ("kubernetes", "cryptography"))
 
 
 if __name__ == "__main__":

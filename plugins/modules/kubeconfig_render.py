@@ -482,20 +482,13 @@ store:
   sample: sqlite:///home/ops/.kubepki/store.db
 """
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _deps  # noqa: E402  pylint: disable=wrong-import-position
 from ansible_collections.kubepki.certs.plugins.module_utils._steps import render  # noqa: E402  pylint: disable=wrong-import-position
-from ansible_collections.kubepki.certs.plugins.module_utils._errors import AnsibleModule  # noqa: E402  pylint: disable=wrong-import-position
-from ansible_collections.kubepki.certs.plugins.module_utils._steps.context import run_module  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.kubepki.certs.plugins.module_utils._steps.context import module_main  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=render.argument_spec(), supports_check_mode=True,
-        mutually_exclusive=[("user", "users"), ("dest", "dest_dir"), ("user", "dest_dir"), ("users", "dest"), ("users", "current_context")],
-        required_one_of=[("user", "users")],
-    )
-    _deps.require(module, "cryptography", "kubernetes")
-    run_module(module, render.run)
+    module_main(render.argument_spec(), render.run, ("cryptography", "kubernetes"), required_one_of=[("user", "users")],
+                mutually_exclusive=[("user", "users"), ("dest", "dest_dir"), ("user", "dest_dir"), ("users", "dest"), ("users", "current_context")])
 
 
 if __name__ == "__main__":

@@ -113,18 +113,15 @@ store:
   sample: sqlite:///var/lib/kubepki/store.db
 """
 
-import copy  # noqa: E402  pylint: disable=wrong-import-position
 import os  # noqa: E402  pylint: disable=wrong-import-position
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _deps, _store  # noqa: E402  pylint: disable=wrong-import-position
-from ansible_collections.kubepki.certs.plugins.module_utils._errors import AnsibleModule, KubePkiError  # noqa: E402  pylint: disable=wrong-import-position
-from ansible_collections.kubepki.certs.plugins.module_utils._steps.context import run_module  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.kubepki.certs.plugins.module_utils import _store  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.kubepki.certs.plugins.module_utils._steps.context import module_main, options  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def argument_spec():
-    spec = copy.deepcopy(_store.STORE_ARG_SPEC)
-    spec["new_store_passphrase"] = {"type": "str", "no_log": True}
-    return spec
+    return options(_store.STORE_ARG_SPEC, {"new_store_passphrase": {"type": "str", "no_log": True}})
 
 
 def run(ctx, params):
@@ -150,9 +147,7 @@ def run(ctx, params):
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    _deps.require(module, "cryptography")
-    run_module(module, run)
+    module_main(argument_spec(), run, ("cryptography",))
 
 
 if __name__ == "__main__":

@@ -557,16 +557,12 @@ store:
   sample: sqlite:///home/ops/.kubepki/store.db
 """
 
-from ansible_collections.kubepki.certs.plugins.module_utils import _deps  # noqa: E402  pylint: disable=wrong-import-position
 from ansible_collections.kubepki.certs.plugins.module_utils._steps import pipeline  # noqa: E402  pylint: disable=wrong-import-position
-from ansible_collections.kubepki.certs.plugins.module_utils._errors import AnsibleModule  # noqa: E402  pylint: disable=wrong-import-position
-from ansible_collections.kubepki.certs.plugins.module_utils._steps.context import run_module  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.kubepki.certs.plugins.module_utils._steps.context import module_main  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def main():
-    module = AnsibleModule(argument_spec=pipeline.argument_spec(), supports_check_mode=True)
-    _deps.require(module, "kubernetes", "cryptography")
-    run_module(module, pipeline.run)
+    module_main(pipeline.argument_spec(), pipeline.run, ("kubernetes", "cryptography"))
 
 
 if __name__ == "__main__":

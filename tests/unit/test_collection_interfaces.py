@@ -21,6 +21,7 @@ import yaml
 
 from ansible_collections.kubepki.certs.plugins.module_utils import _etcd, _store
 from ansible_collections.kubepki.certs.plugins.module_utils._kube import client as _kube
+from ansible_collections.kubepki.certs.plugins.module_utils._steps import context
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MODULES = sorted(os.path.basename(path)[:-3] for path in glob.glob(os.path.join(REPO, "plugins", "modules", "*.py"))
@@ -48,14 +49,16 @@ def _argument_spec(name):
             seen["kwargs"] = kwargs
             raise _Recorded()
 
-    original = module.AnsibleModule
-    module.AnsibleModule = Recorder
+    # a module builds its AnsibleModule itself, or through the shared _steps.context.module_main
+    holder = module if hasattr(module, "AnsibleModule") else context
+    original = holder.AnsibleModule
+    holder.AnsibleModule = Recorder
     try:
         module.main()
     except _Recorded:
         pass
     finally:
-        module.AnsibleModule = original
+        holder.AnsibleModule = original
     assert "kwargs" in seen, "%s.main() did not build an AnsibleModule" % name
     return seen["kwargs"]["argument_spec"]
 

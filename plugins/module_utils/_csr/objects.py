@@ -290,15 +290,15 @@ def get(client, name):
         raise
 
 
-def list_objects(client, label_selector=None, field_selector=None):
-    """(items, resourceVersion) of a list call, following ``continue`` pages."""
+def list_objects(client, label_selector=None, field_selector=None, **options):
+    """(items, resourceVersion) of a list call, following ``continue`` pages; ``options`` go to client.request."""
     items, query, version = [], {}, None
     if label_selector:
         query["labelSelector"] = label_selector
     if field_selector:
         query["fieldSelector"] = field_selector
     while True:
-        answer = client.request("GET", path_for(), query=dict(query, limit=500), what="list CertificateSigningRequests")
+        answer = client.request("GET", path_for(), query=dict(query, limit=500), what="list CertificateSigningRequests", **options)
         items.extend(answer.get("items") or [])
         meta = answer.get("metadata") or {}
         version = meta.get("resourceVersion") or version

@@ -122,20 +122,7 @@ class Waiter:
         """One list (all its pages), without retries: a failure raises KubePkiError."""
         self.stats["lists"] += 1
         query = self._selectors()
-        items, version = [], None
-        cont = None
-        while True:
-            page = dict(query, limit=500)
-            if cont:
-                page["continue"] = cont
-            answer = self.client.request("GET", path_for(), query=page, what="list CertificateSigningRequests", deadline=remaining,
-                                         retry=False)
-            items.extend(answer.get("items") or [])
-            meta = answer.get("metadata") or {}
-            version = meta.get("resourceVersion") or version
-            cont = meta.get("continue")
-            if not cont:
-                break
+        items, version = _csr.list_objects(self.client, query.get("labelSelector"), query.get("fieldSelector"), deadline=remaining, retry=False)
         present = set()
         for item in items:
             name = (item.get("metadata") or {}).get("name")
@@ -345,12 +332,6 @@ def _close(response):
             getattr(response, method)()
         except Exception:  # pylint: disable=broad-exception-caught
             pass
-
-
-def wait_for(client, names, timeout, label_selector=None, **kwargs):
-    """{name: last object} once every CSR in ``names`` is issued or one ended (Denied/Failed/deleted); ``kwargs`` as Waiter's
-    (``stop_on_failure=False``: once every CSR ended)."""
-    return Waiter(client, names, label_selector=label_selector, **kwargs).run(timeout)
 
 
 # -------------------------------------------------------------- following every CSR, without end

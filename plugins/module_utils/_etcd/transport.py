@@ -142,11 +142,8 @@ class EtcdTransport:
         self.timeout = float(timeout)
         # guarded transactions that found the key changed by someone else (each one was re-read and decided again)
         self.lost_transactions = 0
-        self._ca_cert = ca_cert
-        self._client_cert = client_cert
-        self._client_key = client_key
-        self._username = username
-        self._password = password
+        self._ca_cert, self._client_pair = ca_cert, (client_cert, client_key)
+        self._username, self._password = username, password
         self._session = None
         self._client = None
         self.endpoint = None
@@ -157,8 +154,8 @@ class EtcdTransport:
         session = etcd3gw.requests.Session()
         session.trust_env = False  # REQUESTS_CA_BUNDLE / proxies must not override our TLS settings
         session.verify = self._ca_cert if self._ca_cert else True
-        if self._client_cert:
-            session.cert = (self._client_cert, self._client_key)
+        if self._client_pair[0]:
+            session.cert = self._client_pair
         return session
 
     def _connect(self):

@@ -34,6 +34,14 @@ FIELDS = (
 )
 
 
+def of_certificate(facts, certificate, scope, cluster, user, csr_name=None, csr_uid=None, signer_name=None):
+    """The record of the PEM ``certificate`` (``facts`` read from it) for (scope, cluster, user)."""
+    return {"scope": scope, "cluster": cluster, "user": user, "common_name": facts["common_name"],
+            "organizations": facts["organizations"], "certificate": certificate, "csr_name": csr_name, "csr_uid": csr_uid,
+            "signer_name": signer_name, "serial": facts["serial"], "not_before": facts["not_before"],
+            "not_after": facts["not_after"], "public_key_sha256": facts["public_key_sha256"]}
+
+
 def dumps(record):
     """The byte-stable JSON text of a record, as etcd and the store keep it: the same record is always the same bytes."""
     return json.dumps(record, sort_keys=True, separators=(",", ":"))

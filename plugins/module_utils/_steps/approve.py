@@ -8,8 +8,8 @@
 
 from __future__ import annotations
 
-import copy
 
+from ansible_collections.kubepki.certs.plugins.module_utils._steps.context import options
 from ansible_collections.kubepki.certs.plugins.module_utils import _store
 from ansible_collections.kubepki.certs.plugins.module_utils._pki import crypto as _crypto
 from ansible_collections.kubepki.certs.plugins.module_utils._csr import objects as _csr
@@ -21,7 +21,7 @@ POLICY_OPTIONS = _policy.OPTIONS
 
 
 def argument_spec():
-    spec = {
+    return options({
         "action": {"type": "str", "choices": ["approve", "deny"], "default": "approve"},
         "names": {"type": "list", "elements": "str"},
         "csrs": {"type": "list", "elements": "dict"},
@@ -33,11 +33,8 @@ def argument_spec():
         "reason": {"type": "str"},
         "condition_message": {"type": "str"},
         "deny_on_violation": {"type": "bool", "default": False},
-        "policy": {"type": "dict", "default": {}, "options": copy.deepcopy(POLICY_OPTIONS)},
-    }
-    spec.update(copy.deepcopy(_kube.AUTH_ARG_SPEC))
-    spec.update(copy.deepcopy(_store.STORE_ARG_SPEC))
-    return spec
+        "policy": {"type": "dict", "default": {}, "options": POLICY_OPTIONS},
+    }, _kube.AUTH_ARG_SPEC, _store.STORE_ARG_SPEC)
 
 
 def select(client, params, seen=None):

@@ -14,10 +14,13 @@ may use, stated rather than found on whatever object happens to call it.
 
 from __future__ import annotations
 
+import copy
+
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.errors import UnsupportedError
 
-from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError, fail_from, mask_inputs
+from ansible_collections.kubepki.certs.plugins.module_utils import _deps
+from ansible_collections.kubepki.certs.plugins.module_utils._errors import AnsibleModule, KubePkiError, fail_from, mask_inputs
 
 
 class ClusterSession:
@@ -115,3 +118,19 @@ def run_module(module, step):
         fail_from(module, error)
         return
     module.exit_json(**result)
+
+
+def module_main(argument_spec, step, libraries, **options):
+    """A module's main(): its AnsibleModule (check mode supported, ``options`` such as mutually_exclusive), the
+    libraries it needs checked, then run_module."""
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True, **options)
+    _deps.require(module, *libraries)
+    run_module(module, step)
+
+
+def options(*specs):
+    """One argument spec: ``specs`` merged in order, each copied (the shared specs are never changed)."""
+    spec = {}
+    for one in specs:
+        spec.update(copy.deepcopy(one))
+    return spec

@@ -8,9 +8,9 @@
 
 from __future__ import annotations
 
-import copy
 import ipaddress
 
+from ansible_collections.kubepki.certs.plugins.module_utils._steps.context import options
 from ansible_collections.kubepki.certs.plugins.module_utils._pki import crypto as _crypto
 from ansible_collections.kubepki.certs.plugins.module_utils._csr import objects as _csr
 from ansible_collections.kubepki.certs.plugins.module_utils._pki import record as _record
@@ -20,7 +20,7 @@ from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubeP
 
 
 def argument_spec():
-    spec = {
+    return options({
         "users": {
             "type": "list", "elements": "dict", "required": True,
             "options": {
@@ -44,11 +44,7 @@ def argument_spec():
         "renew_before": {"type": "str"},
         "rotate_key": {"type": "bool", "default": False},
         "force": {"type": "bool", "default": False},
-    }
-    spec.update(copy.deepcopy(_kube.AUTH_ARG_SPEC))
-    spec.update(copy.deepcopy(_store.STORE_ARG_SPEC))
-    spec.update(copy.deepcopy(_etcd.ETCD_ARG_SPEC))
-    return spec
+    }, _kube.AUTH_ARG_SPEC, _store.STORE_ARG_SPEC, _etcd.ETCD_ARG_SPEC)
 
 
 # ---------------------------------------------------------------- validation (before anything is touched)
@@ -192,10 +188,6 @@ class Creator:
             return self.prefetched.get(name)
         return _csr.get(self.client, name)
 
-    def remember(self, obj):
-        """Hand a CSR as the API returned it to the next step of the same run (user_certificates), if any."""
-        self.ctx.remember(obj)
-
     def close(self):
         for thing in (self.store, self.etcd):
             if thing is not None:
@@ -206,7 +198,7 @@ class Creator:
 
     # ------------------------------------------------------------ known certificates
 
-    def known_certificate(self, plan, public_key_sha256):
+    def known_certificate(self, plan):
         """The newest certificate record for this user and cluster that matches key and request, or None."""
         params = self.params
         records = []
@@ -223,10 +215,6 @@ class Creator:
                 and record.get("common_name", record.get("user")) == plan["user"]
                 and _csr.same_groups(record.get("organizations"), plan["groups"])
                 and record.get("signer_name") == self.params["signer_name"])
-
-    def due(self, record):
-        """Whether ``record`` must be replaced: expired, not yet valid, or expiring within renew_before."""
-        return _record.is_due(record, self.renew_before)
 
     # ------------------------------------------------------------ one user
 
@@ -254,10 +242,10 @@ class Creator:
             public_sha = key_record["public_key_sha256"] if key_record else None
         result["public_key_sha256"] = public_sha
 
-        known = self.known_certificate(plan, public_sha) if public_sha else None
+        known = self.known_certificate(plan) if public_sha else None
         renews = ""
         if known is not None:
-            if self.record_matches(known, plan, public_sha) and not self.due(known) and not plan.get("force_renew"):
+            if self.record_matches(known, plan, public_sha) and not _record.is_due(known, self.renew_before) and not plan.get("force_renew"):
                 result.update(csr_name=known.get("csr_name"), uid=known.get("csr_uid"), state="issued", action="known")
                 return result, changed, None
             renews = known.get("serial") or ""
@@ -324,7 +312,7 @@ class Creator:
                         warnings.append("CertificateSigningRequest %s for %s is %s; set force=true to replace it" % (name, plan["user"], state))
                     result.update(uid=(existing.get("metadata") or {}).get("uid"), state=state, action="adopted")
                     after.append(_diff_view(existing))
-                    self.remember(existing)
+                    self.ctx.remember(existing)
                     return result, changed, before, after, warnings
                 if not params["force"]:
                     problem = "; ".join(diffs) if diffs else "it is %s" % state
@@ -358,7 +346,7 @@ class Creator:
         result.update(uid=None if self.check else (created.get("metadata") or {}).get("uid"), state="pending")
         after.append(_diff_view(created))
         if not self.check:
-            self.remember(created)
+            self.ctx.remember(created)
         return result, True, before, after, warnings
 
     def remove(self, plan):

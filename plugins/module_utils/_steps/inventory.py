@@ -35,11 +35,6 @@ DAMAGED = object()
 
 # ---------------------------------------------------------------------- reading the store
 
-def store_keys(store, scope=None):
-    """``[key row]`` of every key in ``store`` (of ``scope`` when given), without the private key (store.list_keys)."""
-    return store.list_keys(scope)
-
-
 def store_certs(store, scope=None):
     """``{(scope, cluster, user): record}`` of every certificate record in ``store`` (of ``scope``); a record the
     store cannot read as JSON maps to DAMAGED, so that it is reported ``invalid`` instead of failing the report."""
@@ -176,7 +171,7 @@ def _state(row, key, facts, now, warn_seconds, notes):
 def build(keys, stored, in_etcd, now, warn_seconds, users=(), clusters=(), etcd_used=False):
     """The inventory rows, sorted by (scope, user, cluster).
 
-    ``keys``: key rows (store_keys); ``stored``: store_certs (records or DAMAGED); ``in_etcd``: etcd_certs; ``now``: epoch seconds.
+    ``keys``: key rows (store.list_keys); ``stored``: store_certs (records or DAMAGED); ``in_etcd``: etcd_certs; ``now``: epoch seconds.
     Every certificate record gets a row, with the key that applies: the per-cluster key of its cluster,
     else the user's shared key. A key that no certificate uses gets a ``missing_certificate`` row (a shared
     key under cluster ``''``); with ``clusters``, every listed cluster in which a user with a key has no

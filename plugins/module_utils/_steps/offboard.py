@@ -53,9 +53,6 @@ class Offboarding:
                 raise KubePkiError("clusters[%s].auth: %s" % (cluster["name"], error.msg), **error.details) from None
         _etcd.check_reachable(params)
 
-    def key_cluster(self, cluster_name):
-        return cluster_name if self.params["key_scope"] == "per_cluster" else ""
-
     def cluster(self, cluster):
         """One cluster: ``(result, warnings, failures, still valid certificates [(user, entry)], diff before)``."""
         access, params = self.access, self.params
@@ -136,7 +133,7 @@ class Offboarding:
         transport = _etcd.transport_from_params(params)
         if transport is not None:
             try:
-                for key, _record in transport.list_records(params["scope"]):
+                for key, _value in transport.list_records(params["scope"]):
                     _scope, cluster, user = transport.identity_of(key)
                     if user in names and cluster not in listed:
                         found.setdefault(user, set()).add(cluster)

@@ -51,10 +51,10 @@ CLUSTER_SPEC = {
 
 
 def argument_spec():
-    spec = {
-        "users": {"type": "list", "elements": "dict", "options": copy.deepcopy(USER_SPEC)},
+    return context.options({
+        "users": {"type": "list", "elements": "dict", "options": USER_SPEC},
         "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
-        "clusters": {"type": "list", "elements": "dict", "required": True, "options": copy.deepcopy(CLUSTER_SPEC),
+        "clusters": {"type": "list", "elements": "dict", "required": True, "options": CLUSTER_SPEC,
                      "mutually_exclusive": [("ca_cert", "ca_data")]},
         "scope": {"type": "str", "default": "default"},
         "signer_name": {"type": "str", "default": _csr.SIGNER_CLIENT},
@@ -64,7 +64,7 @@ def argument_spec():
         "renew_before": {"type": "str"},
         "rotate_key": {"type": "bool", "default": False},
         "force": {"type": "bool", "default": False},
-        "policy": {"type": "dict", "default": {}, "options": copy.deepcopy(approve.POLICY_OPTIONS)},
+        "policy": {"type": "dict", "default": {}, "options": approve.POLICY_OPTIONS},
         "reason": {"type": "str"},
         "condition_message": {"type": "str"},
         "timeout": {"type": "int", "default": 300},
@@ -72,12 +72,7 @@ def argument_spec():
         "verify": {"type": "bool", "default": False},
         "parallel": {"type": "int", "default": 4},
         "result_detail": {"type": "str", "choices": ["full", "changes"], "default": "full"},
-    }
-    spec.update(copy.deepcopy(_kube.AUTH_ARG_SPEC))
-    spec.update(copy.deepcopy(_store.STORE_ARG_SPEC))
-    spec.update(copy.deepcopy(ETCD_ARG_SPEC))
-    spec.update(copy.deepcopy(render.FILE_ARG_SPEC))
-    return spec
+    }, _kube.AUTH_ARG_SPEC, _store.STORE_ARG_SPEC, ETCD_ARG_SPEC, render.FILE_ARG_SPEC)
 
 
 def _common(params, names):

@@ -8,10 +8,11 @@
 
 from __future__ import annotations
 
-import copy
 
+from ansible_collections.kubepki.certs.plugins.module_utils._steps.context import options
 from ansible_collections.kubepki.certs.plugins.module_utils._pki import crypto as _crypto
 from ansible_collections.kubepki.certs.plugins.module_utils._csr import objects as _csr
+from ansible_collections.kubepki.certs.plugins.module_utils._pki import record as _record
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
 from ansible_collections.kubepki.certs.plugins.module_utils._etcd import (
     ETCD_ARG_SPEC, endpoints_problem, key_segment_problem, transport_from_params,
@@ -22,14 +23,12 @@ CHECKED_FACTS = ("serial", "not_before", "not_after", "public_key_sha256", "comm
 
 
 def argument_spec():
-    spec = copy.deepcopy(ETCD_ARG_SPEC)
-    spec.update(
+    return options(ETCD_ARG_SPEC, dict(
         certificates=dict(type="list", elements="dict", required=True),
         scope=dict(type="str", default="default"),
         cluster=dict(type="str"),
         state=dict(type="str", default="present", choices=["present", "absent"]),
-    )
-    return spec
+    ))
 
 
 def _text(entry, field, where):
@@ -92,16 +91,8 @@ def normalise(entry, index, params):
     given_orgs = entry.get("organizations")
     if given_orgs not in (None, []) and not _csr.same_groups(given_orgs, facts["organizations"]):
         raise KubePkiError("%s.organizations is %r but the certificate carries %r" % (where, given_orgs, facts["organizations"]))
-    record = {
-        "scope": scope, "cluster": cluster, "user": user,
-        "common_name": facts["common_name"], "organizations": facts["organizations"],
-        "certificate": "".join(_crypto.split_pem_certificates(pem)),
-        "serial": facts["serial"], "not_before": facts["not_before"], "not_after": facts["not_after"],
-        "public_key_sha256": facts["public_key_sha256"],
-    }
-    for field in PASSED_THROUGH:
-        record[field] = _text(entry, field, where)
-    return record
+    return _record.of_certificate(facts, "".join(_crypto.split_pem_certificates(pem)), scope, cluster, user,
+                                  *(_text(entry, field, where) for field in PASSED_THROUGH))
 
 
 def summary(record):

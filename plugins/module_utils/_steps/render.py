@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import copy
 import grp
 import os
 import pwd
@@ -16,6 +15,7 @@ import re
 import stat
 from urllib.parse import urlsplit
 
+from ansible_collections.kubepki.certs.plugins.module_utils._steps.context import options
 from ansible_collections.kubepki.certs.plugins.module_utils import _kubeconfig
 from ansible_collections.kubepki.certs.plugins.module_utils._pki import crypto as _crypto
 from ansible_collections.kubepki.certs.plugins.module_utils._pki import record as _record
@@ -48,9 +48,7 @@ DEFAULT_MODE = 0o600
 
 
 def argument_spec():
-    spec = copy.deepcopy(STORE_ARG_SPEC)
-    spec.update(copy.deepcopy(ETCD_ARG_SPEC))
-    spec.update(
+    return options(STORE_ARG_SPEC, ETCD_ARG_SPEC, dict(
         user=dict(type="str"),
         users=dict(type="list", elements="dict", options=dict(
             name=dict(type="str", required=True),
@@ -59,7 +57,7 @@ def argument_spec():
             client_key_path=dict(type="str", no_log=False),
         )),
         dest_dir=dict(type="path"),
-        clusters=dict(type="list", elements="dict", required=True, options=copy.deepcopy(CLUSTER_SPEC),
+        clusters=dict(type="list", elements="dict", required=True, options=CLUSTER_SPEC,
                       mutually_exclusive=[("ca_cert", "ca_data")]),
         scope=dict(type="str", default="default"),
         key_scope=dict(type="str", default="shared", choices=["shared", "per_cluster"]),
@@ -67,9 +65,7 @@ def argument_spec():
         dest=dict(type="path"),
         verify=dict(type="bool", default=False),
         expected_groups=dict(type="list", elements="str"),
-    )
-    spec.update(copy.deepcopy(FILE_ARG_SPEC))
-    return spec
+    ), FILE_ARG_SPEC)
 
 
 # ------------------------------------------------------------ file options (owner, group, mode), as Ansible's
@@ -308,15 +304,8 @@ def choose(stored, from_etcd, key, user, cluster, ca_pem, etcd_used):
 
 def store_record(record, facts, scope, cluster, user):
     """The store form of a certificate record: identity from the request, facts from the PEM."""
-    fresh = {field: record.get(field) for field in ("csr_name", "csr_uid", "signer_name")}
-    fresh.update({
-        "scope": scope, "cluster": cluster, "user": user,
-        "common_name": facts["common_name"], "organizations": facts["organizations"],
-        "certificate": "".join(_crypto.split_pem_certificates(record["certificate"])),
-        "serial": facts["serial"], "not_before": facts["not_before"], "not_after": facts["not_after"],
-        "public_key_sha256": facts["public_key_sha256"],
-    })
-    return fresh
+    return _record.of_certificate(facts, "".join(_crypto.split_pem_certificates(record["certificate"])), scope, cluster, user,
+                                  record.get("csr_name"), record.get("csr_uid"), record.get("signer_name"))
 
 
 def read_existing(dest):

@@ -8,10 +8,10 @@
 
 from __future__ import annotations
 
-import copy
 import os
 import time
 
+from ansible_collections.kubepki.certs.plugins.module_utils._steps.context import options
 from ansible_collections.kubepki.certs.plugins.module_utils._pki import crypto as _crypto
 from ansible_collections.kubepki.certs.plugins.module_utils._csr import objects as _csr
 from ansible_collections.kubepki.certs.plugins.module_utils._pki import record as _record
@@ -24,18 +24,14 @@ CLAMP_TOLERANCE = 360
 
 
 def argument_spec():
-    spec = {
+    return options({
         "names": {"type": "list", "elements": "str", "default": []},
         "csrs": {"type": "list", "elements": "dict", "default": []},
         "cluster": {"type": "str", "required": True},
         "scope": {"type": "str", "default": "default"},
         "timeout": {"type": "int", "default": 300},
         "cluster_ca": {"type": "str"},
-    }
-    spec.update(copy.deepcopy(_kube.AUTH_ARG_SPEC))
-    spec.update(copy.deepcopy(_store.STORE_ARG_SPEC))
-    spec.update(copy.deepcopy(_etcd.ETCD_ARG_SPEC))
-    return spec
+    }, _kube.AUTH_ARG_SPEC, _store.STORE_ARG_SPEC, _etcd.ETCD_ARG_SPEC)
 
 
 def load_ca(value):
@@ -111,26 +107,10 @@ def record_for(obj, params, ca_pem, user_hint=None):
     granted = facts["lifetime_seconds"]
     clamped = requested is not None and abs(granted - requested) > CLAMP_TOLERANCE
     user = annotations.get(_csr.ANN_USER) or user_hint or facts["common_name"]
-    leaf = _crypto.split_pem_certificates(pem)[0]
-    return {
-        "scope": annotations.get(_csr.ANN_SCOPE) or params["scope"],
-        "cluster": params["cluster"],
-        "user": user,
-        "common_name": facts["common_name"],
-        "organizations": facts["organizations"],
-        "certificate": leaf,
-        "csr_name": name,
-        "csr_uid": meta.get("uid"),
-        "signer_name": (obj.get("spec") or {}).get("signerName"),
-        "serial": facts["serial"],
-        "not_before": facts["not_before"],
-        "not_after": facts["not_after"],
-        "public_key_sha256": facts["public_key_sha256"],
-        "requested_expiration_seconds": requested,
-        "granted_lifetime_seconds": granted,
-        "lifetime_clamped": clamped,
-        "source": "cluster",
-    }
+    record = _record.of_certificate(facts, _crypto.split_pem_certificates(pem)[0], annotations.get(_csr.ANN_SCOPE) or params["scope"],
+                                    params["cluster"], user, name, meta.get("uid"), (obj.get("spec") or {}).get("signerName"))
+    return dict(record, requested_expiration_seconds=requested, granted_lifetime_seconds=granted, lifetime_clamped=clamped,
+                source="cluster")
 
 
 def known_record(params, user, csr_name, store, etcd):

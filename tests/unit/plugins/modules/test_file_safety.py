@@ -8,6 +8,7 @@ import stat
 
 import pytest
 import yaml
+from ansible.module_utils import basic
 
 from ansible_collections.kubepki.certs.plugins.module_utils import _etcd, _store
 from ansible_collections.kubepki.certs.plugins.module_utils._pki import crypto as _crypto
@@ -62,7 +63,7 @@ def left_by_a_killed_run(directory, name):
 
 def test_rendering_removes_what_a_killed_run_left_of_that_users_kubeconfig(run_module, setup, monkeypatch):
     warned = []
-    monkeypatch.setattr(kubeconfig_render.AnsibleModule, "warn", lambda self, text: warned.append(text), raising=False)
+    monkeypatch.setattr(basic.AnsibleModule, "warn", lambda self, text: warned.append(text))
     out = setup.tmp_path / "out"
     out.mkdir(mode=0o700)
     alice_left = left_by_a_killed_run(out, "alice.kubeconfig")

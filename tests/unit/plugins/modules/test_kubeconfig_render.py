@@ -10,6 +10,7 @@ import uuid
 
 import pytest
 import yaml
+from ansible.module_utils import basic
 
 from ansible_collections.kubepki.certs.plugins.module_utils import _etcd, _store
 from ansible_collections.kubepki.certs.plugins.module_utils._pki import crypto as _crypto
@@ -362,7 +363,7 @@ def test_a_kept_context_takes_the_newer_certificate_the_store_holds(run_module, 
 
 def test_a_context_whose_certificate_expired_is_dropped_with_a_note(run_module, world, rendered, monkeypatch):
     warned = []  # the run_module fixture replaces exit_json, which would carry the warnings: collect them here
-    monkeypatch.setattr(kubeconfig_render.AnsibleModule, "warn", lambda self, text: warned.append(text), raising=False)
+    monkeypatch.setattr(basic.AnsibleModule, "warn", lambda self, text: warned.append(text))
     with _store.open_store(world.uri, "") as store:
         store.delete_cert("default", "c2", "alice")
     world.to_store(world.cert("c2", days=-0.001))
@@ -574,7 +575,7 @@ def test_a_hand_edited_file_is_judged_not_echoed(run_module, world, rendered, mo
     """Odd entries of a file edited by hand are dropped with a reason, never a crash; a server URL with credentials
     in it is not repeated in the warning or the result."""
     warned = []
-    monkeypatch.setattr(kubeconfig_render.AnsibleModule, "warn", lambda self, text: warned.append(text), raising=False)
+    monkeypatch.setattr(basic.AnsibleModule, "warn", lambda self, text: warned.append(text))
     config = yaml.safe_load(rendered.read_text())
     config["clusters"][1]["cluster"]["server"] = "https://admin:s3cret@127.0.0.1:7443"
     config["contexts"].append({"name": ["odd"], "context": {"cluster": ["c3"], "user": "alice@c2"}})
