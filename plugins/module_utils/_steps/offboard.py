@@ -13,7 +13,6 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.kubepki.certs.plugins.module_utils import _etcd, _files, _store
-from ansible_collections.kubepki.certs.plugins.module_utils._kube import client as _kube
 from ansible_collections.kubepki.certs.plugins.module_utils._pki import record as _record
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
 from ansible_collections.kubepki.certs.plugins.module_utils._steps import context, create, publish, render
@@ -46,11 +45,7 @@ class Offboarding:
         problem = _etcd.endpoints_problem(params)
         if problem:
             raise KubePkiError(problem)
-        for cluster in params["clusters"]:
-            try:
-                _kube.get_client(access.cluster_auth(cluster), access.secrets)
-            except KubePkiError as error:
-                raise KubePkiError("clusters[%s].auth: %s" % (cluster["name"], error.msg), **error.details) from None
+        access.check_clients()
         _etcd.check_reachable(params)
 
     def cluster(self, cluster):

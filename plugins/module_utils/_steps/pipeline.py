@@ -140,8 +140,11 @@ class Access:
         if problem:
             raise KubePkiError(problem)
         wait.check_timeout(params["timeout"])
-        # the API clients: a kubeconfig that cannot be read, a missing context or a bad host is bad input
-        for cluster in params["clusters"]:
+        self.check_clients()
+
+    def check_clients(self):
+        """The API client of every cluster: a kubeconfig that cannot be read, a missing context or a bad host is bad input."""
+        for cluster in self.params["clusters"]:
             try:
                 _kube.get_client(self.cluster_auth(cluster), self.secrets)
             except KubePkiError as error:

@@ -15,6 +15,8 @@ import re
 import stat
 from urllib.parse import urlsplit
 
+from ansible.module_utils.basic import AnsibleModule
+
 from ansible_collections.kubepki.certs.plugins.module_utils._steps.context import options
 from ansible_collections.kubepki.certs.plugins.module_utils import _kubeconfig
 from ansible_collections.kubepki.certs.plugins.module_utils._pki import crypto as _crypto
@@ -70,49 +72,8 @@ def argument_spec():
 
 # ------------------------------------------------------------ file options (owner, group, mode), as Ansible's
 
-_WHO = {"u": (stat.S_IRWXU | stat.S_ISUID, 6), "g": (stat.S_IRWXG | stat.S_ISGID, 3), "o": (stat.S_IRWXO | stat.S_ISVTX, 0)}
+# chmod's symbolic form, clause by clause, as Ansible's file options take it (``u=rw,g+r,o-rwx``)
 _SYMBOLIC = re.compile(r"\A[ugoa]*(?:[-+=][rwxXstugo]*)+\Z")
-_PERM_BITS = {"r": 4, "w": 2, "x": 1}
-
-
-def _symbolic_bits(perms, target, mode, masked, umask):
-    """The bits ``perms`` (of one clause) stand for, for the class ``target``, on a file of ``mode``."""
-    shift = _WHO[target][1]
-    bits = 0
-    for perm in perms:
-        if perm in "ugo":  # that class's permissions, copied
-            bits |= ((mode >> _WHO[perm][1]) & 0o7) << shift
-        elif perm in _PERM_BITS:
-            bit = _PERM_BITS[perm] << shift
-            bits |= bit & ~umask if masked else bit
-        elif perm == "X" and mode & 0o111:  # a regular file: x only when someone has it already
-            bits |= 1 << shift
-        elif perm == "s" and target in "ug":
-            bits |= stat.S_ISUID if target == "u" else stat.S_ISGID
-        elif perm == "t" and target == "o":
-            bits |= stat.S_ISVTX
-    return bits
-
-
-def _symbolic_mode(text, base, umask):
-    """``text`` (chmod's symbolic form, as Ansible reads it: clauses like ``u=rw,g+r,o-rwx``) applied to ``base``,
-    the mode of a regular file. A clause without u, g, o or a acts on all three except the bits of ``umask``."""
-    mode = base
-    for clause in text.split(","):
-        if not _SYMBOLIC.match(clause):
-            raise ValueError(clause)
-        who = re.match(r"[ugoa]*", clause).group(0)
-        targets = "ugo" if who == "" or "a" in who else who
-        for operator, perms in re.findall(r"([-+=])([rwxXstugo]*)", clause[len(who):]):
-            for target in targets:
-                bits = _symbolic_bits(perms, target, mode, who == "", umask)
-                if operator == "=":
-                    mode = (mode & ~_WHO[target][0]) | bits
-                elif operator == "+":
-                    mode |= bits
-                else:
-                    mode &= ~bits
-    return mode
 
 
 def _mode_of_text(text, what):
@@ -120,10 +81,12 @@ def _mode_of_text(text, what):
         return int(text, 8)
     except ValueError:
         pass
-    umask = os.umask(0)
-    os.umask(umask)
     try:
-        return _symbolic_mode(text, DEFAULT_MODE, umask)
+        if not all(_SYMBOLIC.match(clause) for clause in text.split(",")):
+            raise ValueError(text)
+        # applied by Ansible's own parser (the file module's) to a new regular file of the default mode
+        new_file = os.stat_result((stat.S_IFREG | DEFAULT_MODE,) + (0,) * 9)
+        return AnsibleModule._symbolic_mode_to_octal(new_file, text)  # pylint: disable=protected-access
     except ValueError:
         raise KubePkiError("%s %r is neither an octal mode (like '0640') nor a symbolic one (like 'u=rw,g=r')" % (what, text)) from None
 
