@@ -21,19 +21,24 @@ def _race(path, user, queue):
     store.close()
 
 
+def _outcomes_of_four(context, target, args, queue):
+    """What four forked processes running ``target(*args)`` at once put into ``queue``, once each has ended well."""
+    workers = [context.Process(target=target, args=args) for _index in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+        assert worker.exitcode == 0
+    return [queue.get(timeout=5) for _worker in workers]
+
+
 def test_embedded_two_processes_end_with_one_key(tmp_path):
     path = str(tmp_path / "race" / "store.db")
     context = multiprocessing.get_context("fork")
     for attempt in range(3):
         user = "racer-%d" % attempt
         queue = context.Queue()
-        workers = [context.Process(target=_race, args=(path, user, queue)) for _index in range(4)]
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join(60)
-            assert worker.exitcode == 0
-        outcomes = [queue.get(timeout=5) for _worker in workers]
+        outcomes = _outcomes_of_four(context, _race, (path, user, queue), queue)
         assert len({sha for sha, _created in outcomes}) == 1
         assert sum(1 for _sha, created in outcomes if created) == 1
     with sqlite3.connect(path) as db:
@@ -49,12 +54,6 @@ def test_embedded_concurrent_rotations_in_processes(tmp_path):
     sha = _store.open_store(path, "pw").ensure_key("default", "alice")[0]["public_key_sha256"]
     context = multiprocessing.get_context("fork")
     barrier, queue = context.Barrier(4), context.Queue()
-    workers = [context.Process(target=_rotate_in_process, args=(path, sha, barrier, queue)) for _index in range(4)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(60)
-        assert worker.exitcode == 0
-    outcomes = [queue.get(timeout=5) for _worker in workers]
+    outcomes = _outcomes_of_four(context, _rotate_in_process, (path, sha, barrier, queue), queue)
     assert sorted(kind for kind, _sha in outcomes) == ["conflict"] * 3 + ["rotated"]
     assert {new for _kind, new in outcomes} == {_store.open_store(path, "pw").get_key("default", "alice")["public_key_sha256"]}

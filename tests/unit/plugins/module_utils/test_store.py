@@ -931,10 +931,10 @@ def test_embedded_rekey_is_one_transaction(tmp_path):
     assert _store.open_store(path, "old").rekey("new")["keys_changed"] == 3
 
 
-def test_mongodb_rekey_interrupted_is_finished_by_running_it_again():
-    """MongoDB has no transaction here: a rekey that stops after some keys leaves each key readable with the old or
-    the new passphrase, and the same rekey run again finishes it. The stop is simulated (the second key write
-    raises, as a lost connection would), against mongomock (no MongoDB server runs on these machines)."""
+def rekey_stopped_at_the_second_key(new_passphrase):
+    """A MongoDB store (mongomock: no MongoDB server runs on these machines) whose three keys, under the passphrase
+    "old", were being rekeyed to ``new_passphrase`` when the second key write failed, as a lost connection would.
+    ``(client, open_(passphrase), the keys before)``."""
     client = mongomock.MongoClient()
     uri = "mongodb://mongo.invalid/kubepki_rekey"
 
@@ -954,7 +954,14 @@ def test_mongodb_rekey_interrupted_is_finished_by_running_it_again():
 
     store._keys.update_one = failing  # pylint: disable=protected-access
     with pytest.raises(KubePkiError, match="connection closed"):
-        store.rekey("new")
+        store.rekey(new_passphrase)
+    return client, open_, keys
+
+
+def test_mongodb_rekey_interrupted_is_finished_by_running_it_again():
+    """MongoDB has no transaction here: a rekey that stops after some keys leaves each key readable with the old or
+    the new passphrase, and the same rekey run again finishes it."""
+    client, open_, keys = rekey_stopped_at_the_second_key("new")
     opened = []
     for key in keys:
         for passphrase in ("old", "new"):
@@ -976,26 +983,7 @@ def test_mongodb_rekey_interrupted_is_finished_by_running_it_again():
 def test_mongodb_decrypting_rekey_interrupted_is_finished_by_running_it_again():
     """The same for a rekey to plaintext: the plaintext record keeps the old KEK under ``previous`` until the sweep
     ends, so the keys not yet decrypted still open with the old passphrase and the same rekey run again finishes."""
-    client = mongomock.MongoClient()
-    uri = "mongodb://mongo.invalid/kubepki_rekey"
-
-    def open_(passphrase):
-        return _store.open_store(uri, passphrase, mongo_client_factory=lambda *a, **k: client)
-
-    keys = [open_("old").ensure_key("default", user)[0] for user in ("alice", "bob", "carol")]
-    store = open_("old")
-    real = store._keys.update_one  # pylint: disable=protected-access
-    writes = []
-
-    def failing(*args, **kwargs):
-        writes.append(args)
-        if len(writes) == 2:
-            raise RuntimeError("connection closed")
-        return real(*args, **kwargs)
-
-    store._keys.update_one = failing  # pylint: disable=protected-access
-    with pytest.raises(KubePkiError, match="connection closed"):
-        store.rekey(None)
+    client, open_, keys = rekey_stopped_at_the_second_key(None)
     assert open_("").get_key("default", "alice") == dict(keys[0], encrypted=False)
     assert [open_("old").get_key("default", user) for user in ("bob", "carol")] == keys[1:]
     assert open_("old").rekey(None) == {"keys": 3, "keys_changed": 2, "changed": True, "encrypted": False}

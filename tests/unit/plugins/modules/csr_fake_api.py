@@ -22,6 +22,20 @@ from ansible_collections.kubepki.certs.plugins.module_utils._kube import client 
 BASE = "/apis/certificates.k8s.io/v1/certificatesigningrequests"
 
 
+def _read_or_delete(objects, resource, name, method, query):
+    """The answer to a GET or DELETE of one object, or to any request for one that does not exist; None otherwise."""
+    obj = objects.get(name)
+    if obj is None:
+        return _status(404, '%s.certificates.k8s.io "%s" not found' % (resource, name), "NotFound")
+    if method == "GET":
+        return 200, {}, json.dumps(obj).encode()
+    if method == "DELETE":
+        if query.get("dryRun") != "All":
+            del objects[name]
+        return 200, {}, b'{"kind":"Status","status":"Success"}'
+    return None
+
+
 def _status(code, message, reason):
     return code, {}, json.dumps({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": message,
                                  "reason": reason, "code": code}).encode()
@@ -77,14 +91,9 @@ class FakeCluster:
                 return self._create(body, query)
         name = parts[0]
         obj = self.objects.get(name)
-        if obj is None:
-            return _status(404, 'certificatesigningrequests.certificates.k8s.io "%s" not found' % name, "NotFound")
-        if method == "GET":
-            return 200, {}, json.dumps(obj).encode()
-        if method == "DELETE":
-            if query.get("dryRun") != "All":
-                del self.objects[name]
-            return 200, {}, b'{"kind":"Status","status":"Success"}'
+        answered = _read_or_delete(self.objects, "certificatesigningrequests", name, method, query)
+        if answered is not None:
+            return answered
         if method == "PUT" and parts[1:] == ["approval"]:
             if body["metadata"].get("resourceVersion") not in (None, obj["metadata"]["resourceVersion"]):
                 return _status(409, "the object has been modified", "Conflict")
@@ -231,14 +240,9 @@ class FakeTrustBundles:
 
     def _item(self, method, name, body, query):
         obj = self.objects.get(name)
-        if obj is None:
-            return _status(404, 'clustertrustbundles.certificates.k8s.io "%s" not found' % name, "NotFound")
-        if method == "GET":
-            return 200, {}, json.dumps(obj).encode()
-        if method == "DELETE":
-            if query.get("dryRun") != "All":
-                del self.objects[name]
-            return 200, {}, b'{"kind":"Status","status":"Success"}'
+        answered = _read_or_delete(self.objects, "clustertrustbundles", name, method, query)
+        if answered is not None:
+            return answered
         if method == "PUT":
             if self.conflicts:
                 self.conflicts -= 1

@@ -19,11 +19,6 @@ def cluster(monkeypatch):
     return install(monkeypatch, FakeCluster(auto_issue=False))
 
 
-@pytest.fixture
-def base(tmp_path):
-    return {"host": "https://fake.invalid", "cluster": "c1", "store_uri": str(tmp_path / "store.db")}
-
-
 def create(run_module, base, *specs):
     failed, result = run_module(csr_create, dict(base, users=[{"name": n, "groups": g} for n, g in specs]))
     assert not failed, result

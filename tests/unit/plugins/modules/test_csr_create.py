@@ -1,30 +1,12 @@
 """Unit tests for the csr_create module against an in-memory API (csr_fake_api.py)."""
 
-import os
-import sys
-
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from csr_fake_api import FakeCluster, install  # noqa: E402 pylint: disable=wrong-import-position
-
-from ansible_collections.kubepki.certs.plugins.module_utils import _store  # noqa: E402
-from ansible_collections.kubepki.certs.plugins.module_utils._pki import record as _record  # noqa: E402
-from ansible_collections.kubepki.certs.plugins.module_utils._pki import crypto as _crypto  # noqa: E402
-from ansible_collections.kubepki.certs.plugins.module_utils._csr import objects as _csr  # noqa: E402
-from ansible_collections.kubepki.certs.plugins.modules import csr_create  # noqa: E402
-
-
-@pytest.fixture
-def cluster(monkeypatch):
-    monkeypatch.delenv("KUBEPKI_ETCD_ENDPOINTS", raising=False)
-    return install(monkeypatch, FakeCluster())
-
-
-@pytest.fixture
-def base(tmp_path):
-    return {"host": "https://fake.invalid", "cluster": "c1", "store_uri": str(tmp_path / "store.db")}
+from ansible_collections.kubepki.certs.plugins.module_utils import _store
+from ansible_collections.kubepki.certs.plugins.module_utils._pki import record as _record
+from ansible_collections.kubepki.certs.plugins.module_utils._pki import crypto as _crypto
+from ansible_collections.kubepki.certs.plugins.module_utils._csr import objects as _csr
+from ansible_collections.kubepki.certs.plugins.modules import csr_create
 
 
 def users(*names):

@@ -14,17 +14,6 @@ from ansible_collections.kubepki.certs.plugins.module_utils._pki import record a
 from ansible_collections.kubepki.certs.plugins.modules import csr_approve, csr_create, csr_info, csr_wait  # noqa: E402
 
 
-@pytest.fixture
-def cluster(monkeypatch):
-    monkeypatch.delenv("KUBEPKI_ETCD_ENDPOINTS", raising=False)
-    return install(monkeypatch, FakeCluster())
-
-
-@pytest.fixture
-def base(tmp_path):
-    return {"host": "https://fake.invalid", "cluster": "c1", "store_uri": str(tmp_path / "store.db")}
-
-
 def flow(run_module, base, expiration=None, names=("alice", "bob")):
     args = dict(base, users=[{"name": n, "groups": ["dev"]} for n in names])
     if expiration:
