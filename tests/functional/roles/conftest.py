@@ -9,6 +9,8 @@ import shutil
 
 import pytest
 
+from playbook_files import playbook
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIXTURES = os.path.join(HERE, "fixtures")
 
@@ -25,21 +27,13 @@ def node_tree(tmp_path):
     return make
 
 
-ROLE_PLAY = """
-- name: Apply one role
-  hosts: all
-  gather_facts: false
-  roles:
-    - role: kubepki.certs.{role}
-"""
-
-
 @pytest.fixture
 def run_role(run_playbook):
     """``run_role(role, variables, check=False, diff=False)`` -> PlaybookResult."""
 
     def runner(role, variables, check=False, diff=False, hosts=None, env=None):
         env = dict({"ANSIBLE_PIPELINING": "1"}, **(env or {}))
-        return run_playbook(ROLE_PLAY.format(role=role), extra_vars=variables, check=check, diff=diff, hosts=hosts, env=env)
+        return run_playbook(playbook("roles/apply_role.yml"), extra_vars=dict(variables, role_under_test=role), check=check, diff=diff,
+                            hosts=hosts, env=env)
 
     return runner
