@@ -14,7 +14,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from kubesandbox.testing import kubectl, kubectl_json
+from kubeharness.client import kubectl, kubectl_json
 
 from eda_support import conditions, printed_events, wait_until  # pylint: disable=import-error
 
@@ -45,7 +45,7 @@ def etcdctl(url, *args):
 def restart_apiserver(plane, while_down=None):
     """Stop the cluster's kube-apiserver by its PID, run ``while_down()``, start it again on the same port with the same
     flags, and wait until it is ready."""
-    from kubesandbox import controlplane  # pylint: disable=import-outside-toplevel
+    from kubeharness import controlplane  # pylint: disable=import-outside-toplevel
     proc = plane._procs["kube-apiserver"]  # pylint: disable=protected-access
     proc.terminate()
     try:
