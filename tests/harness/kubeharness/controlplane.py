@@ -12,6 +12,7 @@ says which one a directory holds, ``plane.server_version`` which one a started c
     plane = ControlPlane(tmpdir + "/cluster-1", assets_dir()).start()
     plane.server, plane.kubeconfig, plane.ca_cert          # the same names as a sandbox ClusterInfo
     plane.server_version                                    # "v1.30.14": what /version answered
+    plane.restart_apiserver(while_down=callback)            # the kube-apiserver stopped and started again
     plane.stop()
 
     kubelet = Kubelet(tmpdir + "/node-a", assets_dir(), ["--config", ..., "--hostname-override", "node-a"]).start()
@@ -38,7 +39,7 @@ from cryptography.hazmat.primitives import serialization
 
 from . import etcd as etcdlib, pki
 from .client import kubeconfig as render_kubeconfig, client_kubeconfig, kubectl, kubectl_json
-from .processes import Processes, free_port
+from .processes import Processes, free_port, stop_pid
 
 ASSETS_ENV = "KUBEPKI_K8S_ASSETS"
 FAKECRI_ENV = "KUBEPKI_FAKECRI_ASSETS"
@@ -355,8 +356,7 @@ class ControlPlane(Processes):  # pylint: disable=too-many-instance-attributes
                 user="system:kube-controller-manager"), secret=True)
             self._spawn("kube-apiserver", self._apiserver_args(exes["kube-apiserver"], port))
             self._start_watchdog()
-            admin_context = ssl.create_default_context(cafile=self.ca_cert)
-            admin_context.load_cert_chain(self.admin_cert, self.admin_key)
+            admin_context = self._admin_context()
             self._wait("kube-apiserver", self.server + "/readyz", admin_context, timeout - (time.monotonic() - began))
             with urllib.request.urlopen(self.server + "/version", context=admin_context, timeout=10) as response:
                 self.server_version = json.loads(response.read())["gitVersion"]
@@ -374,6 +374,30 @@ class ControlPlane(Processes):  # pylint: disable=too-many-instance-attributes
         pki.write_file(self.path("server"), self.server + "\n")
         pki.write_file(self.path("version"), self.server_version + "\n")
         self.startup_seconds = time.monotonic() - began
+        return self
+
+    def _admin_context(self):
+        context = ssl.create_default_context(cafile=self.ca_cert)
+        context.load_cert_chain(self.admin_cert, self.admin_key)
+        return context
+
+    def restart_apiserver(self, while_down=None, timeout=90.0):
+        """Stop the kube-apiserver by its PID (SIGTERM, then SIGKILL after 10 s: it may drain open watches for a long
+        while), call ``while_down()`` when given, start it again on the same port with the same flags, and return
+        once it is ready. The controller-manager and etcd run on; clients see connections refused meanwhile."""
+        proc = self._procs["kube-apiserver"]
+        if proc.poll() is None:
+            stop_pid(proc.pid, timeout=10)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+        if while_down is not None:
+            while_down()
+        port = int(self.server.rsplit(":", 1)[1])
+        self._spawn("kube-apiserver", self._apiserver_args(binaries(self.assets)["kube-apiserver"], port))
+        self._start_watchdog()
+        self._wait("kube-apiserver", self.server + "/readyz", self._admin_context(), timeout)
         return self
 
     def _start_watchdog(self, extra=()):
