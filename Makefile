@@ -11,13 +11,13 @@ COLLECTION_LINK := $(COLLECTIONS)/ansible_collections/kubepki/certs
 SITE = $(shell test -x $(PY) && $(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 export ANSIBLE_COLLECTIONS_PATH = $(CURDIR)/$(COLLECTIONS):$(SITE)
 export ANSIBLE_PYTHON_INTERPRETER = $(CURDIR)/$(PY)
-export PYTHONPATH := $(CURDIR)/tests/sandbox:$(CURDIR)/$(COLLECTIONS)
+export PYTHONPATH := $(CURDIR)/tests/harness:$(CURDIR)/tests/sandbox:$(CURDIR)/$(COLLECTIONS)
 
 STATE ?= $(CURDIR)/out/sandbox
 CLUSTERS ?= 2
 PYTEST_WORKERS ?= 2
 PYTEST_OPTS = -n $(PYTEST_WORKERS) --dist loadfile -p no:cacheprovider -rs
-# Real kube-apiserver/kube-controller-manager binaries for tests/functional/real (kubesandbox.controlplane):
+# Real kube-apiserver/kube-controller-manager binaries for tests/functional/real (kubeharness.controlplane, tests/harness):
 # ../shared/k8s beside the checkout when it exists, unless KUBEPKI_K8S_ASSETS is already set.
 KUBEPKI_K8S_ASSETS ?= $(wildcard $(abspath $(CURDIR)/../shared/k8s))
 

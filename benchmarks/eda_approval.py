@@ -29,7 +29,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
-sys.path[:0] = [os.path.join(REPO, "tests", "sandbox"), os.path.join(REPO, ".cache", "collections"),
+sys.path[:0] = [os.path.join(REPO, "tests", "harness"), os.path.join(REPO, ".cache", "collections"),
                 os.path.join(REPO, "tests", "functional", "eda")]
 
 import psutil  # noqa: E402
@@ -42,7 +42,8 @@ from ansible_collections.kubepki.certs.plugins.module_utils._csr import objects 
 from ansible_collections.kubepki.certs.plugins.module_utils._kube import client as _kube  # noqa: E402
 from ansible_collections.kubepki.certs.plugins.module_utils._csr import waiter as _waiter  # noqa: E402
 from eda_support import Monitor, engine_executable, engine_missing  # noqa: E402
-from kubesandbox import controlplane  # noqa: E402
+from kubeharness import controlplane  # noqa: E402
+from kubeharness.client import client_kubeconfig  # noqa: E402
 
 NODE = "node-bench"
 SIGNER = "kubernetes.io/kubelet-serving"
@@ -136,8 +137,7 @@ def main():
     plane = controlplane.ControlPlane(os.path.join(work, "cluster-1"), assets).start()
     results = {"csrs": options.csrs, "kubernetes": plane.server_version, "ways": {}}
     try:
-        from kubesandbox import launcher  # pylint: disable=import-outside-toplevel
-        node_kubeconfig = launcher.client_kubeconfig(plane, os.path.join(work, "node.kubeconfig"), "system:node:" + NODE, ["system:nodes"])
+        node_kubeconfig = client_kubeconfig(plane, os.path.join(work, "node.kubeconfig"), "system:node:" + NODE, ["system:nodes"])
         node_client = _kube.client_for(_kube.resolve_auth({"kubeconfig": node_kubeconfig}))
         observer = Observer(plane.kubeconfig)
         observer.start()

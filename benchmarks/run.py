@@ -79,7 +79,7 @@ def base_env():
     site = sysconfig.get_paths()["purelib"]
     env.setdefault("ANSIBLE_COLLECTIONS_PATH", "%s:%s" % (os.path.join(REPO, ".cache", "collections"), site))
     env.setdefault("ANSIBLE_PYTHON_INTERPRETER", sys.executable)
-    paths = [os.path.join(REPO, "tests", "sandbox"), os.path.join(REPO, ".cache", "collections")]
+    paths = [os.path.join(REPO, "tests", "harness"), os.path.join(REPO, "tests", "sandbox"), os.path.join(REPO, ".cache", "collections")]
     env["PYTHONPATH"] = os.pathsep.join(paths + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
     env.update({"ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_RETRY_FILES_ENABLED": "0",
@@ -90,7 +90,7 @@ def base_env():
     return env
 
 
-for _p in (os.path.join(REPO, "tests", "sandbox"), os.path.join(REPO, ".cache", "collections")):
+for _p in (os.path.join(REPO, "tests", "harness"), os.path.join(REPO, "tests", "sandbox"), os.path.join(REPO, ".cache", "collections")):
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
@@ -118,11 +118,11 @@ def start_sandbox(state_dir, clusters, network_delay=0.0):
 
 
 class RealBackend:
-    """Real clusters (kubesandbox.controlplane: etcd + kube-apiserver + kube-controller-manager each) plus an
+    """Real clusters (kubeharness.controlplane: etcd + kube-apiserver + kube-controller-manager each) plus an
     etcd of the run for the collection's records: the surface run_variant uses from a sandbox."""
 
     def __init__(self, state_dir, count, assets):
-        from kubesandbox import controlplane, etcd as etcdlib  # noqa: import late: only in --real
+        from kubeharness import controlplane, etcd as etcdlib  # noqa: import late: only in --real
         self.state_dir = state_dir
         os.makedirs(state_dir, exist_ok=True)
         self.records = etcdlib.EtcdServer(os.path.join(state_dir, "records-etcd"), name="bench-records")
@@ -161,7 +161,7 @@ class RealBackend:
 
 
 def start_real(state_dir, clusters):
-    from kubesandbox import controlplane  # noqa: import late: only in --real
+    from kubeharness import controlplane  # noqa: import late: only in --real
     backend = RealBackend(state_dir, clusters, controlplane.assets_dir())
     return backend, [Cluster(name, backend.cluster(name).server, backend.cluster(name).kubeconfig,
                              backend.cluster(name).ca_cert) for name in backend.names]
@@ -170,7 +170,7 @@ def start_real(state_dir, clusters):
 def kube_version():
     """`kube-apiserver --version` of the binaries --real starts, e.g. 'Kubernetes v1.36.2'."""
     try:
-        from kubesandbox import controlplane  # noqa: import late
+        from kubeharness import controlplane  # noqa: import late
         exe = controlplane.binaries(controlplane.assets_dir())["kube-apiserver"]
         return subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=30, check=False).stdout.strip()
     except Exception as exc:  # noqa: the version is only a label
@@ -180,9 +180,9 @@ def kube_version():
 def real_missing_reason():
     """Why --real cannot run here (a sentence), or None."""
     try:
-        from kubesandbox import controlplane  # noqa: import late
+        from kubeharness import controlplane  # noqa: import late
     except ImportError as exc:
-        return "kubesandbox.controlplane not importable: %s" % exc
+        return "kubeharness.controlplane not importable: %s" % exc
     return controlplane.missing_assets(controlplane.assets_dir())
 
 
@@ -854,7 +854,7 @@ def render(report):
     real = args.get("real")
     if real:
         lines += ["**Real clusters**: every way got fresh clusters of its own, each an etcd, a kube-apiserver and a "
-                  "kube-controller-manager (%s, from `KUBEPKI_K8S_ASSETS`, kubesandbox.controlplane) on 127.0.0.1, "
+                  "kube-controller-manager (%s, from `KUBEPKI_K8S_ASSETS`, kubeharness.controlplane) on 127.0.0.1, "
                   "plus an etcd for the collection's records; cluster start-up is outside every figure. \"cluster CPU "
                   "s\" is the CPU those servers used during the run. Load average at start: %s; at end: %s." % (
                       report.get("k8s_version", "v1.36"), report.get("load_start", "?"), report.get("load_end", "?")), ""]

@@ -1,6 +1,6 @@
 """Time N CSRs created, approved, signed and observed by one watch against a fresh sandbox cluster.
 
-    PYTHONPATH=tests/sandbox .venv/bin/python benchmarks/sandbox_throughput.py --count 1000
+    PYTHONPATH=tests/sandbox:tests/harness .venv/bin/python benchmarks/sandbox_throughput.py --count 1000
 
 Each CSR is created (POST) and approved (PUT .../approval) over HTTPS with the admin client certificate,
 by ``--workers`` processes with keep-alive connections; the in-cluster signer issues the certificate; one
@@ -28,7 +28,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "sandbox"))
+for _part in ("harness", "sandbox"):  # the sandbox takes etcd and the PKI helpers from the harness
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", _part))
 
 from kubesandbox import testing  # noqa: E402  pylint: disable=wrong-import-position
 

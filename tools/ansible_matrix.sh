@@ -105,7 +105,7 @@ mkdir -p "$(dirname "$collections/ansible_collections/kubepki/certs")"
 test -e "$collections/ansible_collections/kubepki/certs" || ln -sfn "$repo" "$collections/ansible_collections/kubepki/certs"
 export ANSIBLE_COLLECTIONS_PATH=$collections:$site
 export ANSIBLE_PYTHON_INTERPRETER=$venv/bin/python
-export PYTHONPATH=$repo/tests/sandbox:$collections
+export PYTHONPATH=$repo/tests/harness:$repo/tests/sandbox:$collections
 export KUBEPKI_K8S_ASSETS=${KUBEPKI_K8S_ASSETS:-}
 unset KUBEPKI_TEST_CLUSTERS
 if [ -n "$KUBEPKI_K8S_ASSETS" ]; then

@@ -103,7 +103,7 @@ test -e "$collections/ansible_collections/kubepki/certs" || ln -sfn "$repo" "$co
 site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 export ANSIBLE_COLLECTIONS_PATH=$collections:$site
 export ANSIBLE_PYTHON_INTERPRETER=$venv/bin/python
-export PYTHONPATH=$repo/tests/sandbox:$collections
+export PYTHONPATH=$repo/tests/harness:$repo/tests/sandbox:$collections
 export KUBEPKI_K8S_ASSETS=${KUBEPKI_K8S_ASSETS:-}
 unset KUBEPKI_TEST_CLUSTERS
 if [ -n "$KUBEPKI_K8S_ASSETS" ]; then

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The real-cluster tests on the oldest Kubernetes line the collection supports (v1.30), beside `make pytest`'s
 # pass on v1.36: the binaries of ../shared/k8s-1.30 (or the directory given), started by
-# tests/sandbox/kubesandbox/controlplane.py exactly as the v1.36 ones are.
+# tests/harness/kubeharness/controlplane.py exactly as the v1.36 ones are.
 #
 #   tools/real_pass.sh [ASSETS_DIR]     # default: $REAL_PASS_ASSETS, else ../shared/k8s-1.30 beside the checkout
 #
@@ -41,12 +41,12 @@ assets=$(cd "$assets" && pwd)
 site=$("$py" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 export ANSIBLE_COLLECTIONS_PATH=${ANSIBLE_COLLECTIONS_PATH:-$repo/.cache/collections:$site}
 export ANSIBLE_PYTHON_INTERPRETER=${ANSIBLE_PYTHON_INTERPRETER:-$py}
-export PYTHONPATH=$repo/tests/sandbox:$repo/.cache/collections
+export PYTHONPATH=$repo/tests/harness:$repo/tests/sandbox:$repo/.cache/collections
 export KUBEPKI_K8S_ASSETS=$assets
 unset KUBEPKI_TEST_CLUSTERS
 
 # unpacks and checks the binaries (SHA256SUMS) once, before the pytest workers, and names the version
-if ! version=$("$py" -c 'import sys; from kubesandbox import controlplane; print(controlplane.binary_version(sys.argv[1]))' "$assets"); then
+if ! version=$("$py" -c 'import sys; from kubeharness import controlplane; print(controlplane.binary_version(sys.argv[1]))' "$assets"); then
   echo "real_pass: the binaries of $assets cannot be used (above)" >&2
   exit 1
 fi

@@ -9,7 +9,8 @@ KUBEPKI_TEST_CLUSTERS=real (``make pytest`` runs the functional suite a second t
 they are real kube-apiservers and kube-controller-managers v1.36 started from those binaries; the ``sandbox`` fixture
 keeps its name and its surface. A test that needs what only the sandbox has (fault injection, timing knobs, the admin
 endpoint) is marked ``sandbox_only("why")`` and is skipped on real clusters with that reason; a test using
-``fresh_sandbox`` is so too. The sandbox package (tests/sandbox) is imported lazily inside the fixtures.
+``fresh_sandbox`` is so too. The harness (tests/harness: real clusters, etcd, the choice of clusters) and the sandbox
+(tests/sandbox) are imported lazily inside the fixtures.
 """
 
 import json
@@ -22,8 +23,10 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SANDBOX_PATH = os.path.join(REPO, "tests", "sandbox")
-if SANDBOX_PATH not in sys.path:
-    sys.path.insert(0, SANDBOX_PATH)
+HARNESS_PATH = os.path.join(REPO, "tests", "harness")
+for _path in (SANDBOX_PATH, HARNESS_PATH):
+    if _path not in sys.path:
+        sys.path.insert(0, _path)
 
 
 def collections_root():
@@ -146,7 +149,7 @@ def run_playbook(tmp_path):
 # ---------------------------------------------------------------- the session's etcd and clusters
 
 def _real_mode():
-    from kubesandbox.testing import real_mode  # pylint: disable=import-outside-toplevel
+    from kubeharness.clusters import real_mode  # pylint: disable=import-outside-toplevel
     return real_mode()
 
 
@@ -184,8 +187,8 @@ def pytest_collection_modifyitems(config, items):
 def etcd_server(tmp_path_factory):
     """A plain etcd on loopback, stopped by its PID even if this test process dies without its teardown; ``.url``
     is its client URL."""
-    from kubesandbox.etcd import EtcdServer  # pylint: disable=import-outside-toplevel
-    from kubesandbox.testing import WatchedEtcd  # pylint: disable=import-outside-toplevel
+    from kubeharness.clusters import WatchedEtcd  # pylint: disable=import-outside-toplevel
+    from kubeharness.etcd import EtcdServer  # pylint: disable=import-outside-toplevel
     server = WatchedEtcd(EtcdServer(str(tmp_path_factory.mktemp("etcd"))))
     yield server
     server.stop()
@@ -194,9 +197,9 @@ def etcd_server(tmp_path_factory):
 @pytest.fixture(scope="session")
 def sandbox(tmp_path_factory):
     """Two clusters plus an etcd for the records, stopped at session end: sandbox clusters
-    (kubesandbox.testing.Sandbox), or real ones with KUBEPKI_TEST_CLUSTERS=real (kubesandbox.controlplane.RealClusters)."""
-    from kubesandbox import testing  # pylint: disable=import-outside-toplevel
-    box = testing.start_under_test(str(tmp_path_factory.mktemp("clusters")), clusters=2)
+    (kubesandbox.testing.Sandbox), or real ones with KUBEPKI_TEST_CLUSTERS=real (kubeharness.controlplane.RealClusters)."""
+    from kubeharness.clusters import start_under_test  # pylint: disable=import-outside-toplevel
+    box = start_under_test(str(tmp_path_factory.mktemp("clusters")), clusters=2)
     yield box
     box.stop()
 

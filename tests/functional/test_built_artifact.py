@@ -12,7 +12,7 @@ run from outside the source tree.
   (KUBEPKI_K8S_ASSETS, started by the test harness of the checkout: the harness may come from the checkout, the
   collection under test does not). The users log in with the kubeconfigs it wrote (``kubectl auth whoami``).
 - The unit tests the tarball ships (tests/unit) run in the installed tree, importing the installed collection: every
-  one passes, none is skipped. None needs what the tarball leaves out (tests/sandbox, tests/functional and
+  one passes, none is skipped. None needs what the tarball leaves out (tests/harness, tests/sandbox, tests/functional and
   tests/requirements.txt are in galaxy.yml's build_ignore; an installed collection has MANIFEST.json, not galaxy.yml):
   a shipped file that imports or reads them, or a test failing only for that, fails the last test here, naming it.
 
@@ -107,8 +107,8 @@ def installed(tarball, user_venv):
 
 @pytest.fixture(scope="module")
 def clusters(etcd_server, tmp_path_factory):
-    """Two real clusters (kubesandbox.controlplane, from the checkout's test harness) and the session's etcd."""
-    from kubesandbox import controlplane  # pylint: disable=import-outside-toplevel
+    """Two real clusters (kubeharness.controlplane, from the checkout's test harness) and the session's etcd."""
+    from kubeharness import controlplane  # pylint: disable=import-outside-toplevel
     assets = controlplane.assets_dir()
     if not assets:
         pytest.skip("KUBEPKI_K8S_ASSETS not set: the built collection's onboarding on real clusters is skipped")
@@ -156,7 +156,7 @@ def test_the_installed_onboarding_playbook_gives_users_working_kubeconfigs(insta
     for name, counts in recap.items():
         assert re.search(r"\bfailed=0\b", counts) and re.search(r"\bunreachable=0\b", counts), (name, counts)
 
-    from kubesandbox.testing import kubectl_json  # pylint: disable=import-outside-toplevel
+    from kubeharness.client import kubectl_json  # pylint: disable=import-outside-toplevel
     for user in USERS:
         path = out / ("%s.kubeconfig" % user["name"])
         assert path.is_file(), sorted(os.listdir(out))
@@ -171,7 +171,7 @@ def test_the_installed_onboarding_playbook_gives_users_working_kubeconfigs(insta
 
 def _checkout_lines(collection):
     """{path relative to the collection: first use of what the tarball leaves out} for the shipped Python files under
-    tests/ (the kubesandbox harness of tests/sandbox, tests/functional)."""
+    tests/ (the harness of tests/harness, the sandbox of tests/sandbox, tests/functional)."""
     found = {}
     for root, dirs, files in os.walk(os.path.join(collection, "tests")):
         dirs.sort()
@@ -188,11 +188,12 @@ def _site():
 
 
 def _checkout_need(text, collection):
-    """Why a failure is only that of a test needing the checkout, or None: it imports kubesandbox, or reads a file of
+    """Why a failure is only that of a test needing the checkout, or None: it imports kubeharness or kubesandbox, or reads a file of
     the checkout that the installed collection lacks (galaxy.yml's build_ignore, or galaxy.yml itself: ansible-galaxy
     installs MANIFEST.json instead)."""
-    if re.search(r"No module named '?kubesandbox", text or ""):
-        return "imports kubesandbox (tests/sandbox)"
+    found = re.search(r"No module named '?(kubeharness|kubesandbox)", text or "")
+    if found:
+        return "imports %s (%s)" % (found.group(1), "tests/harness" if found.group(1) == "kubeharness" else "tests/sandbox")
     for path in re.findall(r"No such file or directory: '([^']+)'", text or ""):
         if path.startswith(collection + os.sep):
             relative = os.path.relpath(path, collection)

@@ -12,7 +12,7 @@ import sqlite3
 import uuid
 
 import pytest
-from kubesandbox.testing import kubectl_json
+from kubeharness.client import kubectl_json
 from playbook_files import playbook
 
 PLAY = playbook("modules/user_certificates.yml")

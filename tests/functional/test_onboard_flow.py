@@ -11,7 +11,7 @@ import sqlite3
 import stat
 
 import pytest
-from kubesandbox.testing import kubectl_json
+from kubeharness.client import kubectl_json
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -21,9 +21,9 @@ PLAYBOOK = os.path.join(REPO, "playbooks", "onboard_users.yml")
 
 @pytest.fixture(scope="module")
 def flow(tmp_path_factory):
-    from kubesandbox import testing  # pylint: disable=import-outside-toplevel
+    from kubeharness.clusters import start_under_test  # pylint: disable=import-outside-toplevel
     base = tmp_path_factory.mktemp("flow")
-    box = testing.start_under_test(str(base / "clusters"), clusters=2)
+    box = start_under_test(str(base / "clusters"), clusters=2)
     hosts = {}
     for name in box.names:
         info = box.cluster(name)

@@ -1,7 +1,8 @@
 """Certificates for the unit tests, made in this process with ``cryptography``.
 
 The unit tier needs a few CAs and client certificates to feed the modules; it makes them here rather than through
-the sandbox harness (tests/sandbox, which the built collection does not ship). Keys are EC P-256: quick to make.
+the test harness (tests/harness/kubeharness/pki.py, which the built collection does not ship). Keys are EC P-256: quick
+to make.
 
 - ``new_ca(name)`` -> ``Pair(cert, key)``, a self-signed CA;
 - ``client_cert(ca, name, groups, key=None, days=365)`` -> ``Pair(cert, key)``, a client certificate signed by ``ca``

@@ -1,6 +1,7 @@
-"""The unit tier stays a unit tier: it imports nothing of the sandbox harness (tests/sandbox) nor of tests/functional,
-and it starts no process (tests/unit/conftest.py's ``process_guard`` fails a test that tries). The built collection
-ships tests/unit without either directory, and runs it (tests/functional/test_built_artifact.py)."""
+"""The unit tier stays a unit tier: it imports nothing of the test harness (tests/harness), of the sandbox
+(tests/sandbox) nor of tests/functional, and it starts no process (tests/unit/conftest.py's ``process_guard`` fails a
+test that tries). The built collection ships tests/unit without those directories, and runs it
+(tests/functional/test_built_artifact.py)."""
 
 import ast
 import multiprocessing
@@ -10,8 +11,8 @@ import subprocess
 import pytest
 
 UNIT = os.path.dirname(os.path.abspath(__file__))
-# what only a checkout has: the sandbox package, the functional tier's directories and files
-CHECKOUT_ONLY = ("kubesandbox", "functional", "sandbox")
+# what only a checkout has: the harness and sandbox packages, their directories, the functional tier's directories and files
+CHECKOUT_ONLY = ("kubeharness", "harness", "kubesandbox", "sandbox", "functional")
 
 
 def _python_files():
@@ -23,8 +24,8 @@ def _python_files():
 
 
 def _checkout_uses(path):
-    """``line: what`` for each import of the sandbox package or of tests/functional, and each path built with a
-    'functional' or 'sandbox' part (os.path.join and the like), in one file."""
+    """``line: what`` for each import of the harness or sandbox package or of tests/functional, and each path built
+    with a 'harness', 'sandbox' or 'functional' part (os.path.join and the like), in one file."""
     with open(path, encoding="utf-8") as handle:
         tree = ast.parse(handle.read(), path)
     found = []
@@ -43,17 +44,24 @@ def _checkout_uses(path):
     return found
 
 
-def test_no_unit_file_needs_the_sandbox_or_the_functional_tier():
+def test_no_unit_file_needs_the_harness_the_sandbox_or_the_functional_tier():
     files = list(_python_files())
     assert len(files) > 20, files  # the walk found the unit tests
     uses = {os.path.relpath(path, UNIT): found for path in files for found in [_checkout_uses(path)] if found}
-    assert uses == {}, "tests/unit must not use tests/sandbox or tests/functional: %s" % uses
+    assert uses == {}, "tests/unit must not use tests/harness, tests/sandbox or tests/functional: %s" % uses
 
 
 def test_the_scan_sees_an_import_of_the_sandbox(tmp_path):
     sample = tmp_path / "sample.py"
-    sample.write_text("import os\nfrom kubesandbox import pki\nPATH = os.path.join('tests', 'functional', 'x.py')\n")
+    sample.write_text("import os\nfrom kubesandbox import testing\nPATH = os.path.join('tests', 'functional', 'x.py')\n")
     assert _checkout_uses(str(sample)) == ["2: kubesandbox", "3: functional"]
+
+
+def test_the_scan_sees_the_harness(tmp_path):
+    sample = tmp_path / "sample.py"
+    sample.write_text("import sys\nimport kubeharness.pki\nfrom kubeharness.client import kubectl\n"
+                      "sys.path.insert(0, 'tests/harness')\n")
+    assert _checkout_uses(str(sample)) == ["2: kubeharness.pki", "3: kubeharness.client", "4: tests/harness"]
 
 
 @pytest.mark.parametrize("start", ["subprocess", "fork", "multiprocessing", "system"])

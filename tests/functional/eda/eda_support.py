@@ -73,11 +73,11 @@ class Monitor:
         self._watchdog = None
 
     def start(self):
-        from kubesandbox import controlplane  # pylint: disable=import-outside-toplevel
+        from kubeharness import processes  # pylint: disable=import-outside-toplevel
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(self.cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,  # pylint: disable=consider-using-with
                                          env=self.env, cwd=self.dir, start_new_session=True)
-        self._watchdog = controlplane.start_watchdog(os.getpid(), [(self.proc.pid, "ansible-rulebook")])
+        self._watchdog = processes.start_watchdog(os.getpid(), [(self.proc.pid, "ansible-rulebook")])
         return self
 
     def running(self):
@@ -118,7 +118,7 @@ def wait_until(what, probe, timeout=60.0, step=0.2):
 
 
 def csr_objects(kubeconfig):
-    from kubesandbox.testing import kubectl_json  # pylint: disable=import-outside-toplevel
+    from kubeharness.client import kubectl_json  # pylint: disable=import-outside-toplevel
     return kubectl_json(kubeconfig, "get", "csr")["items"]
 
 

@@ -6,7 +6,7 @@ import json
 import os
 
 import yaml
-from kubesandbox.testing import kubectl, kubectl_json
+from kubeharness.client import kubectl, kubectl_json
 
 from ansible_collections.kubepki.certs.plugins.module_utils import _store
 from eda_support import wait_until  # pylint: disable=import-error

@@ -80,7 +80,7 @@ def approval_delay(obj):
 
 
 def start_kubelet(lab, assets, request):
-    from kubesandbox import controlplane  # pylint: disable=import-outside-toplevel
+    from kubeharness import controlplane  # pylint: disable=import-outside-toplevel
     reason = controlplane.missing_kubelet(assets)
     if reason:
         pytest.skip("%s: real kubelet test skipped" % reason)
@@ -159,7 +159,7 @@ def node_request(key, common_name, dns=(), ips=()):
 
 
 def test_serving_requests_for_another_node_or_outside_the_node_networks_are_denied_with_the_reason(lab, tmp_path):
-    from kubesandbox.testing import kubectl, kubectl_json  # pylint: disable=import-outside-toplevel
+    from kubeharness.client import kubectl, kubectl_json  # pylint: disable=import-outside-toplevel
     as_node = lab["clusters"].user_kubeconfig(CLUSTER, str(tmp_path / "node-a.kubeconfig"), "system:node:" + NODE, ["system:nodes"])
     allowed_ip = lab["policy"]["allowed_ip_cidrs"][0].split("/")[0]
     cases = {

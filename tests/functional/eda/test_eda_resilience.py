@@ -4,7 +4,6 @@ under ansible-rulebook. Requests made afterwards are approved within seconds, an
 
 import base64
 import json
-import ssl
 import subprocess
 import sys
 import os
@@ -14,7 +13,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from kubesandbox.testing import kubectl, kubectl_json
+from kubeharness.client import kubectl, kubectl_json
 
 from eda_support import conditions, printed_events, wait_until  # pylint: disable=import-error
 
@@ -42,28 +41,6 @@ def etcdctl(url, *args):
     return subprocess.run([exe, "--endpoints", url] + list(args), capture_output=True, text=True, check=True, timeout=60).stdout
 
 
-def restart_apiserver(plane, while_down=None):
-    """Stop the cluster's kube-apiserver by its PID, run ``while_down()``, start it again on the same port with the same
-    flags, and wait until it is ready."""
-    from kubesandbox import controlplane  # pylint: disable=import-outside-toplevel
-    proc = plane._procs["kube-apiserver"]  # pylint: disable=protected-access
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:  # it drains open watches for a long while: a crash, then
-        proc.kill()
-        proc.wait(30)
-    if while_down is not None:
-        while_down()
-    port = int(plane.server.rsplit(":", 1)[1])
-    exe = controlplane.binaries(plane.assets)["kube-apiserver"]
-    plane._spawn("kube-apiserver", plane._apiserver_args(exe, port))  # pylint: disable=protected-access
-    plane._start_watchdog()  # pylint: disable=protected-access
-    context = ssl.create_default_context(cafile=plane.ca_cert)
-    context.load_cert_chain(plane.admin_cert, plane.admin_key)
-    plane._wait("kube-apiserver", plane.server + "/readyz", context, 90)  # pylint: disable=protected-access
-
-
 def approved(admin, name, monitor):
     assert monitor.running(), monitor.output()
     obj = kubectl_json(admin, "get", "csr", name)
@@ -88,7 +65,7 @@ def test_an_apiserver_restart_and_an_expired_watch_are_survived(real_clusters, s
         revision = json.loads(etcdctl(plane.etcd_url, "endpoint", "status", "-w", "json"))[0]["Status"]["header"]["revision"]
         etcdctl(plane.etcd_url, "compact", str(revision))
 
-    restart_apiserver(plane, while_down=compact)
+    plane.restart_apiserver(while_down=compact)
     wait_until("the Monitor to relist", lambda: "'type': 'relisted'" in monitor.output(), timeout=60)
     assert "'type': 'error'" in monitor.output()  # it saw the apiserver go away, and went on
 

@@ -10,7 +10,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from kubesandbox.testing import kubectl, kubectl_json
+from kubeharness.client import kubectl, kubectl_json
 
 from eda_support import conditions, wait_until  # pylint: disable=import-error
 

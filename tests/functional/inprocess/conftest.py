@@ -14,9 +14,9 @@ run_module = unit_module("conftest.py").run_module
 
 
 def start_etcd(workdir, tls=False):
-    """A real etcd (kubesandbox). For TLS the server certificate also gets clientAuth: etcd's grpc-gateway
+    """A real etcd (kubeharness). For TLS the server certificate also gets clientAuth: etcd's grpc-gateway
     dials its own gRPC port with the server certificate, and with --client-cert-auth that dial needs it."""
-    from kubesandbox import etcd, pki  # pylint: disable=import-outside-toplevel
+    from kubeharness import etcd, pki  # pylint: disable=import-outside-toplevel
 
     class _Server(etcd.EtcdServer):
         def _tls_files(self):

@@ -5,9 +5,9 @@ import sys
 import uuid
 
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "sandbox"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "harness"))
 
-from kubesandbox import pki  # noqa: E402  pylint: disable=wrong-import-position
+from kubeharness import pki  # noqa: E402  pylint: disable=wrong-import-position
 from playbook_files import playbook  # noqa: E402  pylint: disable=wrong-import-position
 
 from ansible_collections.kubepki.certs.plugins.module_utils import _etcd  # noqa: E402  pylint: disable=wrong-import-position

@@ -9,7 +9,7 @@ import uuid
 from ansible_collections.kubepki.certs.plugins.module_utils import _store  # pylint: disable=import-error
 from ansible_collections.kubepki.certs.plugins.module_utils._pki import crypto as _crypto  # pylint: disable=import-error
 
-from kubesandbox import pki
+from kubeharness import pki
 from playbook_files import playbook
 
 KEY_TEXT = "-----BEGIN PRIVATE KEY-----\nleft by a killed run\n-----END PRIVATE KEY-----\n"

@@ -10,10 +10,10 @@ import pytest
 from playbook_files import playbook
 
 TESTS = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(TESTS, "sandbox"))
+sys.path.insert(0, os.path.join(TESTS, "harness"))
 sys.path.insert(0, os.path.join(os.path.dirname(TESTS), ".cache", "collections"))
 
-from kubesandbox import pki  # noqa: E402  pylint: disable=wrong-import-position
+from kubeharness import pki  # noqa: E402  pylint: disable=wrong-import-position
 
 from ansible_collections.kubepki.certs.plugins.module_utils import _etcd, _store  # noqa: E402  pylint: disable=wrong-import-position
 from ansible_collections.kubepki.certs.plugins.module_utils._pki import crypto as _crypto  # noqa: E402  pylint: disable=wrong-import-position

@@ -11,7 +11,7 @@ import subprocess
 import uuid
 
 import pytest
-from kubesandbox.testing import kubectl_json
+from kubeharness.client import kubectl_json
 from playbook_files import playbook
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))

@@ -32,13 +32,13 @@ import pytest
 
 TESTS = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 REPO = os.path.dirname(TESTS)
-sys.path.insert(0, os.path.join(TESTS, "sandbox"))
+sys.path.insert(0, os.path.join(TESTS, "harness"))
 sys.path.insert(0, os.path.join(REPO, ".cache", "collections"))
 
 import pymongo  # noqa: E402  pylint: disable=wrong-import-position
 from pymongo import monitoring  # noqa: E402  pylint: disable=wrong-import-position
 
-from kubesandbox.controlplane import start_watchdog  # noqa: E402  pylint: disable=wrong-import-position
+from kubeharness.processes import start_watchdog  # noqa: E402  pylint: disable=wrong-import-position
 from playbook_files import playbook  # noqa: E402  pylint: disable=wrong-import-position
 
 from ansible_collections.kubepki.certs.plugins.module_utils import _store  # noqa: E402  pylint: disable=wrong-import-position

@@ -58,7 +58,7 @@ def test_an_older_store_warns_until_the_same_passphrase_moves_it(run_playbook, t
     """A store written by an earlier release (encrypted PKCS#8 keys, PBKDF2 with 2048 rounds) keeps working, and every
     task that uses it says how to move it; store_rekey with the same passphrase does, and the kubeconfig rendered
     from the moved store is the same file (changed=false)."""
-    from kubesandbox import pki  # pylint: disable=import-outside-toplevel
+    from kubeharness import pki  # pylint: disable=import-outside-toplevel
     from ansible_collections.kubepki.certs.plugins.module_utils._pki import crypto as _crypto  # pylint: disable=import-outside-toplevel
 
     path, passphrase = str(tmp_path / "store.db"), SECRETS[0]

@@ -1,5 +1,5 @@
 """Fixtures for the tests against real clusters: kube-apiserver and kube-controller-manager from the binaries in
-KUBEPKI_K8S_ASSETS (kubesandbox.controlplane): v1.36 in ``../shared/k8s``, v1.30 in ``../shared/k8s-1.30``
+KUBEPKI_K8S_ASSETS (kubeharness.controlplane): v1.36 in ``../shared/k8s``, v1.30 in ``../shared/k8s-1.30``
 (tools/real_pass.sh). Without them these tests are skipped.
 
 The version the binaries report is printed in pytest's header (when this directory is named on the command line)
@@ -18,7 +18,7 @@ SKIPPED = "KUBEPKI_K8S_ASSETS not set: real control plane tests skipped"
 
 
 def pytest_report_header(config):  # pylint: disable=unused-argument
-    from kubesandbox import controlplane  # pylint: disable=import-outside-toplevel
+    from kubeharness import controlplane  # pylint: disable=import-outside-toplevel
     assets = controlplane.assets_dir()
     if not assets or controlplane.missing_assets(assets):
         return None
@@ -28,7 +28,7 @@ def pytest_report_header(config):  # pylint: disable=unused-argument
 @pytest.fixture(scope="session")
 def real_assets():
     """The directory of the Kubernetes binaries; skips the test when there is none."""
-    from kubesandbox import controlplane  # pylint: disable=import-outside-toplevel
+    from kubeharness import controlplane  # pylint: disable=import-outside-toplevel
     assets = controlplane.assets_dir()
     if not assets:
         pytest.skip(SKIPPED)
@@ -41,7 +41,7 @@ def real_assets():
 @pytest.fixture(scope="session")
 def real_version(real_assets):
     """(major, minor, patch) of the kube-apiserver in ``real_assets``."""
-    from kubesandbox import controlplane  # pylint: disable=import-outside-toplevel
+    from kubeharness import controlplane  # pylint: disable=import-outside-toplevel
     return controlplane.parse_version(controlplane.binary_version(real_assets))
 
 
@@ -50,7 +50,7 @@ def real_clusters(real_assets, real_version, etcd_server, tmp_path_factory):
     """Two real clusters of the test file's own, cluster-1 and cluster-2, each with an etcd of its own; ``etcd_url``
     is the session's etcd (tests/conftest.py), where the collection writes its records. The same surface as the
     sandbox."""
-    from kubesandbox import controlplane  # pylint: disable=import-outside-toplevel
+    from kubeharness import controlplane  # pylint: disable=import-outside-toplevel
     clusters = controlplane.start_clusters(str(tmp_path_factory.mktemp("real")), real_assets, etcd_server.url)
     try:
         for name in clusters.names:  # the server answers with the version of the binaries, not another one

@@ -19,7 +19,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
-from kubesandbox.testing import kubectl, kubectl_json
+from kubeharness.client import kubectl, kubectl_json
 
 from ansible_collections.kubepki.certs.plugins.module_utils._csr import objects as _csr
 
@@ -50,7 +50,7 @@ def lab(real_clusters, tmp_path_factory):
 
 def kubectl_can(kubeconfig, verb, resource):
     import subprocess  # pylint: disable=import-outside-toplevel
-    from kubesandbox.testing import KUBECTL  # pylint: disable=import-outside-toplevel
+    from kubeharness.client import KUBECTL  # pylint: disable=import-outside-toplevel
     proc = subprocess.run([KUBECTL, "--kubeconfig", str(kubeconfig), "auth", "can-i", verb, resource],
                           capture_output=True, text=True, check=False)
     return proc.stdout.strip()

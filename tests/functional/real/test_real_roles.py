@@ -37,8 +37,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from kubesandbox import controlplane, pki
-from kubesandbox.testing import KUBECTL, kubectl, kubectl_json
+from kubeharness import controlplane, pki
+from kubeharness.client import KUBECTL, kubectl, kubectl_json
 from playbook_files import playbook
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))

@@ -17,8 +17,8 @@ import subprocess
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from kubesandbox import launcher, pki
-from kubesandbox.testing import kubectl, kubectl_json
+from kubeharness import pki
+from kubeharness.client import kubeconfig, kubectl, kubectl_json
 from playbook_files import playbook
 
 SIGNER = "example.com/kubepki"
@@ -29,7 +29,7 @@ SIGNER_BUNDLE = "example.com:kubepki:signing-ca"
 def ctb_cluster(real_assets, real_version, tmp_path_factory):
     """One real cluster serving ClusterTrustBundles (v1beta1 from 1.33, v1alpha1 before), with an etcd of its own;
     ``ctb_api`` is that version, ``ctb_flags`` the feature gate and runtime-config it was started with."""
-    from kubesandbox import controlplane  # pylint: disable=import-outside-toplevel
+    from kubeharness import controlplane  # pylint: disable=import-outside-toplevel
     api, gates, runtime_config = controlplane.trust_bundle_api(real_version)
     plane = controlplane.ControlPlane(str(tmp_path_factory.mktemp("real-ctb") / "ctb-1"), real_assets, feature_gates=gates,
                                       apiserver_flags=["--runtime-config", runtime_config])
@@ -135,8 +135,8 @@ def test_a_user_without_attest_is_refused_with_the_permission_named(run_playbook
         ca = pki.KeyPair(pki.load_cert(cert.read()), pki.load_key(key.read()))
     user = pki.issue(ca, "ctb-writer", client=True)
     path = tmp_path / "writer.kubeconfig"
-    pki.write_file(str(path), launcher.kubeconfig("ctb-1", ctb_cluster.server, pki.cert_pem(ca.cert), pki.cert_pem(user.cert),
-                                                  pki.key_pem(user.key), user="ctb-writer"), secret=True)
+    pki.write_file(str(path), kubeconfig("ctb-1", ctb_cluster.server, pki.cert_pem(ca.cert), pki.cert_pem(user.cert),
+                                         pki.key_pem(user.key), user="ctb-writer"), secret=True)
     # without a signer the RBAC grant is enough
     out = publish(run_playbook, ctb_cluster, kubeconfig=str(path), name="writer-ca", ca_file=ctb_cluster.ca_cert)
     assert not out.get("failed") and out["changed"], out
@@ -191,7 +191,7 @@ def test_a_server_without_the_api_is_told_the_flags_of_its_own_version(run_playb
     """A cluster started without the gate (the default before 1.37): the failure names the server's version and exactly
     the flags ctb_cluster was started with - those that made the tests above pass on this version; if_served skips it and
     state=absent warns. On 1.30 an explicit v1beta1 is told that 1.30 has no such API version."""
-    from kubesandbox import controlplane  # pylint: disable=import-outside-toplevel
+    from kubeharness import controlplane  # pylint: disable=import-outside-toplevel
     plane = controlplane.ControlPlane(str(tmp_path / "plain"), real_assets).start()
     try:
         out = publish(run_playbook, plane, name="kubepki-client-ca", ca_file=plane.ca_cert)

@@ -26,7 +26,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from kubesandbox.testing import KUBECTL, kubectl, kubectl_json
+from kubeharness.client import KUBECTL, kubectl, kubectl_json
 from playbook_files import playbook
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
@@ -239,7 +239,7 @@ SHORT_SIGNER_PLAY = playbook("modules/user_certificates.yml")
 def test_a_real_signer_granting_less_than_asked_is_reported_as_clamped(run_playbook, real_assets, tmp_path):
     """A real controller-manager that signs for 30m at most (--cluster-signing-duration) gets a request for 2h: the
     certificate is issued for the signer's 30m, and the module says so instead of passing it off as 2h."""
-    from kubesandbox import controlplane  # pylint: disable=import-outside-toplevel
+    from kubeharness import controlplane  # pylint: disable=import-outside-toplevel
     plane = controlplane.ControlPlane(str(tmp_path / "short"), real_assets, name="short",
                                       controller_manager_flags=["--cluster-signing-duration=30m"])
     plane.start()

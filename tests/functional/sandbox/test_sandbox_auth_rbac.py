@@ -256,7 +256,7 @@ def test_other_signers_never_auto_approved(raw):
 
 
 def test_untrusted_or_expired_client_certificate_is_401(sandbox, c1, tmp_path):
-    from kubesandbox import pki  # pylint: disable=import-outside-toplevel
+    from kubeharness import pki  # pylint: disable=import-outside-toplevel
     other = pki.make_ca("someone-else")
     foreign = pki.issue(other, "kubernetes-admin", organizations=["system:masters"], client=True)
     own_ca = pki.KeyPair(pki.load_cert(open(c1.ca_cert, "rb").read()), pki.load_key(open(c1.ca_key, "rb").read()))

@@ -6,7 +6,7 @@ import etcd3gw
 import pytest
 import requests
 
-from kubesandbox.etcd import EtcdServer
+from kubeharness.etcd import EtcdServer
 
 
 def _client(url, ca_cert=None, cert_cert=None, cert_key=None):

@@ -10,7 +10,9 @@ from kubernetes import client
 
 from sandbox_helpers import CSR_BASE, Raw, api_client, csr_body, csr_pem, unique
 
-SANDBOX_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "sandbox")
+TESTS = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# what `python -m kubesandbox` imports: the sandbox, and the harness it takes etcd and the PKI helpers from
+SANDBOX_PYTHONPATH = os.pathsep.join([os.path.join(TESTS, "sandbox"), os.path.join(TESTS, "harness")])
 
 
 def test_injected_faults(sandbox, c1, raw, certs):
@@ -80,7 +82,7 @@ def test_cleaner(fresh_sandbox):
 
 def test_cli_up_down(tmp_path):
     state = tmp_path / "state"
-    env = dict(os.environ, PYTHONPATH=SANDBOX_DIR)
+    env = dict(os.environ, PYTHONPATH=SANDBOX_PYTHONPATH)
     start = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "kubesandbox", "up", "--state", str(state), "--clusters", "2",
                            "--signing-delay", "0", "--pending-ttl", "2h"], capture_output=True, text=True,
@@ -115,7 +117,7 @@ def test_cli_up_down(tmp_path):
 def test_processes_end_with_their_owner(tmp_path):
     state = tmp_path / "owned"
     code = "from kubesandbox import testing; testing.start(%r, clusters=1)" % str(state)
-    subprocess.run([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=SANDBOX_DIR), check=True,
+    subprocess.run([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=SANDBOX_PYTHONPATH), check=True,
                    timeout=60)
     pids = [int((state / "cluster-1" / "pid").read_text()), int((state / "etcd.pid").read_text())]
     deadline = time.monotonic() + 10

@@ -8,12 +8,15 @@ import sys
 import threading
 import time
 
-import yaml
+from kubeharness import etcd as etcdlib, pki
+from kubeharness.client import kubeconfig
+from kubeharness.processes import ours, stop_pid
 
-from . import etcd as etcdlib, pki
 from .csr import parse_duration
 
-PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# where the cluster processes import kubesandbox and kubeharness from
+IMPORT_PATH = [os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+               os.path.dirname(os.path.dirname(os.path.abspath(pki.__file__)))]
 DURATION_OPTIONS = ("signing_duration", "signing_delay", "cleaner_interval", "approved_ttl", "denied_ttl",
                     "failed_ttl", "pending_ttl", "approver_max_backoff", "bookmark_interval", "watch_timeout",
                     "network_delay")
@@ -29,35 +32,6 @@ def normalize_options(options):
             value = parse_duration(value)
         out[key] = value
     return out
-
-
-def kubeconfig(name, server, ca_pem, cert_pem, key_pem, user=None):
-    import base64  # pylint: disable=import-outside-toplevel
-
-    def b64(data):
-        return base64.b64encode(data).decode()
-    user = user or name
-    return yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config",
-        "clusters": [{"name": name, "cluster": {"server": server, "certificate-authority-data": b64(ca_pem)}}],
-        "users": [{"name": user, "user": {"client-certificate-data": b64(cert_pem), "client-key-data": b64(key_pem)}}],
-        "contexts": [{"name": name, "context": {"cluster": name, "user": user}}],
-        "current-context": name, "preferences": {},
-    }, default_flow_style=False)
-
-
-def client_kubeconfig(info, path, user, groups=()):
-    """Write a kubeconfig at ``path`` for a new client certificate (CN=user, O=groups) issued by the CA of the
-    cluster ``info`` (``name``, ``server``, ``ca_cert``, ``ca_key``); returns ``path``."""
-    with open(info.ca_cert, "rb") as handle:
-        ca_pem = handle.read()
-    with open(info.ca_key, "rb") as handle:
-        ca_key = pki.load_key(handle.read())
-    ca = pki.KeyPair(pki.load_cert(ca_pem), ca_key)
-    leaf = pki.issue(ca, user, organizations=list(groups), client=True)
-    pki.write_file(path, kubeconfig(info.name, info.server, ca_pem, pki.cert_pem(leaf.cert), pki.key_pem(leaf.key), user=user),
-                   secret=True)
-    return path
 
 
 def _prepare_cluster(directory, options):
@@ -85,7 +59,7 @@ def _prepare_cluster(directory, options):
 
 def _spawn(directory):
     env = dict(os.environ)
-    env["PYTHONPATH"] = PACKAGE_PARENT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env["PYTHONPATH"] = os.pathsep.join(IMPORT_PATH + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     log = open(os.path.join(directory, "server.log"), "ab")  # pylint: disable=consider-using-with
     try:
         proc = subprocess.Popen(  # pylint: disable=consider-using-with
@@ -109,7 +83,7 @@ def up(state, clusters=2, timeout=30.0, **options):
         if os.path.isfile(pid_file):
             with open(pid_file, encoding="ascii") as handle:
                 text = handle.read().strip()
-            if text.isdigit() and (_ours(int(text), "kubesandbox") or _ours(int(text), "etcd")):
+            if text.isdigit() and (ours(int(text), "kubesandbox") or ours(int(text), "etcd")):
                 raise RuntimeError("state directory %s already has running processes (pid %s); run down first"
                                    % (state, text))
     if os.path.isdir(os.path.join(state, "etcd-data")):
@@ -170,19 +144,11 @@ def up(state, clusters=2, timeout=30.0, **options):
 def _abort(state, procs, etcd_thread, etcd_box):
     for proc in procs.values():
         if proc.poll() is None:
-            etcdlib.stop_pid(proc.pid)
+            stop_pid(proc.pid)
     etcd_thread.join(timeout=30)
     if "server" in etcd_box:
         etcd_box["server"].stop()
     del state
-
-
-def _ours(pid, marker):
-    try:
-        with open("/proc/%d/cmdline" % pid, "rb") as handle:
-            return marker.encode() in handle.read()
-    except OSError:
-        return False
 
 
 def down(state):
@@ -211,9 +177,9 @@ def _stop_file(path, marker):
     if not text.isdigit():
         return []
     pid = int(text)
-    if not _ours(pid, marker):
+    if not ours(pid, marker):
         return []
-    etcdlib.stop_pid(pid)
+    stop_pid(pid)
     return [pid]
 
 

@@ -15,7 +15,9 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from . import auth, pki, tlsverify
+from kubeharness import pki
+
+from . import auth, tlsverify
 from .api import Cluster, Request, Response, WatchStream
 from .errors import ApiError
 from .controllers import Controllers

