@@ -35,7 +35,6 @@ python=${PYTHON:-python3}
 pytest_opts=${PYTEST_OPTS:--p no:cacheprovider -rs}
 venv=$repo/.cache/venv-ansible-$line
 report_dir=$repo/out/ansible-matrix
-collections=$repo/.cache/collections
 # shellcheck disable=SC2206  # ANSIBLE_MATRIX_TESTS is a list of test paths
 tests=(${ANSIBLE_MATRIX_TESTS:-tests/functional/real/test_real_user_certificates.py})
 
@@ -100,19 +99,9 @@ PY
 echo "ansible line $line runs with:"
 sed 's/^/  /' "$report"
 
-# The Makefile's environment, pointing at this venv.
-mkdir -p "$(dirname "$collections/ansible_collections/kubepki/certs")"
-test -e "$collections/ansible_collections/kubepki/certs" || ln -sfn "$repo" "$collections/ansible_collections/kubepki/certs"
-export ANSIBLE_COLLECTIONS_PATH=$collections:$site
-export ANSIBLE_PYTHON_INTERPRETER=$venv/bin/python
-export PYTHONPATH=$repo/tests/harness:$repo/tests/sandbox:$collections
-export KUBEPKI_K8S_ASSETS=${KUBEPKI_K8S_ASSETS:-}
-unset KUBEPKI_TEST_CLUSTERS
-if [ -n "$KUBEPKI_K8S_ASSETS" ]; then
-  echo "ansible line $line: real clusters from KUBEPKI_K8S_ASSETS=$KUBEPKI_K8S_ASSETS"
-else
-  echo "ansible line $line: KUBEPKI_K8S_ASSETS not set, the real-cluster onboarding will be skipped"
-fi
+# shellcheck source=tools/test_env.sh
+. "$repo/tools/test_env.sh"
+test_env "$venv" "ansible line $line"
 version_text=$("$venv/bin/ansible" --version)  # not piped into head: ansible fails on a closed pipe
 echo "${version_text%%$'\n'*}"
 started=$SECONDS

@@ -26,7 +26,6 @@ python=${PYTHON:-python3}
 pytest_opts=${PYTEST_OPTS:--n 2 --dist loadfile -p no:cacheprovider -rs}
 venv=${DEP_SET_VENV:-$repo/.cache/venv-$set_name}
 report_dir=$repo/out/dep-sets
-collections=$repo/.cache/collections
 # shellcheck disable=SC2206  # DEP_SET_TESTS (a list of test paths) narrows a try
 tests=(${DEP_SET_TESTS:-tests/unit tests/functional/real/test_real_user_certificates.py tests/functional/modules/test_store_mongodb_wire.py})
 
@@ -97,20 +96,9 @@ echo "dep set $set_name: venv ready in $((SECONDS - started)) s"
 echo "dep set $set_name runs with:"
 sed 's/^/  /' "$report"
 
-# The Makefile's environment, pointing at this venv.
-mkdir -p "$(dirname "$collections/ansible_collections/kubepki/certs")"
-test -e "$collections/ansible_collections/kubepki/certs" || ln -sfn "$repo" "$collections/ansible_collections/kubepki/certs"
-site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-export ANSIBLE_COLLECTIONS_PATH=$collections:$site
-export ANSIBLE_PYTHON_INTERPRETER=$venv/bin/python
-export PYTHONPATH=$repo/tests/harness:$repo/tests/sandbox:$collections
-export KUBEPKI_K8S_ASSETS=${KUBEPKI_K8S_ASSETS:-}
-unset KUBEPKI_TEST_CLUSTERS
-if [ -n "$KUBEPKI_K8S_ASSETS" ]; then
-  echo "dep set $set_name: real-cluster onboarding uses KUBEPKI_K8S_ASSETS=$KUBEPKI_K8S_ASSETS"
-else
-  echo "dep set $set_name: KUBEPKI_K8S_ASSETS not set, the real-cluster onboarding will be skipped"
-fi
+# shellcheck source=tools/test_env.sh
+. "$repo/tools/test_env.sh"
+test_env "$venv" "dep set $set_name"
 started=$SECONDS
 status=0
 # shellcheck disable=SC2086  # PYTEST_OPTS is a list of options
