@@ -29,7 +29,6 @@ def transport_from_params(params):
         password=params.get("etcd_password"), timeout=5.0 if timeout is None else timeout)
 
 
-
 def check_reachable(params):
     """An etcd that is configured but down (or refuses the credentials) is found before any key, CSR or record is
     written: the job fails naming etcd_endpoints instead of leaving a new key or deleted CSRs behind."""

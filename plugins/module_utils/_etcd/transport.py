@@ -53,6 +53,7 @@ WRITES = (CREATED, UPDATED, DELETED)
 # guarded transactions per key before giving up when other writers keep changing it
 MAX_ATTEMPTS = 5
 
+
 def _b64(data):
     if isinstance(data, str):
         data = data.encode("utf-8")

@@ -68,6 +68,7 @@ STORE_ARG_SPEC = {
     "store_passphrase": {"type": "str", "no_log": True},
 }
 
+
 def store_params(params):
     """``(uri, passphrase)`` from module params, the environment applied late (an explicit option wins)."""
     uri = params.get("store_uri") or os.environ.get(ENV_URI) or None

@@ -18,10 +18,6 @@ from ansible_collections.kubepki.certs.plugins.module_utils._pki import crypto a
 from ansible_collections.kubepki.certs.plugins.module_utils._pki import record as _record
 from ansible_collections.kubepki.certs.plugins.module_utils._store import sealing as _sealing
 
-try:
-    from cryptography.exceptions import InvalidTag
-except ImportError:  # pragma: no cover - reported by _deps.require()
-    pass
 
 class KeyConflict(KubePkiError):
     """``replace_key(..., expected_sha256=...)`` found another key than the one the caller read: another run rotated
@@ -177,11 +173,11 @@ class CredentialStore:
             aead = _sealing.open_kek(descriptor, passphrase, self.location)
             if aead is None:
                 return None
-            try:
-                return aead.decrypt(nonce, sealed, _sealing._key_aad(kid, row["scope"], row["user"], row["cluster"])).decode("ascii")
-            except InvalidTag:
+            pem = _sealing.open_sealed(aead, kid, nonce, sealed, row["scope"], row["user"], row["cluster"])
+            if pem is None:
                 raise KubePkiError("%s does not open although store_passphrase is right: it is damaged, or it was moved "
-                                   "from another row (a stored key is bound to its scope, user and cluster)" % what) from None
+                                   "from another row (a stored key is bound to its scope, user and cluster)" % what)
+            return pem
         if not passphrase:
             return None
         try:
@@ -585,4 +581,3 @@ class CredentialStore:
     # certs:  _list_cert_texts(scope) ([(scope, cluster, user, record text)] of scope, None for all);
     #         _read_cert(scope, cluster, user); _write_cert(scope, cluster, user, text, times);
     #         _delete_cert(scope, cluster, user)
-

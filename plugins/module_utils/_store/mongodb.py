@@ -16,7 +16,9 @@ from ansible_collections.kubepki.certs.plugins.module_utils import _deps
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
 from ansible_collections.kubepki.certs.plugins.module_utils._pki import record as _record
 from ansible_collections.kubepki.certs.plugins.module_utils._store import sealing as _sealing
-from ansible_collections.kubepki.certs.plugins.module_utils._store.base import CERT_WRITE_ROUNDS, KEY_LISTING_FIELDS, PROTECTION_NAME, REKEY_ROUNDS, CredentialStore
+from ansible_collections.kubepki.certs.plugins.module_utils._store.base import (
+    CERT_WRITE_ROUNDS, KEY_LISTING_FIELDS, PROTECTION_NAME, REKEY_ROUNDS, CredentialStore,
+)
 from ansible_collections.kubepki.certs.plugins.module_utils._store.uri import redact_uri, scrub
 
 DEFAULT_DATABASE = "kubepki"
@@ -296,4 +298,3 @@ class MongoStore(CredentialStore):
         if self._client is not None:
             self._client.close()
             self._client = None
-

@@ -10,7 +10,6 @@ private key sealed under it with AES-256-GCM, bound to its row (the package docs
 from __future__ import annotations
 
 
-
 import base64
 import os
 
@@ -136,6 +135,14 @@ def seal_key(aead, kid, scope, user, cluster, pem):
     return "%s:%s:%s:%s" % (WRAP_FORMAT, kid, _b64(nonce), _b64(sealed))
 
 
+def open_sealed(aead, kid, nonce, sealed, scope, user, cluster):
+    """The PEM of a sealed key (see sealed_parts) opened under ``aead`` for its row; None when it does not open."""
+    try:
+        return aead.decrypt(nonce, sealed, _key_aad(kid, scope, user, cluster)).decode("ascii")
+    except InvalidTag:
+        return None
+
+
 def sealed_parts(text, what):
     """``(kid, nonce, ciphertext)`` of a sealed key's stored text."""
     parts = text.split(":")
@@ -172,4 +179,3 @@ def descriptors(protection):
         return []
     current = [protection["kek"]] if isinstance(protection.get("kek"), dict) else []
     return current + [item for item in protection.get("previous") or () if isinstance(item, dict)]
-

@@ -360,5 +360,3 @@ class SqliteStore(CredentialStore):
         if self._db is not None:
             self._db.close()
             self._db = None
-
-
