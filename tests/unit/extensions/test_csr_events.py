@@ -3,6 +3,7 @@ makes itself (``approve``) against the in-memory API of the unit tier (tests/uni
 
 ansible-rulebook itself, real clusters and a real kubelet are in tests/functional/eda."""
 
+import asyncio
 import base64
 import ipaddress
 import os
@@ -108,3 +109,35 @@ def test_a_request_that_names_another_node_is_denied(cluster):
 def test_a_bad_approve_option_stops_the_source_before_it_starts():
     with pytest.raises(KubePkiError, match="approve step's parameters are not valid: .*deny_on_violation"):
         csr_events.Approver("c1", {"host": HOST}, {"deny_on_violation": "sometimes"})
+
+
+# ---------------------------------------------------------------- deciding on each CSR as seen
+
+def test_the_source_decides_on_the_object_it_saw_without_reading_it_again(cluster):
+    good = pending(cluster, "n5-serving", "n5")
+    cluster.requests.clear()
+    assert approver().decide(good)["decision"] == "approved"
+    # one request: the approval itself; the CSR just seen on the watch is not fetched again
+    assert [(method, path.rsplit("/", 1)[-1]) for method, path, _query in cluster.requests] == [("PUT", "approval")], cluster.requests
+
+
+def test_main_puts_every_decision_of_a_burst_once_each(cluster):
+    for index in range(6):
+        pending(cluster, "burst-%d" % index, "n%d" % index)
+    pending(cluster, "burst-bad", "n9", ips=("198.51.100.1",))
+    events = run_main({"host": HOST, "approve": {"policy": {"allowed_ip_cidrs": ["192.0.2.0/24"], "allowed_signers": [SERVING],
+                                                           "key_must_match_store": False}},
+                       "event_types": ["decided"], "max_events": 7})
+    decided = {e["name"]: e["decision"] for e in events}
+    assert len(events) == 7 and decided == dict({"burst-%d" % i: "approved" for i in range(6)}, **{"burst-bad": "denied"}), events
+
+
+def run_main(args, timeout=30):
+    put = []
+
+    class Queue:
+        async def put(self, event):
+            put.append(event)
+
+    asyncio.run(asyncio.wait_for(csr_events.main(Queue(), args), timeout))
+    return put

@@ -54,7 +54,9 @@ Events (``event.type``):
     ``{type, cluster, signer, names, batch}`` (see ``batch_signers``).
 ``decided``
     ``{type, cluster, name, signer, requester, decision: approved|denied|unchanged|skipped|failed, violations,
-    message}`` (see ``approve``).
+    message}`` (see ``approve``). While decisions of a burst are in flight, decided events wait (up to two seconds)
+    and come after, in order: the engine's work on each event would otherwise take the processor from the decisions
+    still to make.
 ``due``
     ``{type, cluster, scope, user, groups, serial, not_after, standing, source}``.
 ``relisted``
@@ -99,6 +101,7 @@ LOG = logging.getLogger("kubepki.certs.csr_events")
 AUTH_KEYS = tuple(_kube.AUTH_ARG_SPEC)
 DEFAULT_BATCH_SIGNERS = (_csr.SIGNER_KUBELET_SERVING,)
 DECIDING = 4  # decisions in flight per cluster (approve)
+HOLD = 2.0  # seconds a decided event may wait for the decisions in flight (see main)
 ETCD_KEYS = ("etcd_endpoints", "etcd_prefix", "etcd_ca_cert", "etcd_client_cert", "etcd_client_key", "etcd_username",
              "etcd_password", "etcd_timeout")
 
@@ -250,7 +253,7 @@ class Approver:
         options = dict(options or {})
         self.signers = set(options.pop("signers", None) or DEFAULT_BATCH_SIGNERS)
         options.setdefault("deny_on_violation", True)
-        given = dict({key: value for key, value in params.items() if value is not None}, cluster=cluster, names=[], action="approve",
+        given = dict({key: value for key, value in params.items() if value is not None}, cluster=cluster, csrs=[], action="approve",
                      **options)
         self.params, _secrets = _context.validated(_approve.argument_spec(), given, "approve")
         self.cluster = cluster
@@ -268,7 +271,9 @@ class Approver:
         event = {"type": "decided", "cluster": self.cluster, "name": name, "signer": (obj.get("spec") or {}).get("signerName"),
                  "requester": (obj.get("spec") or {}).get("username"), "decision": "failed", "violations": [], "message": None}
         try:
-            result = _approve.run(ctx, dict(self.params, names=[name]))
+            # the csrs form, not names: the step then decides on the object in the session, the one just seen
+            # (names would read every CSR again, one more round trip per decision; a 409 still reads it again)
+            result = _approve.run(ctx, dict(self.params, csrs=[{"csr_name": name}]))
         except KubePkiError as exc:
             event["message"] = exc.msg
             return event
@@ -282,13 +287,15 @@ class Approver:
 class _Follower(threading.Thread):
     """One cluster's list and watch, in a thread; events go to ``emit`` (thread-safe)."""
 
-    def __init__(self, name, params, args, emit, stopping):
+    def __init__(self, name, params, args, emit, stopping, csr_events=True, tracked=True):
         super().__init__(name="csr_events:%s" % name, daemon=True)
         self.cluster = name
         self.params = params
         self.args = args
         self.emit = emit
         self.stopping = stopping
+        self.csr_events = csr_events  # whether csr events are put at all (event_types)
+        self.tracked = tracked  # whether the batches need every change (batch_signers)
         self.approver = Approver(name, params, args["approve"]) if args.get("approve") else None
         self.deciding = set()  # names of the CSRs being decided now
         self.lock = threading.Lock()
@@ -296,10 +303,15 @@ class _Follower(threading.Thread):
     def _decide(self, obj):
         name = (obj.get("metadata") or {}).get("name")
         try:
-            self.emit(self.approver.decide(obj))
+            event = self.approver.decide(obj)
         finally:
             with self.lock:
                 self.deciding.discard(name)
+        self.emit(event)
+
+    def busy(self):
+        """Whether a decision of this cluster is in flight or waiting for a thread."""
+        return bool(self.deciding)
 
     def run(self):
         secrets = set()
@@ -324,14 +336,14 @@ class _Follower(threading.Thread):
                                         sleep=self.stopping.wait, on_error=on_error):
             if kind == "SYNCED":
                 initial = False
-                self.emit(synced_event(self.cluster, count), raw=("SYNCED", None))
+                self.emit(synced_event(self.cluster, count), raw=("SYNCED", None, self.cluster))
                 continue
             if kind == "RELISTED":
                 # the watch expired (410): listed again, and the differences were put as csr events
                 self.emit({"type": "relisted", "cluster": self.cluster})
                 continue
             count += 1 if initial else 0
-            self.emit(csr_event(self.cluster, kind, obj, initial=initial), raw=(kind, obj))
+            # decided the moment the watch shows it, before the csr event is even made
             if self.approver is not None and self.approver.wants(kind, obj):
                 name = (obj.get("metadata") or {}).get("name")
                 with self.lock:
@@ -339,6 +351,10 @@ class _Follower(threading.Thread):
                     self.deciding.add(name)
                 if fresh:  # a few decisions at a time, each CSR once while it is being decided
                     self.pool.submit(self._decide, obj)
+            if self.csr_events:
+                self.emit(csr_event(self.cluster, kind, obj, initial=initial), raw=(kind, obj, self.cluster))
+            elif self.tracked:
+                self.emit(None, raw=(kind, obj, self.cluster))  # for the batches only
 
 
 def _due_records(args, clusters):
@@ -390,13 +406,21 @@ async def main(queue: asyncio.Queue, args: dict):  # pylint: disable=too-many-lo
     def emit(event, raw=None):  # called from the threads
         loop.call_soon_threadsafe(inbox.put_nowait, (event, raw))
 
-    followers = [_Follower(name, params, args, emit, stopping) for name, params in specs]
+    types = set(args["event_types"]) if args.get("event_types") else None
+    followers = [_Follower(name, params, args, emit, stopping, csr_events=types is None or "csr" in types, tracked=bool(signers))
+                 for name, params in specs]
     for follower in followers:
         follower.start()
     due_every = float(args.get("due_interval") or 3600)
     next_due = time.monotonic() if args.get("renew_before") else None
+    # without batches or due events nothing happens between two events: wait for the next one without a timer
+    tick = 0.5 if signers or next_due is not None else None
 
-    types = set(args["event_types"]) if args.get("event_types") else None
+    # decided events wait while decisions are in flight, up to HOLD seconds: the engine's work on each event (rules,
+    # actions, printing) runs in this process, and during a burst it would take the processor from the decisions
+    # still to make; the events come after, all of them and in order
+    held = []
+    held_since = None
 
     async def deliver(event):
         nonlocal put
@@ -408,20 +432,35 @@ async def main(queue: asyncio.Queue, args: dict):  # pylint: disable=too-many-lo
 
     try:
         while True:
-            try:
-                event, raw = await asyncio.wait_for(inbox.get(), timeout=0.5)
-            except asyncio.TimeoutError:
-                event, raw = None, None
-            if event is not None:
-                tracker = batches.get(event.get("cluster"))
-                if raw is not None and tracker is not None:
-                    if raw[0] == "SYNCED":
-                        tracker.ready = True
-                    else:
-                        tracker.observe(raw[0], raw[1])
-                if await deliver(event):
-                    return
+            timeout = tick
+            if held:  # wake up when the oldest held event has waited HOLD seconds
+                left = max(held_since + HOLD - time.monotonic(), 0.01)
+                timeout = left if tick is None else min(tick, left)
+            if timeout is None:
+                event, raw = await inbox.get()
+            else:
+                try:
+                    event, raw = await asyncio.wait_for(inbox.get(), timeout=timeout)
+                except asyncio.TimeoutError:
+                    event, raw = None, None
+            if raw is not None and signers:
+                tracker = batches[raw[2]]
+                if raw[0] == "SYNCED":
+                    tracker.ready = True
+                else:
+                    tracker.observe(raw[0], raw[1])
             now = time.monotonic()
+            if event is not None and event["type"] == "decided" and (held or any(f.busy() for f in followers)):
+                held.append(event)
+                held_since = held_since or now
+                event = None
+            if event is not None and await deliver(event):
+                return
+            if held and (now - held_since >= HOLD or not any(f.busy() for f in followers)):
+                waiting, held, held_since = held, [], None
+                for item in waiting:
+                    if await deliver(item):
+                        return
             for tracker in batches.values():
                 for pending in tracker.due(now):
                     if await deliver(pending):
