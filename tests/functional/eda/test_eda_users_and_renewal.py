@@ -1,6 +1,6 @@
 """The user_csrs and renew rulebooks under ansible-rulebook on a real v1.36 cluster: a person's own CSR is approved
 under the user policy and one that says more than the policy allows is denied with the reason; a certificate that
-falls due is issued again and carried to etcd."""
+falls due is issued again and carried to etcd; a refused or deleted request does not hold the others back."""
 
 import base64
 import json
@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from kubesandbox.testing import kubectl, kubectl_json
 
-from eda_support import conditions, wait_until  # pylint: disable=import-error
+from eda_support import conditions, printed_events, wait_until  # pylint: disable=import-error
 
 CLUSTER = "cluster-1"
 
@@ -54,6 +54,48 @@ def test_people_bringing_their_own_csr_are_approved_under_the_user_policy_and_re
         assert conditions(objs[user]) == [decision], objs[user]["status"]
         if why:
             assert why in objs[user]["status"]["conditions"][0]["message"]
+
+
+def test_one_refused_or_deleted_user_csr_never_holds_the_others_back(real_clusters, start_monitor, tmp_path):
+    """deny_on_violation false (the default): the refused request stays pending, reported with its reason, and the
+    requests beside it are decided at once, not after a batch_timeout, and not failed with it."""
+    info = real_clusters.cluster(CLUSTER)
+    admin = info.kubeconfig
+    kubectl(admin, "create", "clusterrole", "eda-csr-creator-2", "--verb=create,delete", "--resource=certificatesigningrequests.certificates.k8s.io")
+    users = ("eda-ivy", "eda-jon", "eda-lea")
+    for user in users:
+        kubectl(admin, "create", "clusterrolebinding", user, "--clusterrole=eda-csr-creator-2", "--user=%s" % user)
+    monitor = start_monitor("kubepki.certs.user_csrs", {
+        "kubepki_clusters": [{"name": CLUSTER, "kubeconfig": admin}],
+        "kubepki_user_policy": {"requester_may_be_subject": True, "allowed_groups": ["dev"], "max_expiration_seconds": 86400}})
+    wait_until("the Monitor's first sync", lambda: monitor.running() and "'type': 'synced'" in monitor.output(), timeout=120)
+    subjects = {"eda-ivy": [(NameOID.COMMON_NAME, "eda-ivy"), (NameOID.ORGANIZATIONAL_UNIT_NAME, "admins")],  # refused: OU
+                "eda-jon": [(NameOID.ORGANIZATION_NAME, "dev"), (NameOID.COMMON_NAME, "eda-jon")],  # deleted at once
+                "eda-lea": [(NameOID.ORGANIZATION_NAME, "dev"), (NameOID.COMMON_NAME, "eda-lea")]}
+    kubeconfigs = {user: real_clusters.user_kubeconfig(CLUSTER, str(tmp_path / ("%s.kubeconfig" % user)), user) for user in users}
+    for user in users:  # the refused and the deleted one first
+        obj = {"apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest", "metadata": {"name": user},
+               "spec": {"request": own_request(subjects[user]), "signerName": "kubernetes.io/kube-apiserver-client",
+                        "usages": ["digital signature", "client auth"], "expirationSeconds": 3600}}
+        kubectl(kubeconfigs[user], "create", "-f", "-", stdin=json.dumps(obj))
+        if user == "eda-jon":
+            kubectl(kubeconfigs[user], "delete", "csr", user)
+
+    def approved():
+        assert monitor.running(), monitor.output()
+        return conditions(kubectl_json(admin, "get", "csr", "eda-lea")) == ["Approved"]
+
+    # well within batch_timeout (30 s): nothing waited for the refused request
+    wait_until("eda-lea approved", approved, timeout=15)
+
+    def reported():
+        found = [e for e in printed_events(monitor.output(500000)) if e.get("type") == "decided" and e.get("name") == "eda-ivy"]
+        return found[0] if found else None
+
+    event = wait_until("the decision on eda-ivy", reported, timeout=30)
+    assert event["decision"] == "refused" and any("OU=admins" in v for v in event["violations"]), event
+    assert conditions(kubectl_json(admin, "get", "csr", "eda-ivy")) == []  # left pending, for a person to decide
+    assert "refused, left pending" in monitor.output(500000)
 
 
 def test_a_certificate_that_falls_due_is_issued_again_and_carried(real_clusters, start_monitor, run_playbook, tmp_path):

@@ -121,6 +121,47 @@ def test_the_source_decides_on_the_object_it_saw_without_reading_it_again(cluste
     assert [(method, path.rsplit("/", 1)[-1]) for method, path, _query in cluster.requests] == [("PUT", "approval")], cluster.requests
 
 
+def user_request(common_name, organizations=(), unit=None):
+    attributes = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in organizations] + [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
+    if unit:
+        attributes.append(x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, unit))
+    csr = x509.CertificateSigningRequestBuilder().subject_name(x509.Name(attributes)).sign(ec.generate_private_key(ec.SECP256R1()), hashes.SHA256())
+    return base64.b64encode(csr.public_bytes(serialization.Encoding.PEM)).decode()
+
+
+def user_pending(cluster, name, unit=None):
+    obj = {"metadata": {"name": name, "resourceVersion": "1", "uid": "u-" + name},
+           "spec": {"request": user_request(name, ["dev"], unit), "signerName": "kubernetes.io/kube-apiserver-client",
+                    "usages": ["digital signature", "client auth"], "username": name, "groups": ["system:authenticated"],
+                    "expirationSeconds": 3600},
+           "status": {}}
+    cluster.objects[name] = obj
+    return obj
+
+
+def user_approver(deny_on_violation=False):
+    return csr_events.Approver("c1", {"host": HOST}, {
+        "signers": ["kubernetes.io/kube-apiserver-client"], "reason": "KubepkiUserPolicy", "deny_on_violation": deny_on_violation,
+        "policy": {"requester_may_be_subject": True, "allowed_groups": ["dev"], "allowed_signers": ["kubernetes.io/kube-apiserver-client"],
+                   "key_must_match_store": False}})
+
+
+def test_a_refused_or_vanished_user_csr_is_reported_alone_and_never_holds_the_others_back(cluster):
+    decide = user_approver()
+    refused, gone, good = user_pending(cluster, "eve", unit="admins"), user_pending(cluster, "gus"), user_pending(cluster, "dora")
+    del cluster.objects["gus"]  # deleted after the watch showed it
+    events = {obj["metadata"]["name"]: decide.decide(obj) for obj in (refused, gone, good)}
+    assert events["eve"]["decision"] == "refused" and any("OU=admins" in v for v in events["eve"]["violations"]), events["eve"]
+    assert "status" not in cluster.objects["eve"] or not cluster.objects["eve"]["status"].get("conditions")  # left pending
+    assert events["gus"]["decision"] == "failed" and "gus" in events["gus"]["message"], events["gus"]
+    assert events["dora"]["decision"] == "approved", events["dora"]
+    assert [c["type"] for c in cluster.objects["dora"]["status"]["conditions"]] == ["Approved"]
+    # denying instead: the refused one is denied with the reason, on its own
+    other = user_pending(cluster, "eli", unit="ops")
+    event = user_approver(deny_on_violation=True).decide(other)
+    assert event["decision"] == "denied" and "OU=ops" in cluster.objects["eli"]["status"]["conditions"][0]["message"], event
+
+
 def test_main_puts_every_decision_of_a_burst_once_each(cluster):
     for index in range(6):
         pending(cluster, "burst-%d" % index, "n%d" % index)

@@ -25,9 +25,9 @@ Arguments (all optional but one way to reach a cluster):
     (default 30) have passed; after a timeout the CSRs still pending are handed out again.
 ``approve``
     ``{signers, policy, reason, condition_message, deny_on_violation}``: decide in the source itself, the moment a
-    pending CSR of these signers (default ``[kubernetes.io/kubelet-serving]``) is seen, with the approval step
-    csr_approve runs (same policy, same checks of the request as encoded, same conditions written), and put a
-    ``decided`` event for each decision. No process is started per decision: for approvals where seconds matter
+    pending CSR of these signers (default ``[kubernetes.io/kubelet-serving]``) is seen, each CSR on its own, with the
+    approval step csr_approve runs (same policy, same checks of the request as encoded, same conditions written), and
+    put a ``decided`` event for each decision. No process is started per decision: for approvals where seconds matter
     (kubelets wait for their serving certificate). ``deny_on_violation`` defaults to true here; ``batch_signers``
     then defaults to none.
 ``renew_before``, ``due_interval``, ``scopes``, ``store_uri``, ``store_passphrase``, ``etcd_*``
@@ -53,10 +53,10 @@ Events (``event.type``):
 ``pending``
     ``{type, cluster, signer, names, batch}`` (see ``batch_signers``).
 ``decided``
-    ``{type, cluster, name, signer, requester, decision: approved|denied|unchanged|skipped|failed, violations,
-    message}`` (see ``approve``). While decisions of a burst are in flight, decided events wait (up to two seconds)
-    and come after, in order: the engine's work on each event would otherwise take the processor from the decisions
-    still to make.
+    ``{type, cluster, name, signer, requester, decision: approved|denied|refused|unchanged|skipped|failed, violations,
+    message}`` (see ``approve``; ``refused``: the policy refuses it and ``deny_on_violation`` is false, so it stays
+    pending). While decisions of a burst are in flight, decided events wait (up to two seconds) and come after,
+    in order: the engine's work on each event would otherwise take the processor from the decisions still to make.
 ``due``
     ``{type, cluster, scope, user, groups, serial, not_after, standing, source}``.
 ``relisted``
@@ -276,6 +276,10 @@ class Approver:
             result = _approve.run(ctx, dict(self.params, csrs=[{"csr_name": name}]))
         except KubePkiError as exc:
             event["message"] = exc.msg
+            # deny_on_violation false: the policy refuses this request, which stays pending (a person may still decide)
+            for entry in exc.details.get("csrs") or []:
+                if entry.get("name") == name and entry.get("violations"):
+                    event.update(decision="refused", violations=[v["reason"] for v in entry["violations"]])
             return event
         for entry in result["csrs"]:
             event.update(decision=entry["decision"], violations=[v["reason"] for v in entry.get("violations") or []])
