@@ -5,7 +5,9 @@ ansible-rulebook itself, real clusters and a real kubelet are in tests/functiona
 
 import asyncio
 import base64
+import datetime
 import ipaddress
+import logging
 import os
 import sys
 
@@ -18,9 +20,12 @@ from cryptography.x509.oid import NameOID
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "plugins", "modules"))
 
 from csr_fake_api import FakeCluster, install  # noqa: E402 pylint: disable=wrong-import-position
+import pki_support  # noqa: E402 pylint: disable=wrong-import-position,wrong-import-order
 
 from ansible_collections.kubepki.certs.extensions.eda.plugins.event_source import csr_events  # noqa: E402
+from ansible_collections.kubepki.certs.plugins.module_utils import _store  # noqa: E402
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError  # noqa: E402
+from ansible_collections.kubepki.certs.plugins.module_utils._pki import crypto as _crypto  # noqa: E402
 
 SERVING = "kubernetes.io/kubelet-serving"
 HOST = "https://serving.invalid"
@@ -182,3 +187,63 @@ def run_main(args, timeout=30):
 
     asyncio.run(asyncio.wait_for(csr_events.main(Queue(), args), timeout))
     return put
+
+
+# ---------------------------------------------------------------- what falls due
+
+NOW = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+LOCAL_CA = pki_support.new_ca("eda-unit-ca")
+
+
+def stored(store, user, issued_ago, lifetime, scope="default", cluster="c1", signer="kubernetes.io/kube-apiserver-client", key=True):
+    """A certificate record of ``user`` in ``store``, issued ``issued_ago`` ago for ``lifetime``, for the user's stored key."""
+    if key:
+        key_pem = store.ensure_key(scope, user)[0]["private_key_pem"]
+        private = _crypto.load_private_key(key_pem)
+    else:
+        private = ec.generate_private_key(ec.SECP256R1())
+    start = NOW - issued_ago
+    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, user)]))
+            .issuer_name(LOCAL_CA.cert.subject).public_key(private.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(start).not_valid_after(start + lifetime).sign(LOCAL_CA.key, hashes.SHA256()))
+    pem = cert.public_bytes(serialization.Encoding.PEM).decode()
+    facts = _crypto.certificate_facts(pem)
+    record = {"scope": scope, "cluster": cluster, "user": user, "common_name": user, "organizations": ["dev"], "certificate": pem,
+              "csr_name": "kubepki-%s-0" % user, "csr_uid": "uid", "signer_name": signer, "serial": facts["serial"],
+              "not_before": facts["not_before"], "not_after": facts["not_after"], "public_key_sha256": facts["public_key_sha256"]}
+    store.put_cert(record)
+    return record
+
+
+def test_a_certificate_shorter_lived_than_renew_before_is_due_once_a_third_of_its_life_is_left_not_at_every_reading(tmp_path, caplog):
+    uri = str(tmp_path / "store.db")
+    store = _store.open_store(uri, "")
+    hour = datetime.timedelta(hours=1)
+    fresh = stored(store, "ann", datetime.timedelta(minutes=5), hour)        # just renewed: 55 of 60 minutes left
+    aged = stored(store, "bob", datetime.timedelta(minutes=45), hour)        # 15 of 60 minutes left: under a third
+    long_lived = stored(store, "cid", datetime.timedelta(days=340), 365 * 24 * hour)  # 25 days left, renew_before 30 days
+    stored(store, "dan", datetime.timedelta(minutes=50), hour, key=False)    # brings their own key: renewed with users listed
+    stored(store, "kay", datetime.timedelta(minutes=50), hour, signer="kubernetes.io/kubelet-serving")  # another signer's
+    stored(store, "ola", datetime.timedelta(minutes=50), hour, scope="team")  # another scope
+    stored(store, "pat", datetime.timedelta(minutes=50), hour, cluster="elsewhere")  # a cluster not watched
+    store.close()
+    args = {"renew_before": "30d", "store_uri": uri, "store_passphrase": ""}
+    warned = set()
+    with caplog.at_level(logging.WARNING, logger="kubepki.certs.csr_events"):
+        due = csr_events._due_records(args, {"c1"}, warned)  # pylint: disable=protected-access
+        again = csr_events._due_records(args, {"c1"}, warned)  # pylint: disable=protected-access
+    assert [(e["user"], e["serial"]) for e in due] == [("bob", aged["serial"]), ("cid", long_lived["serial"])], due
+    assert again == due
+    assert {e["user"]: e["renew_before"] for e in due} == {"bob": 1200, "cid": 30 * 86400}
+    assert fresh["serial"] not in [e["serial"] for e in due]
+    # the warning names each short-lived certificate once, not at every reading
+    warnings = [r.getMessage() for r in caplog.records if "lives shorter" in r.getMessage()]
+    assert sorted(w.split()[4] for w in warnings) == ["ann", "bob"], warnings
+    assert [e["user"] for e in csr_events._due_records(dict(args, scopes=["team"]), {"c1"})] == ["ola"]  # pylint: disable=protected-access
+
+
+def test_the_due_window_is_renew_before_or_a_third_of_the_lifetime_whichever_is_less():
+    record = {"not_before": "2030-01-01T00:00:00Z", "not_after": "2030-01-01T03:00:00Z"}  # three hours
+    assert csr_events.due_window(record, 600) == 600
+    assert csr_events.due_window(record, 86400) == 3600
+    assert csr_events.due_window({"not_before": None}, 86400) == 86400

@@ -30,10 +30,14 @@ Arguments (all optional but one way to reach a cluster):
     put a ``decided`` event for each decision. No process is started per decision: for approvals where seconds matter
     (kubelets wait for their serving certificate). ``deny_on_violation`` defaults to true here; ``batch_signers``
     then defaults to none.
-``renew_before``, ``due_interval``, ``scopes``, ``store_uri``, ``store_passphrase``, ``etcd_*``
+``renew_before``, ``due_interval``, ``scopes``, ``signer_name``, ``key_scope``, ``store_uri``, ``store_passphrase``, ``etcd_*``
     with ``renew_before`` (``720h``, ``30d`` or seconds), every ``due_interval`` seconds (default 3600) the store
-    and, with ``etcd_endpoints``, the central etcd are read and one ``due`` event is put for every certificate of
-    these clusters (and of ``scopes``, default all) that expires within ``renew_before``.
+    and, with ``etcd_endpoints``, the central etcd are read as user_certificates reads them to renew
+    (``_steps/known.records``: per scope of ``scopes``, default ``[default]``, the certificates of ``signer_name``,
+    default the client signer, the newer of store and etcd; users without a key in the store left out), and one
+    ``due`` event is put for every certificate of these clusters that falls due: less than ``renew_before`` is left,
+    or less than a third of its own lifetime when that is shorter (a certificate living shorter than
+    ``renew_before`` would be due again right after each renewal; a warning names it once).
 ``event_types``
     put only the events of these types (default all): a rulebook that acts on ``decided`` events alone spares the
     engine a ``csr`` event for every change of every CSR.
@@ -58,7 +62,8 @@ Events (``event.type``):
     pending). While decisions of a burst are in flight, decided events wait (up to two seconds) and come after,
     in order: the engine's work on each event would otherwise take the processor from the decisions still to make.
 ``due``
-    ``{type, cluster, scope, user, groups, serial, not_after, standing, source}``.
+    ``{type, cluster, scope, user, groups, serial, not_after, standing, source, renew_before}``: ``renew_before``
+    is the window it was judged with, in seconds (see above).
 ``relisted``
     ``{type, cluster}`` after a watch expired (410 Gone) and the cluster was listed again; the changes missed were
     put as ``csr`` events before it.
@@ -94,7 +99,7 @@ except ImportError:  # loaded as a single file from a collections path that is n
     from ansible_collections.kubepki.certs.plugins.module_utils._csr import waiter as _waiter
 
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
-from ansible_collections.kubepki.certs.plugins.module_utils._steps import approve as _approve, context as _context
+from ansible_collections.kubepki.certs.plugins.module_utils._steps import approve as _approve, context as _context, known as _known
 
 LOG = logging.getLogger("kubepki.certs.csr_events")
 
@@ -166,7 +171,8 @@ def synced_event(cluster, count):
 def due_event(record, renew_before, source):
     return {"type": "due", "cluster": record.get("cluster"), "scope": record.get("scope"), "user": record.get("user"),
             "groups": list(record.get("organizations") or []), "serial": record.get("serial"),
-            "not_after": record.get("not_after"), "standing": _record.standing(record, renew_before), "source": source}
+            "not_after": record.get("not_after"), "standing": _record.standing(record, renew_before), "source": source,
+            "renew_before": renew_before}
 
 
 class Batches:
@@ -361,37 +367,47 @@ class _Follower(threading.Thread):
                 self.emit(None, raw=(kind, obj, self.cluster))  # for the batches only
 
 
-def _due_records(args, clusters):
-    """A ``due`` event for every (scope, cluster, user) of ``clusters`` whose newest certificate in the store and etcd
-    expires within ``renew_before``."""
-    from ansible_collections.kubepki.certs.plugins.module_utils import _etcd, _store  # pylint: disable=import-outside-toplevel
+DUE_SHARE = 3  # a certificate is due at the latest once this fraction (1/DUE_SHARE) of its lifetime is left
+
+
+def due_window(record, renew_before):
+    """Seconds before ``not_after`` from which ``record`` is due: ``renew_before``, but never more than a third of the
+    certificate's own lifetime. A signer that issues certificates shorter than ``renew_before`` (a cluster-signing
+    duration, a clamped expirationSeconds) would otherwise make every renewal due again at once, at every reading."""
+    window = _record.validity(record)
+    if window is None:
+        return renew_before
+    lifetime = (window[1] - window[0]).total_seconds()
+    return max(min(renew_before, int(lifetime // DUE_SHARE)), 0)
+
+
+def _due_records(args, clusters, warned=None):
+    """``due`` events for the newest certificate of every (scope, cluster, user) of ``clusters`` that falls due: the
+    records are those the renewal of user_certificates reads (``_steps/known.records``: per scope, the store and
+    etcd, the newer of the two, only ``signer_name``'s), and like it the source leaves out users whose key is not in
+    the store (they bring their own key). Due means: less than ``due_window`` left. Records whose window is shorter
+    than ``renew_before`` are logged once per serial in ``warned``."""
     renew_before = _csr.parse_duration(args["renew_before"], what="renew_before")
-    scopes = args.get("scopes")
-    found = {}
-    store = _store.open_store(args.get("store_uri"), args.get("store_passphrase"), create=False)
-    try:
-        records = [(record, "store") for record in store.list_certs()]
-    finally:
-        store.close()
-    etcd = _etcd.transport_from_params({key: args.get(key) for key in ETCD_KEYS})
-    if etcd is not None:
-        try:
-            records += [(record, "etcd") for _key, record in etcd.list_records()]
-        finally:
-            etcd.close()
-    for record, source in records:
-        if record.get("cluster") not in clusters or (scopes and record.get("scope") not in scopes):
-            continue
-        identity = (record.get("scope"), record.get("cluster"), record.get("user"))
-        found.setdefault(identity, []).append((record, source))
+    warned = set() if warned is None else warned
+    key_scope = args.get("key_scope") or "shared"
+    base = dict({key: args.get(key) for key in ETCD_KEYS + ("store_uri", "store_passphrase")},
+                clusters=[{"name": name} for name in sorted(clusters)], signer_name=args.get("signer_name") or _csr.SIGNER_CLIENT,
+                key_scope=key_scope, renew_before=renew_before)
+    ctx = _context.StepContext(warn=lambda message: LOG.warning("%s", message))
     events = []
-    for identity in sorted(found):
-        newest = _record.newest([record for record, _source in found[identity]])
-        if newest is None:  # no readable validity: nothing to judge
-            continue
-        source = next(src for record, src in found[identity] if record is newest)
-        if _record.is_due(newest, renew_before):
-            events.append(due_event(newest, renew_before, source))
+    for scope in args.get("scopes") or ["default"]:
+        newest, keys = _known.records(ctx, dict(base, scope=scope))
+        for (cluster, user), (record, where) in sorted(newest.items()):
+            if (user, cluster if key_scope == "per_cluster" else "") not in keys or _csr.name_problem(user):
+                continue  # known.due leaves them out as well: renewed with users listed, not from the records
+            window = due_window(record, renew_before)
+            if window < renew_before and (scope, cluster, user, record.get("serial")) not in warned:
+                warned.add((scope, cluster, user, record.get("serial")))
+                LOG.warning("the certificate of user %s in cluster %s (scope %s, serial %s) lives shorter than three times renew_before "
+                            "(%ss): it is due once a third of its lifetime is left (%ss before it expires), not renew_before",
+                            user, cluster, scope, record.get("serial"), renew_before, window)
+            if _record.is_due(record, window):
+                events.append(due_event(dict(record, scope=scope), window, where))
     return events
 
 
@@ -425,6 +441,7 @@ async def main(queue: asyncio.Queue, args: dict):  # pylint: disable=too-many-lo
     # still to make; the events come after, all of them and in order
     held = []
     held_since = None
+    warned = set()  # certificates whose lifetime is short for renew_before, logged once
 
     async def deliver(event):
         nonlocal put
@@ -472,7 +489,7 @@ async def main(queue: asyncio.Queue, args: dict):  # pylint: disable=too-many-lo
             if next_due is not None and now >= next_due:
                 next_due = now + due_every
                 try:
-                    due = await asyncio.to_thread(_due_records, args, set(batches))
+                    due = await asyncio.to_thread(_due_records, args, set(batches), warned)
                 except Exception as exc:  # pylint: disable=broad-exception-caught  # a source that ends stops the engine
                     due = [{"type": "error", "cluster": None, "message": "reading the certificates that fall due: %s" % (
                         getattr(exc, "msg", None) or exc)}]
