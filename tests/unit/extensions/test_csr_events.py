@@ -12,10 +12,13 @@ import os
 import sys
 
 import pytest
+import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from jinja2 import StrictUndefined
+from jinja2.nativetypes import NativeEnvironment
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "plugins", "modules"))
 
@@ -247,3 +250,46 @@ def test_the_due_window_is_renew_before_or_a_third_of_the_lifetime_whichever_is_
     assert csr_events.due_window(record, 600) == 600
     assert csr_events.due_window(record, 86400) == 3600
     assert csr_events.due_window({"not_before": None}, 86400) == 86400
+
+
+# ---------------------------------------------------------------- the rulebooks pass every auth option
+
+RULEBOOKS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))), "extensions", "eda", "rulebooks")
+AUTH = {"kubeconfig": None, "context": None, "host": "https://api.c1.example:6443", "api_key": "token-of-c1", "validate_certs": False,
+        "ca_cert": "/etc/kubepki/c1-ca.pem", "client_cert": "/etc/kubepki/c1.crt", "client_key": "/etc/kubepki/c1.key",
+        "proxy": "http://proxy.example:3128"}
+
+
+def module_actions():
+    """(rulebook, module, module_args) of every run_module action of the collection's rulebooks."""
+    found = []
+    for name in sorted(os.listdir(RULEBOOKS)):
+        with open(os.path.join(RULEBOOKS, name), encoding="utf-8") as handle:
+            for ruleset in yaml.safe_load(handle):
+                for rule in ruleset["rules"]:
+                    for action in rule.get("actions") or [rule.get("action")]:
+                        if "run_module" in action:
+                            found.append((name, action["run_module"]["name"], action["run_module"].get("module_args")))
+    return found
+
+
+def test_every_module_the_rulebooks_run_against_a_cluster_gets_every_auth_option_of_the_cluster_as_the_modules_name_them():
+    env = NativeEnvironment(undefined=StrictUndefined)  # how ansible-rulebook renders action arguments
+    clusters = [dict(AUTH, name="c0", host="https://other.example"), dict(AUTH, name="c1")]
+    event = {"cluster": "c1", "csr": {"name": "kubepki-ann-0", "kubepki": {"cluster": "c1", "scope": "default"}}, "user": "ann",
+             "groups": ["dev"], "scope": "default", "renew_before": 600}
+    context = {"kubepki_clusters": clusters, "event": event, "kubepki_render_clusters": {"c1": {"server": "https://api.c1.example:6443"}},
+               "kubepki_kubeconfig_dir": "/srv/kubeconfigs"}
+    checked = []
+    for rulebook, module, module_args in module_actions():
+        if module not in ("kubepki.certs.csr_wait", "kubepki.certs.user_certificates", "kubepki.certs.csr_approve"):
+            continue  # etcd and files only
+        rendered = env.from_string(module_args).render(context) if isinstance(module_args, str) else module_args
+        assert isinstance(rendered, dict), (rulebook, module, rendered)
+        for option in csr_events.AUTH_KEYS:
+            assert rendered.get(option) == AUTH[option], (rulebook, module, option, rendered.get(option))
+        assert "name" not in rendered, (rulebook, module)
+        checked.append((rulebook, module))
+    assert sorted(checked) == [("carry.yml", "kubepki.certs.csr_wait"), ("renew.yml", "kubepki.certs.user_certificates")], checked
+    # the other rulebooks decide in the source, which takes the same options per cluster
+    assert csr_events.cluster_specs({"clusters": clusters})[1] == ("c1", {key: AUTH[key] for key in csr_events.AUTH_KEYS})
