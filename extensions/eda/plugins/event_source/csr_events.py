@@ -59,8 +59,9 @@ Events (``event.type``):
 ``decided``
     ``{type, cluster, name, signer, requester, decision: approved|denied|refused|unchanged|skipped|failed, violations,
     message}`` (see ``approve``; ``refused``: the policy refuses it and ``deny_on_violation`` is false, so it stays
-    pending). While decisions of a burst are in flight, decided events wait (up to two seconds) and come after,
-    in order: the engine's work on each event would otherwise take the processor from the decisions still to make.
+    pending). Decided events wait until a burst of decisions has ended (a quarter of a second without one, five
+    seconds at most) and come after, in order: the engine's work on each event would otherwise take the processor
+    from the decisions still to make.
 ``due``
     ``{type, cluster, scope, user, groups, serial, not_after, standing, source, renew_before}``: ``renew_before``
     is the window it was judged with, in seconds (see above).
@@ -106,7 +107,8 @@ LOG = logging.getLogger("kubepki.certs.csr_events")
 AUTH_KEYS = tuple(_kube.AUTH_ARG_SPEC)
 DEFAULT_BATCH_SIGNERS = (_csr.SIGNER_KUBELET_SERVING,)
 DECIDING = 4  # decisions in flight per cluster (approve)
-HOLD = 2.0  # seconds a decided event may wait for the decisions in flight (see main)
+HOLD = 5.0  # seconds a decided event may wait for the decisions of a burst to end (see main)
+QUIET = 0.25  # seconds without a decision that end a burst
 ETCD_KEYS = ("etcd_endpoints", "etcd_prefix", "etcd_ca_cert", "etcd_client_cert", "etcd_client_key", "etcd_username",
              "etcd_password", "etcd_timeout")
 
@@ -436,11 +438,11 @@ async def main(queue: asyncio.Queue, args: dict):  # pylint: disable=too-many-lo
     # without batches or due events nothing happens between two events: wait for the next one without a timer
     tick = 0.5 if signers or next_due is not None else None
 
-    # decided events wait while decisions are in flight, up to HOLD seconds: the engine's work on each event (rules,
-    # actions, printing) runs in this process, and during a burst it would take the processor from the decisions
-    # still to make; the events come after, all of them and in order
+    # decided events wait until the burst of decisions has ended (none in flight, none made for QUIET seconds), up to
+    # HOLD seconds: the engine's work on each event (rules, actions, printing) runs in this process, and during a
+    # burst it would take the processor from the decisions still to make; the events come after, all and in order
     held = []
-    held_since = None
+    held_since = last_decided = None
     warned = set()  # certificates whose lifetime is short for renew_before, logged once
 
     async def deliver(event):
@@ -454,8 +456,8 @@ async def main(queue: asyncio.Queue, args: dict):  # pylint: disable=too-many-lo
     try:
         while True:
             timeout = tick
-            if held:  # wake up when the oldest held event has waited HOLD seconds
-                left = max(held_since + HOLD - time.monotonic(), 0.01)
+            if held:  # wake up when the burst may have ended, or the oldest held event has waited HOLD seconds
+                left = max(min(held_since + HOLD, last_decided + QUIET) - time.monotonic(), 0.01)
                 timeout = left if tick is None else min(tick, left)
             if timeout is None:
                 event, raw = await inbox.get()
@@ -471,13 +473,14 @@ async def main(queue: asyncio.Queue, args: dict):  # pylint: disable=too-many-lo
                 else:
                     tracker.observe(raw[0], raw[1])
             now = time.monotonic()
-            if event is not None and event["type"] == "decided" and (held or any(f.busy() for f in followers)):
+            if event is not None and event["type"] == "decided":
                 held.append(event)
                 held_since = held_since or now
+                last_decided = now
                 event = None
             if event is not None and await deliver(event):
                 return
-            if held and (now - held_since >= HOLD or not any(f.busy() for f in followers)):
+            if held and (now - held_since >= HOLD or (now - last_decided >= QUIET and not any(f.busy() for f in followers))):
                 waiting, held, held_since = held, [], None
                 for item in waiting:
                     if await deliver(item):
