@@ -457,7 +457,7 @@ async def main(queue: asyncio.Queue, args: dict):  # pylint: disable=too-many-lo
         while True:
             timeout = tick
             if held:  # wake up when the burst may have ended, or the oldest held event has waited HOLD seconds
-                left = max(min(held_since + HOLD, last_decided + QUIET) - time.monotonic(), 0.01)
+                left = max(min(held_since + HOLD, last_decided + QUIET) - time.monotonic(), 0.05)
                 timeout = left if tick is None else min(tick, left)
             if timeout is None:
                 event, raw = await inbox.get()
@@ -481,10 +481,13 @@ async def main(queue: asyncio.Queue, args: dict):  # pylint: disable=too-many-lo
             if event is not None and await deliver(event):
                 return
             if held and (now - held_since >= HOLD or (now - last_decided >= QUIET and not any(f.busy() for f in followers))):
-                waiting, held, held_since = held, [], None
-                for item in waiting:
-                    if await deliver(item):
+                overdue = now - held_since >= HOLD
+                while held:
+                    if not overdue and any(f.busy() for f in followers):
+                        break  # the next burst began: the rest waits for its end too
+                    if await deliver(held.pop(0)):
                         return
+                held_since = held_since if held else None
             for tracker in batches.values():
                 for pending in tracker.due(now):
                     if await deliver(pending):
