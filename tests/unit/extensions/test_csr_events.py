@@ -187,9 +187,8 @@ def test_main_puts_every_decision_of_a_burst_once_each_after_the_burst(cluster, 
         pending(cluster, "burst-%d" % index, "n%d" % index)
     pending(cluster, "burst-bad", "n9", ips=("198.51.100.1",))
     put_at = []
-    events = run_main({"host": HOST, "approve": {"policy": {"allowed_ip_cidrs": ["192.0.2.0/24"], "allowed_signers": [SERVING],
-                                                           "key_must_match_store": False}},
-                       "event_types": ["decided"], "max_events": 7}, put_at=put_at)
+    policy = {"allowed_ip_cidrs": ["192.0.2.0/24"], "allowed_signers": [SERVING], "key_must_match_store": False}
+    events = run_main({"host": HOST, "approve": {"policy": policy}, "event_types": ["decided"], "max_events": 7}, put_at=put_at)
     decided = {e["name"]: e["decision"] for e in events}
     assert len(events) == 7 and decided == dict({"burst-%d" % i: "approved" for i in range(6)}, **{"burst-bad": "denied"}), events
     # the engine got the decided events once the burst's decisions were made, not in between
