@@ -179,6 +179,10 @@ def main():
             values, missing = latencies(created, observer, options.timeout)
             sampling.set()
             sampler.join()
+            # decided events come after the burst (the source holds them up to five seconds): counted once they are printed
+            deadline = time.monotonic() + 10
+            while monitor.output(10 ** 8).count("'type': 'decided'") < len(created) and time.monotonic() < deadline:
+                time.sleep(0.2)
             decisions = monitor.output(10 ** 8).count("'type': 'decided'")
             results["ways"]["monitor"] = dict(summary(values), missing=len(missing), burst_seconds=max(created.values()) - began,
                                               rss_idle_mib=idle / 2 ** 20, rss_peak_mib=peak[0] / 2 ** 20, decisions=decisions)

@@ -148,3 +148,21 @@ def free_port():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def explicit_auth(kubeconfig, directory):
+    """The modules' auth options without a kubeconfig: ``{host, ca_cert, client_cert, client_key}``, the client
+    certificate and key of ``kubeconfig``'s current user written to files in ``directory`` (0600)."""
+    import base64  # pylint: disable=import-outside-toplevel
+    with open(kubeconfig, encoding="utf-8") as handle:
+        config = yaml.safe_load(handle)
+    context = next(c["context"] for c in config["contexts"] if c["name"] == config["current-context"])
+    cluster = next(c["cluster"] for c in config["clusters"] if c["name"] == context["cluster"])
+    user = next(u["user"] for u in config["users"] if u["name"] == context["user"])
+    auth = {"host": cluster["server"]}
+    for option, field in (("ca_cert", "certificate-authority-data"), ("client_cert", "client-certificate-data"), ("client_key", "client-key-data")):
+        path = os.path.join(str(directory), option + ".pem")
+        with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as handle:
+            handle.write(base64.b64decode(cluster[field] if option == "ca_cert" else user[field]))
+        auth[option] = path
+    return auth

@@ -1,6 +1,7 @@
 """The carry rulebook (kubepki.certs.carry) under ansible-rulebook against a real v1.36 cluster: a user's CSR that a
 person approves with `kubectl certificate approve` after the play timed out still reaches the central etcd, the
-store and the user's kubeconfig."""
+store and the user's kubeconfig. The Monitor reaches the cluster without a kubeconfig, with the other auth options the
+modules take (host, ca_cert, client_cert, client_key), which the rulebook hands to csr_wait unchanged."""
 
 import json
 import os
@@ -9,7 +10,7 @@ import yaml
 from kubeharness.client import kubectl, kubectl_json
 
 from ansible_collections.kubepki.certs.plugins.module_utils import _store
-from eda_support import wait_until  # pylint: disable=import-error
+from eda_support import explicit_auth, wait_until  # pylint: disable=import-error
 
 CLUSTER = "cluster-1"
 USER = "late-user"
@@ -24,8 +25,9 @@ def test_a_csr_approved_by_hand_after_the_play_timed_out_reaches_etcd_the_store_
     info = real_clusters.cluster(CLUSTER)
     store = str(tmp_path / "store.db")
     out = tmp_path / "kubeconfigs"
+    auth = explicit_auth(info.kubeconfig, tmp_path)  # no kubeconfig: host, CA and client certificate files
     monitor = start_monitor("kubepki.certs.carry", {
-        "kubepki_clusters": [{"name": CLUSTER, "kubeconfig": info.kubeconfig}],
+        "kubepki_clusters": [dict(auth, name=CLUSTER)],
         "kubepki_store_uri": store, "kubepki_etcd_endpoints": [real_clusters.etcd_url], "kubepki_etcd_prefix": "/kubepki-eda",
         "kubepki_render_clusters": {CLUSTER: {"server": info.server, "ca_cert": info.ca_cert}},
         "kubepki_kubeconfig_dir": str(out)})

@@ -25,15 +25,19 @@ Arguments (all optional but one way to reach a cluster):
     (default 30) have passed; after a timeout the CSRs still pending are handed out again.
 ``approve``
     ``{signers, policy, reason, condition_message, deny_on_violation}``: decide in the source itself, the moment a
-    pending CSR of these signers (default ``[kubernetes.io/kubelet-serving]``) is seen, with the approval step
-    csr_approve runs (same policy, same checks of the request as encoded, same conditions written), and put a
-    ``decided`` event for each decision. No process is started per decision: for approvals where seconds matter
+    pending CSR of these signers (default ``[kubernetes.io/kubelet-serving]``) is seen, each CSR on its own, with the
+    approval step csr_approve runs (same policy, same checks of the request as encoded, same conditions written), and
+    put a ``decided`` event for each decision. No process is started per decision: for approvals where seconds matter
     (kubelets wait for their serving certificate). ``deny_on_violation`` defaults to true here; ``batch_signers``
     then defaults to none.
-``renew_before``, ``due_interval``, ``scopes``, ``store_uri``, ``store_passphrase``, ``etcd_*``
+``renew_before``, ``due_interval``, ``scopes``, ``signer_name``, ``key_scope``, ``store_uri``, ``store_passphrase``, ``etcd_*``
     with ``renew_before`` (``720h``, ``30d`` or seconds), every ``due_interval`` seconds (default 3600) the store
-    and, with ``etcd_endpoints``, the central etcd are read and one ``due`` event is put for every certificate of
-    these clusters (and of ``scopes``, default all) that expires within ``renew_before``.
+    and, with ``etcd_endpoints``, the central etcd are read as user_certificates reads them to renew
+    (``_steps/known.records``: per scope of ``scopes``, default ``[default]``, the certificates of ``signer_name``,
+    default the client signer, the newer of store and etcd; users without a key in the store left out), and one
+    ``due`` event is put for every certificate of these clusters that falls due: less than ``renew_before`` is left,
+    or less than a third of its own lifetime when that is shorter (a certificate living shorter than
+    ``renew_before`` would be due again right after each renewal; a warning names it once).
 ``event_types``
     put only the events of these types (default all): a rulebook that acts on ``decided`` events alone spares the
     engine a ``csr`` event for every change of every CSR.
@@ -53,10 +57,14 @@ Events (``event.type``):
 ``pending``
     ``{type, cluster, signer, names, batch}`` (see ``batch_signers``).
 ``decided``
-    ``{type, cluster, name, signer, requester, decision: approved|denied|unchanged|skipped|failed, violations,
-    message}`` (see ``approve``).
+    ``{type, cluster, name, signer, requester, decision: approved|denied|refused|unchanged|skipped|failed, violations,
+    message}`` (see ``approve``; ``refused``: the policy refuses it and ``deny_on_violation`` is false, so it stays
+    pending). Decided events wait until a burst of decisions has ended (a quarter of a second without one, five
+    seconds at most) and come after, in order: the engine's work on each event would otherwise take the processor
+    from the decisions still to make.
 ``due``
-    ``{type, cluster, scope, user, groups, serial, not_after, standing, source}``.
+    ``{type, cluster, scope, user, groups, serial, not_after, standing, source, renew_before}``: ``renew_before``
+    is the window it was judged with, in seconds (see above).
 ``relisted``
     ``{type, cluster}`` after a watch expired (410 Gone) and the cluster was listed again; the changes missed were
     put as ``csr`` events before it.
@@ -92,13 +100,15 @@ except ImportError:  # loaded as a single file from a collections path that is n
     from ansible_collections.kubepki.certs.plugins.module_utils._csr import waiter as _waiter
 
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
-from ansible_collections.kubepki.certs.plugins.module_utils._steps import approve as _approve, context as _context
+from ansible_collections.kubepki.certs.plugins.module_utils._steps import approve as _approve, context as _context, known as _known
 
 LOG = logging.getLogger("kubepki.certs.csr_events")
 
 AUTH_KEYS = tuple(_kube.AUTH_ARG_SPEC)
 DEFAULT_BATCH_SIGNERS = (_csr.SIGNER_KUBELET_SERVING,)
 DECIDING = 4  # decisions in flight per cluster (approve)
+HOLD = 5.0  # seconds a decided event may wait for the decisions of a burst to end (see main)
+QUIET = 0.25  # seconds without a decision that end a burst
 ETCD_KEYS = ("etcd_endpoints", "etcd_prefix", "etcd_ca_cert", "etcd_client_cert", "etcd_client_key", "etcd_username",
              "etcd_password", "etcd_timeout")
 
@@ -163,7 +173,8 @@ def synced_event(cluster, count):
 def due_event(record, renew_before, source):
     return {"type": "due", "cluster": record.get("cluster"), "scope": record.get("scope"), "user": record.get("user"),
             "groups": list(record.get("organizations") or []), "serial": record.get("serial"),
-            "not_after": record.get("not_after"), "standing": _record.standing(record, renew_before), "source": source}
+            "not_after": record.get("not_after"), "standing": _record.standing(record, renew_before), "source": source,
+            "renew_before": renew_before}
 
 
 class Batches:
@@ -250,7 +261,7 @@ class Approver:
         options = dict(options or {})
         self.signers = set(options.pop("signers", None) or DEFAULT_BATCH_SIGNERS)
         options.setdefault("deny_on_violation", True)
-        given = dict({key: value for key, value in params.items() if value is not None}, cluster=cluster, names=[], action="approve",
+        given = dict({key: value for key, value in params.items() if value is not None}, cluster=cluster, csrs=[], action="approve",
                      **options)
         self.params, _secrets = _context.validated(_approve.argument_spec(), given, "approve")
         self.cluster = cluster
@@ -268,9 +279,15 @@ class Approver:
         event = {"type": "decided", "cluster": self.cluster, "name": name, "signer": (obj.get("spec") or {}).get("signerName"),
                  "requester": (obj.get("spec") or {}).get("username"), "decision": "failed", "violations": [], "message": None}
         try:
-            result = _approve.run(ctx, dict(self.params, names=[name]))
+            # the csrs form, not names: the step then decides on the object in the session, the one just seen
+            # (names would read every CSR again, one more round trip per decision; a 409 still reads it again)
+            result = _approve.run(ctx, dict(self.params, csrs=[{"csr_name": name}]))
         except KubePkiError as exc:
             event["message"] = exc.msg
+            # deny_on_violation false: the policy refuses this request, which stays pending (a person may still decide)
+            for entry in exc.details.get("csrs") or []:
+                if entry.get("name") == name and entry.get("violations"):
+                    event.update(decision="refused", violations=[v["reason"] for v in entry["violations"]])
             return event
         for entry in result["csrs"]:
             event.update(decision=entry["decision"], violations=[v["reason"] for v in entry.get("violations") or []])
@@ -282,13 +299,15 @@ class Approver:
 class _Follower(threading.Thread):
     """One cluster's list and watch, in a thread; events go to ``emit`` (thread-safe)."""
 
-    def __init__(self, name, params, args, emit, stopping):
+    def __init__(self, name, params, args, emit, stopping, csr_events=True, tracked=True):
         super().__init__(name="csr_events:%s" % name, daemon=True)
         self.cluster = name
         self.params = params
         self.args = args
         self.emit = emit
         self.stopping = stopping
+        self.csr_events = csr_events  # whether csr events are put at all (event_types)
+        self.tracked = tracked  # whether the batches need every change (batch_signers)
         self.approver = Approver(name, params, args["approve"]) if args.get("approve") else None
         self.deciding = set()  # names of the CSRs being decided now
         self.lock = threading.Lock()
@@ -296,10 +315,15 @@ class _Follower(threading.Thread):
     def _decide(self, obj):
         name = (obj.get("metadata") or {}).get("name")
         try:
-            self.emit(self.approver.decide(obj))
+            event = self.approver.decide(obj)
         finally:
             with self.lock:
                 self.deciding.discard(name)
+        self.emit(event)
+
+    def busy(self):
+        """Whether a decision of this cluster is in flight or waiting for a thread."""
+        return bool(self.deciding)
 
     def run(self):
         secrets = set()
@@ -324,14 +348,14 @@ class _Follower(threading.Thread):
                                         sleep=self.stopping.wait, on_error=on_error):
             if kind == "SYNCED":
                 initial = False
-                self.emit(synced_event(self.cluster, count), raw=("SYNCED", None))
+                self.emit(synced_event(self.cluster, count), raw=("SYNCED", None, self.cluster))
                 continue
             if kind == "RELISTED":
                 # the watch expired (410): listed again, and the differences were put as csr events
                 self.emit({"type": "relisted", "cluster": self.cluster})
                 continue
             count += 1 if initial else 0
-            self.emit(csr_event(self.cluster, kind, obj, initial=initial), raw=(kind, obj))
+            # decided the moment the watch shows it, before the csr event is even made
             if self.approver is not None and self.approver.wants(kind, obj):
                 name = (obj.get("metadata") or {}).get("name")
                 with self.lock:
@@ -339,39 +363,53 @@ class _Follower(threading.Thread):
                     self.deciding.add(name)
                 if fresh:  # a few decisions at a time, each CSR once while it is being decided
                     self.pool.submit(self._decide, obj)
+            if self.csr_events:
+                self.emit(csr_event(self.cluster, kind, obj, initial=initial), raw=(kind, obj, self.cluster))
+            elif self.tracked:
+                self.emit(None, raw=(kind, obj, self.cluster))  # for the batches only
 
 
-def _due_records(args, clusters):
-    """A ``due`` event for every (scope, cluster, user) of ``clusters`` whose newest certificate in the store and etcd
-    expires within ``renew_before``."""
-    from ansible_collections.kubepki.certs.plugins.module_utils import _etcd, _store  # pylint: disable=import-outside-toplevel
+DUE_SHARE = 3  # a certificate is due at the latest once this fraction (1/DUE_SHARE) of its lifetime is left
+
+
+def due_window(record, renew_before):
+    """Seconds before ``not_after`` from which ``record`` is due: ``renew_before``, but never more than a third of the
+    certificate's own lifetime. A signer that issues certificates shorter than ``renew_before`` (a cluster-signing
+    duration, a clamped expirationSeconds) would otherwise make every renewal due again at once, at every reading."""
+    window = _record.validity(record)
+    if window is None:
+        return renew_before
+    lifetime = (window[1] - window[0]).total_seconds()
+    return max(min(renew_before, int(lifetime // DUE_SHARE)), 0)
+
+
+def _due_records(args, clusters, warned=None):
+    """``due`` events for the newest certificate of every (scope, cluster, user) of ``clusters`` that falls due: the
+    records are those the renewal of user_certificates reads (``_steps/known.records``: per scope, the store and
+    etcd, the newer of the two, only ``signer_name``'s), and like it the source leaves out users whose key is not in
+    the store (they bring their own key). Due means: less than ``due_window`` left. Records whose window is shorter
+    than ``renew_before`` are logged once per serial in ``warned``."""
     renew_before = _csr.parse_duration(args["renew_before"], what="renew_before")
-    scopes = args.get("scopes")
-    found = {}
-    store = _store.open_store(args.get("store_uri"), args.get("store_passphrase"), create=False)
-    try:
-        records = [(record, "store") for record in store.list_certs()]
-    finally:
-        store.close()
-    etcd = _etcd.transport_from_params({key: args.get(key) for key in ETCD_KEYS})
-    if etcd is not None:
-        try:
-            records += [(record, "etcd") for _key, record in etcd.list_records()]
-        finally:
-            etcd.close()
-    for record, source in records:
-        if record.get("cluster") not in clusters or (scopes and record.get("scope") not in scopes):
-            continue
-        identity = (record.get("scope"), record.get("cluster"), record.get("user"))
-        found.setdefault(identity, []).append((record, source))
+    warned = set() if warned is None else warned
+    key_scope = args.get("key_scope") or "shared"
+    base = dict({key: args.get(key) for key in ETCD_KEYS + ("store_uri", "store_passphrase")},
+                clusters=[{"name": name} for name in sorted(clusters)], signer_name=args.get("signer_name") or _csr.SIGNER_CLIENT,
+                key_scope=key_scope, renew_before=renew_before)
+    ctx = _context.StepContext(warn=lambda message: LOG.warning("%s", message))
     events = []
-    for identity in sorted(found):
-        newest = _record.newest([record for record, _source in found[identity]])
-        if newest is None:  # no readable validity: nothing to judge
-            continue
-        source = next(src for record, src in found[identity] if record is newest)
-        if _record.is_due(newest, renew_before):
-            events.append(due_event(newest, renew_before, source))
+    for scope in args.get("scopes") or ["default"]:
+        newest, keys = _known.records(ctx, dict(base, scope=scope))
+        for (cluster, user), (record, where) in sorted(newest.items()):
+            if (user, cluster if key_scope == "per_cluster" else "") not in keys or _csr.name_problem(user):
+                continue  # known.due leaves them out as well: renewed with users listed, not from the records
+            window = due_window(record, renew_before)
+            if window < renew_before and (scope, cluster, user, record.get("serial")) not in warned:
+                warned.add((scope, cluster, user, record.get("serial")))
+                LOG.warning("the certificate of user %s in cluster %s (scope %s, serial %s) lives shorter than three times renew_before "
+                            "(%ss): it is due once a third of its lifetime is left (%ss before it expires), not renew_before",
+                            user, cluster, scope, record.get("serial"), renew_before, window)
+            if _record.is_due(record, window):
+                events.append(due_event(dict(record, scope=scope), window, where))
     return events
 
 
@@ -390,13 +428,22 @@ async def main(queue: asyncio.Queue, args: dict):  # pylint: disable=too-many-lo
     def emit(event, raw=None):  # called from the threads
         loop.call_soon_threadsafe(inbox.put_nowait, (event, raw))
 
-    followers = [_Follower(name, params, args, emit, stopping) for name, params in specs]
+    types = set(args["event_types"]) if args.get("event_types") else None
+    followers = [_Follower(name, params, args, emit, stopping, csr_events=types is None or "csr" in types, tracked=bool(signers))
+                 for name, params in specs]
     for follower in followers:
         follower.start()
     due_every = float(args.get("due_interval") or 3600)
     next_due = time.monotonic() if args.get("renew_before") else None
+    # without batches or due events nothing happens between two events: wait for the next one without a timer
+    tick = 0.5 if signers or next_due is not None else None
 
-    types = set(args["event_types"]) if args.get("event_types") else None
+    # decided events wait until the burst of decisions has ended (none in flight, none made for QUIET seconds), up to
+    # HOLD seconds: the engine's work on each event (rules, actions, printing) runs in this process, and during a
+    # burst it would take the processor from the decisions still to make; the events come after, all and in order
+    held = []
+    held_since = last_decided = None
+    warned = set()  # certificates whose lifetime is short for renew_before, logged once
 
     async def deliver(event):
         nonlocal put
@@ -408,20 +455,39 @@ async def main(queue: asyncio.Queue, args: dict):  # pylint: disable=too-many-lo
 
     try:
         while True:
-            try:
-                event, raw = await asyncio.wait_for(inbox.get(), timeout=0.5)
-            except asyncio.TimeoutError:
-                event, raw = None, None
-            if event is not None:
-                tracker = batches.get(event.get("cluster"))
-                if raw is not None and tracker is not None:
-                    if raw[0] == "SYNCED":
-                        tracker.ready = True
-                    else:
-                        tracker.observe(raw[0], raw[1])
-                if await deliver(event):
-                    return
+            timeout = tick
+            if held:  # wake up when the burst may have ended, or the oldest held event has waited HOLD seconds
+                left = max(min(held_since + HOLD, last_decided + QUIET) - time.monotonic(), 0.05)
+                timeout = left if tick is None else min(tick, left)
+            if timeout is None:
+                event, raw = await inbox.get()
+            else:
+                try:
+                    event, raw = await asyncio.wait_for(inbox.get(), timeout=timeout)
+                except asyncio.TimeoutError:
+                    event, raw = None, None
+            if raw is not None and signers:
+                tracker = batches[raw[2]]
+                if raw[0] == "SYNCED":
+                    tracker.ready = True
+                else:
+                    tracker.observe(raw[0], raw[1])
             now = time.monotonic()
+            if event is not None and event["type"] == "decided":
+                held.append(event)
+                held_since = held_since or now
+                last_decided = now
+                event = None
+            if event is not None and await deliver(event):
+                return
+            if held and (now - held_since >= HOLD or (now - last_decided >= QUIET and not any(f.busy() for f in followers))):
+                overdue = now - held_since >= HOLD
+                while held:
+                    if not overdue and any(f.busy() for f in followers):
+                        break  # the next burst began: the rest waits for its end too
+                    if await deliver(held.pop(0)):
+                        return
+                held_since = held_since if held else None
             for tracker in batches.values():
                 for pending in tracker.due(now):
                     if await deliver(pending):
@@ -429,7 +495,7 @@ async def main(queue: asyncio.Queue, args: dict):  # pylint: disable=too-many-lo
             if next_due is not None and now >= next_due:
                 next_due = now + due_every
                 try:
-                    due = await asyncio.to_thread(_due_records, args, set(batches))
+                    due = await asyncio.to_thread(_due_records, args, set(batches), warned)
                 except Exception as exc:  # pylint: disable=broad-exception-caught  # a source that ends stops the engine
                     due = [{"type": "error", "cluster": None, "message": "reading the certificates that fall due: %s" % (
                         getattr(exc, "msg", None) or exc)}]
