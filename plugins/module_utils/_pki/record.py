@@ -126,6 +126,23 @@ def is_due(record, renew_before):
     return standing(record, renew_before) != "valid"
 
 
+# a certificate watched without end is due at the latest once this fraction (1/WATCHED_SHARE) of its lifetime is left
+WATCHED_SHARE = 3
+
+
+def watched_window(record, renew_before):
+    """The renew_before (seconds) that applies to ``record`` when something watches it without end (the Monitor's
+    renewal): ``renew_before``, but never more than a third of the certificate's own lifetime. A signer that issues
+    certificates shorter than renew_before (a cluster-signing duration, a clamped expirationSeconds) would otherwise
+    make every renewal due again at once, at every reading. A scheduled run (user_certificates) takes renew_before as
+    given: it means "renew what would expire before the next run", however short the certificates are."""
+    window = validity(record)
+    if window is None:
+        return renew_before
+    lifetime = (window[1] - window[0]).total_seconds()
+    return max(min(renew_before, int(lifetime // WATCHED_SHARE)), 0)
+
+
 def not_expired(record):
     """Whether ``record`` is a certificate that is or will be valid: what offboarding cannot take back."""
     return standing(record) in ("valid", "not_yet_valid")

@@ -51,6 +51,8 @@ def select(client, params, seen=None):
         if not name:
             raise KubePkiError("names[%d] is empty" % index)
         chosen.setdefault(name, {"expected": {}, "strict": True, "skip": None})
+        if seen and name in seen:
+            chosen[name]["obj"] = seen[name]
     for index, entry in enumerate(csrs):
         if not isinstance(entry, dict):
             raise KubePkiError("csrs[%d] is not a dict (pass the csrs list returned by csr_create)" % index)

@@ -261,13 +261,6 @@ def test_a_certificate_shorter_lived_than_renew_before_is_due_once_a_third_of_it
     assert [e["user"] for e in csr_events._due_records(dict(args, scopes=["team"]), {"c1"})] == ["ola"]  # pylint: disable=protected-access
 
 
-def test_the_due_window_is_renew_before_or_a_third_of_the_lifetime_whichever_is_less():
-    record = {"not_before": "2030-01-01T00:00:00Z", "not_after": "2030-01-01T03:00:00Z"}  # three hours
-    assert csr_events.due_window(record, 600) == 600
-    assert csr_events.due_window(record, 86400) == 3600
-    assert csr_events.due_window({"not_before": None}, 86400) == 86400
-
-
 # ---------------------------------------------------------------- the rulebooks pass every auth option
 
 RULEBOOKS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))), "extensions", "eda", "rulebooks")

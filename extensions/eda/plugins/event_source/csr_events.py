@@ -369,25 +369,11 @@ class _Follower(threading.Thread):
                 self.emit(None, raw=(kind, obj, self.cluster))  # for the batches only
 
 
-DUE_SHARE = 3  # a certificate is due at the latest once this fraction (1/DUE_SHARE) of its lifetime is left
-
-
-def due_window(record, renew_before):
-    """Seconds before ``not_after`` from which ``record`` is due: ``renew_before``, but never more than a third of the
-    certificate's own lifetime. A signer that issues certificates shorter than ``renew_before`` (a cluster-signing
-    duration, a clamped expirationSeconds) would otherwise make every renewal due again at once, at every reading."""
-    window = _record.validity(record)
-    if window is None:
-        return renew_before
-    lifetime = (window[1] - window[0]).total_seconds()
-    return max(min(renew_before, int(lifetime // DUE_SHARE)), 0)
-
-
 def _due_records(args, clusters, warned=None):
     """``due`` events for the newest certificate of every (scope, cluster, user) of ``clusters`` that falls due: the
     records are those the renewal of user_certificates reads (``_steps/known.records``: per scope, the store and
     etcd, the newer of the two, only ``signer_name``'s), and like it the source leaves out users whose key is not in
-    the store (they bring their own key). Due means: less than ``due_window`` left. Records whose window is shorter
+    the store (they bring their own key). Due means: less than ``_record.watched_window`` left. Records whose window is shorter
     than ``renew_before`` are logged once per serial in ``warned``."""
     renew_before = _csr.parse_duration(args["renew_before"], what="renew_before")
     warned = set() if warned is None else warned
@@ -402,7 +388,7 @@ def _due_records(args, clusters, warned=None):
         for (cluster, user), (record, where) in sorted(newest.items()):
             if (user, cluster if key_scope == "per_cluster" else "") not in keys or _csr.name_problem(user):
                 continue  # known.due leaves them out as well: renewed with users listed, not from the records
-            window = due_window(record, renew_before)
+            window = _record.watched_window(record, renew_before)
             if window < renew_before and (scope, cluster, user, record.get("serial")) not in warned:
                 warned.add((scope, cluster, user, record.get("serial")))
                 LOG.warning("the certificate of user %s in cluster %s (scope %s, serial %s) lives shorter than three times renew_before "

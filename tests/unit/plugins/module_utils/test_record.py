@@ -102,3 +102,10 @@ def test_every_place_that_asks_whether_a_certificate_is_valid_now_answers_alike(
 def test_a_record_without_readable_times_is_due_and_never_valid():
     assert _record.standing({"not_after": "tomorrow"}) == "unreadable"
     assert _record.is_due({}, None) and not _record.not_expired({})
+
+
+def test_a_watched_certificate_is_due_at_renew_before_or_a_third_of_the_lifetime_whichever_is_less():
+    record = {"not_before": "2030-01-01T00:00:00Z", "not_after": "2030-01-01T03:00:00Z"}  # three hours
+    assert _record.watched_window(record, 600) == 600
+    assert _record.watched_window(record, 86400) == 3600
+    assert _record.watched_window({"not_before": None}, 86400) == 86400

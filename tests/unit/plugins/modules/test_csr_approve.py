@@ -10,6 +10,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from csr_fake_api import FakeCluster, install  # noqa: E402 pylint: disable=wrong-import-position
 
 from ansible_collections.kubepki.certs.plugins.module_utils._pki import crypto as _crypto  # noqa: E402
+from ansible_collections.kubepki.certs.plugins.module_utils._steps import approve, context  # noqa: E402
 from ansible_collections.kubepki.certs.plugins.modules import csr_approve, csr_create  # noqa: E402
 
 
@@ -146,3 +147,19 @@ def test_a_scheduled_approver_with_nothing_pending_succeeds(run_module, cluster,
         assert result["changed"] is False and result["csrs"] == []
     failed, result = run_module(csr_approve, dict(base))
     assert failed and "nothing to decide on: give names, csrs or users" in result["msg"]
+
+
+def test_a_csr_an_earlier_step_got_is_not_read_again_when_named(run_module, cluster, base):
+    """In a composed run (the Monitor, user_certificates) the approval step decides on the object the session already
+    holds, whether the CSR comes as a name or as a csrs entry: one request per decision (the approval), not two."""
+    (entry,) = create(run_module, base, ("alice", ["dev"]))
+    name = entry["csr_name"]
+    params, _secrets = context.validated(approve.argument_spec(), dict(base, names=[name]), "approve")
+    session = context.ClusterSession()
+    session.csrs[name] = cluster.objects[name]
+    del cluster.requests[:]
+    result = approve.run(context.StepContext(session=session), params)
+    assert [c["decision"] for c in result["csrs"]] == ["approved"]
+    assert conditions(cluster, name) == ["Approved"]
+    reads = [request for request in cluster.requests if request[0] == "GET" and name in request[1]]
+    assert reads == [], reads
