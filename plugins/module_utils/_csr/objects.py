@@ -58,11 +58,24 @@ _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9
 
 # ---------------------------------------------------------------- signers and usages
 
-def signer_name_problem(signer):
-    """Why ``signer`` is not a valid v1 signerName (contract section 2.1), or None."""
+def dns_subdomain_problem(text):
+    """Why ``text`` is not a lowercase RFC 1123 subdomain (object names: dot-separated labels, at most 253
+    characters), or None."""
+    if not text:
+        return "must not be empty"
+    if len(text) > 253:
+        return "must be at most 253 characters"
+    if not _DNS_SUBDOMAIN.match(text):
+        return "must consist of lower case letters, digits, '-' and '.', each part starting and ending with a letter or digit"
+    return None
+
+
+def signer_name_problem(signer, legacy_allowed=False):
+    """Why ``signer`` is not a valid signerName (contract section 2.1), or None. A v1 CSR may not name the legacy
+    signer; a ClusterTrustBundle may (``legacy_allowed``)."""
     if not signer:
         return "signerName must be provided"
-    if signer == SIGNER_LEGACY:
+    if signer == SIGNER_LEGACY and not legacy_allowed:
         return "the legacy signerName is not allowed via this API version"
     if signer.count("/") != 1:
         return "must be a fully qualified domain and path of the form 'example.com/signer-name'"

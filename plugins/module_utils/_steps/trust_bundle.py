@@ -21,6 +21,7 @@ import re
 
 from urllib.parse import quote
 
+from ansible_collections.kubepki.certs.plugins.module_utils._csr import objects as _csr
 from ansible_collections.kubepki.certs.plugins.module_utils._pki import crypto as _crypto
 from ansible_collections.kubepki.certs.plugins.module_utils._kube import client as _kube
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
@@ -45,53 +46,15 @@ CONFLICT_RETRIES = 3
 LAST_KNOWN = (1, 36)  # the newest minor line whose ClusterTrustBundle API version this module knows
 
 _BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----(.*?)-----END \1-----", re.DOTALL)
-_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
 # ---------------------------------------------------------------- names
 
-def _dns_label_errors(text, limit=63):
-    if not text:
-        return "must not be empty"
-    if len(text) > limit:
-        return "must be at most %d characters" % limit
-    if not _LABEL.match(text):
-        return "must consist of lower case letters, digits and '-', and start and end with a letter or digit"
-    return None
-
-
-def _dns_subdomain_error(text):
-    """Why ``text`` is not a DNS-1123 subdomain (lower case, dots between labels, at most 253), or None."""
-    if not text:
-        return "must not be empty"
-    if len(text) > 253:
-        return "must be at most 253 characters"
-    for label in text.split("."):
-        if not label or not _LABEL.match(label):
-            return "must consist of lower case letters, digits, '-' and '.', each part starting and ending with a letter or digit"
-    return None
-
-
 def check_signer_name(signer_name):
-    """Raise unless ``signer_name`` is a signer name the API takes (``example.com/path``)."""
-    parts = signer_name.split("/")
-    if len(parts) != 2:
-        raise KubePkiError("signer_name %r must be a domain and a path, such as example.com/my-signer (exactly one '/')" % signer_name)
-    domain, path = parts
-    labels = domain.split(".")
-    if len(domain) > 253 or len(labels) < 2:
-        raise KubePkiError("signer_name %r: the domain part %r must have at least two dot-separated parts and at most 253 characters"
-                           % (signer_name, domain))
-    for label in labels:
-        error = _dns_label_errors(label)
-        if error:
-            raise KubePkiError("signer_name %r: domain part %r %s" % (signer_name, label, error))
-    for label in path.split("."):
-        error = _dns_subdomain_error(label)
-        if error:
-            raise KubePkiError("signer_name %r: path part %r %s" % (signer_name, path, error))
-    if len(signer_name) > 253 + 253 + 63 + 2:
-        raise KubePkiError("signer_name %r is too long" % signer_name)
+    """Raise unless ``signer_name`` is a signer name the API takes (``example.com/path``): the CSRs' rule."""
+    problem = _csr.signer_name_problem(signer_name, legacy_allowed=True)
+    if problem:
+        raise KubePkiError("signer_name %r %s" % (signer_name, problem))
 
 
 def name_prefix(signer_name):
@@ -110,14 +73,14 @@ def check_name(name, signer_name=None):
             raise KubePkiError("name %r: a ClusterTrustBundle with signer_name %s must be named %s<suffix>, for example %sv1"
                                % (name, signer_name, prefix, prefix))
         suffix = name[len(prefix):]
-        error = _dns_subdomain_error(suffix)
+        error = _csr.dns_subdomain_problem(suffix)
         if error:
             raise KubePkiError("name %r: the part after %s %s" % (name, prefix, error))
         return
     if ":" in name:
         raise KubePkiError("name %r: a ClusterTrustBundle without signer_name must not have ':' in its name "
                            "(set signer_name for a signer's bundle)" % name)
-    error = _dns_subdomain_error(name)
+    error = _csr.dns_subdomain_problem(name)
     if error:
         raise KubePkiError("name %r %s" % (name, error))
 

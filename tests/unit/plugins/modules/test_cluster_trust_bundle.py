@@ -91,8 +91,8 @@ def test_bad_pem_is_refused_before_any_request(run_module, api, cas, case, expec
     ("kubepki-ca", "example.com/kubepki", "must be named example.com:kubepki:<suffix>"),
     ("example.com:kubepki:", "example.com/kubepki", "the part after example.com:kubepki: must not be empty"),
     ("example.com:kubepki:Upper", "example.com/kubepki", "the part after example.com:kubepki:"),
-    ("kubepki:ca", "kubepki", "exactly one '/'"),
-    ("localhost:kubepki:ca", "localhost/kubepki", "at least two dot-separated parts"),
+    ("kubepki:ca", "kubepki", "of the form 'example.com/signer-name'"),
+    ("localhost:kubepki:ca", "localhost/kubepki", "at least two segments separated by dots"),
     ("Kubepki-CA", None, "must consist of lower case letters"),
 ])
 def test_names_and_signers_checked_before_any_request(run_module, api, cas, name, signer, expected):
