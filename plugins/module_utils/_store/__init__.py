@@ -18,34 +18,11 @@ The package: ``base`` (CredentialStore, what both backends share), ``sqlite`` an
   path is recognised as a store (SQLite header, ``keys`` and ``certificates`` tables) before anything changes it;
   a file that is not one is refused untouched. ``create=False`` (check mode, reports) opens it read-only.
 
-Key creation is atomic in both: the row/document is inserted only if absent under a unique constraint,
-and the loser of a race reads and returns the winner's key. Records always hand out the decrypted PEM.
-
-Keys at rest (``key_protection``): a store keeps all its keys one way, plaintext or encrypted under one passphrase.
-A small record (``key_protection``) says which. For an encrypted store it holds a key-encryption key (KEK)
-descriptor: its id, the KDF (scrypt, ``KDF_DEFAULTS``) with its parameters and random salt, and a check value
-(a constant sealed with the KEK). The KEK is derived from the passphrase once per store object (and cached for the
-process, so several opens in one module run pay one KDF); each private key is then sealed with AES-256-GCM under
-it, with a random 96-bit nonce and, as associated data, the row's (scope, user, cluster), so a ciphertext moved to
-another row does not open. A stored key is then the text ``kubepki-aead-v1:<kek id>:<nonce>:<ciphertext>``.
-
-Every write of a key checks the caller's passphrase against the record first (one KDF, then opening the check
-value: microseconds) and refuses a wrong, missing or superfluous passphrase before anything is written. The record
-exists in an empty store too: the first write fixes the mode (inserted if absent, so of two first writers with
-different passphrases one loses and writes nothing). ``rekey`` (module ``store_rekey``) changes the mode, the
-passphrase or the format of every key at once.
-
-Older stores (written before this format) keep each key as encrypted PKCS#8 (PBKDF2-SHA256, 2048 rounds, one KDF
-per key) and a record whose *verifier* is a throwaway EC key in that form; a store older still has no record and
-is judged by its keys (one encrypted key is decrypted) and gets a record of its kind with its next write. Such a
-store is still read and written in its own format, and says so in a warning (``CredentialStore.warnings``, and the
-module's warnings) until ``rekey`` moves it to the format above; a fresh store is only ever written in the new one.
-
-Certificates never go back in time: ``put_cert``/``put_certs`` skip a record when the stored record of the same
-identity is newer (``not_before``, then ``not_after``, compared as times).
-
-Listings (``list_keys``, ``list_certs``) read everything of a scope, or of the whole store, for reports such as
-the inventory: key rows come without ``private_key_pem`` and nothing is decrypted, so they need no passphrase.
+Keys are created atomically (the loser of a race gets the winner's key), kept plaintext or sealed under one
+passphrase (``sealing``), and checked against the store's ``key_protection`` record before any key write;
+certificates never go back in time (an older record does not replace a newer one, ``_pki/record.replaces``).
+docs/internals.md, "Credential store", tells the whole contract: the format at rest, older stores, rotation,
+rekey, MongoDB's concerns and compares, listings.
 """
 
 from __future__ import annotations

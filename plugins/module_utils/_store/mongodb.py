@@ -45,28 +45,10 @@ class MongoStore(CredentialStore):
     """MongoDB through pymongo: collections ``keys`` and ``certificates``, unique indexes on their identity, and
     ``meta`` (the key_protection record, ``_id: key_protection``).
 
-    Keys and the key_protection record are written with write concern ``majority`` and journaled (``j``), and read
-    with read concern ``majority``, whatever the URI says: an acknowledged key survives a failover and a restart,
-    and a read never sees a key that could still be rolled back. Certificate records (which etcd also holds) follow
-    the URI's concerns.
-
-    Indexes are created once, not on every open: before the first write of a collection (an open that only reads
-    needs none, and needs no privilege to create them), ``listIndexes`` looks for a unique index on the identity
-    (by its key pattern, whatever its name) and ``createIndexes`` runs only when there is none, in practice once in
-    the life of the store. Opening costs one ``ping``, so an unreachable server fails the open, before anything else.
-
-    No multi-document transaction is used (they need a replica set), so every write that must not overwrite another
-    writer's is a single-document compare: a conditional replace_key replaces only the document whose
-    ``public_key_sha256`` is the expected one; a certificate record is replaced only while the stored text is the one
-    compared (else it is read and compared again); rekey replaces each key only while its stored text is the one
-    decrypted. How rekey stays safe without a transaction: (1) every key is decrypted first, so a wrong passphrase or
-    a damaged key writes nothing; (2) the key_protection record is switched (compare-and-replace on its ``rev``), so
-    from then on writers with the old passphrase are refused; the new record keeps the old KEK descriptors under
-    ``previous`` so that keys not yet rekeyed still open with the old passphrase; (3) each key is replaced with a
-    compare on its old text; (4) the keys are read again and any still under the old protection (a key another writer
-    stored meanwhile, or replaced under the compare) is done again, until none is left; (5) ``previous`` is dropped.
-    Interrupted before (5), every key is readable with the old or the new passphrase, and running the same rekey
-    again finishes it (a key already under the new KEK counts as unchanged).
+    Keys and the key_protection record are written and read with majority concerns whatever the URI says; indexes
+    are made once in the life of the store, before its first write; no multi-document transaction is used, so every
+    write that must not overwrite another writer's is a single-document compare, and a rekey keeps the old KEK under
+    ``previous`` until its sweep ends (docs/internals.md, "Credential store", MongoDB).
     """
 
     kind = "mongodb"
