@@ -224,7 +224,7 @@ def scrypt_seconds():
     fresh_run()
     descriptor = dict(_store.KDF_DEFAULTS, id="bench", salt="AAAAAAAAAAAAAAAAAAAAAA==")
     started = time.perf_counter()
-    _store.sealing.derive(PASSPHRASE, descriptor, "benchmark")  # pylint: disable=protected-access
+    _store.sealing.derive(PASSPHRASE, descriptor, "benchmark")
     return time.perf_counter() - started
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import sys
+import threading
 
 from ansible.module_utils.basic import missing_required_lib
 
@@ -72,15 +73,19 @@ class Lazy:
 
     def __init__(self, **modules):
         self._modules = modules
+        self._lock = threading.Lock()
         self.loaded = False
 
     def ready(self):
+        """Import them now (once, whichever thread asks first); False when one cannot be imported."""
         if not self.loaded:
-            found = load(*self._modules.values())
-            if found is None:
-                return False
-            self.__dict__.update(zip(self._modules, found))
-            self.loaded = True
+            with self._lock:
+                if not self.loaded:
+                    found = load(*self._modules.values())
+                    if found is None:
+                        return False
+                    self.__dict__.update(zip(self._modules, found))
+                    self.loaded = True
         return True
 
 

@@ -101,25 +101,18 @@ def decide_plain(before, data, lost):
 
 
 def decide_record(before, data, lost):
-    """Put of a certificate record: never an older certificate over a newer one.
-
-    Byte-equal -> unchanged. A stored certificate newer than ours -> kept_newer; another certificate exactly as
-    new -> kept_equal (also our own certificate rewritten by a concurrent run). Otherwise ours is written; a
-    stored value that is not a dated record is overwritten, except after a lost race (conflict).
-    """
+    """Put of a certificate record, as _record.settle() says: byte-equal -> unchanged, a newer stored certificate ->
+    kept_newer, another one as new -> kept_equal, else ours is written; a stored value that is not a dated record is
+    overwritten, except after a lost race (conflict)."""
     if before is None:
         return CREATED
     if before == data:
         return UNCHANGED
     stored, wanted = _as_record(before), _as_record(data)
-    order = _record.order(stored, wanted) if stored is not None and wanted is not None else None
-    if order is None:
+    verdict = _record.settle(stored, wanted, lost) if stored is not None and wanted is not None else None
+    if verdict is None:
         return CONFLICT if lost else UPDATED
-    if order > 0:
-        return KEPT_NEWER
-    if order == 0 and (lost or stored.get("certificate") != wanted.get("certificate")):
-        return KEPT_EQUAL
-    return UPDATED
+    return {"newer": KEPT_NEWER, "equal": KEPT_EQUAL}.get(verdict, UPDATED)
 
 
 class EtcdTransport:

@@ -62,9 +62,25 @@ def checked_validity(record, what):
     return tuple(values)
 
 
+def settle(stored, wanted, lost=False):
+    """What becomes of the stored record of an identity when ``wanted`` is written, in etcd and in the store alike:
+    ``"write"`` (wanted holds a newer certificate, or the same one with other details), ``"newer"`` (stored holds a
+    newer certificate: kept), ``"equal"`` (stored holds another certificate exactly as new, or, ``lost``, a
+    concurrent writer has just put one as new: kept, so that two writers do not replace each other in turn); None
+    when either has no readable validity."""
+    verdict = order(stored, wanted)
+    if verdict is None:
+        return None
+    if verdict > 0:
+        return "newer"
+    if verdict == 0 and (lost or stored.get("certificate") != wanted.get("certificate")):
+        return "equal"
+    return "write"
+
+
 def replaces(stored_text, text, times):
-    """Whether the record ``text`` (validity ``times``) is written over ``stored_text``: never when equal, never when
-    the stored record is newer; a record as new replaces it, and so does one over a damaged record."""
+    """Whether the store writes the record ``text`` (validity ``times``) over ``stored_text``: never when equal, else
+    as settle() says; a record over a damaged or undated one is written."""
     if stored_text == text:
         return False
     if stored_text is None or times is None:
@@ -73,7 +89,7 @@ def replaces(stored_text, text, times):
         stored = json.loads(stored_text)
     except ValueError:
         return True
-    return order(stored, json.loads(text)) in (None, -1, 0)
+    return settle(stored, json.loads(text)) in (None, "write")
 
 
 def validity(record):

@@ -120,10 +120,10 @@ def run_module(module, step):
     module.exit_json(**result)
 
 
-def module_main(argument_spec, step, libraries, **options):
-    """A module's main(): its AnsibleModule (check mode supported, ``options`` such as mutually_exclusive), the
-    libraries it needs checked, then run_module."""
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True, **options)
+def module_main(argument_spec, step, libraries, **module_options):
+    """A module's main(): its AnsibleModule (check mode supported, ``module_options`` such as mutually_exclusive),
+    the libraries it needs checked, then run_module."""
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True, **module_options)
     _deps.require(module, *libraries)
     run_module(module, step)
 

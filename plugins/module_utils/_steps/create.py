@@ -199,7 +199,8 @@ class Creator:
     # ------------------------------------------------------------ known certificates
 
     def known_certificate(self, plan):
-        """The newest certificate record for this user and cluster that matches key and request, or None."""
+        """The newest certificate record the store or etcd holds for this user and cluster, or None (record_matches
+        then says whether it is for this key and request)."""
         params = self.params
         records = []
         if self.store is not None:

@@ -26,7 +26,7 @@ TIMEOUT_MS = 3000
 
 # pymongo is imported only when a MongoDB store is opened: it costs close to a second of start-up that
 # the embedded store does not need.
-pymongo = _deps.Lazy(client="pymongo", errors="pymongo.errors", reads="pymongo.read_concern", writes="pymongo.write_concern")
+pymongo = _deps.Lazy(lib="pymongo", errors="pymongo.errors", reads="pymongo.read_concern", writes="pymongo.write_concern")
 
 
 def import_pymongo():
@@ -66,7 +66,7 @@ class MongoStore(CredentialStore):
         if client_factory is None:
             if not have_pymongo:
                 raise KubePkiError("store_uri selects MongoDB, but the pymongo library is not installed on the host that runs this module")
-            client_factory = pymongo.client.MongoClient
+            client_factory = pymongo.lib.MongoClient
         try:
             self._client = client_factory(uri, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms)
         except Exception as exc:  # pymongo raises InvalidURI, ConfigurationError, ValueError, TypeError here

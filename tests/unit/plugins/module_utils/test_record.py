@@ -59,11 +59,23 @@ def test_every_place_that_compares_takes_the_renewed_certificate():
     # the store keeps the newer record and takes a newer one over an older
     first_text, renewed_text = json.dumps(FIRST), json.dumps(RENEWED)
     times = _record.validity(RENEWED)
-    assert _record.replaces(first_text, renewed_text, times)  # pylint: disable=protected-access
-    assert not _record.replaces(renewed_text, first_text, _record.validity(FIRST))  # pylint: disable=protected-access
+    assert _record.replaces(first_text, renewed_text, times)
+    assert not _record.replaces(renewed_text, first_text, _record.validity(FIRST))
     # etcd: an older certificate never goes over a newer one
     assert _etcd.transport.decide_record(renewed_text.encode(), first_text.encode(), False) == _etcd.transport.KEPT_NEWER
     assert _etcd.transport.decide_record(first_text.encode(), renewed_text.encode(), False) == _etcd.transport.UPDATED
+
+
+def test_etcd_and_the_store_keep_the_same_record_when_two_certificates_are_as_new():
+    """Two writers with different certificates exactly as new (issued in the same second): both etcd and the store
+    keep the one stored first, so the two writers do not replace each other in turn; the same certificate with other
+    details (a csr_uid learnt later) is written by both."""
+    twin = dict(FIRST, certificate=RENEWED["certificate"], serial="feed")  # another certificate, FIRST's validity
+    stored, other, more = json.dumps(FIRST), json.dumps(twin), json.dumps(dict(FIRST, csr_uid="uid-2"))
+    assert not _record.replaces(stored, other, _record.validity(twin))
+    assert _etcd.transport.decide_record(stored.encode(), other.encode(), False) == _etcd.transport.KEPT_EQUAL
+    assert _record.replaces(stored, more, _record.validity(FIRST))
+    assert _etcd.transport.decide_record(stored.encode(), more.encode(), False) == _etcd.transport.UPDATED
 
 
 def starting(offset, lifetime=datetime.timedelta(days=1)):

@@ -112,7 +112,7 @@ class World:
             client = mongomock.MongoClient(self.uri)
             self.factory = lambda uri, **kwargs: client
             assert _store.import_pymongo()
-            monkeypatch.setattr(_store.mongodb.pymongo.client, "MongoClient", self.factory)
+            monkeypatch.setattr(_store.mongodb.pymongo.lib, "MongoClient", self.factory)
 
     def store(self, passphrase=""):
         return _store.open_store(self.uri, passphrase, mongo_client_factory=self.factory)

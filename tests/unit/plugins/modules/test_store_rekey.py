@@ -30,7 +30,7 @@ def store_uri(request, tmp_path, monkeypatch):
         return str(tmp_path / "state" / "store.db")
     client = mongomock.MongoClient("mongodb://kubepki:mongopw1@mongo.invalid/kubepki_rekey")
     assert _store.import_pymongo()
-    monkeypatch.setattr(_store.mongodb.pymongo.client, "MongoClient", lambda *args, **kwargs: client)
+    monkeypatch.setattr(_store.mongodb.pymongo.lib, "MongoClient", lambda *args, **kwargs: client)
     return "mongodb://kubepki:mongopw1@mongo.invalid/kubepki_rekey"
 
 
