@@ -80,6 +80,15 @@ def resolve_groups(ctx, params, users):
         user["groups"] = list(next(iter(found))) if found else []
 
 
+def not_renewable(params, keys, cluster, user):
+    """Why the certificate of ``user`` in ``cluster`` is not renewed from the records (``keys`` as records() gives
+    them), or None: a user without a key in the store brings their own and renews with users listed."""
+    if (user, cluster if params["key_scope"] == "per_cluster" else "") not in keys:
+        return "no key in the store for it (a user who brings their own key renews with users listed)"
+    problem = _csr.name_problem(user)
+    return "the user name %s" % problem if problem else None
+
+
 def due(ctx, params):
     """Renewing without a user list: ``(users, {cluster: users due there}, known)``. The users are those of the
     certificate records the store and etcd hold for the scope and the clusters (the newer of the two when both hold
@@ -93,11 +102,9 @@ def due(ctx, params):
     known, cluster_users, users = [], {}, {}
     for (cluster, user), (record, where) in sorted(newest.items()):
         entry = {"user": user, "cluster": cluster, "serial": record.get("serial"), "not_after": record.get("not_after"), "source": where}
-        key_cluster = cluster if params["key_scope"] == "per_cluster" else ""
-        if (user, key_cluster) not in keys:
-            entry.update(action="skipped", reason="no key in the store for it (a user who brings their own key renews with users listed)")
-        elif _csr.name_problem(user):
-            entry.update(action="skipped", reason="the user name %s" % _csr.name_problem(user))
+        skip = not_renewable(params, keys, cluster, user)
+        if skip:
+            entry.update(action="skipped", reason=skip)
         elif not _record.is_due(record, renew_before):
             entry["action"] = "not_due"
         else:

@@ -243,7 +243,7 @@ def test_a_certificate_shorter_lived_than_renew_before_is_due_once_a_third_of_it
     long_lived = stored(store, "cid", datetime.timedelta(days=340), 365 * 24 * hour)  # 25 days left, renew_before 30 days
     stored(store, "dan", datetime.timedelta(minutes=50), hour, key=False)    # brings their own key: renewed with users listed
     stored(store, "kay", datetime.timedelta(minutes=50), hour, signer="kubernetes.io/kubelet-serving")  # another signer's
-    stored(store, "ola", datetime.timedelta(minutes=50), hour, scope="team")  # another scope
+    ola = stored(store, "ola", datetime.timedelta(minutes=50), hour, scope="team")  # another scope
     stored(store, "pat", datetime.timedelta(minutes=50), hour, cluster="elsewhere")  # a cluster not watched
     store.close()
     args = {"renew_before": "30d", "store_uri": uri, "store_passphrase": ""}
@@ -251,14 +251,17 @@ def test_a_certificate_shorter_lived_than_renew_before_is_due_once_a_third_of_it
     with caplog.at_level(logging.WARNING, logger="kubepki.certs.csr_events"):
         due = csr_events._due_records(args, {"c1"}, warned)  # pylint: disable=protected-access
         again = csr_events._due_records(args, {"c1"}, warned)  # pylint: disable=protected-access
-    assert [(e["user"], e["serial"]) for e in due] == [("bob", aged["serial"]), ("cid", long_lived["serial"])], due
+    # without scopes: every scope the store holds keys of
+    assert [(e["scope"], e["user"], e["serial"]) for e in due] == [
+        ("default", "bob", aged["serial"]), ("default", "cid", long_lived["serial"]), ("team", "ola", ola["serial"])], due
     assert again == due
-    assert {e["user"]: e["renew_before"] for e in due} == {"bob": 1200, "cid": 30 * 86400}
+    assert {e["user"]: e["renew_before"] for e in due} == {"bob": 1200, "cid": 30 * 86400, "ola": 1200}
     assert fresh["serial"] not in [e["serial"] for e in due]
     # the warning names each short-lived certificate once, not at every reading
     warnings = [r.getMessage() for r in caplog.records if "lives shorter" in r.getMessage()]
-    assert sorted(w.split()[4] for w in warnings) == ["ann", "bob"], warnings
+    assert sorted(w.split()[4] for w in warnings) == ["ann", "bob", "ola"], warnings
     assert [e["user"] for e in csr_events._due_records(dict(args, scopes=["team"]), {"c1"})] == ["ola"]  # pylint: disable=protected-access
+    assert [e["user"] for e in csr_events._due_records(dict(args, scopes=["default"]), {"c1"})] == ["bob", "cid"]  # pylint: disable=protected-access
 
 
 # ---------------------------------------------------------------- the rulebooks pass every auth option

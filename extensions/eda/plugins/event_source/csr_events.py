@@ -33,7 +33,7 @@ Arguments (all optional but one way to reach a cluster):
 ``renew_before``, ``due_interval``, ``scopes``, ``signer_name``, ``key_scope``, ``store_uri``, ``store_passphrase``, ``etcd_*``
     with ``renew_before`` (``720h``, ``30d`` or seconds), every ``due_interval`` seconds (default 3600) the store
     and, with ``etcd_endpoints``, the central etcd are read as user_certificates reads them to renew
-    (``_steps/known.records``: per scope of ``scopes``, default ``[default]``, the certificates of ``signer_name``,
+    (``_steps/known.records``: per scope of ``scopes``, default every scope the store holds keys of, the certificates of ``signer_name``,
     default the client signer, the newer of store and etcd; users without a key in the store left out), and one
     ``due`` event is put for every certificate of these clusters that falls due: less than ``renew_before`` is left,
     or less than a third of its own lifetime when that is shorter (a certificate living shorter than
@@ -99,6 +99,7 @@ except ImportError:  # loaded as a single file from a collections path that is n
     from ansible_collections.kubepki.certs.plugins.module_utils._pki import record as _record
     from ansible_collections.kubepki.certs.plugins.module_utils._csr import waiter as _waiter
 
+from ansible_collections.kubepki.certs.plugins.module_utils import _store
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
 from ansible_collections.kubepki.certs.plugins.module_utils._steps import approve as _approve, context as _context, known as _known
 
@@ -261,7 +262,7 @@ class Approver:
         options = dict(options or {})
         self.signers = set(options.pop("signers", None) or DEFAULT_BATCH_SIGNERS)
         options.setdefault("deny_on_violation", True)
-        given = dict({key: value for key, value in params.items() if value is not None}, cluster=cluster, csrs=[], action="approve",
+        given = dict({key: value for key, value in params.items() if value is not None}, cluster=cluster, names=[], action="approve",
                      **options)
         self.params, _secrets = _context.validated(_approve.argument_spec(), given, "approve")
         self.cluster = cluster
@@ -279,9 +280,8 @@ class Approver:
         event = {"type": "decided", "cluster": self.cluster, "name": name, "signer": (obj.get("spec") or {}).get("signerName"),
                  "requester": (obj.get("spec") or {}).get("username"), "decision": "failed", "violations": [], "message": None}
         try:
-            # the csrs form, not names: the step then decides on the object in the session, the one just seen
-            # (names would read every CSR again, one more round trip per decision; a 409 still reads it again)
-            result = _approve.run(ctx, dict(self.params, csrs=[{"csr_name": name}]))
+            # on the object in the session, the one just seen (a 409 reads it again)
+            result = _approve.run(ctx, dict(self.params, names=[name]))
         except KubePkiError as exc:
             event["message"] = exc.msg
             # deny_on_violation false: the policy refuses this request, which stays pending (a person may still decide)
@@ -383,11 +383,16 @@ def _due_records(args, clusters, warned=None):
                 key_scope=key_scope, renew_before=renew_before)
     ctx = _context.StepContext(warn=lambda message: LOG.warning("%s", message))
     events = []
-    for scope in args.get("scopes") or ["default"]:
+    scopes = args.get("scopes")
+    if not scopes:
+        # every scope the store holds keys of: a certificate is renewed from the records only with its key there
+        with _store.open_store_from_params(base, create=False) as store:
+            scopes = sorted({row["scope"] for row in store.list_keys()})
+    for scope in scopes:
         newest, keys = _known.records(ctx, dict(base, scope=scope))
         for (cluster, user), (record, where) in sorted(newest.items()):
-            if (user, cluster if key_scope == "per_cluster" else "") not in keys or _csr.name_problem(user):
-                continue  # known.due leaves them out as well: renewed with users listed, not from the records
+            if _known.not_renewable(base, keys, cluster, user):
+                continue  # as known.due: renewed with users listed, not from the records
             window = _record.watched_window(record, renew_before)
             if window < renew_before and (scope, cluster, user, record.get("serial")) not in warned:
                 warned.add((scope, cluster, user, record.get("serial")))
