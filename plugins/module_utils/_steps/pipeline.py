@@ -251,7 +251,7 @@ class Access:
         another one is importing it can find it half initialised. (The API clients were made by validate().)"""
         if endpoints_from_params(self.params):
             _etcd.import_etcd3gw()
-        if (_store.store_params(self.params)[0] or "").strip().lower().startswith("mongodb"):
+        if _store.is_mongodb(_store.store_params(self.params)[0]):
             _store.import_pymongo()
 
     def cluster(self, cluster):

@@ -55,6 +55,11 @@ def store_params(params):
     return uri, passphrase
 
 
+def is_mongodb(uri):
+    """Whether the store URI ``uri`` selects the MongoDB backend (``mongodb://`` or ``mongodb+srv://``, any case)."""
+    return isinstance(uri, str) and uri.strip().lower().startswith(("mongodb://", "mongodb+srv://"))
+
+
 def open_store_from_params(params, create=True):
     """The store selected by a module's ``store_uri``/``store_passphrase`` options (``create``: see open_store)."""
     uri, passphrase = store_params(params)
@@ -77,7 +82,7 @@ def open_store(uri=None, passphrase=None, mongo_client_factory=None, create=True
         raise KubePkiError("store_uri: an empty value is not a store location")
     uri = uri.strip()
     lowered = uri.lower()
-    if lowered.startswith("mongodb://") or lowered.startswith("mongodb+srv://"):
+    if is_mongodb(uri):
         return MongoStore(uri, passphrase, client_factory=mongo_client_factory)
     if lowered.startswith("sqlite:"):
         rest = uri[len("sqlite:"):]
