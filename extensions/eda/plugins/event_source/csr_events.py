@@ -464,7 +464,7 @@ async def main(queue: asyncio.Queue, args: dict):  # pylint: disable=too-many-lo
                 else:
                     tracker.observe(raw[0], raw[1])
             now = time.monotonic()
-            if event is not None and event["type"] == "decided":
+            if event is not None and event["type"] == "decided" and (types is None or "decided" in types):
                 held.append(event)
                 held_since = held_since or now
                 last_decided = now
