@@ -154,6 +154,7 @@ class Offboarding:
         output = {"changed": any(r["changed"] for r in results), "clusters": results, "offboarded": []}
         blocked = {f["cluster"] for f in failures if f.get("user") is None}
         elsewhere = self.elsewhere()
+        temps = _files.temp_names(params["dest_dir"]) if params["dest_dir"] else None
         store = None
         try:
             for user in access.users:
@@ -163,31 +164,25 @@ class Offboarding:
                 failed = sorted(blocked | {f["cluster"] for f in failures if f.get("user") == name})
                 entry["finished"] = not failed
                 if params["dest_dir"]:
+                    path = entry["kubeconfig"] = os.path.join(params["dest_dir"], "%s.kubeconfig" % name)
                     # what a run killed while writing this user's kubeconfig left beside it (the key in it): never wanted
-                    stale = _files.remove_stale_temps(os.path.join(params["dest_dir"], "%s.kubeconfig" % name), check=self.check)
+                    stale = _files.remove_stale_temps(path, check=self.check, listed=temps)
                     if stale:
                         before.append({"user": name, "temporary_files": stale})
                         output["changed"] = True
                         self.ctx.warn("user %s: %s %d temporary file%s left by an interrupted run beside the kubeconfig: %s" % (
                             name, "would remove" if self.check else "removed", len(stale), "" if len(stale) == 1 else "s", ", ".join(stale)))
-                if params["dest_dir"] and entry["kept_for"]:
-                    # still onboarded elsewhere: only the contexts of these clusters go
-                    path = os.path.join(params["dest_dir"], "%s.kubeconfig" % name)
-                    entry["kubeconfig"] = path
-                    removed, entry["kubeconfig_deleted"] = render.drop_clusters(
-                        path, [c["name"] for c in clusters], render.file_options(params), check=self.check)
-                    if removed:
-                        before.append({"user": name, "kubeconfig": path, "contexts": removed})
-                        output["changed"] = True
-                elif params["dest_dir"]:
-                    path = os.path.join(params["dest_dir"], "%s.kubeconfig" % name)
-                    entry["kubeconfig"] = path
-                    if os.path.lexists(path):
+                    if entry["kept_for"]:  # still onboarded elsewhere: only the contexts of these clusters go
+                        removed, entry["kubeconfig_deleted"] = render.drop_clusters(
+                            path, [c["name"] for c in clusters], render.file_options(params), check=self.check)
+                        if removed:
+                            before.append({"user": name, "kubeconfig": path, "contexts": removed})
+                            output["changed"] = True
+                    elif os.path.lexists(path):
                         before.append({"user": name, "kubeconfig": path})
                         if not self.check:
                             os.unlink(path)
-                        entry["kubeconfig_deleted"] = True
-                        output["changed"] = True
+                        entry["kubeconfig_deleted"] = output["changed"] = True
                 if params["key_scope"] == "shared" and not failed and not entry["kept_for"]:
                     if store is None:
                         store = _store.open_store_from_params(params, create=not self.check)

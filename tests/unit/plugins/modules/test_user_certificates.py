@@ -131,6 +131,20 @@ def test_offboarding_takes_everything_and_names_what_stays_valid(run_module, job
     assert not failed and not again["changed"], again
 
 
+def test_offboarding_many_users_lists_dest_dir_once_and_removes_what_killed_runs_left(run_module, job, monkeypatch, warnings):
+    names = ["user%02d" % number for number in range(6)]
+    run_module(user_certificates, job(*names))
+    (job.out / ".user03.kubeconfig.abcd1234.tmp").write_text("a key a killed run left")
+    listings = []
+    real_listdir = os.listdir
+    monkeypatch.setattr(os, "listdir", lambda path=".": listings.append(str(path)) or real_listdir(path))
+    failed, result = run_module(user_certificates, job(*names, state="absent"))
+    assert not failed, result
+    assert listings.count(str(job.out)) == 1, listings
+    assert real_listdir(job.out) == []
+    assert any("user user03: removed 1 temporary file" in w for w in warnings), warnings
+
+
 def test_a_composed_step_is_given_only_what_its_own_module_accepts():
     spec = create.argument_spec()
     params, _secrets = context.validated(spec, {"users": [{"name": "alice"}], "cluster": "c1", "store_passphrase": None}, "create")
