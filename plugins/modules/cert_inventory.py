@@ -310,12 +310,14 @@ def argument_spec():
 
 
 def _check_names(params):
-    if params["scope"] is not None and (not params["scope"] or "/" in params["scope"]):
-        raise KubePkiError("scope: %r is not a scope name (non-empty, no '/')" % params["scope"])
-    for option in ("users", "clusters"):
-        for index, value in enumerate(params[option]):
-            if not value or "/" in value:
-                raise KubePkiError("%s[%d]: %r is not a %s name (non-empty, no '/')" % (option, index, value, option[:-1]))
+    """The filters follow the rule of scope, user and cluster names (_csr.segment_problem): a filter no name can
+    match is a mistake, named."""
+    named = [("scope", params["scope"])] if params["scope"] is not None else []
+    named += [("%s[%d]" % (option, index), value) for option in ("users", "clusters") for index, value in enumerate(params[option])]
+    for field, value in named:
+        problem = _csr.segment_problem(value) if value else "must not be empty"
+        if problem:
+            raise KubePkiError("%s %r %s" % (field, value, problem))
 
 
 def run(ctx, params):

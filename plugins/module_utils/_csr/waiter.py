@@ -68,6 +68,20 @@ def finished(objects, names, stop_on_failure=True):
     return all(s == "issued" for s in states)
 
 
+def watch_error(obj):
+    """The KubePkiError of a watch's ERROR event (its object a Status)."""
+    return KubePkiError("watching CertificateSigningRequests failed: %s (code %s, %s)" % (obj.get("message"), obj.get("code"), obj.get("reason")),
+                        status=obj.get("code"))
+
+
+def open_watch(client, query, seconds, connect_timeout=10):
+    """The streaming response of one watch of ``query`` that the server ends after ``seconds``; no retries in the
+    client: a failed watch is answered by the caller."""
+    query = dict(query, watch="true", allowWatchBookmarks="true", timeoutSeconds=str(max(int(seconds), 1)))
+    return client.request("GET", path_for(), query=query, stream=True, timeout=(connect_timeout, seconds + 5), deadline=seconds,
+                          what="watch CertificateSigningRequests", retry=False)
+
+
 def iter_events(response):
     """Watch events (dicts) from an open streaming HTTP response, one JSON object per line."""
     buffer = b""
@@ -177,15 +191,12 @@ class Waiter:
         kind = event.get("type")
         obj = event.get("object") or {}
         if kind == "ERROR":
-            code = obj.get("code")
-            if code == 410:
+            if obj.get("code") == 410:
                 return "relist"
-            if code is not None and code in TRANSIENT_STATUSES:
-                self.last_error = KubePkiError("watching CertificateSigningRequests failed: %s (code %s, %s)" % (
-                    obj.get("message"), code, obj.get("reason")), status=code)
-                return "failed"
-            raise KubePkiError("watching CertificateSigningRequests failed: %s (code %s, %s)" % (
-                obj.get("message"), code, obj.get("reason")), status=code)
+            if obj.get("code") is None or obj.get("code") not in TRANSIENT_STATUSES:
+                raise watch_error(obj)
+            self.last_error = watch_error(obj)
+            return "failed"
         version = (obj.get("metadata") or {}).get("resourceVersion")
         if version:
             self.version = version
@@ -194,24 +205,18 @@ class Waiter:
         self.stats["events"] += 1
         name = (obj.get("metadata") or {}).get("name")
         if name in self.wanted:
-            if kind == "DELETED":
-                self.objects[name] = dict(obj, _deleted=True)
-            else:
-                self.objects[name] = obj
+            self.objects[name] = dict(obj, _deleted=True) if kind == "DELETED" else obj
         return None
 
     def _watch_once(self, end, connect_timeout=10):
         """One watch request: 'relist', 'done', 'resume' (an open stream ended or dropped), 'failed' (no stream
         could be opened, or the server sent a transient ERROR event) or 'unsupported'."""
-        remaining = end - self.clock()
-        query = dict(self._selectors(), watch="true", allowWatchBookmarks="true", timeoutSeconds=str(max(int(remaining), 1)))
+        query = self._selectors()
         if self.version:
             query["resourceVersion"] = self.version
         self.stats["watches"] += 1
         try:
-            # no retries inside the client: a failed watch is answered here, by listing
-            response = self.client.request("GET", path_for(), query=query, stream=True, timeout=(connect_timeout, remaining + 5),
-                                           deadline=remaining, what="watch CertificateSigningRequests", retry=False)
+            response = open_watch(self.client, query, end - self.clock(), connect_timeout)
         except KubePkiError as exc:
             status = status_of(exc)
             if status == 410:
@@ -340,7 +345,7 @@ def _close(response):
 FOLLOW_BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0)
 
 
-def follow(client, stop, label_selector=None, watch_seconds=300, sleep=time.sleep, on_error=None):
+def follow(client, stop, label_selector=None, watch_seconds=300, sleep=time.sleep, on_error=lambda error: None):
     """Every change of the CertificateSigningRequests of ``client`` (optionally under ``label_selector``), until
     ``stop()`` is true: a generator of ``(kind, object)``.
 
@@ -368,8 +373,7 @@ def follow(client, stop, label_selector=None, watch_seconds=300, sleep=time.slee
             try:
                 items, version = _csr.list_objects(client, label_selector=label_selector)
             except KubePkiError as exc:
-                if on_error is not None:
-                    on_error(exc)
+                on_error(exc)
                 pause()
                 continue
             present = {}
@@ -383,19 +387,14 @@ def follow(client, stop, label_selector=None, watch_seconds=300, sleep=time.slee
             known = present
             yield ("RELISTED" if synced else "SYNCED"), None
             synced = True
-        query = {"watch": "true", "allowWatchBookmarks": "true", "resourceVersion": version,
-                 "timeoutSeconds": str(int(watch_seconds))}
-        if label_selector:
-            query["labelSelector"] = label_selector
+        query = {"resourceVersion": version, "labelSelector": label_selector} if label_selector else {"resourceVersion": version}
         try:
-            response = client.request("GET", path_for(), query=query, stream=True, timeout=(10, watch_seconds + 15),
-                                      deadline=watch_seconds + 15, what="watch CertificateSigningRequests", retry=False)
+            response = open_watch(client, query, watch_seconds)
         except KubePkiError as exc:
             if status_of(exc) == 410:
                 version = None
                 continue
-            if on_error is not None:
-                on_error(exc)
+            on_error(exc)
             pause()
             continue
         relist = got = False
@@ -407,9 +406,8 @@ def follow(client, stop, label_selector=None, watch_seconds=300, sleep=time.slee
                 if kind == "ERROR":
                     if obj.get("code") == 410:
                         relist = True
-                    elif on_error is not None:
-                        on_error(KubePkiError("watching CertificateSigningRequests failed: %s (code %s, %s)" % (
-                            obj.get("message"), obj.get("code"), obj.get("reason")), status=obj.get("code")))
+                    else:
+                        on_error(watch_error(obj))
                     break
                 meta = obj.get("metadata") or {}
                 if meta.get("resourceVersion"):
@@ -425,8 +423,7 @@ def follow(client, stop, label_selector=None, watch_seconds=300, sleep=time.slee
                 if stop():
                     return
         except _STREAM_ERRORS as exc:
-            if on_error is not None:
-                on_error(KubePkiError("the watch of CertificateSigningRequests dropped: %s" % exc))
+            on_error(KubePkiError("the watch of CertificateSigningRequests dropped: %s" % exc))
             pause()
         finally:
             _close(response)

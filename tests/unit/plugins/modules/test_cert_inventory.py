@@ -326,8 +326,9 @@ def test_a_missing_store_is_not_created(run_module, tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("args, message", [
     ({"warn_within": "soon"}, "warn_within: 'soon' is not a duration"),
-    ({"scope": "a/b"}, "scope: 'a/b' is not a scope name"),
-    ({"users": ["ok", ""]}, "users[1]: '' is not a user name"),
+    ({"scope": "a/b"}, "scope 'a/b' must not contain '/'"),
+    ({"users": ["ok", ""]}, "users[1] '' must not be empty"),
+    ({"clusters": [".."]}, "clusters[0] '..' is not a usable name"),
     ({"format": "xml"}, "value of format must be one of: json, table, prometheus"),
     ({"etcd_endpoints": ["http://127.0.0.1:9"], "etcd_timeout": 1}, "etcd_endpoints: no etcd endpoint answered"),
     ({"store_uri": "ftp://x/y"}, "store_uri 'ftp://x/y' has an unsupported scheme"),
