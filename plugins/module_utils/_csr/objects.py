@@ -100,12 +100,9 @@ def signer_name_problem(signer, legacy_allowed=False):
 
 def default_usages(signer, key_type):
     """Usages sent when none are given: what the built-in signers accept on every release since v1.19."""
-    rsa = key_type.startswith("rsa")
-    if signer == SIGNER_KUBELET_CLIENT:
-        return ["digital signature", "key encipherment", "client auth"]
     if signer == SIGNER_KUBELET_SERVING:
         return ["digital signature", "key encipherment", "server auth"]
-    if rsa:
+    if signer == SIGNER_KUBELET_CLIENT or key_type.startswith("rsa"):
         return ["digital signature", "key encipherment", "client auth"]
     return ["digital signature", "client auth"]
 
@@ -117,11 +114,9 @@ def usages_problem(signer, usages):
     unknown = [u for u in usages if u not in USAGES]
     if unknown:
         return "unsupported usage %s; supported values: %s" % (", ".join(repr(u) for u in unknown), ", ".join(sorted(USAGES)))
-    seen = set()
-    for usage in usages:
-        if usage in seen:
-            return "usage %r is repeated" % usage
-        seen.add(usage)
+    repeated = next((usage for index, usage in enumerate(usages) if usage in usages[:index]), None)
+    if repeated is not None:
+        return "usage %r is repeated" % repeated
     wanted = frozenset(usages)
     if signer == SIGNER_CLIENT:
         extra = sorted(wanted - {"client auth", "digital signature", "key encipherment"})
@@ -184,14 +179,8 @@ def annotations_for(user, scope, cluster=None, public_key_sha256=None, expiratio
 
 def selector(user=None, scope=None, cluster=None):
     """A label selector for the CSRs this collection made, optionally for one user/scope/cluster."""
-    parts = ["%s=%s" % (MANAGED_BY, MANAGED_BY_VALUE)]
-    if user is not None:
-        parts.append("%s=%s" % (LABEL_USER, slug(user)))
-    if scope is not None:
-        parts.append("%s=%s" % (LABEL_SCOPE, slug(scope)))
-    if cluster is not None:
-        parts.append("%s=%s" % (LABEL_CLUSTER, slug(cluster)))
-    return ",".join(parts)
+    named = ((LABEL_USER, user), (LABEL_SCOPE, scope), (LABEL_CLUSTER, cluster))
+    return ",".join(["%s=%s" % (MANAGED_BY, MANAGED_BY_VALUE)] + ["%s=%s" % (label, slug(value)) for label, value in named if value is not None])
 
 
 def build_object(name, request_pem, signer, usages, expiration_seconds=None, labels=None, annotations=None):
@@ -199,12 +188,8 @@ def build_object(name, request_pem, signer, usages, expiration_seconds=None, lab
     spec = {"request": _crypto.b64(request_pem), "signerName": signer, "usages": list(usages)}
     if expiration_seconds is not None:
         spec["expirationSeconds"] = int(expiration_seconds)
-    return {
-        "apiVersion": API_VERSION,
-        "kind": KIND,
-        "metadata": {"name": name, "labels": dict(labels or {}), "annotations": dict(annotations or {})},
-        "spec": spec,
-    }
+    return {"apiVersion": API_VERSION, "kind": KIND, "spec": spec,
+            "metadata": {"name": name, "labels": dict(labels or {}), "annotations": dict(annotations or {})}}
 
 
 # ---------------------------------------------------------------- state
@@ -246,19 +231,12 @@ def describe(obj):
     """Non-secret summary of a CSR object, as modules return it."""
     meta = obj.get("metadata") or {}
     spec = obj.get("spec") or {}
-    found = conditions(obj)
-    summary = {
-        "name": meta.get("name"),
-        "uid": meta.get("uid"),
-        "state": csr_state(obj),
-        "signer_name": spec.get("signerName"),
-        "usages": spec.get("usages") or [],
-        "requester": spec.get("username"),
-        "expiration_seconds": spec.get("expirationSeconds"),
+    return {
+        "name": meta.get("name"), "uid": meta.get("uid"), "state": csr_state(obj), "signer_name": spec.get("signerName"),
+        "usages": spec.get("usages") or [], "requester": spec.get("username"), "expiration_seconds": spec.get("expirationSeconds"),
         "created": meta.get("creationTimestamp"),
-        "conditions": [{k: c.get(k) for k in ("type", "reason", "message", "lastUpdateTime")} for c in found.values()],
+        "conditions": [{k: c.get(k) for k in ("type", "reason", "message", "lastUpdateTime")} for c in conditions(obj).values()],
     }
-    return summary
 
 
 def compare(existing, request_facts, signer, usages, expiration_seconds):
@@ -363,20 +341,11 @@ def decide(client, name, decision, reason, message, obj=None, dry_run=False, att
                 name, found["Failed"].get("reason"), found["Failed"].get("message")))
         if dry_run:
             return True, obj
-        body = {
-            "apiVersion": API_VERSION,
-            "kind": KIND,
-            "metadata": obj.get("metadata") or {"name": name},
-            "spec": obj.get("spec") or {},
-            "status": dict(obj.get("status") or {}),
-        }
-        body["status"]["conditions"] = list(body["status"].get("conditions") or []) + [{
-            "type": decision,
-            "status": "True",
-            "reason": reason,
-            "message": message,
-            "lastUpdateTime": _crypto.rfc3339(_crypto.utc_now()),
-        }]
+        condition = {"type": decision, "status": "True", "reason": reason, "message": message, "lastUpdateTime": _crypto.rfc3339(_crypto.utc_now())}
+        status = dict(obj.get("status") or {})
+        status["conditions"] = list(status.get("conditions") or []) + [condition]
+        body = {"apiVersion": API_VERSION, "kind": KIND, "metadata": obj.get("metadata") or {"name": name}, "spec": obj.get("spec") or {},
+                "status": status}
         try:
             updated = client.request("PUT", path_for(name, "approval"), body=body,
                                      what="%s CertificateSigningRequest %s" % ("approve" if decision == "Approved" else "deny", name))
