@@ -19,8 +19,9 @@ description:
     value. Other lines of the file are kept.
   - With O(format=yaml) the file is a YAML mapping such as a kubelet C(KubeletConfiguration) and O(settings) are merged
     into it recursively.
-  - Temporary files are created as hidden files next to the target, so a kubelet watching a manifest directory never
-    picks them up.
+  - The file is replaced whole or not at all, through a hidden temporary file next to it (a kubelet watching a manifest
+    directory never picks it up). It keeps its mode, and when run as root its owner and group; a new file is C(0600)
+    unless O(mode) says otherwise.
 author:
   - kubepki.certs contributors (@kubepki)
 options:
@@ -156,14 +157,14 @@ import copy
 import os
 import re
 import shlex
-import tempfile
+import stat
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible.module_utils.common.text.converters import to_bytes, to_native, to_text
+from ansible.module_utils.common.text.converters import to_native, to_text
 
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
-from ansible_collections.kubepki.certs.plugins.module_utils._files import read_regular_file
+from ansible_collections.kubepki.certs.plugins.module_utils._files import read_regular_file, write_atomically
 
 YAML_IMPORT_ERROR = None
 try:
@@ -391,16 +392,16 @@ def do_yaml(module, path, before_text):
     return changed, after_text, dict(settings=edited)
 
 
-def write_atomically(module, path, text):
-    directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), suffix=".tmp", dir=directory)
+def write_file(path, text):
+    """``text`` to ``path`` through the collection's atomic writer. The file keeps its mode, and as root its owner and
+    group; a new file is 0600 until the mode, owner and group options say otherwise."""
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(to_bytes(text, errors="surrogate_or_strict"))
-        module.atomic_move(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        seen = os.stat(path)
+    except FileNotFoundError:
+        seen = None
+    keep = seen is not None and os.geteuid() == 0
+    write_atomically(path, text, mode=0o600 if seen is None else stat.S_IMODE(seen.st_mode), what="path",
+                     uid=seen.st_uid if keep else None, gid=seen.st_gid if keep else None)
 
 
 def main():
@@ -444,14 +445,13 @@ def main():
 
         handler = {"static_pod": do_static_pod, "env_file": do_env_file, "yaml": do_yaml}[fmt]
         changed, after_text, facts = handler(module, path, before_text)
+        if changed and not module.check_mode:
+            parent = os.path.dirname(path)
+            if parent and not os.path.isdir(parent):
+                raise FlagError("directory %s does not exist" % parent)
+            write_file(path, after_text)
     except (FlagError, KubePkiError, OSError) as exc:
         module.fail_json(msg=to_native(exc), path=path)
-
-    if changed and not module.check_mode:
-        parent = os.path.dirname(path)
-        if parent and not os.path.isdir(parent):
-            module.fail_json(msg="directory %s does not exist" % parent, path=path)
-        write_atomically(module, path, after_text)
 
     result = dict(changed=changed, path=path, **facts)
     if module._diff:

@@ -61,6 +61,17 @@ def test_env_file_is_created_and_export_lines_are_understood(run_playbook, tmp_p
     assert env_args(str(path), "ARGS") == ["--v=2"]
 
 
+def test_an_edited_file_keeps_its_mode_and_a_new_one_is_0600(run_playbook, tmp_path):
+    kept = tmp_path / "kept.env"
+    kept.write_text('ARGS="--v=1"\n')
+    os.chmod(kept, 0o640)
+    assert_ok(run_module(run_playbook, {"path": str(kept), "format": "env_file", "variable": "ARGS", "flags": {"v": 2}}))
+    assert kept.read_text() == 'ARGS="--v=2"\n' and file_mode(str(kept)) == 0o640
+    new = tmp_path / "new.yaml"
+    assert_ok(run_module(run_playbook, {"path": str(new), "format": "yaml", "settings": {"token": "s3cr3t"}}))
+    assert file_mode(str(new)) == 0o600, "a new file may hold a secret setting: nobody else reads it unless mode says so"
+
+
 @pytest.mark.parametrize("args, message", [
     ({"format": "env_file", "variable": "ARGS", "flags": {"x": "a b"}}, "holds whitespace, a quote or a backslash"),
     ({"format": "static_pod", "flags": {"--x": "1"}}, "is not a flag name"),
