@@ -101,10 +101,9 @@ def _row(scope, user, cluster, candidates, store_text, etcd_entry, now, warn_sec
     row = {"scope": scope, "user": user, "cluster": cluster}
     store_facts = etcd_facts = store_problem = etcd_problem = None
     if store_text is not None:
-        _record, store_facts, store_problem = _read_record(
-            store_text, "the store record of user %r, cluster %r (scope %r)" % (user, cluster, scope))
+        _read, store_facts, store_problem = _read_record(store_text, "the store record of user %r, cluster %r (scope %r)" % (user, cluster, scope))
     if etcd_entry is not None:
-        _record, etcd_facts, etcd_problem = _read_record(etcd_entry[1], "etcd key %s" % etcd_entry[0])
+        _read, etcd_facts, etcd_problem = _read_record(etcd_entry[1], "etcd key %s" % etcd_entry[0])
     facts, newer_in = _pick(store_facts, etcd_facts)
     # the key that applies: the first candidate that is the certificate's key, else the preferred one
     key = next((k for k in candidates if facts is not None and k["public_key_sha256"] == facts["public_key_sha256"]),
@@ -114,17 +113,13 @@ def _row(scope, user, cluster, candidates, store_text, etcd_entry, now, warn_sec
     notes.extend(problem for problem in (store_problem, etcd_problem) if problem)
     row["found_in"] = {(True, True): "both", (True, False): "store", (False, True): "etcd", (False, False): "none"}[
         (store_text is not None, etcd_entry is not None)]
-    if row["found_in"] == "both":
-        row["sources_differ"] = (store_facts is None or etcd_facts is None or newer_in is not None)
-    else:
-        row["sources_differ"] = False
+    row["sources_differ"] = row["found_in"] == "both" and (store_facts is None or etcd_facts is None or newer_in is not None)
     row["newer_in"] = newer_in
-    if row["newer_in"] == "etcd":
-        notes.append("etcd holds a newer certificate (serial %s, not after %s) than the store (serial %s, not after %s)" % (
-            etcd_facts["serial"], etcd_facts["not_after"], store_facts["serial"], store_facts["not_after"]))
-    elif row["newer_in"] == "store":
-        notes.append("the store holds a newer certificate (serial %s, not after %s) than etcd (serial %s, not after %s)" % (
-            store_facts["serial"], store_facts["not_after"], etcd_facts["serial"], etcd_facts["not_after"]))
+    if newer_in:
+        sides = {"etcd": (etcd_facts, "etcd"), "store": (store_facts, "the store")}
+        (newer, newer_name), (older, older_name) = sides[newer_in], sides["store" if newer_in == "etcd" else "etcd"]
+        notes.append("%s holds a newer certificate (serial %s, not after %s) than %s (serial %s, not after %s)" % (
+            newer_name, newer["serial"], newer["not_after"], older_name, older["serial"], older["not_after"]))
     elif etcd_used and row["found_in"] == "store" and cluster:
         notes.append("etcd holds no record of this certificate")
 

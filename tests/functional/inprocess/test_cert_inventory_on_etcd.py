@@ -56,6 +56,8 @@ def test_store_and_etcd_compared(run_module, any_world, monkeypatch):
     assert any("etcd holds a newer certificate" in note for note in c2["notes"])
     c3 = rows[("default", "alice", "c3")]
     assert (c3["newer_in"], c3["state"]) == ("store", "valid") and c3["etcd"]["not_after"] < c3["not_after"]
+    assert any(n.startswith("the store holds a newer certificate (serial %s" % c3["serial"]) and "than etcd (serial %s" % c3["etcd"]["serial"] in n
+               for n in c3["notes"]), c3["notes"]
     bob = rows[("default", "bob", "c1")]
     assert (bob["found_in"], bob["state"], bob["serial"]) == ("etcd", "valid", pem_facts(only_etcd["certificate"])["serial"])
     assert rows[("default", "carol", "c1")]["found_in"] == "store"
