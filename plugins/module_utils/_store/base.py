@@ -9,6 +9,7 @@ A backend defines the hooks listed at the end of CredentialStore."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 from ansible.module_utils.common import warnings as ansible_warnings
@@ -337,20 +338,24 @@ class CredentialStore:
             raise KubePkiError("credential store %s lost the key of user %r while creating it" % (self.location, user))
         return self._record_from_row(row), False
 
+    def _batch(self):
+        """What the writes of one ensure_keys or put_certs run in: one transaction where the backend has them (the
+        embedded store: all or nothing), else nothing."""
+        return contextlib.nullcontext()
+
     def ensure_keys(self, wanted):
-        """``ensure_key`` for each ``(scope, user, cluster, key_type)`` of ``wanted``; a backend may do it in
-        one transaction. Returns how many keys were created. Bad input (and a passphrase that does not fit the
-        store) is refused before anything is written."""
+        """``ensure_key`` for each ``(scope, user, cluster, key_type)`` of ``wanted``, in one _batch. Returns how many
+        keys were created. Bad input (and a passphrase that does not fit the store) is refused before anything is
+        written."""
         self._check_batch_keys(wanted)
         missing = [item for item in wanted if self._read_key(*item[:3]) is None]
         if not missing:
             return 0
         self._before_key_write()
-        created = 0
-        for item in missing:
-            if self._insert_key_if_absent(self._new_key_row(*item)[0]):
-                created += 1
-        return created
+        # keys are generated before the batch is opened; a key another writer stored meanwhile wins
+        rows = [self._new_key_row(*item)[0] for item in missing]
+        with self._batch():
+            return sum(1 for row in rows if self._insert_key_if_absent(row))
 
     def _check_batch_keys(self, wanted):
         for scope, user, cluster, key_type in wanted:
@@ -505,12 +510,16 @@ class CredentialStore:
         """Store a certificate record; ``True`` when it was written. A record equal to the stored one, or older
         than it (``not_before``, then ``not_after``, compared as times), is not written (``False``); one of the
         same age that differs replaces it. A value that is not a timestamp is refused."""
-        return self._write_cert(*self._check_batch_certs([record])[0])
+        return self.put_certs([record]) == 1
 
     def put_certs(self, records):
-        """``put_cert`` for each record; a backend may do it in one transaction. Returns how many were written (an
-        older or equal record is skipped without failing the batch). Bad input is refused before anything is written."""
-        return sum(1 for row in self._check_batch_certs(records) if self._write_cert(*row))
+        """``put_cert`` for each record, in one _batch. Returns how many were written (an older or equal record is
+        skipped without failing the batch). Bad input is refused before anything is written."""
+        rows = self._check_batch_certs(records)
+        if not rows:
+            return 0
+        with self._batch():
+            return sum(1 for row in rows if self._write_cert_now(*row))
 
     def delete_cert(self, scope, cluster, user):
         self._check_identity(scope, user, cluster)
@@ -579,5 +588,6 @@ class CredentialStore:
     # rekey:  _read_protection(); _insert_protection_if_absent(protection); _apply_rekey(job) (the changed keys of a
     #         prepared _Rekey and its key_protection record, together)
     # certs:  _list_cert_texts(scope) ([(scope, cluster, user, record text)] of scope, None for all);
-    #         _read_cert(scope, cluster, user); _write_cert(scope, cluster, user, text, times);
+    #         _read_cert(scope, cluster, user); _write_cert_now(scope, cluster, user, text, times) (inside _batch);
     #         _delete_cert(scope, cluster, user)
+    # and, to make a batch one transaction, _batch()

@@ -247,14 +247,13 @@ class MongoStore(CredentialStore):
         self._guard(self._keys.replace_one, {"scope": row["scope"], "user": row["user"], "cluster": row["cluster"]}, dict(row), True)
 
     def _delete_key(self, scope, user, cluster):
-        result = self._guard(self._keys.delete_one, {"scope": scope, "user": user, "cluster": cluster})
-        return result.deleted_count > 0
+        return self._guard(self._keys.delete_one, {"scope": scope, "user": user, "cluster": cluster}).deleted_count > 0
 
     def _read_cert(self, scope, cluster, user):
         document = self._guard(self._certs.find_one, {"scope": scope, "cluster": cluster, "user": user})
         return None if document is None else document.get("record")
 
-    def _write_cert(self, scope, cluster, user, text, times):
+    def _write_cert_now(self, scope, cluster, user, text, times):
         """Compare, then replace only while the stored record is the one compared (a changed one is compared again)."""
         self._ensure_index("_certs")
         identity = {"scope": scope, "cluster": cluster, "user": user}

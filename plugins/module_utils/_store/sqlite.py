@@ -323,35 +323,14 @@ class SqliteStore(CredentialStore):
                 self._db.execute("ROLLBACK")
             raise
 
+    # a batch (ensure_keys, put_certs, put_cert) is one write transaction: all of it is stored, or none
+    _batch = _transaction
+
     def _write_cert_now(self, scope, cluster, user, text, times):
         if not _record.replaces(self._read_cert(scope, cluster, user), text, times):
             return False
         self._run("INSERT OR REPLACE INTO certificates (scope, cluster, user, record) VALUES (?, ?, ?, ?)", (scope, cluster, user, text))
         return True
-
-    def _write_cert(self, scope, cluster, user, text, times):
-        with self._transaction():
-            return self._write_cert_now(scope, cluster, user, text, times)
-
-    def put_certs(self, records):
-        """All records in one transaction: every one is stored (or skipped as older or equal), or (on an error) none."""
-        rows = self._check_batch_certs(records)
-        if not rows:
-            return 0
-        with self._transaction():
-            return sum(1 for row in rows if self._write_cert_now(*row))
-
-    def ensure_keys(self, wanted):
-        """The missing keys of ``wanted`` generated and stored in one transaction (all of them, or none)."""
-        self._check_batch_keys(wanted)
-        missing = [item for item in wanted if self._read_key(*item[:3]) is None]
-        if not missing:
-            return 0
-        self._before_key_write()
-        # keys are generated before the write lock is taken; a key another writer stored meanwhile wins
-        rows = [self._new_key_row(*item)[0] for item in missing]
-        with self._transaction():
-            return sum(1 for row in rows if self._insert_key_if_absent(row))
 
     def _delete_cert(self, scope, cluster, user):
         return self._run("DELETE FROM certificates WHERE scope = ? AND cluster = ? AND user = ?", (scope, cluster, user)).rowcount > 0
