@@ -433,12 +433,8 @@ class CredentialStore:
         """``(rows, changes)``: every stored key row, and ``(old row, PEM)`` for each one not yet as wanted.
         Every key is opened here, before anything is written."""
         rows = self._list_key_rows()
-        changes = []
-        for row in rows:
-            pem, as_wanted = self._open_for_rekey(row, new_passphrase, target_kid)
-            if not as_wanted:
-                changes.append((row, pem))
-        return rows, changes
+        opened = [(row,) + self._open_for_rekey(row, new_passphrase, target_kid) for row in rows]
+        return rows, [(row, pem) for row, pem, as_wanted in opened if not as_wanted]
 
     def _check_rekey_passphrase(self, stored, new_passphrase):
         """KubePkiError (nothing written) unless the current or the new passphrase opens an encrypted store's record."""

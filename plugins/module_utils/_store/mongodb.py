@@ -107,9 +107,8 @@ class MongoStore(CredentialStore):
 
     def _public_uri(self):
         """The store URI without its user information (no user, no password), for messages."""
-        rest = self._uri.partition("://")[2]
-        tail = rest.partition("/")[2]
-        return "%s://%s/%s" % (self._uri.partition("://")[0], self._hosts(), tail.partition("?")[0] or self._database_name)
+        scheme, _sep, rest = self._uri.partition("://")
+        return "%s://%s/%s" % (scheme, self._hosts(), rest.partition("/")[2].partition("?")[0] or self._database_name)
 
     def _hosts(self):
         rest = self._uri.partition("://")[2]
@@ -138,24 +137,17 @@ class MongoStore(CredentialStore):
 
     @staticmethod
     def _strip(document):
-        if document is None:
-            return None
-        document = dict(document)
-        document.pop("_id", None)
-        return document
+        return None if document is None else {name: value for name, value in document.items() if name != "_id"}
 
     def _read_key(self, scope, user, cluster):
         return self._strip(self._guard(self._keys.find_one, {"scope": scope, "user": user, "cluster": cluster}))
 
     def _list_key_rows(self):
-        def listing():
-            return [self._strip(doc) for doc in self._keys.find({}).sort([("scope", 1), ("user", 1), ("cluster", 1)])]
-        return self._guard(listing)
+        return self._guard(lambda: [self._strip(doc) for doc in self._keys.find({}).sort([("scope", 1), ("user", 1), ("cluster", 1)])])
 
     def _list_key_facts(self, scope):
         query = {} if scope is None else {"scope": scope}
-        projection = dict.fromkeys(KEY_LISTING_FIELDS, 1)
-        projection["_id"] = 0
+        projection = dict(dict.fromkeys(KEY_LISTING_FIELDS, 1), _id=0)
         return self._guard(lambda: [dict(doc) for doc in self._keys.find(query, projection)])
 
     def _list_cert_texts(self, scope):
@@ -215,10 +207,7 @@ class MongoStore(CredentialStore):
             kept = [item for item in _sealing.descriptors(stored) if item.get("id") != job.target_kid]
             if kept:
                 protection = dict(protection, previous=kept)
-            if stored is None:
-                switched = self._insert_protection_if_absent(protection)
-            else:
-                switched = self._replace_protection(stored, protection)
+            switched = self._insert_protection_if_absent(protection) if stored is None else self._replace_protection(stored, protection)
             if not switched:
                 raise KubePkiError("credential store %s: its key_protection record changed while it was rekeyed (another "
                                    "store_rekey?); nothing was rekeyed, run again" % self.location)
@@ -272,8 +261,7 @@ class MongoStore(CredentialStore):
                            "written (%d attempts); run again" % (self.location, user, cluster, CERT_WRITE_ROUNDS))
 
     def _delete_cert(self, scope, cluster, user):
-        result = self._guard(self._certs.delete_one, {"scope": scope, "cluster": cluster, "user": user})
-        return result.deleted_count > 0
+        return self._guard(self._certs.delete_one, {"scope": scope, "cluster": cluster, "user": user}).deleted_count > 0
 
     def close(self):
         if self._client is not None:

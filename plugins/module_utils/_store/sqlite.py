@@ -145,10 +145,8 @@ class SqliteStore(CredentialStore):
         finally:
             if temp is not None:
                 for name in (temp, temp + "-wal", temp + "-shm", temp + "-journal"):
-                    try:
+                    with contextlib.suppress(OSError):
                         os.unlink(name)
-                    except OSError:
-                        pass
 
     def _copy_into_place(self, temp):
         try:
@@ -283,26 +281,23 @@ class SqliteStore(CredentialStore):
                     self._run("INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)", (PROTECTION_NAME, _record.dumps(job.protection)))
                 # the old ciphertext (or plaintext) lives on in the WAL until it is checkpointed: best effort, as
                 # another connection reading at this moment keeps the WAL from being truncated
-                try:
+                with contextlib.suppress(sqlite3.DatabaseError):
                     self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-                except sqlite3.DatabaseError:
-                    pass
                 return
             except _Changed:
                 job.replan()
         raise KubePkiError("embedded store %s: its keys kept changing while they were rekeyed; nothing was rekeyed, run again" % self.path)
 
-    def _key_values(self, row):
-        return tuple(int(row[c]) if c == "encrypted" else row[c] for c in _KEY_COLUMNS)
+    def _put_key_row(self, conflict, row):
+        """``INSERT OR <conflict>`` (IGNORE, REPLACE) of a key row; the cursor."""
+        return self._run("INSERT OR %s INTO keys (%s) VALUES (%s)" % (conflict, ", ".join(_KEY_COLUMNS), ", ".join("?" * len(_KEY_COLUMNS))),
+                         tuple(int(row[c]) if c == "encrypted" else row[c] for c in _KEY_COLUMNS))
 
     def _insert_key_if_absent(self, row):
-        cursor = self._run("INSERT OR IGNORE INTO keys (%s) VALUES (%s)" % (", ".join(_KEY_COLUMNS), ", ".join("?" * len(_KEY_COLUMNS))),
-                           self._key_values(row))
-        return cursor.rowcount == 1
+        return self._put_key_row("IGNORE", row).rowcount == 1
 
     def _upsert_key(self, row):
-        self._run("INSERT OR REPLACE INTO keys (%s) VALUES (%s)" % (", ".join(_KEY_COLUMNS), ", ".join("?" * len(_KEY_COLUMNS))),
-                  self._key_values(row))
+        self._put_key_row("REPLACE", row)
 
     def _delete_key(self, scope, user, cluster):
         return self._run("DELETE FROM keys WHERE scope = ? AND user = ? AND cluster = ?", (scope, user, cluster)).rowcount > 0
