@@ -11,18 +11,14 @@ The package: ``base`` (CredentialStore, what both backends share), ``sqlite`` an
 
 ``open_store(uri, passphrase)`` picks the backend from the URI:
 
-- ``mongodb://`` / ``mongodb+srv://``: MongoDB through pymongo. Database from the URI path (default
-  ``kubepki``); collections ``keys`` and ``certificates`` with unique indexes on their identity.
+- ``mongodb://`` / ``mongodb+srv://``: MongoDB through pymongo (database from the URI path, default ``kubepki``).
 - ``sqlite:///PATH``, ``file:PATH``, a plain path, or nothing at all (``KUBEPKI_STORE_URI``, then
   ``~/.kubepki/store.db``): the embedded store, one SQLite file created 0600 in a 0700 directory. An existing
   path is recognised as a store (SQLite header, ``keys`` and ``certificates`` tables) before anything changes it;
   a file that is not one is refused untouched. ``create=False`` (check mode, reports) opens it read-only.
 
-Keys are created atomically (the loser of a race gets the winner's key), kept plaintext or sealed under one
-passphrase (``sealing``), and checked against the store's ``key_protection`` record before any key write;
-certificates never go back in time (an older record does not replace a newer one, ``_pki/record.replaces``).
-docs/internals.md, "Credential store", tells the whole contract: the format at rest, older stores, rotation,
-rekey, MongoDB's concerns and compares, listings.
+docs/internals.md, "Credential store", tells the whole contract: keys created atomically, the format at rest and
+key_protection, older stores, certificates that never go back in time, rotation, rekey, MongoDB's concerns.
 """
 
 from __future__ import annotations
@@ -75,9 +71,7 @@ def open_store(uri=None, passphrase=None, mongo_client_factory=None, create=True
     """
     if uri is None:
         uri = os.environ.get(ENV_URI) or DEFAULT_PATH
-    if passphrase is None:
-        passphrase = os.environ.get(ENV_PASSPHRASE) or None
-    passphrase = passphrase or None
+    passphrase = (os.environ.get(ENV_PASSPHRASE) if passphrase is None else passphrase) or None
     if not isinstance(uri, str) or not uri.strip():
         raise KubePkiError("store_uri: an empty value is not a store location")
     uri = uri.strip()

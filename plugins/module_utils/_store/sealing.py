@@ -5,10 +5,9 @@
 # PRIVATE to kubepki.certs: this module_utils file may change in any release.
 
 """Keys at rest: one key-encryption key (KEK) per store, derived from the passphrase with scrypt, and every
-private key sealed under it with AES-256-GCM, bound to its row (the package docstring tells the format)."""
+private key sealed under it with AES-256-GCM, bound to its row (docs/internals.md, "Credential store", tells the format)."""
 
 from __future__ import annotations
-
 
 import base64
 import os
@@ -156,14 +155,12 @@ def sealed_parts(text, what):
     raise KubePkiError("%s is damaged (not a sealed key)" % what)
 
 
-def protection_record(descriptor, previous=()):
-    """A key_protection record: encrypted under ``descriptor`` (None: plaintext). ``previous``: KEK descriptors
-    keys may still be sealed under while a MongoDB rekey sweeps them (see MongoStore)."""
+def protection_record(descriptor):
+    """A key_protection record: encrypted under ``descriptor`` (None: plaintext). Its ``previous`` (KEK descriptors
+    keys may still be sealed under while a MongoDB rekey sweeps them) starts empty: see MongoStore._apply_rekey."""
     record = {"encrypted": descriptor is not None, "verifier": None, "rev": os.urandom(8).hex()}
     if descriptor is not None:
-        record["format"] = WRAP_FORMAT
-        record["kek"] = descriptor
-        record["previous"] = list(previous)
+        record.update(format=WRAP_FORMAT, kek=descriptor, previous=[])
     return record
 
 

@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-
 import urllib.parse
 
 
@@ -58,11 +57,7 @@ def uri_secrets(uri):
                 prop_name, _colon, prop_value = prop.partition(":")
                 if prop_name.lower() in _SECRET_PROPERTIES:
                     found.append(prop_value)
-    distinct = []
-    for item in found:
-        if item and item not in distinct:
-            distinct.append(item)
-    return distinct
+    return [item for item in dict.fromkeys(found) if item]
 
 
 def _mask_options(query):
