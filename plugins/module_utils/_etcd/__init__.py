@@ -10,7 +10,7 @@ without connecting) and ``transport`` (the client: records under ``<prefix>/cert
 from __future__ import annotations
 
 from ansible_collections.kubepki.certs.plugins.module_utils._etcd.options import (  # noqa: F401 (the package's interface)
-    DEFAULT_PREFIX, ENV_ENDPOINTS, ETCD_ARG_SPEC, endpoints_from_params, endpoints_problem, key_segment_problem, options_problem,
+    DEFAULT_PREFIX, ENV_ENDPOINTS, ETCD_ARG_SPEC, connection_options, endpoints_from_params, endpoints_problem, key_segment_problem, options_problem,
 )
 from ansible_collections.kubepki.certs.plugins.module_utils._etcd.transport import EtcdTransport, import_etcd3gw  # noqa: F401
 
@@ -18,15 +18,7 @@ from ansible_collections.kubepki.certs.plugins.module_utils._etcd.transport impo
 def transport_from_params(params):
     """An ``EtcdTransport`` for a module's ``etcd_*`` options; ``None`` when no endpoint is configured."""
     endpoints = endpoints_from_params(params)
-    if not endpoints:
-        return None
-    # only an unset option takes its default: an empty prefix or a zero timeout is refused, not replaced
-    prefix, timeout = params.get("etcd_prefix"), params.get("etcd_timeout")
-    return EtcdTransport(
-        endpoints, prefix=DEFAULT_PREFIX if prefix is None else prefix,
-        ca_cert=params.get("etcd_ca_cert"), client_cert=params.get("etcd_client_cert"),
-        client_key=params.get("etcd_client_key"), username=params.get("etcd_username"),
-        password=params.get("etcd_password"), timeout=5.0 if timeout is None else timeout)
+    return EtcdTransport(endpoints, **connection_options(params)) if endpoints else None
 
 
 def check_reachable(params):
@@ -34,7 +26,5 @@ def check_reachable(params):
     written: the job fails naming etcd_endpoints instead of leaving a new key or deleted CSRs behind."""
     transport = transport_from_params(params)
     if transport is not None:
-        try:
+        with transport:
             transport.check()
-        finally:
-            transport.close()

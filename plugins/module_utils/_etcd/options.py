@@ -41,6 +41,14 @@ def endpoints_from_params(params):
     return list(endpoints or [])
 
 
+def connection_options(params):
+    """The keyword arguments of options_problem and EtcdTransport (all but the endpoints) from a module's ``etcd_*``
+    options. Only an unset option takes its default: an empty prefix or a zero timeout is refused, not replaced."""
+    prefix, timeout = params.get("etcd_prefix"), params.get("etcd_timeout")
+    options = {name: params.get("etcd_" + name) for name in ("ca_cert", "client_cert", "client_key", "username", "password")}
+    return dict(options, prefix=DEFAULT_PREFIX if prefix is None else prefix, timeout=5.0 if timeout is None else timeout)
+
+
 def _shown(url):
     """``url`` for a message: credentials (``user:password@``) are never repeated."""
     scheme, sep, rest = url.partition("://")
@@ -192,11 +200,5 @@ def endpoints_problem(params, required=False):
         if required:
             return "etcd_endpoints: no etcd endpoint given (set etcd_endpoints or KUBEPKI_ETCD_ENDPOINTS)"
         return None
-    prefix = params.get("etcd_prefix")
-    timeout = params.get("etcd_timeout")
-    return options_problem(
-        endpoints, prefix=DEFAULT_PREFIX if prefix is None else prefix, ca_cert=params.get("etcd_ca_cert"),
-        client_cert=params.get("etcd_client_cert"), client_key=params.get("etcd_client_key"),
-        username=params.get("etcd_username"), password=params.get("etcd_password"),
-        timeout=5.0 if timeout is None else timeout,
-        source="etcd_endpoints" if given else "etcd_endpoints (from %s)" % ENV_ENDPOINTS)
+    return options_problem(endpoints, source="etcd_endpoints" if given else "etcd_endpoints (from %s)" % ENV_ENDPOINTS,
+                           **connection_options(params))

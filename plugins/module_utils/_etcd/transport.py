@@ -138,9 +138,7 @@ class EtcdTransport:
         self.lost_transactions = 0
         self._ca_cert, self._client_pair = ca_cert, (client_cert, client_key)
         self._username, self._password = username, password
-        self._session = None
-        self._client = None
-        self.endpoint = None
+        self._session = self._client = self.endpoint = None
 
     # ------------------------------------------------------------------ connection
 
@@ -262,9 +260,7 @@ class EtcdTransport:
         not: when a later one fails the earlier ones stay written (each record is complete on its own, and a
         re-run finishes the rest).
         """
-        wanted = []
-        for key, value in items:
-            wanted.append((key, value.encode("utf-8") if isinstance(value, str) else value))
+        wanted = [(key, value.encode("utf-8") if isinstance(value, str) else value) for key, value in items]
         keys = [key for key, _data in wanted]
         if len(set(keys)) != len(keys):
             raise KubePkiError("the same etcd key is given twice in one batch: %s" % sorted({k for k in keys if keys.count(k) > 1})[0])
@@ -334,12 +330,11 @@ class EtcdTransport:
         reply = self._post("/kv/txn", {"compare": compares, "success": success, "failure": failure})
         if reply.get("succeeded"):
             return True, {}
-        seen = {}
+        seen = {key: (None, 0) for key, _data, _revision in writes}
         for (key, _data, _revision), response in zip(writes, reply.get("responses") or []):
             kvs = (response.get("response_range") or {}).get("kvs") or []
-            seen[key] = (_unb64(kvs[0].get("value")), int(kvs[0].get("mod_revision", 0))) if kvs else (None, 0)
-        for key, _data, _revision in writes:
-            seen.setdefault(key, (None, 0))
+            if kvs:
+                seen[key] = (_unb64(kvs[0].get("value")), int(kvs[0].get("mod_revision", 0)))
         return False, seen
 
     def _read(self, keys):
@@ -414,18 +409,9 @@ class EtcdTransport:
 
     def list_records(self, scope=None, cluster=None):
         """``[(key, record)]`` under ``<prefix>/certs/[<scope>/[<cluster>/]]``; keys that are not a record's (identity_of)
-        and values that are not JSON are skipped."""
-        found = []
-        for key, value in self.list_prefix(self.records_prefix(scope, cluster)):
-            if self.identity_of(key) is None:
-                continue
-            try:
-                record = json.loads(value.decode("utf-8"))
-            except ValueError:
-                continue
-            if isinstance(record, dict):
-                found.append((key, record))
-        return found
+        and values that are not JSON objects are skipped."""
+        found = [(key, _as_record(value)) for key, value in self.list_prefix(self.records_prefix(scope, cluster)) if self.identity_of(key) is not None]
+        return [(key, record) for key, record in found if record is not None]
 
 
 def _written_note(written):
