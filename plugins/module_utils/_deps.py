@@ -47,23 +47,12 @@ def probe(name):
         found = False
     if not found:
         return False, "%s cannot be imported by %s" % (import_name, sys.executable), minimum
-    version = None
     for distribution in (name, import_name):  # PyYAML is imported as yaml
         try:
-            version = importlib.metadata.version(distribution)
-            break
+            return True, importlib.metadata.version(distribution), minimum
         except importlib.metadata.PackageNotFoundError:
-            continue
-    return True, version, minimum
-
-
-def load(*modules):
-    """The modules named (import names such as ``etcd3gw.client``), imported now and in that order, or None when one
-    of them cannot be imported. For the libraries a module imports only once a run really needs them."""
-    try:
-        return [importlib.import_module(name) for name in modules]
-    except ImportError:
-        return None
+            pass
+    return True, None, minimum
 
 
 class Lazy:
@@ -81,8 +70,9 @@ class Lazy:
         if not self.loaded:
             with self._lock:
                 if not self.loaded:
-                    found = load(*self._modules.values())
-                    if found is None:
+                    try:
+                        found = [importlib.import_module(name) for name in self._modules.values()]  # in their order
+                    except ImportError:
                         return False
                     self.__dict__.update(zip(self._modules, found))
                     self.loaded = True
@@ -102,11 +92,7 @@ def _version_tuple(text):
 def require(module, *names):
     """Fail the module with a clear message unless every library in ``names`` (and those ``CHECKED_WITH`` them) is
     importable and new enough."""
-    wanted = []
-    for name in names:
-        for one in (name,) + CHECKED_WITH.get(name, ()):
-            if one not in wanted:
-                wanted.append(one)
+    wanted = dict.fromkeys(one for name in names for one in (name,) + CHECKED_WITH.get(name, ()))  # in order, once each
     for name in wanted:
         present, info, minimum = probe(name)
         if not present:
