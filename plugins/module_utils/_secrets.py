@@ -67,8 +67,7 @@ def _block_secrets(text, begin):
 def _b64_text(candidate):
     """``candidate`` decoded as base64 to text, or None."""
     try:
-        raw = base64.b64decode(candidate + "=" * (-len(candidate) % 4), validate=True)
-        return raw.decode("utf-8")
+        return base64.b64decode(candidate + "=" * (-len(candidate) % 4), validate=True).decode("utf-8")
     except (binascii.Error, ValueError):
         return None
 
@@ -78,14 +77,11 @@ def key_secrets(text, _depth=0):
     found = set()
     if not isinstance(text, str) or len(text) < 16:
         return found
-    if "PRIVATE KEY" in text:
-        position = 0
-        while True:
-            begin = _BEGIN.search(text, position)
-            if begin is None:
-                break
-            secrets, position = _block_secrets(text, begin)
-            found.update(secrets)
+    begin = _BEGIN.search(text) if "PRIVATE KEY" in text else None
+    while begin is not None:
+        secrets, position = _block_secrets(text, begin)
+        found.update(secrets)
+        begin = _BEGIN.search(text, position)
     if _depth >= _MAX_DEPTH:
         return found
     candidates = {}
