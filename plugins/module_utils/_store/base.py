@@ -179,13 +179,17 @@ class CredentialStore:
                 raise KubePkiError("%s does not open although store_passphrase is right: it is damaged, or it was moved "
                                    "from another row (a stored key is bound to its scope, user and cluster)" % what)
             return pem
+        return self._open_pkcs8(text, passphrase)
+
+    @staticmethod
+    def _open_pkcs8(text, passphrase):
+        """The PEM of an older encrypted PKCS#8 key (or verifier) opened with ``passphrase``; None when it does not open."""
         if not passphrase:
             return None
         try:
-            key = _crypto.load_private_key(text, passphrase, what=what)
+            return _crypto.private_key_to_pem(_crypto.load_private_key(text, passphrase))
         except KubePkiError:
             return None
-        return _crypto.private_key_to_pem(key)
 
     def _record_from_row(self, row):
         """The KeyRecord of a stored row: the private key decrypted, everything else as stored."""
@@ -215,24 +219,13 @@ class CredentialStore:
             return {"encrypted": True, "verifier": _crypto.private_key_to_pem(_crypto.generate_private_key("ec-p256"), passphrase)}
         return _sealing.protection_record(_sealing.new_kek(passphrase, self.location)[0])
 
-    @staticmethod
-    def _opens(pem, passphrase):
-        """Whether ``passphrase`` decrypts the encrypted PEM ``pem``."""
-        if not passphrase or not pem:
-            return False
-        try:
-            _crypto.load_private_key(pem, passphrase)
-        except KubePkiError:
-            return False
-        return True
-
     def _record_opens(self, protection, passphrase, any_kek=False):
         """Whether ``passphrase`` is the passphrase of an encrypted key_protection record (its current KEK; with
         ``any_kek`` also one a rekey left behind)."""
         if not passphrase:
             return False
         if _sealing.is_legacy(protection):
-            return self._opens(protection.get("verifier"), passphrase)
+            return self._open_pkcs8(protection.get("verifier"), passphrase) is not None
         descriptors = _sealing.descriptors(protection)
         if not any_kek:
             descriptors = [protection["kek"]] if isinstance(protection.get("kek"), dict) else []
@@ -536,13 +529,9 @@ class CredentialStore:
         none is checked). A document that is not a key row (a MongoDB document without a string identity or
         fingerprint) is left out. A missing embedded store opened with ``create=False`` lists nothing."""
         self._check_scope(scope)
-        keys = []
-        for row in self._list_key_facts(scope):
-            row = {field: row.get(field) for field in KEY_LISTING_FIELDS}
-            if not all(isinstance(row[field], str) for field in ("scope", "user", "cluster", "public_key_sha256")):
-                continue
-            row["encrypted"] = bool(row["encrypted"])
-            keys.append(row)
+        rows = [{field: row.get(field) for field in KEY_LISTING_FIELDS} for row in self._list_key_facts(scope)]
+        keys = [dict(row, encrypted=bool(row["encrypted"])) for row in rows
+                if all(isinstance(row[field], str) for field in ("scope", "user", "cluster", "public_key_sha256"))]
         return sorted(keys, key=lambda k: (k["scope"], k["user"], k["cluster"]))
 
     def list_certs(self, scope=None, damaged=None):
