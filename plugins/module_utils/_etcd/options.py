@@ -74,12 +74,10 @@ def endpoint_problem(url, option="etcd_endpoints"):
     if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username or parts.password:
         return "%s: %r must be scheme://host:port only (no path, query or credentials)" % (option, url)
     try:
-        port = parts.port
+        valid_port = parts.port != 0
     except ValueError:
-        return "%s: %r has an invalid port" % (option, url)
-    if port == 0:
-        return "%s: %r has an invalid port" % (option, url)
-    return None
+        valid_port = False
+    return None if valid_port else "%s: %r has an invalid port" % (option, url)
 
 
 def parse_endpoint(url):
@@ -146,11 +144,7 @@ def _file_problem(option, path, marker, what):
 def options_problem(endpoints, prefix=DEFAULT_PREFIX, ca_cert=None, client_cert=None, client_key=None,
                     username=None, password=None, timeout=5.0, source="etcd_endpoints"):
     """The first problem of a set of etcd options (messages name the option), or None. Connects to nothing."""
-    for url in endpoints:
-        problem = endpoint_problem(url, source)
-        if problem:
-            return problem
-    problem = prefix_problem(prefix)
+    problem = next(filter(None, (endpoint_problem(url, source) for url in endpoints)), None) or prefix_problem(prefix)
     if problem:
         return problem
     if bool(client_cert) != bool(client_key):
