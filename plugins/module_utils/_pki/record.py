@@ -78,12 +78,12 @@ def settle(stored, wanted, lost=False):
     return "write"
 
 
-def replaces(stored_text, text, times):
-    """Whether the store writes the record ``text`` (validity ``times``) over ``stored_text``: never when equal, else
-    as settle() says; a record over a damaged or undated one is written."""
+def replaces(stored_text, text):
+    """Whether the store writes the record ``text`` over ``stored_text``: never when equal, else as settle() says; a
+    record over a damaged or undated one, or an undated record, is written."""
     if stored_text == text:
         return False
-    if stored_text is None or times is None:
+    if stored_text is None:
         return True
     try:
         stored = json.loads(stored_text)

@@ -356,15 +356,16 @@ class CredentialStore:
             _crypto.check_key_type(key_type)
 
     def _check_batch_certs(self, records):
-        """``(scope, cluster, user, canonical JSON, validity)`` of each certificate record, all checked before any is
-        written (validity: ``(not_before, not_after)`` as datetimes, or None when the record lacks them)."""
+        """``(scope, cluster, user, canonical JSON)`` of each certificate record, all checked (identity, timestamps)
+        before any is written."""
         rows = []
         for record in records:
             if not isinstance(record, dict):
                 raise KubePkiError("a certificate record must be a dict, got %s" % type(record).__name__)
             self._check_identity(record.get("scope"), record.get("user"), record.get("cluster"))
             what = "the certificate record of user %r (scope %r, cluster %r)" % (record["user"], record["scope"], record["cluster"])
-            rows.append((record["scope"], record["cluster"], record["user"], _record.dumps(record), _record.checked_validity(record, what)))
+            _record.checked_validity(record, what)
+            rows.append((record["scope"], record["cluster"], record["user"], _record.dumps(record)))
         return rows
 
     def replace_key(self, scope, user, cluster="", key_type=_crypto.DEFAULT_KEY_TYPE, expected_sha256=None):
@@ -573,6 +574,6 @@ class CredentialStore:
     # rekey:  _read_protection(); _insert_protection_if_absent(protection); _apply_rekey(job) (the changed keys of a
     #         prepared _Rekey and its key_protection record, together)
     # certs:  _list_cert_texts(scope) ([(scope, cluster, user, record text)] of scope, None for all);
-    #         _read_cert(scope, cluster, user); _write_cert_now(scope, cluster, user, text, times) (inside _batch);
+    #         _read_cert(scope, cluster, user); _write_cert_now(scope, cluster, user, text) (inside _batch);
     #         _delete_cert(scope, cluster, user)
     # and, to make a batch one transaction, _batch()

@@ -242,13 +242,13 @@ class MongoStore(CredentialStore):
         document = self._guard(self._certs.find_one, {"scope": scope, "cluster": cluster, "user": user})
         return None if document is None else document.get("record")
 
-    def _write_cert_now(self, scope, cluster, user, text, times):
+    def _write_cert_now(self, scope, cluster, user, text):
         """Compare, then replace only while the stored record is the one compared (a changed one is compared again)."""
         self._ensure_index("_certs")
         identity = {"scope": scope, "cluster": cluster, "user": user}
         for attempt in range(CERT_WRITE_ROUNDS):
             stored = self._read_cert(scope, cluster, user)
-            if not _record.replaces(stored, text, times):
+            if not _record.replaces(stored, text):
                 return False
             if stored is None:
                 if self._insert_new(self._certs, dict(identity, record=text)):

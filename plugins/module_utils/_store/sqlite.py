@@ -321,8 +321,8 @@ class SqliteStore(CredentialStore):
     # a batch (ensure_keys, put_certs, put_cert) is one write transaction: all of it is stored, or none
     _batch = _transaction
 
-    def _write_cert_now(self, scope, cluster, user, text, times):
-        if not _record.replaces(self._read_cert(scope, cluster, user), text, times):
+    def _write_cert_now(self, scope, cluster, user, text):
+        if not _record.replaces(self._read_cert(scope, cluster, user), text):
             return False
         self._run("INSERT OR REPLACE INTO certificates (scope, cluster, user, record) VALUES (?, ?, ?, ?)", (scope, cluster, user, text))
         return True

@@ -58,9 +58,8 @@ def test_every_place_that_compares_takes_the_renewed_certificate():
     assert (facts["serial"], newer_in) == (RENEWED["serial"], "etcd")
     # the store keeps the newer record and takes a newer one over an older
     first_text, renewed_text = json.dumps(FIRST), json.dumps(RENEWED)
-    times = _record.validity(RENEWED)
-    assert _record.replaces(first_text, renewed_text, times)
-    assert not _record.replaces(renewed_text, first_text, _record.validity(FIRST))
+    assert _record.replaces(first_text, renewed_text)
+    assert not _record.replaces(renewed_text, first_text)
     # etcd: an older certificate never goes over a newer one
     assert _etcd.transport.decide_record(renewed_text.encode(), first_text.encode(), False) == _etcd.transport.KEPT_NEWER
     assert _etcd.transport.decide_record(first_text.encode(), renewed_text.encode(), False) == _etcd.transport.UPDATED
@@ -72,9 +71,9 @@ def test_etcd_and_the_store_keep_the_same_record_when_two_certificates_are_as_ne
     details (a csr_uid learnt later) is written by both."""
     twin = dict(FIRST, certificate=RENEWED["certificate"], serial="feed")  # another certificate, FIRST's validity
     stored, other, more = json.dumps(FIRST), json.dumps(twin), json.dumps(dict(FIRST, csr_uid="uid-2"))
-    assert not _record.replaces(stored, other, _record.validity(twin))
+    assert not _record.replaces(stored, other)
     assert _etcd.transport.decide_record(stored.encode(), other.encode(), False) == _etcd.transport.KEPT_EQUAL
-    assert _record.replaces(stored, more, _record.validity(FIRST))
+    assert _record.replaces(stored, more)
     assert _etcd.transport.decide_record(stored.encode(), more.encode(), False) == _etcd.transport.UPDATED
 
 
