@@ -407,10 +407,12 @@ class EtcdTransport:
         actions = self.settle([(key, None) for key in keys], decide_delete, check_mode=check_mode)
         return [(action in WRITES, key, action) for key, action in zip(keys, actions)]
 
-    def list_records(self, scope=None, cluster=None):
+    def list_records(self, scope=None, cluster=None, damaged=None):
         """``[(key, record)]`` under ``<prefix>/certs/[<scope>/[<cluster>/]]``; keys that are not a record's (identity_of)
-        and values that are not JSON objects are skipped."""
+        are skipped, and so are values that are not JSON objects: their keys go to ``damaged`` when it is given."""
         found = [(key, _as_record(value)) for key, value in self.list_prefix(self.records_prefix(scope, cluster)) if self.identity_of(key) is not None]
+        if damaged is not None:
+            damaged.extend(key for key, record in found if record is None)
         return [(key, record) for key, record in found if record is not None]
 
 

@@ -29,7 +29,7 @@ STATES = ("valid", "expiring", "expired", "not_yet_valid", "missing_certificate"
 FORMATS = ("json", "table", "prometheus")
 DEFAULT_WARN_WITHIN = "720h"
 
-# stands for a store record that is not a JSON object (list_certs hands out its identity, not its text)
+# stands for a record that is not a JSON object (the store and etcd hand out its identity, not its text)
 DAMAGED = object()
 
 
@@ -45,32 +45,23 @@ def store_certs(store, scope=None):
 
 
 def etcd_certs(transport, scope=None):
-    """``{(scope, cluster, user): (etcd key, value text)}`` of the records under ``<prefix>/certs/``."""
-    found = {}
-    for key, value in transport.list_prefix(transport.records_prefix(scope)):
-        identity = transport.identity_of(key)
-        if identity is not None:  # else not a certificate record of this collection
-            found[identity] = (key, value.decode("utf-8", "replace"))
+    """``{(scope, cluster, user): (etcd key, record or DAMAGED)}`` of the certificate records in etcd (of ``scope``)."""
+    damaged = []
+    found = {transport.identity_of(key): (key, record) for key, record in transport.list_records(scope, damaged=damaged)}
+    found.update({transport.identity_of(key): (key, DAMAGED) for key in damaged})
     return found
 
 
 # ---------------------------------------------------------------------- rows
 
-def _read_record(text, where):
-    """``(record, facts, problem)`` of one record (its text, or a dict already read): facts from the certificate itself."""
-    record = text if isinstance(text, dict) else None
-    if isinstance(text, str):
-        try:
-            record = json.loads(text)
-        except ValueError:
-            record = None
+def _read_record(record, where):
+    """``(facts, problem)`` of one record (a dict, or DAMAGED): the facts read from the certificate itself."""
     if not isinstance(record, dict):
-        return None, None, "%s is not a JSON certificate record" % where
+        return None, "%s is not a JSON certificate record" % where
     try:
-        facts = _crypto.certificate_facts(record.get("certificate"), what="the certificate of %s" % where)
+        return _crypto.certificate_facts(record.get("certificate"), what="the certificate of %s" % where), None
     except KubePkiError as error:
-        return record, None, error.msg
-    return record, facts, None
+        return None, error.msg
 
 
 def _epoch(text):
@@ -95,24 +86,24 @@ def _pick(store_facts, etcd_facts):
     return (etcd_facts, "etcd") if _record.order(etcd_facts, store_facts) == 1 else (store_facts, "store")
 
 
-def _row(scope, user, cluster, candidates, store_text, etcd_entry, now, warn_seconds, etcd_used):
+def _row(scope, user, cluster, candidates, store_record, etcd_entry, now, warn_seconds, etcd_used):
     """One inventory row. ``candidates``: the keys that may apply, the preferred first (per-cluster, shared)."""
     notes = []
     row = {"scope": scope, "user": user, "cluster": cluster}
     store_facts = etcd_facts = store_problem = etcd_problem = None
-    if store_text is not None:
-        _read, store_facts, store_problem = _read_record(store_text, "the store record of user %r, cluster %r (scope %r)" % (user, cluster, scope))
+    if store_record is not None:
+        store_facts, store_problem = _read_record(store_record, "the store record of user %r, cluster %r (scope %r)" % (user, cluster, scope))
     if etcd_entry is not None:
-        _read, etcd_facts, etcd_problem = _read_record(etcd_entry[1], "etcd key %s" % etcd_entry[0])
+        etcd_facts, etcd_problem = _read_record(etcd_entry[1], "etcd key %s" % etcd_entry[0])
     facts, newer_in = _pick(store_facts, etcd_facts)
     # the key that applies: the first candidate that is the certificate's key, else the preferred one
     key = next((k for k in candidates if facts is not None and k["public_key_sha256"] == facts["public_key_sha256"]),
                candidates[0] if candidates else None)
-    row["store"] = None if store_text is None else _side(store_facts, store_problem, key)
+    row["store"] = None if store_record is None else _side(store_facts, store_problem, key)
     row["etcd"] = None if etcd_entry is None else dict(_side(etcd_facts, etcd_problem, key), key=etcd_entry[0])
     notes.extend(problem for problem in (store_problem, etcd_problem) if problem)
     row["found_in"] = {(True, True): "both", (True, False): "store", (False, True): "etcd", (False, False): "none"}[
-        (store_text is not None, etcd_entry is not None)]
+        (store_record is not None, etcd_entry is not None)]
     row["sources_differ"] = row["found_in"] == "both" and (store_facts is None or etcd_facts is None or newer_in is not None)
     row["newer_in"] = newer_in
     if newer_in:
