@@ -10,7 +10,7 @@ without connecting) and ``transport`` (the client: records under ``<prefix>/cert
 from __future__ import annotations
 
 from ansible_collections.kubepki.certs.plugins.module_utils._etcd.options import (  # noqa: F401 (the package's interface)
-    DEFAULT_PREFIX, ENV_ENDPOINTS, ETCD_ARG_SPEC, connection_options, endpoints_from_params, endpoints_problem, key_segment_problem, options_problem,
+    ETCD_ARG_SPEC, connection_options, endpoints_from_params, endpoints_problem, key_segment_problem,
 )
 from ansible_collections.kubepki.certs.plugins.module_utils._etcd.transport import EtcdTransport, import_etcd3gw  # noqa: F401
 

@@ -71,7 +71,7 @@ def endpoint_problem(url, option="etcd_endpoints"):
                 "(or etcd_client_cert and etcd_client_key), not in the URL" % (option, _shown(url.strip())))
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return "%s: %r is not an http:// or https:// URL with a host" % (option, url)
-    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username or parts.password:
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
         return "%s: %r must be scheme://host:port only (no path, query or credentials)" % (option, url)
     try:
         valid_port = parts.port != 0
