@@ -4,17 +4,14 @@
 #
 # PRIVATE to kubepki.certs: this module_utils file may change in any release.
 
-"""kubeconfig for client-certificate users: pure rendering, validation, secrets, and a login check.
-
-``render()`` builds the ``kind: Config`` mapping of csr-api-contract.md section 10 (clusters with
-``server`` and ``certificate-authority-data``, users with ``client-certificate-data`` and
-``client-key-data``, one context per cluster, ``current-context``). ``validate()`` reads it back with the
-collection's own kubeconfig reader and checks that it gives back what was rendered. ``secret_values()``
-lists what must go into ``no_log_values`` and ``redacted()`` is the non-secret structure for diffs.
+"""kubeconfig for client-certificate users: pure rendering (the ``kind: Config`` mapping of csr-api-contract.md
+section 10), validation, secrets (``secret_values()`` for no_log, ``redacted()`` for diffs), and a login check.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 import re
@@ -30,7 +27,7 @@ try:
 except ImportError:  # pragma: no cover - JSON is valid YAML, kubectl reads it as well
     yaml = None
 
-SECRET_FIELDS = ("client-key-data",)
+SECRET_FIELDS = ("client-key-data", "token", "password")
 REDACTED = "<redacted>"
 
 
@@ -74,15 +71,8 @@ def render(entries, current_context=None):
         current_context = contexts[0]["name"]
     elif current_context not in seen:
         raise KubePkiError("current_context %r is none of the rendered contexts (%s)" % (current_context, ", ".join(sorted(seen))))
-    return {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "preferences": {},
-        "clusters": clusters,
-        "users": users,
-        "contexts": contexts,
-        "current-context": current_context,
-    }
+    return {"apiVersion": "v1", "kind": "Config", "preferences": {}, "clusters": clusters, "users": users, "contexts": contexts,
+            "current-context": current_context}
 
 
 def _named(items):
@@ -107,8 +97,6 @@ def _text(value):
 
 def _pem_of(value, what):
     """The text of base64 ``value`` (a kubeconfig ``*-data`` field); KubePkiError naming ``what``."""
-    import base64  # pylint: disable=import-outside-toplevel
-    import binascii  # pylint: disable=import-outside-toplevel
     try:
         return base64.b64decode(value, validate=True).decode("utf-8")
     except (TypeError, ValueError, binascii.Error, UnicodeDecodeError):
@@ -260,11 +248,10 @@ def secret_values(config, encoded=True):
     A module that returns the kubeconfig must pass ``encoded=False``: Ansible masks every no_log value in the
     result, so masking the base64 data would cut the key out of the returned kubeconfig.
     """
-    import base64  # pylint: disable=import-outside-toplevel
     found = []
     for user in config.get("users") or []:
         data = (user.get("user") or {})
-        for field in SECRET_FIELDS + ("token", "password"):
+        for field in SECRET_FIELDS:
             value = data.get(field)
             if not value:
                 continue
@@ -296,7 +283,7 @@ def redacted(config):
     for item in copy.get("users") or []:
         user = item.get("user") or {}
         for field in list(user):
-            if field in SECRET_FIELDS or field in ("token", "password"):
+            if field in SECRET_FIELDS:
                 user[field] = REDACTED
             elif field.endswith("-data"):
                 user[field] = _fingerprint(user[field])
@@ -324,9 +311,7 @@ def validate(config, entries=None):
     contexts = [item["name"] for item in config.get("contexts") or []]
     if config.get("current-context") not in contexts:
         raise KubePkiError("the rendered kubeconfig's current-context %r is none of its contexts" % config.get("current-context"))
-    expected = {}
-    for entry in entries or ():
-        expected[entry_names(entry["user"], entry["cluster"], entry.get("context"))[1]] = entry
+    expected = {entry_names(entry["user"], entry["cluster"], entry.get("context"))[1]: entry for entry in entries or ()}
     if entries is not None and set(contexts) != set(expected):
         raise KubePkiError("the rendered kubeconfig has contexts %s, not %s" % (sorted(contexts), sorted(expected)))
     for name in contexts:
