@@ -130,7 +130,4 @@ def module_main(argument_spec, step, libraries, **module_options):
 
 def options(*specs):
     """One argument spec: ``specs`` merged in order, each copied (the shared specs are never changed)."""
-    spec = {}
-    for one in specs:
-        spec.update(copy.deepcopy(one))
-    return spec
+    return {name: copy.deepcopy(value) for one in specs for name, value in one.items()}

@@ -4,17 +4,10 @@
 #
 # PRIVATE to kubepki.certs: this module_utils file may change in any release.
 
-"""The whole job in one process: the steps of csr_create, csr_approve, csr_wait, cert_to_etcd and
-kubeconfig_render, run for many clusters side by side, then one kubeconfig per user.
-
-Each step is the same code its own module runs, ``step.run(ctx, params)``, its parameters validated against
-that step's own argument spec as its module would validate them (see context). Every input is
-checked first, for every user and cluster, before anything is written. Keys are then ensured once, before the
-clusters fan out, so parallel clusters only read the store. The steps run in batch mode: a user whose CSR
-cannot be created, approved or issued is set aside with the reason and the others go on; a cluster that cannot
-be reached is set aside likewise. Every user that can be finished is finished and rendered, then the task fails
-naming each (cluster, user) left over.
-"""
+"""user_certificates: the steps of csr_create, csr_approve, csr_wait, cert_to_etcd and kubeconfig_render, run for
+many clusters side by side, then one kubeconfig per user. Every input is checked before anything is written; keys
+are ensured once, before the clusters fan out, so parallel clusters only read the store; the steps run in batch
+mode (docs/internals.md, Batch mode)."""
 
 from __future__ import annotations
 
@@ -152,19 +145,14 @@ class Access:
 
     def cluster_auth(self, cluster):
         """The cluster's auth options, each defaulting to the task's own (``module_defaults`` for the k8s group)."""
-        auth = {}
-        for name in _kube.AUTH_ARG_SPEC:
-            value = cluster["auth"].get(name)
-            auth[name] = self.params[name] if value is None else value
-        return auth
+        given = cluster["auth"]
+        return {name: self.params[name] if given.get(name) is None else given[name] for name in _kube.AUTH_ARG_SPEC}
 
     # ------------------------------------------------------------ the parameters of each step
 
     def users_of(self, cluster):
         """The users to work on in ``cluster``: all of them, or (renewing what is known) those due there."""
-        if self.cluster_users is None:
-            return self.users
-        return self.cluster_users.get(cluster["name"], [])
+        return self.users if self.cluster_users is None else self.cluster_users.get(cluster["name"], [])
 
     def active_clusters(self):
         """The clusters with any user to work on."""
@@ -212,12 +200,10 @@ class Access:
         given = _common(params, ("scope", "key_scope", "dest_dir", "verify") + tuple(render.FILE_ARG_SPEC) + STORE_KEYS + ETCD_KEYS)
         clusters = [{k: cluster[k] for k in ("name", "server", "ca_cert", "ca_data", "namespace", "context")}
                     for cluster in params["clusters"]]
-        users = []
-        for user in self.users:
-            entry = {"name": user["name"], "groups": user["groups"]}
-            if self.cluster_users is not None:
-                entry["clusters"] = [c["name"] for c in params["clusters"] if any(u["name"] == user["name"] for u in self.users_of(c))]
-            users.append(entry)
+        users = [{"name": user["name"], "groups": user["groups"]} for user in self.users]
+        if self.cluster_users is not None:
+            for entry in users:
+                entry["clusters"] = [c["name"] for c in params["clusters"] if any(u["name"] == entry["name"] for u in self.users_of(c))]
         given.update(users=users, clusters=clusters)
         return given
 
@@ -240,11 +226,8 @@ class Access:
         for cluster in self.active_clusters():
             key_cluster = cluster["name"] if params["key_scope"] == "per_cluster" else ""
             wanted.update((params["scope"], user["name"], key_cluster, params["key_type"]) for user in self.users_of(cluster))
-        store = _store.open_store_from_params(params)
-        try:
+        with _store.open_store_from_params(params) as store:
             store.ensure_keys(sorted(wanted))
-        finally:
-            store.close()
 
     def prime(self):
         """The lazy imports, made before the clusters' threads start: a thread that imports a package while
@@ -316,11 +299,8 @@ class Access:
             return published["changed"]
         if self.ctx.check_mode:
             return True
-        store = _store.open_store_from_params(self.params)
-        try:
+        with _store.open_store_from_params(self.params) as store:
             return store.put_certs([{field: record[field] for field in _record.FIELDS} for record in certificates]) > 0
-        finally:
-            store.close()
 
     def run(self):
         """The job's result; KubePkiError when a cluster or the rendering failed."""
@@ -353,8 +333,7 @@ class Access:
             self.ensure_keys()
         self.prime()
         with ThreadPoolExecutor(max_workers=max(1, min(params["parallel"], len(clusters)))) as pool:
-            futures = [pool.submit(self.cluster, cluster) for cluster in clusters]
-            outcomes = [future.result() for future in futures]
+            outcomes = list(pool.map(self.cluster, clusters))
         results, failures = [], []
         for result, warnings, failed in outcomes:
             for message in warnings:
@@ -386,9 +365,7 @@ class Access:
         for failure in rendering:
             if failure.get("cluster") not in stopped and (failure.get("cluster"), failure.get("user")) not in known:
                 failures.append(dict(failure, step="render"))
-        output["users"] = rendered["users"]
-        output["store"] = rendered["store"]
-        output["changed"] = output["changed"] or rendered["changed"]
+        output.update(users=rendered["users"], store=rendered["store"], changed=output["changed"] or rendered["changed"])
         if "diff" in rendered:
             output["diff"] = rendered["diff"]
 
@@ -414,17 +391,18 @@ def lead_and_rest(users):
 def only_changes(output):
     """``output`` with the entries of users nothing was done for left out and counted (result_detail=changes)."""
     for cluster in output["clusters"]:
-        kept = [entry for entry in cluster["csrs"] if entry["action"] != "known"]
-        cluster["unchanged"] = len(cluster["csrs"]) - len(kept)
-        cluster["csrs"] = kept
+        _keep(cluster, "csrs", "unchanged", lambda entry: entry["action"] != "known")
     if "users" in output:
-        kept = [entry for entry in output["users"] if entry["changed"]]
-        output["unchanged_users"] = len(output["users"]) - len(kept)
-        output["users"] = kept
+        _keep(output, "users", "unchanged_users", lambda entry: entry["changed"])
     if output.get("known") is not None:
-        kept = [entry for entry in output["known"] if entry["action"] != "not_due"]
-        output["known_not_due"] = len(output["known"]) - len(kept)
-        output["known"] = kept
+        _keep(output, "known", "known_not_due", lambda entry: entry["action"] != "not_due")
+
+
+def _keep(holder, field, counted, wanted):
+    """Only the ``wanted`` entries of ``holder[field]`` kept, how many were left out in ``holder[counted]``."""
+    kept = [entry for entry in holder[field] if wanted(entry)]
+    holder[counted] = len(holder[field]) - len(kept)
+    holder[field] = kept
 
 
 def run(ctx, params):
