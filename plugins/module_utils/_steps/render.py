@@ -126,11 +126,8 @@ def file_options(params):
     if given and not (params.get("dest") or params.get("dest_dir")):
         raise KubePkiError("%s: only for the kubeconfig files written; give %s" % (
             ", ".join(given), "dest or dest_dir" if "dest" in params else "dest_dir"))
-    return {
-        "uid": _owner_id(params["owner"], "owner") if params.get("owner") not in (None, "") else None,
-        "gid": _owner_id(params["group"], "group") if params.get("group") not in (None, "") else None,
-        "mode": file_mode(params.get("mode")),
-    }
+    uid, gid = (_owner_id(params[name], name) if name in given else None for name in ("owner", "group"))
+    return {"uid": uid, "gid": gid, "mode": file_mode(params.get("mode"))}
 
 
 def attribute_changes(current, files):
@@ -271,6 +268,15 @@ def store_record(record, facts, scope, cluster, user):
                                   record.get("csr_name"), record.get("csr_uid"), record.get("signer_name"))
 
 
+def held(store, transport, etcd_records, scope, cluster, user):
+    """``(the store's record, etcd's record)`` of the certificate of ``user`` for ``cluster``, each None when there is none;
+    etcd's from ``etcd_records`` when the batch listed them."""
+    stored = store.get_cert(scope, cluster, user)
+    if etcd_records is not None:
+        return stored, etcd_records.get((cluster, user))
+    return stored, transport.get_record(scope, cluster, user) if transport is not None else None
+
+
 def read_existing(dest):
     if not os.path.exists(dest):
         return None
@@ -357,11 +363,7 @@ def user_key(store, scope, user, cluster, key_scope, key_path):
 
 
 class Dropped(Exception):
-    """A context of the existing kubeconfig that is not carried into the new one, and why (``msg``)."""
-
-    def __init__(self, msg):
-        super().__init__(msg)
-        self.msg = msg
+    """A context of the existing kubeconfig that is not carried into the new one, and why (its text)."""
 
 
 def _judged(call, *args):
@@ -392,11 +394,7 @@ def kept_entry(store, transport, etcd_records, params, user, item, key_path):
         key = store.get_key(scope, user, name if params["key_scope"] == "per_cluster" else "")
         if key is None:
             raise Dropped("the credential store holds no key of user %r for it (key_scope=%s)" % (user, params["key_scope"]))
-    stored = store.get_cert(scope, name, user)
-    if etcd_records is not None:
-        from_etcd = etcd_records.get((name, user))
-    else:
-        from_etcd = transport.get_record(scope, name, user) if transport is not None else None
+    stored, from_etcd = held(store, transport, etcd_records, scope, name, user)
     loaded = None
     if stored is not None or from_etcd is not None:
         record, facts, source = _judged(choose, stored, from_etcd, key, user, name, item["ca_pem"], transport is not None)
@@ -419,13 +417,11 @@ def carry_over(ctx, params, store, transport, etcd_records, user, dest, existing
     """What a user's kubeconfig holds: every cluster of the scope where the user holds a valid certificate.
 
     ``entries`` are the render entries of this run's clusters for ``user``; ``existing`` is the text of the file at
-    ``dest`` (or None). Returns ``(entries in order, current context of the file or None, kept, dropped, loads)``: the
+    ``dest``. Returns ``(entries in order, current context of the file or None, kept, dropped, loads)``: the
     contexts of the file keep their places (those of this run's clusters rendered anew, the others kept when
     kept_entry() allows it), this run's new contexts follow in the order of ``clusters``. ``kept`` and ``dropped`` are
     for the result, ``loads`` the records kept_entry() loaded from etcd."""
     kept, dropped, loads = [], [], []
-    if existing is None:
-        return entries, None, kept, dropped, loads
     try:
         previous = _kubeconfig.load(existing, what="dest %s" % dest)
     except KubePkiError as exc:
@@ -449,8 +445,8 @@ def carry_over(ctx, params, store, transport, etcd_records, user, dest, existing
                 raise Dropped("its name is that of the context of cluster %s in this run" % taken[item["context"]])
             one, facts, source, loaded = kept_entry(store, transport, etcd_records, params, user, item, key_path)
         except Dropped as why:
-            dropped.append({"name": name, "context": item["context"], "reason": why.msg})
-            ctx.warn("user %s: the context %r (cluster %s) of %s is dropped: %s" % (user, item["context"], name, dest, why.msg))
+            dropped.append({"name": name, "context": item["context"], "reason": str(why)})
+            ctx.warn("user %s: the context %r (cluster %s) of %s is dropped: %s" % (user, item["context"], name, dest, why))
             continue
         taken[item["context"]] = name
         if one["private_key_pem"]:
@@ -509,22 +505,15 @@ def render_user(ctx, params, store, transport, user, dest, expected_groups, ca_p
             key = user_key(store, scope, user, name, params["key_scope"], entry.get("client_key_path"))
             if key["private_key_pem"]:
                 ctx.secrets.add(key["private_key_pem"])
-            stored = store.get_cert(scope, name, user)
-            if etcd_records is not None:
-                from_etcd = etcd_records.get((name, user))
-            else:
-                from_etcd = transport.get_record(scope, name, user) if transport is not None else None
+            stored, from_etcd = held(store, transport, etcd_records, scope, name, user)
             record, facts, source = choose(stored, from_etcd, key, user, name, ca_pems[name], transport is not None)
         except KubePkiError as error:
             if not ctx.set_aside(user, error.msg, cluster=name):
                 raise
             continue
-        loaded = False
         if source == "etcd":
-            fresh = store_record(record, facts, scope, name, user)
-            loaded = True
-            loads.append(fresh)
-            record = fresh
+            record = store_record(record, facts, scope, name, user)
+            loads.append(record)
         entries.append({
             "cluster": name, "server": cluster["server"], "ca_pem": ca_pems[name], "user": user,
             "certificate_pem": record["certificate"], "private_key_pem": key["private_key_pem"], "private_key_path": key.get("path"),
@@ -533,7 +522,7 @@ def render_user(ctx, params, store, transport, user, dest, expected_groups, ca_p
         used.append({
             "name": name, "context": _kubeconfig.entry_names(user, name, cluster.get("context"))[1],
             "server": cluster["server"], "serial": facts["serial"], "not_after": facts["not_after"],
-            "organizations": facts["organizations"], "source": source, "loaded_from_etcd": loaded,
+            "organizations": facts["organizations"], "source": source, "loaded_from_etcd": source == "etcd",
             "_facts": facts,
         })
 
@@ -557,8 +546,7 @@ def render_user(ctx, params, store, transport, user, dest, expected_groups, ca_p
         config = _kubeconfig.render(entries, wanted)  # fails: current_context is none of the contexts
     # The raw key PEM is always masked; the base64 key data only when the kubeconfig is not returned, since
     # Ansible would otherwise mask it inside RV(kubeconfig) too and make the returned kubeconfig useless.
-    for value in _kubeconfig.secret_values(config, encoded=bool(dest)):
-        ctx.secrets.add(value)
+    ctx.secrets.update(_kubeconfig.secret_values(config, encoded=bool(dest)))
     if text != existing:
         # A file equal to the rendering was checked when it was written; anything new is read back first.
         _kubeconfig.validate(text, entries)
@@ -580,8 +568,7 @@ def render_user(ctx, params, store, transport, user, dest, expected_groups, ca_p
         if file_changed and not ctx.check_mode:
             write_file(dest, text, files)
         changed = changed or file_changed or bool(stale)
-        result["dest"] = dest
-        result["kept"], result["dropped"] = kept, dropped
+        result.update(dest=dest, kept=kept, dropped=dropped)
         if ctx.diff and file_changed:
             result["diff"] = file_diff(dest, existing, text, config, attributes)
     else:
@@ -649,10 +636,7 @@ def run(ctx, params):
             etcd_records = None
             if transport is not None and len(params["users"]) > 1:
                 # One range read for the whole batch instead of one read per user and cluster.
-                etcd_records = {}
-                for key, record in transport.list_records(params["scope"]):
-                    _scope, cluster_name, user_name = transport.identity_of(key)
-                    etcd_records[(cluster_name, user_name)] = record
+                etcd_records = {transport.identity_of(key)[1:]: record for key, record in transport.list_records(params["scope"])}
             # and one listing of dest_dir for what killed runs left there, instead of one per user
             temps = temp_names(params["dest_dir"]) if params["dest_dir"] else None
             for entry in params["users"]:
