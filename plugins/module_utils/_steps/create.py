@@ -108,10 +108,7 @@ def validate(params):
             if (user["dns_names"] or user["ip_addresses"]) and sans_differ:
                 raise KubePkiError("%s.csr has subjectAltNames DNS %s IP %s, not the given dns_names/ip_addresses" % (
                     where, facts["dns_names"], facts["ip_addresses"]))
-            plan["groups"] = facts["organizations"]
-            plan["dns_names"] = facts["dns_names"]
-            plan["ip_addresses"] = facts["ip_addresses"]
-            plan["facts"] = facts
+            plan.update(groups=facts["organizations"], dns_names=facts["dns_names"], ip_addresses=facts["ip_addresses"], facts=facts)
             key_type = facts["key_type"]
         else:
             key_type = params["key_type"]
@@ -176,9 +173,8 @@ class Creator:
             self.prefetched = {(item.get("metadata") or {}).get("name"): item for item in items}
             if self.etcd is not None:
                 # and one etcd range read instead of one read per user
-                self.etcd_records = {}
-                for key, record in self.etcd.list_records(self.params["scope"], self.params["cluster"]):
-                    self.etcd_records[self.etcd.identity_of(key)[2]] = record
+                self.etcd_records = {self.etcd.identity_of(key)[2]: record
+                                     for key, record in self.etcd.list_records(self.params["scope"], self.params["cluster"])}
             if listed is not None:
                 listed.update(csrs=self.prefetched, etcd=self.etcd_records)
 
@@ -233,25 +229,23 @@ class Creator:
             public_sha = plan["facts"]["public_key_sha256"]
         else:
             key_record = self.store.get_key(params["scope"], plan["user"], self.key_cluster)
-            if key_record is None and not self.check:
-                key_record, created = self.store.ensure_key(params["scope"], plan["user"], self.key_cluster, params["key_type"])
-                result["key_created"] = created
-                changed = changed or created
-            elif key_record is None:
-                result["key_created"] = True
-                changed = True
+            if key_record is None:
+                # in check mode no key is made, but one would be
+                key_record, created = (None, True) if self.check else self.store.ensure_key(
+                    params["scope"], plan["user"], self.key_cluster, params["key_type"])
+                result["key_created"] = changed = created
             public_sha = key_record["public_key_sha256"] if key_record else None
         result["public_key_sha256"] = public_sha
 
         known = self.known_certificate(plan) if public_sha else None
         renews = ""
         if known is not None:
-            if self.record_matches(known, plan, public_sha) and not _record.is_due(known, self.renew_before) and not plan.get("force_renew"):
+            matches = self.record_matches(known, plan, public_sha)
+            if matches and not _record.is_due(known, self.renew_before) and not plan.get("force_renew"):
                 result.update(csr_name=known.get("csr_name"), uid=known.get("csr_uid"), state="issued", action="known")
                 return result, changed, None
             renews = known.get("serial") or ""
-            if (self.record_matches(known, plan, public_sha) and params["rotate_key"] and key_record is not None
-                    and known.get("public_key_sha256") == public_sha):
+            if matches and params["rotate_key"] and key_record is not None:
                 # a renewal is due and a new key was asked for
                 if self.check:
                     result.update(key_created=True, state="absent", action="created", renews_serial=renews)
