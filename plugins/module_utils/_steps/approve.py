@@ -51,8 +51,6 @@ def select(client, params, seen=None):
         if not name:
             raise KubePkiError("names[%d] is empty" % index)
         chosen.setdefault(name, {"expected": {}, "strict": True, "skip": None})
-        if seen and name in seen:
-            chosen[name]["obj"] = seen[name]
     for index, entry in enumerate(csrs):
         if not isinstance(entry, dict):
             raise KubePkiError("csrs[%d] is not a dict (pass the csrs list returned by csr_create)" % index)
@@ -60,8 +58,8 @@ def select(client, params, seen=None):
             continue
         skip = "known" if entry.get("action") == "known" else None
         chosen[entry["csr_name"]] = {"expected": {"common_name": entry.get("name")}, "strict": True, "skip": skip}
-        if seen and entry["csr_name"] in seen:
-            chosen[entry["csr_name"]]["obj"] = seen[entry["csr_name"]]
+    for name in chosen.keys() & (seen or {}).keys():
+        chosen[name]["obj"] = seen[name]
     for index, user in enumerate(users):
         problem = _csr.name_problem(user["name"])
         if problem:
@@ -163,17 +161,17 @@ def run(ctx, params):
             store.close()
 
     refused = [(e, o) for e, o in pending if e["violations"]]
-    if approve and refused and not params["deny_on_violation"] and ctx.batch is not None:
+    if approve and refused and not params["deny_on_violation"]:
+        if ctx.batch is None:
+            lines = ["%s: %s" % (e["name"], "; ".join(v["reason"] for v in e["violations"])) for e, _o in refused]
+            raise KubePkiError("the approval policy refuses %d CSR%s: %s" % (len(refused), "s" if len(refused) > 1 else "", " | ".join(lines)),
+                               csrs=results)
         # batch mode: refused requests are left undecided and reported; the others are approved
         for entry, _obj in refused:
             entry["decision"] = "refused"
             ctx.set_aside(entry["user"], "the approval policy refuses CSR %s: %s" % (
                 entry["name"], "; ".join(v["reason"] for v in entry["violations"])), csr_name=entry["name"])
         pending = [(e, o) for e, o in pending if not e["violations"]]
-    elif approve and refused and not params["deny_on_violation"]:
-        lines = ["%s: %s" % (e["name"], "; ".join(v["reason"] for v in e["violations"])) for e, _o in refused]
-        raise KubePkiError("the approval policy refuses %d CSR%s: %s" % (len(refused), "s" if len(refused) > 1 else "", " | ".join(lines)),
-                           csrs=results)
 
     def decide(item):
         entry, obj = item
