@@ -37,8 +37,6 @@ GROUP = "certificates.k8s.io"
 RESOURCE = "clustertrustbundles"
 VERSIONS = ("v1", "v1beta1", "v1alpha1")  # newest first: the order auto picks in
 MAX_BUNDLE_SIZE = 1024 * 1024
-MANAGED_BY = "app.kubernetes.io/managed-by"
-MANAGED_BY_VALUE = "kubepki.certs"
 NOT_SERVED_HINT = ("enable the ClusterTrustBundle feature gate (--feature-gates ClusterTrustBundle=true on kube-apiserver) "
                    "and the API (--runtime-config certificates.k8s.io/v1beta1/clustertrustbundles=true; "
                    "certificates.k8s.io/v1alpha1/clustertrustbundles=true before Kubernetes 1.33)")
@@ -50,25 +48,16 @@ _BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----(.*?)-----END \1-----", re.DOT
 
 # ---------------------------------------------------------------- names
 
-def check_signer_name(signer_name):
-    """Raise unless ``signer_name`` is a signer name the API takes (``example.com/path``): the CSRs' rule."""
-    problem = _csr.signer_name_problem(signer_name, legacy_allowed=True)
-    if problem:
-        raise KubePkiError("signer_name %r %s" % (signer_name, problem))
-
-
-def name_prefix(signer_name):
-    """The prefix the object name must start with for ``signer_name``."""
-    return signer_name.replace("/", ":") + ":"
-
-
 def check_name(name, signer_name=None):
     """Raise unless ``name`` is a valid object name for a bundle with (or without) ``signer_name``."""
     if not name:
         raise KubePkiError("name must not be empty")
     if signer_name:
-        check_signer_name(signer_name)
-        prefix = name_prefix(signer_name)
+        # a signer name the API takes (``example.com/path``): the CSRs' rule
+        problem = _csr.signer_name_problem(signer_name, legacy_allowed=True)
+        if problem:
+            raise KubePkiError("signer_name %r %s" % (signer_name, problem))
+        prefix = signer_name.replace("/", ":") + ":"
         if not name.startswith(prefix):
             raise KubePkiError("name %r: a ClusterTrustBundle with signer_name %s must be named %s<suffix>, for example %sv1"
                                % (name, signer_name, prefix, prefix))
@@ -151,11 +140,6 @@ def server_set(text):
         except (binascii.Error, ValueError):
             found.add(("%s:%s" % (kind, body)).encode())
     return found
-
-
-def check_size(pem, what):
-    if len(pem) > MAX_BUNDLE_SIZE:
-        raise KubePkiError("%s is %d bytes as PEM, more than the API's limit of %d" % (what, len(pem), MAX_BUNDLE_SIZE))
 
 
 # ---------------------------------------------------------------- API
@@ -284,11 +268,10 @@ def build(version, name, signer_name, pem, existing=None):
     if signer_name:
         spec["signerName"] = signer_name
     if existing is not None:
-        body = {"apiVersion": "%s/%s" % (GROUP, version), "kind": "ClusterTrustBundle", "metadata": _shown(existing).get("metadata") or {},
-                "spec": dict(existing.get("spec") or {}, **spec)}
-        return body
-    return {"apiVersion": "%s/%s" % (GROUP, version), "kind": "ClusterTrustBundle",
-            "metadata": {"name": name, "labels": {MANAGED_BY: MANAGED_BY_VALUE}}, "spec": spec}
+        metadata, spec = _shown(existing).get("metadata") or {}, dict(existing.get("spec") or {}, **spec)
+    else:
+        metadata = {"name": name, "labels": {_csr.MANAGED_BY: _csr.MANAGED_BY_VALUE}}
+    return {"apiVersion": "%s/%s" % (GROUP, version), "kind": "ClusterTrustBundle", "metadata": metadata, "spec": spec}
 
 
 def _shown(obj):
@@ -325,7 +308,8 @@ def desired_pem(params, no_log_values=None):
         no_log_values.add(text)  # refused below; keep the key out of the echoed invocation
     ders = parse_bundle(text, what)
     pem = to_pem(ders)
-    check_size(pem, what)
+    if len(pem) > MAX_BUNDLE_SIZE:
+        raise KubePkiError("%s is %d bytes as PEM, more than the API's limit of %d" % (what, len(pem), MAX_BUNDLE_SIZE))
     return ders, pem
 
 
@@ -344,8 +328,8 @@ def run(ctx, params):
         ders, pem = desired_pem(params, ctx.secrets)
     client = _kube.get_client(params, ctx.secrets)
     version = served_version(client, wanted)
-    result = {"changed": False, "name": name, "signer_name": signer_name, "api_version": None, "certificates": [], "bundle": None}
-    result["served"] = version is not None
+    result = {"changed": False, "name": name, "signer_name": signer_name, "api_version": None, "certificates": [], "bundle": None,
+              "served": version is not None}
     if version is None:
         if state == "absent":
             ctx.warn("the API server serves no ClusterTrustBundle API, so there is no ClusterTrustBundle %s to delete" % name)
