@@ -126,21 +126,20 @@ def run(ctx, params):
         check_options(params)
         records = [normalise(entry, index, params) for index, entry in enumerate(params["certificates"])]
         transport = transport_from_params(params)
+        identities = [(record["scope"], record["cluster"], record["user"]) for record in records]
         seen = {}
-        for index, record in enumerate(records):
-            key = transport.key_for(record["scope"], record["cluster"], record["user"])
+        for index, identity in enumerate(identities):
+            key = transport.key_for(*identity)
             if key in seen:
                 raise KubePkiError("certificates[%d] and certificates[%d] both address %s" % (seen[key], index, key))
             seen[key] = index
         if ctx.diff:
-            for record in records:
-                key = transport.key_for(record["scope"], record["cluster"], record["user"])
-                before[key] = summary(transport.get_record(record["scope"], record["cluster"], record["user"]))
+            before = {transport.key_for(*identity): summary(transport.get_record(*identity)) for identity in identities}
         if params["state"] == "present":
             # one read and a transaction per chunk for the whole batch
             outcomes = transport.put_records(records, check_mode=ctx.check_mode)
         else:
-            outcomes = transport.delete_records([(r["scope"], r["cluster"], r["user"]) for r in records], check_mode=ctx.check_mode)
+            outcomes = transport.delete_records(identities, check_mode=ctx.check_mode)
         for record, (changed, key, action) in zip(records, outcomes):
             after[key] = summary(record) if params["state"] == "present" else None
             item = {"key": key, "scope": record["scope"], "cluster": record["cluster"], "user": record["user"], "changed": changed,
@@ -158,8 +157,5 @@ def run(ctx, params):
     result = {"changed": any(item["changed"] for item in results), "records": results, "etcd_endpoint": endpoint}
     if ctx.diff:
         changed_keys = [item["key"] for item in results if item["changed"]]
-        result["diff"] = {
-            "before": {key: before.get(key) for key in changed_keys},
-            "after": {key: after.get(key) for key in changed_keys},
-        }
+        result["diff"] = {"before": {key: before.get(key) for key in changed_keys}, "after": {key: after.get(key) for key in changed_keys}}
     return result
