@@ -361,12 +361,9 @@ def _whoami(client, context):
                     continue
                 raise _login_error(context, host, exc) from None
             user_info = ((reply or {}).get("status") or {}).get("userInfo") or {}
-            return {
-                "context": context, "server": host, "authenticated": True,
-                "method": "SelfSubjectReview/%s" % version,
-                "username": user_info.get("username"), "groups": list(user_info.get("groups") or []),
-                "uid": user_info.get("uid"), "extra": user_info.get("extra") or {},
-            }
+            return {"context": context, "server": host, "authenticated": True, "method": "SelfSubjectReview/%s" % version,
+                    "username": user_info.get("username"), "groups": list(user_info.get("groups") or []),
+                    "uid": user_info.get("uid"), "extra": user_info.get("extra") or {}}
         try:
             client.request("GET", "/api", what="GET /api", timeout=15)
         except KubePkiError as exc:

@@ -73,13 +73,13 @@ def select(client, params, seen=None):
             if user["groups"] is not None:
                 expected["groups"] = list(user["groups"])
             chosen.setdefault(item["metadata"]["name"], {"expected": expected, "strict": False, "skip": None, "obj": item})
-    wanted = [name for name, info in chosen.items() if "obj" not in info and info["skip"] is None]
+    wanted = {name for name, info in chosen.items() if "obj" not in info and info["skip"] is None}
     if len(wanted) > 1:
         # one list call for a batch instead of one GET per CSR; names not seen there are fetched one by one
         items, _version = _csr.list_objects(client, label_selector=_csr.selector())
         for item in items:
             name = (item.get("metadata") or {}).get("name")
-            if name in chosen and name in wanted:
+            if name in wanted:
                 chosen[name]["obj"] = item
     return chosen
 

@@ -180,9 +180,7 @@ class Creator:
 
     def lookup(self, name):
         """The existing CSR named ``name`` (from the batch's list when there was one), or None."""
-        if self.prefetched is not None:
-            return self.prefetched.get(name)
-        return _csr.get(self.client, name)
+        return self.prefetched.get(name) if self.prefetched is not None else _csr.get(self.client, name)
 
     def close(self):
         for thing in (self.store, self.etcd):

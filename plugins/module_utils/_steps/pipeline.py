@@ -185,8 +185,7 @@ class Access:
         return given
 
     def wait_params(self, cluster, csrs):
-        params = self.params
-        given = _common(params, ("scope", "timeout") + STORE_KEYS + ETCD_KEYS)
+        given = _common(self.params, ("scope", "timeout") + STORE_KEYS + ETCD_KEYS)
         given.update(self.cluster_auth(cluster), cluster=cluster["name"], csrs=csrs, cluster_ca=self.ca_pems[cluster["name"]])
         return given
 

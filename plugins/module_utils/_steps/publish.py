@@ -97,9 +97,7 @@ def normalise(entry, index, params):
 
 def summary(record):
     """The non-PEM part of a record, for diffs."""
-    if record is None:
-        return None
-    return {k: v for k, v in sorted(record.items()) if k != "certificate"}
+    return None if record is None else {k: v for k, v in sorted(record.items()) if k != "certificate"}
 
 
 def check_options(params):

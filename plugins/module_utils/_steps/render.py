@@ -644,10 +644,8 @@ def run(ctx, params):
                 expected = entry["groups"] if params["verify"] and entry["groups"] is not None else None
                 one = render_user(ctx, params, store, transport, entry["name"], dest, expected, ca_pems, loaded, etcd_records, entry, files,
                                   temps)
-                if one is None:
-                    continue
-                one["user"] = entry["name"]
-                results.append(one)
+                if one is not None:
+                    results.append(dict(one, user=entry["name"]))
             result = {"changed": any(item["changed"] for item in results), "users": results}
             diffs = []
             for item in results:
