@@ -19,6 +19,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.kubepki.certs.plugins.module_utils._steps.context import options
 from ansible_collections.kubepki.certs.plugins.module_utils import _kubeconfig
+from ansible_collections.kubepki.certs.plugins.module_utils._csr import objects as _csr
 from ansible_collections.kubepki.certs.plugins.module_utils._pki import crypto as _crypto
 from ansible_collections.kubepki.certs.plugins.module_utils._pki import record as _record
 from ansible_collections.kubepki.certs.plugins.module_utils._files import (
@@ -307,7 +308,7 @@ def validate_params(params):
             raise KubePkiError("users: give at least one user, each with a non-empty name")
         if len(set(names)) != len(names):
             raise KubePkiError("users: %s listed more than once" % ", ".join(sorted({n for n in names if names.count(n) > 1})))
-        bad = [name for name in names if "/" in name or name in (".", "..")]
+        bad = [name for name in names if _csr.segment_problem(name)]
         if params["dest_dir"] and bad:
             raise KubePkiError("users: %s cannot be a file name in dest_dir" % ", ".join(repr(name) for name in bad))
         if params["dest_dir"] and os.path.exists(params["dest_dir"]) and not os.path.isdir(params["dest_dir"]):

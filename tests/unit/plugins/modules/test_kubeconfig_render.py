@@ -289,6 +289,15 @@ def test_users_clusters_limits_the_contexts(run_module, world):
     assert failed and "users[alice].clusters: c9 not in clusters" in result["msg"]
 
 
+@pytest.mark.parametrize("name", ["..", "a/b", "a\\b", "tab\there"])
+def test_a_user_name_that_cannot_be_a_file_name_is_refused_before_anything_is_written(run_module, world, name):
+    """dest_dir holds <user>.kubeconfig: a user name follows the collection's one rule for names (_csr.segment_problem)."""
+    dest_dir = world.tmp_path / "out"
+    failed, result = run_module(kubeconfig_render, users_args(world, users=[{"name": name}], dest_dir=str(dest_dir)))
+    assert failed and "users: %r cannot be a file name in dest_dir" % name in result["msg"], result["msg"]
+    assert not dest_dir.exists()
+
+
 def test_dest_dir_and_its_missing_parents_are_made_private(run_module, world):
     """The kubeconfigs hold private keys: every directory the module makes for them is 0700, whatever the umask;
     a directory that already existed keeps its mode."""
