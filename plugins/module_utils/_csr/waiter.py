@@ -26,7 +26,7 @@ import time
 
 from ansible_collections.kubepki.certs.plugins.module_utils._csr import objects as _csr
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError, WaitTimeout
-from ansible_collections.kubepki.certs.plugins.module_utils._kube.client import path_for, status_of
+from ansible_collections.kubepki.certs.plugins.module_utils._kube.client import backoff, path_for, status_of
 
 try:
     import urllib3
@@ -166,7 +166,7 @@ class Waiter:
         attempt = 0
         while not self._try_list(end):
             attempt += 1
-            pause = min(0.1 * (2 ** (attempt - 1)), self.poll_interval)
+            pause = backoff(attempt - 1, 0.1, self.poll_interval)
             if self.clock() + pause >= end:
                 exc = self.last_error
                 error = KubePkiError("%s; tried %d times until the deadline" % (exc.msg, attempt), **exc.details)
@@ -267,7 +267,7 @@ class Waiter:
                     # REWATCH_AFTER lists done: one watch more; if it fails too, back to listing at once
                     failures, rewatching = MAX_WATCH_FAILURES - 1, True
                     continue
-                pause = min(0.1 * (2 ** (failures - 1)), 1.0)
+                pause = backoff(failures - 1, 0.1, 1.0)
                 if self.clock() + pause < end:
                     self.sleep(pause)
                 continue
@@ -285,10 +285,8 @@ class Waiter:
                 self.stats["resumes"] += 1
                 empty = empty + 1 if self.stats["events"] == seen else 0
                 if empty:
-                    # a stream that ends without a single event: do not spin
-                    pause = min(0.05 * (2 ** empty), 1.0)
-                    if self.clock() + pause < end:
-                        self.sleep(pause)
+                    # a stream that ends without a single event: do not spin, not even in the last moments
+                    self.sleep(min(backoff(empty, 0.05, 1.0), max(end - self.clock(), 0)))
         return self.objects
 
     def _listing(self, end, timeout, counter, rewatch=False):

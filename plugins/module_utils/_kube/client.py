@@ -343,12 +343,18 @@ class KubeClient:
 
     def _pause(self, attempt, end, retry_after):
         """Sleep before the next attempt; False when the deadline does not allow one."""
-        wait = retry_after if retry_after is not None else min(0.1 * (2 ** (attempt - 1)), 2.0)
+        wait = retry_after if retry_after is not None else backoff(attempt - 1, 0.1, 2.0)
         if self.clock() + wait >= end:
             return False
         self.retries += 1
         self.sleep(wait)
         return True
+
+
+def backoff(attempt, first, cap):
+    """The pause before attempt ``attempt + 1``: ``first`` doubled at each attempt, at most ``cap`` seconds (the
+    exponent is bounded, so a wait of hours never overflows)."""
+    return min(first * 2 ** min(attempt, 32), cap)
 
 
 def _timeout(timeout, remaining):

@@ -187,6 +187,16 @@ def test_retry_after_beyond_deadline_gives_up_at_once():
     assert clock.slept == []
 
 
+def test_an_api_server_unavailable_for_an_hour_is_reported_not_a_crash():
+    """A long deadline (a wait of hours) and a server answering 503 throughout: thousands of attempts, each pause at
+    most two seconds, then the API's answer; the doubling of the pause never overflows."""
+    client, clock, calls = scripted_client([status(503, "unavailable")] * 5000, deadline=3600)
+    with pytest.raises(KubePkiError, match="unavailable") as info:
+        client.request("GET", "/x")
+    assert info.value.status == 503
+    assert len(calls) > 1024 and max(clock.slept) == 2.0 and clock.now <= 3600
+
+
 def test_api_error_carries_message_code_and_object():
     client, _clock, _calls = scripted_client([status(403, 'certificatesigningrequests "x" is forbidden: nope', "Forbidden")])
     with pytest.raises(KubePkiError) as info:

@@ -420,3 +420,21 @@ def test_stop_on_failure_false_timeout_carries_every_object_seen():
 def test_finished(states, stop, done):
     objects = {"n%d" % i: csr("n%d" % i, state) for i, state in enumerate(states) if state}
     assert _waiter.finished(objects, ["n%d" % i for i in range(len(states))], stop_on_failure=stop) is done
+
+
+def test_watches_that_end_at_once_until_the_deadline_time_out_without_spinning():
+    """A server that ends every watch at once, without an event: the waiter pauses between watches, also in the
+    last moments before the deadline (where it used to try again at once, without end), and times out."""
+    api = FakeAPI([listing([csr("a")])], [], watches_after=Stream([]))
+    with pytest.raises(WaitTimeout):
+        make(api, ["a"]).run(10)
+    assert api.kinds().count("watch") < 30
+
+
+def test_lists_failing_for_hours_are_tried_until_the_deadline_and_reported():
+    """A long wait whose first list fails (503) throughout: thousands of attempts, each pause at most poll_interval,
+    then the failure; the doubling of the pause never overflows."""
+    api = FakeAPI([], [], lists_after=api_error(503))
+    with pytest.raises(KubePkiError, match="tried .* times until the deadline"):
+        make(api, ["a"], poll_interval=2.0).run(4000)
+    assert api.kinds().count("list") > 1024
