@@ -213,14 +213,18 @@ class Creator:
 
     # ------------------------------------------------------------ one user
 
+    def entry(self, user, **given):
+        """One user's entry of the result; every entry has these keys, a failed one too."""
+        return dict({"name": user, "csr_name": None, "uid": None, "state": "absent", "action": "none", "key_created": False,
+                     "public_key_sha256": None, "renews_serial": "", "signer_name": self.params["signer_name"],
+                     "cluster": self.params["cluster"], "scope": self.params["scope"], "deleted": []}, **given)
+
     def ensure(self, plan):
         """``(result, changed, request)``: the decisions about one user's CSR, made one user after the other
         (they read and write the store). ``request`` is None when nothing is left to send, else what send()
         needs to create the CSR."""
         params = self.params
-        result = {"name": plan["user"], "csr_name": None, "uid": None, "state": "absent", "action": "none", "key_created": False,
-                  "public_key_sha256": None, "renews_serial": "", "signer_name": params["signer_name"],
-                  "cluster": params["cluster"], "scope": params["scope"], "deleted": []}
+        result = self.entry(plan["user"])
         changed = False
         key_record = None
         if plan["csr"] is not None:
@@ -344,9 +348,7 @@ class Creator:
 
     def remove(self, plan):
         params = self.params
-        result = {"name": plan["user"], "csr_name": None, "uid": None, "state": "absent", "action": "none", "key_created": False,
-                  "public_key_sha256": None, "renews_serial": "", "signer_name": params["signer_name"],
-                  "cluster": params["cluster"], "scope": params["scope"], "deleted": []}
+        result = self.entry(plan["user"])
         items, _version = _csr.list_objects(self.client, label_selector=_csr.selector(plan["user"], params["scope"], params["cluster"]))
         for item in items:
             annotations = (item.get("metadata") or {}).get("annotations") or {}
@@ -388,7 +390,7 @@ def _diff_view(obj):
             "expirationSeconds": spec.get("expirationSeconds"), "labels": meta.get("labels"), "state": _csr.csr_state(obj)}
 
 
-def _set_aside(work, ctx, user_of, rest):
+def _set_aside(creator, work, user_of, rest):
     """``work`` for one user, where a KubePkiError is set aside in the batch and becomes ``(result, *rest)``, the
     result with action ``failed``, instead of stopping it. ``work`` returns ``(the user's result, *rest)``."""
     def guarded(item):
@@ -396,10 +398,8 @@ def _set_aside(work, ctx, user_of, rest):
             return work(item)
         except KubePkiError as error:
             user = user_of(item)
-            ctx.set_aside(user, error.msg, csr_name=error.details.get("csr_name"))
-            result = {"name": user, "csr_name": error.details.get("csr_name"), "uid": None, "state": "absent", "action": "failed",
-                      "key_created": False, "public_key_sha256": None, "renews_serial": "", "deleted": [], "error": error.msg}
-            return (result,) + rest
+            creator.ctx.set_aside(user, error.msg, csr_name=error.details.get("csr_name"))
+            return (creator.entry(user, csr_name=error.details.get("csr_name"), action="failed", error=error.msg),) + rest
     return guarded
 
 
@@ -417,8 +417,8 @@ def run(ctx, params):
             ensure, send = creator.ensure, creator.send
             if ctx.batch is not None:
                 # batch mode: a user that fails is reported with the reason, the others go on
-                ensure = _set_aside(creator.ensure, ctx, lambda plan: plan["user"], (False, None))
-                send = _set_aside(creator.send, ctx, lambda job: job[0]["name"], (False, [], [], []))
+                ensure = _set_aside(creator, creator.ensure, lambda plan: plan["user"], (False, None))
+                send = _set_aside(creator, creator.send, lambda job: job[0]["name"], (False, [], [], []))
             decided = [ensure(plan) for plan in plans]
             # the API requests of different users do not depend on each other: a few are in flight at once
             sent = iter(_kube.in_flight(send, [job for job in decided if job[2] is not None]))

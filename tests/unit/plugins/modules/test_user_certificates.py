@@ -145,6 +145,23 @@ def test_offboarding_many_users_lists_dest_dir_once_and_removes_what_killed_runs
     assert any("user user03: removed 1 temporary file" in w for w in warnings), warnings
 
 
+def test_a_user_whose_csr_cannot_be_created_is_reported_in_the_shape_of_the_others(run_module, job, fleet):
+    """In c1 a pending CSR of bob's was made by another identity: it is not adopted, bob is set aside there, and his
+    entry has every field the others have (signer, cluster, scope), with action failed and the reason."""
+    c1 = fleet[HOSTS["c1"]]
+    c1.auto_issue = False
+    failed, _result = run_module(user_certificates, job("bob", timeout=1, clusters=job()["clusters"][:1]))
+    assert failed
+    c1.auto_issue, c1.caller = True, "someone-else"
+    failed, result = run_module(user_certificates, job("alice", "bob"))
+    assert failed and [(f["cluster"], f["user"], f["step"]) for f in result["failures"]] == [("c1", "bob", "create")], result["failures"]
+    entries = {(c["name"], e["name"]): e for c in result["clusters"] for e in c["csrs"]}
+    bob = entries[("c1", "bob")]
+    assert (bob["action"], bob["cluster"], bob["scope"], bob["signer_name"]) == ("failed", "c1", "default", "kubernetes.io/kube-apiserver-client")
+    assert "it is not adopted" in bob["error"]
+    assert {key for key in bob if key != "error"} == set(entries[("c1", "alice")]) == set(entries[("c2", "bob")])
+
+
 def test_a_composed_step_is_given_only_what_its_own_module_accepts():
     spec = create.argument_spec()
     params, _secrets = context.validated(spec, {"users": [{"name": "alice"}], "cluster": "c1", "store_passphrase": None}, "create")
