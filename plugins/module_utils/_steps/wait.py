@@ -157,9 +157,8 @@ def run(ctx, params):
             if name in waiter.objects:
                 continue
             if user is not None:
-                if store is None:
+                if store is None:  # opened once, for the first CSR that is gone
                     store = _store.open_store_from_params(params, create=not ctx.check_mode)
-                if etcd is None:
                     etcd = _etcd.transport_from_params(params)
                 record = known_record(params, user, name, store, etcd)
                 if record is not None:
