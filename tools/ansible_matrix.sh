@@ -101,7 +101,7 @@ sed 's/^/  /' "$report"
 
 # shellcheck source=tools/test_env.sh
 . "$repo/tools/test_env.sh"
-test_env "$venv" "ansible line $line"
+test_env "$venv/bin/python" "ansible line $line"
 version_text=$("$venv/bin/ansible" --version)  # not piped into head: ansible fails on a closed pipe
 echo "${version_text%%$'\n'*}"
 started=$SECONDS

@@ -98,7 +98,7 @@ sed 's/^/  /' "$report"
 
 # shellcheck source=tools/test_env.sh
 . "$repo/tools/test_env.sh"
-test_env "$venv" "dep set $set_name"
+test_env "$venv/bin/python" "dep set $set_name"
 started=$SECONDS
 status=0
 # shellcheck disable=SC2086  # PYTEST_OPTS is a list of options

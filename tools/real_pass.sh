@@ -38,12 +38,10 @@ fi
 assets=$(cd "$assets" && pwd)
 
 # what make exports, for a run outside make
-site=$("$py" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-export ANSIBLE_COLLECTIONS_PATH=${ANSIBLE_COLLECTIONS_PATH:-$repo/.cache/collections:$site}
-export ANSIBLE_PYTHON_INTERPRETER=${ANSIBLE_PYTHON_INTERPRETER:-$py}
-export PYTHONPATH=$repo/tests/harness:$repo/tests/sandbox:$repo/.cache/collections
+# shellcheck source=tools/test_env.sh
+. "$repo/tools/test_env.sh"
 export KUBEPKI_K8S_ASSETS=$assets
-unset KUBEPKI_TEST_CLUSTERS
+test_env "$py" real_pass
 
 # unpacks and checks the binaries (SHA256SUMS) once, before the pytest workers, and names the version
 if ! version=$("$py" -c 'import sys; from kubeharness import controlplane; print(controlplane.binary_version(sys.argv[1]))' "$assets"); then

@@ -1,14 +1,14 @@
 # shellcheck shell=bash
-# Sourced by the scripts that run pytest in a venv of their own (dep_sets.sh, ansible_matrix.sh):
-# test_env VENV LABEL exports the environment the Makefile exports, pointing at that venv, and says
-# whether the real-cluster tests will run. Needs $repo (the checkout).
+# Sourced by the scripts that run pytest outside make (dep_sets.sh, ansible_matrix.sh in a venv of their own,
+# real_pass.sh): test_env PYTHON LABEL exports the environment the Makefile exports, for that venv's python, and
+# says whether the real-cluster tests will run. Needs $repo (the checkout).
 test_env() {
-  local venv=$1 label=$2 collections=$repo/.cache/collections site
+  local python=$1 label=$2 collections=$repo/.cache/collections site
   mkdir -p "$collections/ansible_collections/kubepki"
   test -e "$collections/ansible_collections/kubepki/certs" || ln -sfn "$repo" "$collections/ansible_collections/kubepki/certs"
-  site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+  site=$("$python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
   export ANSIBLE_COLLECTIONS_PATH=$collections:$site
-  export ANSIBLE_PYTHON_INTERPRETER=$venv/bin/python
+  export ANSIBLE_PYTHON_INTERPRETER=$python
   export PYTHONPATH=$repo/tests/harness:$repo/tests/sandbox:$collections
   export KUBEPKI_K8S_ASSETS=${KUBEPKI_K8S_ASSETS:-}
   unset KUBEPKI_TEST_CLUSTERS
