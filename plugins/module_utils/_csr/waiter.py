@@ -339,10 +339,6 @@ def _close(response):
 
 # -------------------------------------------------------------- following every CSR, without end
 
-# pause after the n-th failure in a row while following (seconds), capped
-FOLLOW_BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0)
-
-
 def follow(client, stop, label_selector=None, watch_seconds=300, sleep=time.sleep, on_error=lambda error: None):
     """Every change of the CertificateSigningRequests of ``client`` (optionally under ``label_selector``), until
     ``stop()`` is true: a generator of ``(kind, object)``.
@@ -351,10 +347,9 @@ def follow(client, stop, label_selector=None, watch_seconds=300, sleep=time.slee
     watches from the list's resourceVersion (``ADDED``, ``MODIFIED``, ``DELETED``). A stream that ends or drops
     is resumed from the last resourceVersion seen (bookmarks included); a 410 Expired relists and yields only the
     differences from what it had (``MODIFIED`` for a changed resourceVersion, ``DELETED`` for a CSR gone), then
-    ``("RELISTED", None)``. Every
-    failure, transient or not (an apiserver that restarts refuses connections for a while, then may answer 503 or
-    401 until its caches are warm), is reported to ``on_error(error)`` and tried again after a pause from
-    FOLLOW_BACKOFF; it never ends on its own.
+    ``("RELISTED", None)``. Every failure, transient or not (an apiserver that restarts refuses connections for a
+    while, then may answer 503 or 401 until its caches are warm), is reported to ``on_error(error)`` and tried again
+    after a pause (backoff(): 0.2 s, doubled at each failure in a row, at most 5 s); it never ends on its own.
     """
     known = {}  # name -> resourceVersion of the last object yielded
     version = None
@@ -364,7 +359,7 @@ def follow(client, stop, label_selector=None, watch_seconds=300, sleep=time.slee
     def pause():
         nonlocal failures
         failures += 1
-        sleep(FOLLOW_BACKOFF[min(failures, len(FOLLOW_BACKOFF)) - 1])
+        sleep(backoff(failures - 1, 0.2, 5.0))
 
     while not stop():
         if version is None:
