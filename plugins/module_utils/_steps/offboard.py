@@ -48,8 +48,24 @@ class Offboarding:
         access.check_clients()
         _etcd.check_reachable(params)
 
-    def cluster(self, cluster):
-        """One cluster: ``(result, warnings, failures, still valid certificates [(user, entry)], diff before)``."""
+    def holdings(self):
+        """What the store and etcd hold for the scope, read once for every cluster and for elsewhere():
+        ``({(cluster, user): store record, None when damaged}, {(cluster, user): (etcd key, record)})``."""
+        params = self.params
+        damaged = []
+        with _store.open_store_from_params(params, create=False) as store:
+            stored = {(r.get("cluster"), r.get("user")): r for r in store.list_certs(params["scope"], damaged=damaged)}
+        for _scope, cluster, user in damaged:
+            stored.setdefault((cluster, user), None)
+        transport = _etcd.transport_from_params(params)
+        if transport is None:
+            return stored, {}
+        with transport:
+            return stored, {transport.identity_of(key)[1:]: (key, record) for key, record in transport.list_records(params["scope"])}
+
+    def cluster(self, cluster, stored, in_etcd):
+        """One cluster: ``(result, warnings, failures, still valid certificates [(user, entry)], diff before)``;
+        ``stored`` and ``in_etcd`` as holdings() gives them."""
         access, params = self.access, self.params
         warnings, failures, valid, before = [], [], [], []
         names = [user["name"] for user in access.users]
@@ -65,12 +81,8 @@ class Offboarding:
                 for cert in entry.get("certificates", []):
                     valid.append((entry["name"], dict(cert, cluster=cluster["name"], source="csr")))
             step_name = "publish"
-            transport = _etcd.transport_from_params(params)
-            if transport is not None:
-                try:
-                    held = {transport.identity_of(key)[2]: (key, record) for key, record in transport.list_records(params["scope"], cluster["name"])}
-                finally:
-                    transport.close()
+            if in_etcd:
+                held = {user: entry for (where, user), entry in in_etcd.items() if where == cluster["name"]}
                 present = [name for name in names if name in held]
                 for name in present:
                     valid.append((name, _facts(held[name][1], cluster["name"], "etcd")))
@@ -83,9 +95,7 @@ class Offboarding:
             step_name = "store"
             store = _store.open_store_from_params(params, create=not self.check)
             try:
-                damaged = []
-                held = {r["user"]: r for r in store.list_certs(params["scope"], damaged=damaged) if r.get("cluster") == cluster["name"]}
-                held.update({user: None for _scope, where, user in damaged if where == cluster["name"] and user not in held})
+                held = {user: record for (where, user), record in stored.items() if where == cluster["name"]}
                 for name in names:
                     if name not in held:
                         continue
@@ -111,29 +121,15 @@ class Offboarding:
                              "step": step_name, "msg": error.msg})
         return result, warnings, failures, valid, before
 
-    def elsewhere(self):
+    def elsewhere(self, stored, in_etcd):
         """``{user: [cluster, ...]}``: the clusters outside this task where the store or etcd still hold a certificate
         of each user (their shared key and kubeconfig are still needed there)."""
-        params = self.params
-        listed = {cluster["name"] for cluster in params["clusters"]}
+        listed = {cluster["name"] for cluster in self.params["clusters"]}
         names = {user["name"] for user in self.access.users}
         found = {}
-        store = _store.open_store_from_params(params, create=False)
-        try:
-            for record in store.list_certs(params["scope"], damaged=[]):
-                if record.get("user") in names and record.get("cluster") not in listed:
-                    found.setdefault(record["user"], set()).add(record["cluster"])
-        finally:
-            store.close()
-        transport = _etcd.transport_from_params(params)
-        if transport is not None:
-            try:
-                for key, _value in transport.list_records(params["scope"]):
-                    _scope, cluster, user = transport.identity_of(key)
-                    if user in names and cluster not in listed:
-                        found.setdefault(user, set()).add(cluster)
-            finally:
-                transport.close()
+        for cluster, user in list(stored) + list(in_etcd):
+            if user in names and cluster not in listed:
+                found.setdefault(user, set()).add(cluster)
         return {user: sorted(clusters) for user, clusters in found.items()}
 
     def run(self):
@@ -141,8 +137,9 @@ class Offboarding:
         self.validate()
         access.prime()
         clusters = params["clusters"]
+        stored, in_etcd = self.holdings()
         with ThreadPoolExecutor(max_workers=max(1, min(params["parallel"], len(clusters)))) as pool:
-            outcomes = [future.result() for future in [pool.submit(self.cluster, cluster) for cluster in clusters]]
+            outcomes = [future.result() for future in [pool.submit(self.cluster, cluster, stored, in_etcd) for cluster in clusters]]
         results, failures, valid, before = [], [], [], []
         for result, warnings, failed, still, seen in outcomes:
             for message in warnings:
@@ -153,7 +150,7 @@ class Offboarding:
             before.extend(seen)
         output = {"changed": any(r["changed"] for r in results), "clusters": results, "offboarded": []}
         blocked = {f["cluster"] for f in failures if f.get("user") is None}
-        elsewhere = self.elsewhere()
+        elsewhere = self.elsewhere(stored, in_etcd)
         temps = _files.temp_names(params["dest_dir"]) if params["dest_dir"] else None
         store = None
         try:

@@ -145,6 +145,22 @@ def test_offboarding_many_users_lists_dest_dir_once_and_removes_what_killed_runs
     assert any("user user03: removed 1 temporary file" in w for w in warnings), warnings
 
 
+def test_offboarding_reads_what_the_store_holds_once_for_every_cluster(run_module, job, monkeypatch):
+    """The clusters and the search for clusters outside the task (a shared key still needed there) share one
+    listing of the store's certificates; each cluster used to list the whole scope again, and then once more."""
+    from ansible_collections.kubepki.certs.plugins.module_utils._store import base  # pylint: disable=import-outside-toplevel
+    run_module(user_certificates, job("alice", "bob"))
+    listings = []
+    real = base.CredentialStore.list_certs
+    monkeypatch.setattr(base.CredentialStore, "list_certs", lambda self, *a, **k: listings.append(a) or real(self, *a, **k))
+    failed, result = run_module(user_certificates, job("bob", state="absent", clusters=job()["clusters"][:1]))
+    assert not failed, result
+    assert len(listings) == 1, listings
+    [entry] = result["offboarded"]
+    assert entry["kept_for"] == ["c2"] and not entry["key_deleted"]
+    assert stored(job) == ([("c1", "alice"), ("c2", "alice"), ("c2", "bob")], ["alice", "bob"])
+
+
 def test_a_user_whose_csr_cannot_be_created_is_reported_in_the_shape_of_the_others(run_module, job, fleet):
     """In c1 a pending CSR of bob's was made by another identity: it is not adopted, bob is set aside there, and his
     entry has every field the others have (signer, cluster, scope), with action failed and the reason."""
