@@ -78,9 +78,10 @@ def settle(stored, wanted, lost=False):
     return "write"
 
 
-def replaces(stored_text, text):
-    """Whether the store writes the record ``text`` over ``stored_text``: never when equal, else as settle() says; a
-    record over a damaged or undated one, or an undated record, is written."""
+def replaces(stored_text, text, lost=False):
+    """Whether the store writes the record ``text`` over ``stored_text``: never when equal, else as settle() says
+    (``lost``: a concurrent writer has just changed the stored record); a record over a damaged or undated one, or
+    an undated record, is written."""
     if stored_text == text:
         return False
     if stored_text is None:
@@ -89,7 +90,7 @@ def replaces(stored_text, text):
         stored = json.loads(stored_text)
     except ValueError:
         return True
-    return settle(stored, json.loads(text)) in (None, "write")
+    return settle(stored, json.loads(text), lost) in (None, "write")
 
 
 def validity(record):

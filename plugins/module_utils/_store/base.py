@@ -418,7 +418,7 @@ class CredentialStore:
             pem = self._open_key(row, passphrase, what)
             if pem is not None:
                 text = row["private_key_pem"]
-                return pem, target_kid is not None and _sealing.is_sealed(text) and text.split(":")[1] == target_kid
+                return pem, target_kid is not None and _sealing.is_sealed(text) and _sealing.sealed_parts(text, what)[0] == target_kid
         if not self._passphrase:
             raise KubePkiError("%s is encrypted: give its current passphrase as store_passphrase; nothing was rekeyed" % what)
         raise KubePkiError("store_passphrase does not decrypt %s: wrong passphrase; nothing was rekeyed" % what)
@@ -498,8 +498,9 @@ class CredentialStore:
 
     def put_cert(self, record):
         """Store a certificate record; ``True`` when it was written. A record equal to the stored one, or older
-        than it (``not_before``, then ``not_after``, compared as times), is not written (``False``); one of the
-        same age that differs replaces it. A value that is not a timestamp is refused."""
+        than it (``not_before``, then ``not_after``, compared as times), or another certificate exactly as new, is not
+        written (``False``); the same certificate with other details is (_record.settle). A value that is not a
+        timestamp is refused."""
         return self.put_certs([record]) == 1
 
     def put_certs(self, records):

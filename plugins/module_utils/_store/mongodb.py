@@ -248,7 +248,7 @@ class MongoStore(CredentialStore):
         identity = {"scope": scope, "cluster": cluster, "user": user}
         for attempt in range(CERT_WRITE_ROUNDS):
             stored = self._read_cert(scope, cluster, user)
-            if not _record.replaces(stored, text):
+            if not _record.replaces(stored, text, lost=attempt > 0):
                 return False
             if stored is None:
                 if self._insert_new(self._certs, dict(identity, record=text)):

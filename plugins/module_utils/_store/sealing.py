@@ -10,10 +10,10 @@ private key sealed under it with AES-256-GCM, bound to its row (docs/internals.m
 from __future__ import annotations
 
 import base64
+import json
 import os
 
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
-from ansible_collections.kubepki.certs.plugins.module_utils._pki import record as _record
 
 try:
     from cryptography.exceptions import InvalidTag
@@ -54,13 +54,19 @@ def is_sealed(text):
     return isinstance(text, str) and text.startswith(WRAP_FORMAT + ":")
 
 
+def _aad(*parts):
+    """Associated data: part of the format at rest, so its bytes never change (not the certificate record's JSON,
+    which may)."""
+    return json.dumps([WRAP_FORMAT] + list(parts), sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
 def _key_aad(kid, scope, user, cluster):
     """The associated data of a sealed key: it binds the ciphertext to its row."""
-    return _record.dumps([WRAP_FORMAT, kid, "key", scope, user, cluster]).encode("utf-8")
+    return _aad(kid, "key", scope, user, cluster)
 
 
 def _check_aad(kid):
-    return _record.dumps([WRAP_FORMAT, kid, "key_protection"]).encode("utf-8")
+    return _aad(kid, "key_protection")
 
 
 def _kdf_params(descriptor, where):
