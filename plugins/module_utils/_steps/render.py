@@ -248,8 +248,8 @@ def choose(stored, from_etcd, key, user, cluster, ca_pem, etcd_used):
             from_etcd = None  # the same certificate: checked once, taken from the store
     if from_etcd is not None:
         etcd_facts, etcd_problem = usable(from_etcd, key, user, cluster, ca_pem)
-        newer = (stored is None or stored_problem is not None
-                 or (etcd_facts["serial"] != stored_facts["serial"] and (_record.order(etcd_facts, stored_facts) or 0) >= 0))
+        # a certificate as new as the store's is not taken: the store keeps its own then (_record.settle)
+        newer = stored is None or stored_problem is not None or _record.order(etcd_facts, stored_facts) == 1
         if etcd_problem is None and newer:
             return from_etcd, etcd_facts, "etcd"
         if stored is None:

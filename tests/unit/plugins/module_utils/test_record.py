@@ -120,3 +120,15 @@ def test_a_watched_certificate_is_due_at_renew_before_or_a_third_of_the_lifetime
     assert _record.watched_window(record, 600) == 600
     assert _record.watched_window(record, 86400) == 3600
     assert _record.watched_window({"not_before": None}, 86400) == 86400
+
+
+def test_a_certificate_as_new_as_the_stores_is_not_taken_from_etcd():
+    """Two writers renewed in the same second: the store keeps the record it holds (settle: equal), so rendering
+    takes the store's too. Taking etcd's would load it again on every run, the store refusing it each time, and
+    report a change forever."""
+    twin = record(datetime.timedelta(days=10), datetime.timedelta(days=365))  # another certificate, exactly FIRST's validity
+    assert twin["serial"] != FIRST["serial"] and _record.order(twin, FIRST) == 0
+    assert not _record.replaces(json.dumps(FIRST), json.dumps(twin))
+    key = {"public_key_sha256": _crypto.public_key_sha256(USER_KEY)}
+    chosen, _facts, source = render.choose(FIRST, twin, key, "alice", "c1", CA_PEM, True)
+    assert (chosen["serial"], source) == (FIRST["serial"], "store")
