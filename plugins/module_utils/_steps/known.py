@@ -17,6 +17,22 @@ from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubeP
 from ansible_collections.kubepki.certs.plugins.module_utils._steps import render
 
 
+def holdings(params):
+    """What the store and etcd hold for the scope of ``params``, read once: ``({(cluster, user): store record, None
+    when damaged}, {(cluster, user): (etcd key, record)}, {(user, key cluster)} of the keys in the store)``."""
+    damaged = []
+    with _store.open_store_from_params(params, create=False) as store:
+        stored = {(r.get("cluster"), r.get("user")): r for r in store.list_certs(params["scope"], damaged=damaged)}
+        keys = {(row["user"], row["cluster"]) for row in store.list_keys(params["scope"])}
+    for _scope, cluster, user in damaged:
+        stored.setdefault((cluster, user), None)
+    transport = _etcd.transport_from_params(params)
+    if transport is None:
+        return stored, {}, keys
+    with transport:
+        return stored, {transport.identity_of(key)[1:]: (key, record) for key, record in transport.list_records(params["scope"])}, keys
+
+
 def records(ctx, params):
     """``({(cluster, user): (the newest certificate record, "store" or "etcd")}, {(user, key cluster)})``: what the
     store and etcd hold for the scope, the clusters and the signer of ``params``, and the users with a key in the store."""
@@ -39,25 +55,13 @@ def records(ctx, params):
         if ident not in newest or _record.sort_key(record) > _record.sort_key(newest[ident][0]):
             newest[ident] = (record, where)
 
-    store = _store.open_store_from_params(params, create=False)
-    try:
-        damaged = []
-        for record in store.list_certs(params["scope"], damaged=damaged):
-            offer(record, "store")
-        keys = {(row["user"], row["cluster"]) for row in store.list_keys(params["scope"])}
-    finally:
-        store.close()
-    for _scope, cluster, user in damaged:
-        if cluster in names:
+    stored, in_etcd, keys = holdings(params)
+    for (cluster, user), record in stored.items():
+        if record is None and cluster in names:
             ctx.warn("the credential store's certificate record of user %s in cluster %s is damaged; left out" % (user, cluster))
-    transport = _etcd.transport_from_params(params)
-    if transport is not None:
-        try:
-            for cluster in sorted(names):
-                for _key, record in transport.list_records(params["scope"], cluster):
-                    offer(record, "etcd")
-        finally:
-            transport.close()
+        offer(record, "store")  # first: the store's record is kept on a tie, as the store itself keeps it
+    for _key, record in in_etcd.values():
+        offer(record, "etcd")
     return newest, keys
 
 

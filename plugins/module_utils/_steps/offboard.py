@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from ansible_collections.kubepki.certs.plugins.module_utils import _etcd, _files, _store
 from ansible_collections.kubepki.certs.plugins.module_utils._pki import record as _record
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
-from ansible_collections.kubepki.certs.plugins.module_utils._steps import context, create, publish, render
+from ansible_collections.kubepki.certs.plugins.module_utils._steps import context, create, known, publish, render
 
 
 class Offboarding:
@@ -48,24 +48,9 @@ class Offboarding:
         access.check_clients()
         _etcd.check_reachable(params)
 
-    def holdings(self):
-        """What the store and etcd hold for the scope, read once for every cluster and for elsewhere():
-        ``({(cluster, user): store record, None when damaged}, {(cluster, user): (etcd key, record)})``."""
-        params = self.params
-        damaged = []
-        with _store.open_store_from_params(params, create=False) as store:
-            stored = {(r.get("cluster"), r.get("user")): r for r in store.list_certs(params["scope"], damaged=damaged)}
-        for _scope, cluster, user in damaged:
-            stored.setdefault((cluster, user), None)
-        transport = _etcd.transport_from_params(params)
-        if transport is None:
-            return stored, {}
-        with transport:
-            return stored, {transport.identity_of(key)[1:]: (key, record) for key, record in transport.list_records(params["scope"])}
-
-    def cluster(self, cluster, stored, in_etcd):
+    def cluster(self, cluster, stored, in_etcd, keys):
         """One cluster: ``(result, warnings, failures, still valid certificates [(user, entry)], diff before)``;
-        ``stored`` and ``in_etcd`` as holdings() gives them."""
+        ``stored``, ``in_etcd`` and ``keys`` as known.holdings() gives them, read once for every cluster."""
         access, params = self.access, self.params
         warnings, failures, valid, before = [], [], [], []
         names = [user["name"] for user in access.users]
@@ -107,9 +92,8 @@ class Offboarding:
                     result["changed"] = result["changed"] or deleted
                 if params["key_scope"] == "per_cluster":
                     step_name = "key"
-                    keys = {row["user"] for row in store.list_keys(params["scope"]) if row["cluster"] == cluster["name"]}
                     for name in names:
-                        if name in keys:
+                        if (name, cluster["name"]) in keys:
                             before.append({"cluster": cluster["name"], "user": name, "key": True})
                             deleted = True if self.check else store.delete_key(params["scope"], name, cluster["name"])
                             result["keys"].append({"user": name, "cluster": cluster["name"], "action": "deleted" if deleted else "unchanged"})
@@ -127,7 +111,8 @@ class Offboarding:
         listed = {cluster["name"] for cluster in self.params["clusters"]}
         names = {user["name"] for user in self.access.users}
         found = {}
-        for cluster, user in list(stored) + list(in_etcd):
+        held = [identity for identity, record in stored.items() if record is not None] + list(in_etcd)
+        for cluster, user in held:
             if user in names and cluster not in listed:
                 found.setdefault(user, set()).add(cluster)
         return {user: sorted(clusters) for user, clusters in found.items()}
@@ -137,9 +122,9 @@ class Offboarding:
         self.validate()
         access.prime()
         clusters = params["clusters"]
-        stored, in_etcd = self.holdings()
+        stored, in_etcd, keys = known.holdings(params)
         with ThreadPoolExecutor(max_workers=max(1, min(params["parallel"], len(clusters)))) as pool:
-            outcomes = [future.result() for future in [pool.submit(self.cluster, cluster, stored, in_etcd) for cluster in clusters]]
+            outcomes = [future.result() for future in [pool.submit(self.cluster, cluster, stored, in_etcd, keys) for cluster in clusters]]
         results, failures, valid, before = [], [], [], []
         for result, warnings, failed, still, seen in outcomes:
             for message in warnings:
@@ -183,7 +168,7 @@ class Offboarding:
                 if params["key_scope"] == "shared" and not failed and not entry["kept_for"]:
                     if store is None:
                         store = _store.open_store_from_params(params, create=not self.check)
-                    if _has_key(store, params["scope"], name):
+                    if (name, "") in keys:
                         before.append({"user": name, "key": True})
                         if not self.check:
                             store.delete_key(params["scope"], name, "")
@@ -217,10 +202,6 @@ class Offboarding:
             output["failures"] = failures
             raise KubePkiError(context.failure_message(failures, len(access.users), len(clusters)), **output)
         return output
-
-
-def _has_key(store, scope, user):
-    return any(row["user"] == user and row["cluster"] == "" for row in store.list_keys(scope))
 
 
 def _facts(record, cluster, source):
