@@ -201,8 +201,9 @@ class Access:
                     for cluster in params["clusters"]]
         users = [{"name": user["name"], "groups": user["groups"]} for user in self.users]
         if self.cluster_users is not None:
+            due = {c["name"]: {u["name"] for u in self.users_of(c)} for c in params["clusters"]}
             for entry in users:
-                entry["clusters"] = [c["name"] for c in params["clusters"] if any(u["name"] == entry["name"] for u in self.users_of(c))]
+                entry["clusters"] = [c["name"] for c in params["clusters"] if entry["name"] in due[c["name"]]]
         given.update(users=users, clusters=clusters)
         return given
 
