@@ -11,7 +11,7 @@
   (``\\n``) or its END line is missing, and base64 of text holding one (Kubernetes objects and kubeconfigs carry
   base64), line-wrapped or not, nested up to three times;
 - the credentials of an inline kubeconfig (``_kube.kubeconfig_secrets``);
-- the password and secret options of a URI (``_store.uri_secrets``): ``store_uri``, an etcd endpoint or a proxy
+- the password and secret options of a URI (``_uri.uri_secrets``): ``store_uri``, an etcd endpoint or a proxy
   with ``user:password@``, and the same from ``KUBEPKI_STORE_URI`` and ``KUBEPKI_ETCD_ENDPOINTS``;
 - secrets the collection reads from the environment: ``KUBEPKI_STORE_PASSPHRASE``, ``K8S_AUTH_API_KEY``.
 
@@ -112,7 +112,7 @@ def input_secrets(params, environ=None):
     """Every secret of a module's parameters (raw or validated) and of the environment the modules read, as a
     set of strings for ``module.no_log_values``. Walks every string, dict key and list item."""
     # imported here: both modules import _errors, which uses this module
-    from ansible_collections.kubepki.certs.plugins.module_utils import _store  # pylint: disable=import-outside-toplevel
+    from ansible_collections.kubepki.certs.plugins.module_utils import _uri  # pylint: disable=import-outside-toplevel
     from ansible_collections.kubepki.certs.plugins.module_utils._kube import client as _kube  # pylint: disable=import-outside-toplevel
 
     environ = os.environ if environ is None else environ
@@ -121,7 +121,7 @@ def input_secrets(params, environ=None):
     def text_secrets(text):
         found.update(key_secrets(text))
         if "://" in text and _URL.fullmatch(text):  # a URL, not free text that mentions one
-            found.update(_store.uri_secrets(text.strip()))
+            found.update(_uri.uri_secrets(text.strip()))
 
     def walk(value):
         if isinstance(value, dict):
@@ -131,7 +131,7 @@ def input_secrets(params, environ=None):
                 if key == "kubeconfig" and isinstance(item, dict):
                     found.update(_kube.kubeconfig_secrets(item))
                 elif key == "store_uri" and isinstance(item, str):
-                    found.update(_store.uri_secrets(item))  # whatever its form: it is read as a URI
+                    found.update(_uri.uri_secrets(item))  # whatever its form: it is read as a URI
                 walk(item)
         elif isinstance(value, (list, tuple)):
             for item in value:
@@ -141,10 +141,10 @@ def input_secrets(params, environ=None):
 
     walk(params)
     for name in ENV_URIS:
-        found.update(_store.uri_secrets(environ.get(name) or ""))
+        found.update(_uri.uri_secrets(environ.get(name) or ""))
     for name in ENV_URI_LISTS:
         for item in (environ.get(name) or "").split(","):
-            found.update(_store.uri_secrets(item.strip()))
+            found.update(_uri.uri_secrets(item.strip()))
     for name in ENV_SECRETS:
         if environ.get(name):
             found.add(environ[name])

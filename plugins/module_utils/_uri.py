@@ -4,14 +4,16 @@
 #
 # PRIVATE to kubepki.certs: this module_utils file may change in any release.
 
-"""Store URIs: their secrets found (for masking) and masked (for messages and results)."""
+"""URIs that may carry secrets (a store URI, an etcd endpoint, a proxy): their secrets found (for masking) and
+masked (for messages and results). Standard library only: every module run reads its inputs with it, before the
+dependency checks, whether it uses a store or not."""
 
 from __future__ import annotations
 
 import urllib.parse
 
 
-def _userinfo(uri):
+def userinfo(uri):
     """``(userinfo, rest after it)`` of a URI with ``scheme://userinfo@hosts...``, else ``(None, None)``.
 
     The authority ends at the first ``/`` as pymongo reads it; when a (wrongly unescaped) ``/`` in the password
@@ -42,9 +44,9 @@ def uri_secrets(uri):
     if not isinstance(uri, str) or "://" not in uri:
         return []
     found = []
-    userinfo, tail = _userinfo(uri)
-    if userinfo is not None and ":" in userinfo:
-        password = userinfo.partition(":")[2]
+    given, tail = userinfo(uri)
+    if given is not None and ":" in given:
+        password = given.partition(":")[2]
         found += [password, urllib.parse.unquote(password)]
     query = (tail if tail is not None else uri).partition("?")[2]
     for part in query.split("&"):
@@ -84,9 +86,9 @@ def redact_uri(uri):
     scheme, sep, rest = uri.partition("://")
     if not sep:
         return uri
-    userinfo, tail = _userinfo(uri)
-    if userinfo is not None:
-        user, colon, _password = userinfo.partition(":")
+    given, tail = userinfo(uri)
+    if given is not None:
+        user, colon, _password = given.partition(":")
         rest = (user + ":***" if colon else user) + "@" + tail
     head, question, query = rest.partition("?")
     return scheme + sep + head + question + _mask_options(query)
@@ -99,9 +101,9 @@ _MIN_SCRUB = 3
 def scrub(text, uri):
     """``text`` (an error message) with every secret of ``uri`` masked."""
     text = str(text)
-    userinfo, _tail = _userinfo(uri)
-    if userinfo and ":" in userinfo:
-        text = text.replace(userinfo, userinfo.partition(":")[0] + ":***")
+    given, _tail = userinfo(uri)
+    if given and ":" in given:
+        text = text.replace(given, given.partition(":")[0] + ":***")
     for secret in sorted(uri_secrets(uri), key=len, reverse=True):
         if len(secret) >= _MIN_SCRUB:
             text = text.replace(secret, "***")

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from ansible_collections.kubepki.certs.plugins.module_utils._csr import objects as _csr
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
 from ansible_collections.kubepki.certs.plugins.module_utils._files import NotRegularFile, read_regular_file
+from ansible_collections.kubepki.certs.plugins.module_utils._uri import redact_uri
 
 ENV_ENDPOINTS = "KUBEPKI_ETCD_ENDPOINTS"
 DEFAULT_PREFIX = "/kubepki"
@@ -49,17 +50,6 @@ def connection_options(params):
     return dict(options, prefix=DEFAULT_PREFIX if prefix is None else prefix, timeout=5.0 if timeout is None else timeout)
 
 
-def _shown(url):
-    """``url`` for a message: credentials (``user:password@``) are never repeated."""
-    scheme, sep, rest = url.partition("://")
-    authority, slash, tail = rest.partition("/")
-    if sep and "@" in authority:
-        return "%s://***@%s%s%s" % (scheme, authority.rpartition("@")[2], slash, tail)
-    if sep and "@" in rest:  # a '/' in the password hides the '@' from the reading above
-        return "%s://***@%s" % (scheme, rest.rpartition("@")[2])
-    return url
-
-
 def endpoint_problem(url, option="etcd_endpoints"):
     """Why ``url`` is not a usable etcd endpoint (``http[s]://host[:port]``), or None. The URL in the message
     never shows credentials: they are refused, and the message must not repeat them."""
@@ -68,7 +58,7 @@ def endpoint_problem(url, option="etcd_endpoints"):
     parts = urlsplit(url.strip())
     if parts.username is not None or parts.password is not None or "@" in url:
         return ("%s: %r must be scheme://host:port only: give etcd credentials as etcd_username and etcd_password "
-                "(or etcd_client_cert and etcd_client_key), not in the URL" % (option, _shown(url.strip())))
+                "(or etcd_client_cert and etcd_client_key), not in the URL" % (option, redact_uri(url.strip())))
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return "%s: %r is not an http:// or https:// URL with a host" % (option, url)
     if parts.path not in ("", "/") or parts.query or parts.fragment:

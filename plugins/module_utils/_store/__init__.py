@@ -6,8 +6,8 @@
 
 """The credential store: private keys and issued certificates, one interface over two backends.
 
-The package: ``base`` (CredentialStore, what both backends share), ``sqlite`` and ``mongodb`` (the backends),
-``sealing`` (keys at rest) and ``uri`` (the secrets of a store URI). Callers use what this file names.
+The package: ``base`` (CredentialStore, what both backends share), ``sqlite`` and ``mongodb`` (the backends) and
+``sealing`` (keys at rest); the secrets of a store URI are ``_uri``'s. Callers use what this file names.
 
 ``open_store(uri, passphrase)`` picks the backend from the URI:
 
@@ -30,7 +30,7 @@ from ansible_collections.kubepki.certs.plugins.module_utils._store.base import C
 from ansible_collections.kubepki.certs.plugins.module_utils._store.mongodb import MongoStore, import_pymongo  # noqa: F401
 from ansible_collections.kubepki.certs.plugins.module_utils._store.sealing import KDF_DEFAULTS, WRAP_FORMAT, is_sealed  # noqa: F401
 from ansible_collections.kubepki.certs.plugins.module_utils._store.sqlite import SqliteStore
-from ansible_collections.kubepki.certs.plugins.module_utils._store.uri import redact_uri, uri_secrets  # noqa: F401
+from ansible_collections.kubepki.certs.plugins.module_utils._uri import redact_uri, uri_secrets  # noqa: F401
 
 ENV_URI = "KUBEPKI_STORE_URI"
 ENV_PASSPHRASE = "KUBEPKI_STORE_PASSPHRASE"

@@ -19,7 +19,7 @@ from ansible_collections.kubepki.certs.plugins.module_utils._store import sealin
 from ansible_collections.kubepki.certs.plugins.module_utils._store.base import (
     CERT_WRITE_ROUNDS, KEY_LISTING_FIELDS, PROTECTION_NAME, REKEY_ROUNDS, CredentialStore,
 )
-from ansible_collections.kubepki.certs.plugins.module_utils._store.uri import redact_uri, scrub
+from ansible_collections.kubepki.certs.plugins.module_utils._uri import redact_uri, scrub, userinfo
 
 DEFAULT_DATABASE = "kubepki"
 TIMEOUT_MS = 3000
@@ -111,9 +111,9 @@ class MongoStore(CredentialStore):
         return "%s://%s/%s" % (scheme, self._hosts(), rest.partition("/")[2].partition("?")[0] or self._database_name)
 
     def _hosts(self):
-        rest = self._uri.partition("://")[2]
-        authority = rest.partition("/")[0].partition("?")[0]
-        return authority.rpartition("@")[2] or "localhost"
+        _given, tail = userinfo(self._uri)
+        rest = self._uri.partition("://")[2] if tail is None else tail
+        return rest.partition("/")[0].partition("?")[0] or "localhost"
 
     def _guard(self, func, *args):
         try:
