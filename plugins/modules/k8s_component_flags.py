@@ -20,8 +20,8 @@ description:
   - With O(format=yaml) the file is a YAML mapping such as a kubelet C(KubeletConfiguration) and O(settings) are merged
     into it recursively.
   - The file is replaced whole or not at all, through a hidden temporary file next to it (a kubelet watching a manifest
-    directory never picks it up). It keeps its mode, and when run as root its owner and group; a new file is C(0600)
-    unless O(mode) says otherwise.
+    directory never picks it up). It keeps its mode and SELinux context, and when run as root its owner and group (other
+    extended attributes, such as POSIX ACLs, are not carried over); a new file is C(0600) unless O(mode) says otherwise.
 author:
   - kubepki.certs contributors (@kubepki)
 options:
@@ -392,16 +392,19 @@ def do_yaml(module, path, before_text):
     return changed, after_text, dict(settings=edited)
 
 
-def write_file(path, text):
-    """``text`` to ``path`` through the collection's atomic writer. The file keeps its mode, and as root its owner and
-    group; a new file is 0600 until the mode, owner and group options say otherwise."""
+def write_file(module, path, text):
+    """``text`` to ``path`` through the collection's atomic writer. The file keeps its mode, its SELinux context, and as
+    root its owner and group; a new file is 0600 until the mode, owner and group options say otherwise."""
     try:
         seen = os.stat(path)
     except FileNotFoundError:
         seen = None
     keep = seen is not None and os.geteuid() == 0
+    context = module.selinux_context(path) if seen is not None and module.selinux_enabled() else None
     write_atomically(path, text, mode=0o600 if seen is None else stat.S_IMODE(seen.st_mode), what="path",
                      uid=seen.st_uid if keep else None, gid=seen.st_gid if keep else None)
+    if context is not None:
+        module.set_context_if_different(path, context, False)
 
 
 def main():
@@ -449,7 +452,7 @@ def main():
             parent = os.path.dirname(path)
             if parent and not os.path.isdir(parent):
                 raise FlagError("directory %s does not exist" % parent)
-            write_file(path, after_text)
+            write_file(module, path, after_text)
     except (FlagError, KubePkiError, OSError) as exc:
         module.fail_json(msg=to_native(exc), path=path)
 
