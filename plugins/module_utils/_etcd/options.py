@@ -34,12 +34,14 @@ ETCD_ARG_SPEC = {
 }
 
 
+def split_endpoints(text):
+    """The endpoints of a comma-separated list (``KUBEPKI_ETCD_ENDPOINTS``, or etcd_endpoints given as one string)."""
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
 def endpoints_from_params(params):
     """``etcd_endpoints``, else ``KUBEPKI_ETCD_ENDPOINTS`` (comma-separated); an empty list when neither is set."""
-    endpoints = params.get("etcd_endpoints")
-    if not endpoints:
-        endpoints = [item.strip() for item in os.environ.get(ENV_ENDPOINTS, "").split(",") if item.strip()]
-    return list(endpoints or [])
+    return list(params.get("etcd_endpoints") or split_endpoints(os.environ.get(ENV_ENDPOINTS, "")))
 
 
 def connection_options(params):
@@ -176,7 +178,7 @@ def endpoints_problem(params, required=False):
     """
     given = params.get("etcd_endpoints")
     if isinstance(given, str):
-        given = [item.strip() for item in given.split(",") if item.strip()]
+        given = split_endpoints(given)
     if given is not None and not isinstance(given, (list, tuple)):
         return "etcd_endpoints must be a list of URLs, got %s" % type(given).__name__
     endpoints = endpoints_from_params(dict(params, etcd_endpoints=given))

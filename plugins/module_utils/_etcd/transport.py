@@ -24,7 +24,9 @@ import time
 
 from ansible_collections.kubepki.certs.plugins.module_utils import _deps
 from ansible_collections.kubepki.certs.plugins.module_utils._errors import KubePkiError
-from ansible_collections.kubepki.certs.plugins.module_utils._etcd.options import DEFAULT_PREFIX, key_segment_problem, options_problem, parse_endpoint
+from ansible_collections.kubepki.certs.plugins.module_utils._etcd.options import (
+    DEFAULT_PREFIX, key_segment_problem, options_problem, parse_endpoint, split_endpoints,
+)
 from ansible_collections.kubepki.certs.plugins.module_utils._pki import record as _record
 
 # etcd3gw (and requests under it) is imported only when a transport is made: modules that talk to no etcd
@@ -123,7 +125,7 @@ class EtcdTransport:
         if not import_etcd3gw():
             raise KubePkiError("the etcd3gw library is not installed on the host that runs this module")
         if isinstance(endpoints, str):
-            endpoints = [item for item in endpoints.split(",") if item.strip()]
+            endpoints = split_endpoints(endpoints)
         if not endpoints:
             raise KubePkiError("etcd_endpoints: give at least one etcd URL (or set KUBEPKI_ETCD_ENDPOINTS)")
         self.endpoints = [url.strip().rstrip("/") if isinstance(url, str) else url for url in endpoints]
