@@ -26,11 +26,12 @@ def holdings(params):
         keys = {(row["user"], row["cluster"]) for row in store.list_keys(params["scope"])}
     for _scope, cluster, user in damaged:
         stored.setdefault((cluster, user), None)
+    in_etcd = {}
     transport = _etcd.transport_from_params(params)
-    if transport is None:
-        return stored, {}, keys
-    with transport:
-        return stored, {transport.identity_of(key)[1:]: (key, record) for key, record in transport.list_records(params["scope"])}, keys
+    if transport is not None:
+        with transport:
+            in_etcd = {transport.identity_of(key)[1:]: (key, record) for key, record in transport.list_records(params["scope"])}
+    return stored, in_etcd, keys
 
 
 def records(ctx, params):
